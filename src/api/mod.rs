@@ -1,0 +1,148 @@
+//! The gRPC api layer: admission (request id, deadline, limits), validation, and the mapping of
+//! results to responses and statuses. It decides nothing about rotations; the engine does.
+
+pub mod admission;
+pub mod status;
+pub mod validate;
+
+use std::future::Future;
+
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use self::admission::Admission;
+use crate::context::CallContext;
+use crate::engine::Engine;
+use crate::error::ServiceError;
+use crate::proto::secret_rotation_service_server::SecretRotationService;
+use crate::proto::{
+    GetGeneratedCredentialsRequest, GetGeneratedCredentialsResponse, GetSecretRotationRequest,
+    GetSecretRotationResponse, ListSecretRotationsRequest, ListSecretRotationsResponse,
+    RotateSecretsRequest, RotateSecretsResponse, get_secret_rotation_request,
+};
+
+/// The `rotator.v1.SecretRotationService` implementation.
+#[derive(Debug, Clone)]
+pub struct RotatorApi {
+    engine: Engine,
+    admission: Admission,
+}
+
+impl RotatorApi {
+    /// Serves `engine`, at most `max_concurrent_calls` calls at once.
+    pub fn new(engine: Engine, max_concurrent_calls: usize) -> Self {
+        Self {
+            engine,
+            admission: Admission::new(max_concurrent_calls),
+        }
+    }
+
+    /// Admits the call, runs `handler`, and answers with `x-request-id` on success and failure.
+    async fn serve<T, R, F, Fut>(
+        &self,
+        request: Request<T>,
+        handler: F,
+    ) -> Result<Response<R>, Status>
+    where
+        F: FnOnce(T, CallContext) -> Fut,
+        Fut: Future<Output = Result<R, ServiceError>>,
+    {
+        let admitted = match self.admission.admit(request.metadata()) {
+            Ok(admitted) => admitted,
+            Err((ctx, error)) => return Err(reject(&error, &ctx)),
+        };
+        let ctx = admitted.ctx.clone();
+        let span = tracing::info_span!("rpc", request_id = %ctx.request_id);
+        match handler(request.into_inner(), ctx.clone())
+            .instrument(span)
+            .await
+        {
+            Ok(message) => {
+                let mut response = Response::new(message);
+                status::insert_request_id(response.metadata_mut(), &ctx.request_id);
+                Ok(response)
+            }
+            Err(error) => Err(reject(&error, &ctx)),
+        }
+    }
+}
+
+fn reject(error: &ServiceError, ctx: &CallContext) -> Status {
+    let class = error.classify();
+    tracing::info!(request_id = %ctx.request_id, reason = class.reason, code = ?class.code, "call failed: {error}");
+    status::to_status(error, ctx)
+}
+
+#[tonic::async_trait]
+impl SecretRotationService for RotatorApi {
+    async fn rotate_secrets(
+        &self,
+        request: Request<RotateSecretsRequest>,
+    ) -> Result<Response<RotateSecretsResponse>, Status> {
+        self.serve(request, |req, ctx| async move {
+            let rotation_type = validate::rotation_type(req.r#type)?;
+            let rotation_id = validate::rotation_id(&req.rotation_id)?;
+            let rotation = self.engine.rotate(rotation_type, rotation_id, ctx).await?;
+            Ok(RotateSecretsResponse {
+                secret_rotation: Some(rotation),
+            })
+        })
+        .await
+    }
+
+    async fn get_secret_rotation(
+        &self,
+        request: Request<GetSecretRotationRequest>,
+    ) -> Result<Response<GetSecretRotationResponse>, Status> {
+        self.serve(request, |req, ctx| async move {
+            let rotation_type = validate::rotation_type(req.r#type)?;
+            let rotation = match req.lookup {
+                Some(get_secret_rotation_request::Lookup::RotationId(id)) => {
+                    let id = validate::rotation_id(&id)?;
+                    self.engine.get(rotation_type, id, &ctx).await?
+                }
+                Some(get_secret_rotation_request::Lookup::ByName(name)) => {
+                    validate::rotation_name(&name)?;
+                    self.engine.get_by_name(rotation_type, &name, &ctx).await?
+                }
+                None => {
+                    return Err(ServiceError::invalid(
+                        crate::error::Field::RotationId,
+                        "set rotation_id or by_name",
+                    ));
+                }
+            };
+            Ok(GetSecretRotationResponse {
+                secret_rotation: Some(rotation),
+            })
+        })
+        .await
+    }
+
+    async fn list_secret_rotations(
+        &self,
+        request: Request<ListSecretRotationsRequest>,
+    ) -> Result<Response<ListSecretRotationsResponse>, Status> {
+        self.serve(request, |req, ctx| async move {
+            let rotation_type = validate::type_filter(req.r#type)?;
+            let project_id = validate::project_id(&req.project_id)?;
+            let secret_rotations = self.engine.list(rotation_type, project_id, &ctx).await?;
+            Ok(ListSecretRotationsResponse { secret_rotations })
+        })
+        .await
+    }
+
+    async fn get_generated_credentials(
+        &self,
+        request: Request<GetGeneratedCredentialsRequest>,
+    ) -> Result<Response<GetGeneratedCredentialsResponse>, Status> {
+        self.serve(request, |req, ctx| async move {
+            let rotation_type = validate::rotation_type(req.r#type)?;
+            let rotation_id = validate::rotation_id(&req.rotation_id)?;
+            self.engine
+                .generated_credentials(rotation_type, rotation_id, &ctx)
+                .await
+        })
+        .await
+    }
+}

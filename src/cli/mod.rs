@@ -1,0 +1,182 @@
+//! The command line: `serve` runs the server; the other commands are a gRPC client of it.
+
+mod client;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Env};
+
+/// Exit code for a configuration error (EX_USAGE/EX_CONFIG convention).
+pub const EXIT_CONFIG: u8 = 64;
+
+/// rotator: rotates secrets, by forwarding to Infisical or with local drivers.
+#[derive(Debug, Parser)]
+#[command(name = "rotator", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options shared by the client commands.
+#[derive(Debug, clap::Args)]
+pub struct ClientArgs {
+    /// The rotator server.
+    #[arg(
+        long,
+        env = "ROTATOR_SERVER",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    server: String,
+    /// Print the answer as JSON (Infisical's shape) instead of readable lines.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Send this x-request-id instead of a generated one.
+    #[arg(long, global = true)]
+    request_id: Option<String>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 130, global = true)]
+    timeout_seconds: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gRPC server.
+    Serve {
+        /// A TOML configuration file; every setting can also come from ROTATOR_* variables.
+        #[arg(long, env = "ROTATOR_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Rotate a rotation's secrets now.
+    Rotate {
+        /// The rotation type, e.g. postgres-credentials.
+        #[arg(value_name = "TYPE")]
+        rotation_type: String,
+        /// The rotation id (UUID).
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one rotation, by id or by name.
+    Get {
+        /// The rotation type.
+        #[arg(value_name = "TYPE")]
+        rotation_type: String,
+        /// The rotation id (UUID); or use --name with --project, --environment, --secret-path.
+        id: Option<String>,
+        /// The rotation name.
+        #[arg(long, requires_all = ["project", "environment"])]
+        name: Option<String>,
+        /// The project id (with --name).
+        #[arg(long)]
+        project: Option<String>,
+        /// The environment slug (with --name).
+        #[arg(long)]
+        environment: Option<String>,
+        /// The secret path (with --name).
+        #[arg(long, default_value = "/")]
+        secret_path: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List the rotations of a project, of one type or of all types.
+    List {
+        /// The rotation type; every type when absent.
+        #[arg(value_name = "TYPE")]
+        rotation_type: Option<String>,
+        /// The project id.
+        #[arg(long)]
+        project: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a rotation's generated credentials (secret values!).
+    Credentials {
+        /// The rotation type.
+        #[arg(value_name = "TYPE")]
+        rotation_type: String,
+        /// The rotation id (UUID).
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config } => serve(config).await,
+            Command::Rotate {
+                rotation_type,
+                id,
+                client,
+            } => client::rotate(&client, &rotation_type, &id).await,
+            Command::Get {
+                rotation_type,
+                id,
+                name,
+                project,
+                environment,
+                secret_path,
+                client,
+            } => {
+                let lookup = match (id, name) {
+                    (Some(id), None) => client::Lookup::Id(id),
+                    (None, Some(name)) => client::Lookup::Name {
+                        name,
+                        project: project.unwrap_or_default(),
+                        environment: environment.unwrap_or_default(),
+                        secret_path,
+                    },
+                    _ => {
+                        eprintln!("error: give either an ID or --name");
+                        return ExitCode::from(2);
+                    }
+                };
+                client::get(&client, &rotation_type, lookup).await
+            }
+            Command::List {
+                rotation_type,
+                project,
+                client,
+            } => client::list(&client, rotation_type.as_deref(), &project).await,
+            Command::Credentials {
+                rotation_type,
+                id,
+                client,
+            } => client::credentials(&client, &rotation_type, &id).await,
+        }
+    })
+}
+
+async fn serve(config_file: Option<PathBuf>) -> ExitCode {
+    let env: Env = std::env::vars().collect();
+    let config = match Config::load(config_file.as_deref(), &env) {
+        Ok(config) => config,
+        Err(error) => {
+            eprint!("{error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    crate::telemetry::init(config.log_format);
+    match crate::run(config, crate::server::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "rotator stopped");
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,688 @@
+//! Configuration: defaults, then a TOML file, then `ROTATOR_*` environment variables, then
+//! `validate()` into a typed [`Config`] that cannot be invalid.
+//!
+//! Secret-bearing options accept a reference instead of a value: `env:NAME` reads the variable
+//! `NAME`, `file:/path` reads (and trims) the file. Problems are reported all at once, naming the
+//! key and the reason, never the value.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::rotation::RotationType;
+use crate::secret::SecretString;
+
+/// The process environment as a map, so tests never mutate the real one.
+pub type Env = HashMap<String, String>;
+
+/// A configuration value that is wrong, named by its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The dotted key, e.g. `infisical.url`.
+    pub key: String,
+    /// Why the value was rejected; never contains the value of a secret.
+    pub reason: String,
+}
+
+/// Every problem found while loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError(pub Vec<ConfigProblem>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for p in &self.0 {
+            writeln!(f, "  {}: {}", p.key, p.reason)?;
+        }
+        Ok(())
+    }
+}
+
+/// The environment variables read, and the dotted key each one sets.
+pub const ENV_KEYS: &[(&str, &str)] = &[
+    ("ROTATOR_LISTEN", "listen"),
+    ("ROTATOR_DATA_DIR", "data_dir"),
+    ("ROTATOR_MAX_CONCURRENT_CALLS", "max_concurrent_calls"),
+    ("ROTATOR_MAX_MESSAGE_BYTES", "max_message_bytes"),
+    ("ROTATOR_SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds"),
+    ("ROTATOR_LOG_FORMAT", "log_format"),
+    ("ROTATOR_ENABLED_TYPES", "enabled_types"),
+    ("ROTATOR_INFISICAL_URL", "infisical.url"),
+    ("ROTATOR_INFISICAL_CLIENT_ID", "infisical.client_id"),
+    ("ROTATOR_INFISICAL_CLIENT_SECRET", "infisical.client_secret"),
+    ("ROTATOR_INFISICAL_TOKEN", "infisical.token"),
+    ("ROTATOR_INFISICAL_CA_FILE", "infisical.ca_file"),
+    (
+        "ROTATOR_INFISICAL_ORGANIZATION_SLUG",
+        "infisical.organization_slug",
+    ),
+    (
+        "ROTATOR_INFISICAL_REQUEST_TIMEOUT_SECONDS",
+        "infisical.request_timeout_seconds",
+    ),
+    ("ROTATOR_NATS_URL", "nats.url"),
+    ("ROTATOR_NATS_USER", "nats.user"),
+    ("ROTATOR_NATS_PASSWORD", "nats.password"),
+    ("ROTATOR_NATS_TOKEN", "nats.token"),
+    ("ROTATOR_NATS_CREDS_FILE", "nats.creds_file"),
+    ("ROTATOR_NATS_NKEY_SEED", "nats.nkey_seed"),
+    ("ROTATOR_NATS_TLS_CA_FILE", "nats.tls_ca_file"),
+    ("ROTATOR_NATS_TLS_REQUIRED", "nats.tls_required"),
+    ("ROTATOR_NATS_SUBJECT_PREFIX", "nats.subject_prefix"),
+    ("ROTATOR_NATS_STREAM_NAME", "nats.stream.name"),
+    (
+        "ROTATOR_NATS_STREAM_MAX_AGE_SECONDS",
+        "nats.stream.max_age_seconds",
+    ),
+    ("ROTATOR_NATS_STREAM_STORAGE", "nats.stream.storage"),
+    ("ROTATOR_NATS_STREAM_REPLICAS", "nats.stream.replicas"),
+    (
+        "ROTATOR_NATS_STREAM_DUPLICATE_WINDOW_SECONDS",
+        "nats.stream.duplicate_window_seconds",
+    ),
+];
+
+// === raw (as written) ===
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    data_dir: Option<String>,
+    max_concurrent_calls: Option<u32>,
+    max_message_bytes: Option<u32>,
+    shutdown_grace_seconds: Option<u64>,
+    log_format: Option<String>,
+    enabled_types: Option<Vec<String>>,
+    infisical: Option<RawInfisical>,
+    nats: Option<RawNats>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInfisical {
+    url: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    token: Option<String>,
+    ca_file: Option<String>,
+    organization_slug: Option<String>,
+    request_timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNats {
+    url: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+    creds_file: Option<String>,
+    nkey_seed: Option<String>,
+    tls_ca_file: Option<String>,
+    tls_required: Option<bool>,
+    subject_prefix: Option<String>,
+    stream: Option<RawStream>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStream {
+    name: Option<String>,
+    max_age_seconds: Option<u64>,
+    storage: Option<String>,
+    replicas: Option<u32>,
+    duplicate_window_seconds: Option<u64>,
+}
+
+// === typed (validated) ===
+
+/// The validated configuration of a rotator server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the gRPC server binds. Default `127.0.0.1:50051`.
+    pub listen: SocketAddr,
+    /// Directory of the embedded store. Default `./rotator-data`.
+    pub data_dir: PathBuf,
+    /// Calls served at once; the next one gets `RESOURCE_EXHAUSTED`. Default 256.
+    pub max_concurrent_calls: usize,
+    /// Largest request or response message in bytes. Default 4 MiB.
+    pub max_message_bytes: usize,
+    /// How long in-flight calls may take to finish after SIGTERM. Default 30 s.
+    pub shutdown_grace: Duration,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Rotation types this server accepts; others are rejected before any backend.
+    pub enabled_types: Vec<RotationType>,
+    /// The Infisical upstream, when configured.
+    pub infisical: Option<InfisicalConfig>,
+    /// The NATS connection for events, when configured.
+    pub nats: Option<NatsConfig>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// How rotator reaches Infisical.
+#[derive(Debug, Clone)]
+pub struct InfisicalConfig {
+    /// Base URL, e.g. `https://eu.infisical.com`.
+    pub base_url: reqwest::Url,
+    /// Machine-identity authentication.
+    pub auth: InfisicalAuth,
+    /// Extra CA certificate(s), PEM, trusted for the upstream.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Sub-organization slug sent at login.
+    pub organization_slug: Option<String>,
+    /// Longest any one upstream call may take (the caller's deadline may cut it shorter).
+    pub request_timeout: Duration,
+}
+
+/// Machine-identity authentication to Infisical.
+#[derive(Debug, Clone)]
+pub enum InfisicalAuth {
+    /// Universal Auth: login with a client id and secret, renewed before expiry.
+    UniversalAuth {
+        /// The identity's client id.
+        client_id: String,
+        /// The identity's client secret.
+        client_secret: SecretString,
+    },
+    /// A token created by Token Auth, sent as is.
+    StaticToken(SecretString),
+}
+
+/// How rotator reaches NATS JetStream.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    /// Server URL(s), comma-separated, e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// User and password authentication.
+    pub user_password: Option<(String, SecretString)>,
+    /// Token authentication.
+    pub token: Option<SecretString>,
+    /// A `.creds` file (JWT + nkey seed).
+    pub creds_file: Option<PathBuf>,
+    /// An nkey seed.
+    pub nkey_seed: Option<SecretString>,
+    /// Extra CA certificate file for TLS.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Require TLS.
+    pub tls_required: bool,
+    /// Subject prefix; events go to `PREFIX.<type>.<outcome>`. Default `rotator.events`.
+    pub subject_prefix: String,
+    /// The JetStream stream that stores events.
+    pub stream: StreamConfig,
+}
+
+/// The JetStream stream settings, applied by create-or-update at start-up.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// Stream name. Default `ROTATOR_EVENTS`.
+    pub name: String,
+    /// How long events are kept. Default 30 days.
+    pub max_age: Duration,
+    /// `file` (default) or `memory`.
+    pub memory_storage: bool,
+    /// Replica count. Default 1.
+    pub replicas: usize,
+    /// Window in which a repeated `Nats-Msg-Id` is dropped. Default 2 minutes.
+    pub duplicate_window: Duration,
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Loads the configuration from an optional TOML file and the given environment.
+    ///
+    /// # Errors
+    ///
+    /// Every problem found, each naming its key.
+    pub fn load(file: Option<&Path>, env: &Env) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let mut table = match file {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => match text.parse::<toml::Table>() {
+                    Ok(t) => t,
+                    Err(e) => {
+                        return Err(problem(
+                            "config file",
+                            format!("not valid TOML: {}", e.message()),
+                        ));
+                    }
+                },
+                Err(e) => {
+                    return Err(problem(
+                        "config file",
+                        format!("cannot read {}: {e}", path.display()),
+                    ));
+                }
+            },
+            None => toml::Table::new(),
+        };
+        for (var, key) in ENV_KEYS {
+            if let Some(value) = env.get(*var) {
+                set_dotted(&mut table, key, env_value(key, value));
+            }
+        }
+        let raw: RawConfig = match toml::Value::Table(table).try_into() {
+            Ok(raw) => raw,
+            Err(e) => return Err(problem("config", e.message().to_owned())),
+        };
+        let config = validate(raw, env, &mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+}
+
+fn problem(key: &str, reason: String) -> ConfigError {
+    ConfigError(vec![ConfigProblem {
+        key: key.to_owned(),
+        reason,
+    }])
+}
+
+/// Environment values are strings; typed keys get the TOML type they need.
+fn env_value(key: &str, value: &str) -> toml::Value {
+    let numeric = key.ends_with("_seconds")
+        || key.ends_with("_calls")
+        || key.ends_with("_bytes")
+        || key.ends_with("replicas");
+    if numeric {
+        if let Ok(n) = value.trim().parse::<i64>() {
+            return toml::Value::Integer(n);
+        }
+    }
+    if key.ends_with("tls_required") {
+        if let Ok(b) = value.trim().parse::<bool>() {
+            return toml::Value::Boolean(b);
+        }
+    }
+    if key == "enabled_types" {
+        let items = value
+            .split(',')
+            .map(|s| toml::Value::String(s.trim().to_owned()));
+        return toml::Value::Array(items.collect());
+    }
+    toml::Value::String(value.to_owned())
+}
+
+fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) {
+    let mut parts = key.split('.').peekable();
+    let mut current = table;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            current.insert(part.to_owned(), value);
+            return;
+        }
+        let entry = current
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        match entry {
+            toml::Value::Table(t) => current = t,
+            _ => return,
+        }
+    }
+}
+
+/// Resolves `env:NAME` and `file:PATH` references of a secret option.
+fn resolve_secret(
+    key: &str,
+    value: Option<String>,
+    env: &Env,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<SecretString> {
+    let value = value?;
+    let resolved = if let Some(name) = value.strip_prefix("env:") {
+        match env.get(name) {
+            Some(v) => v.clone(),
+            None => {
+                problems.push(ConfigProblem {
+                    key: key.to_owned(),
+                    reason: format!("refers to environment variable {name}, which is not set"),
+                });
+                return None;
+            }
+        }
+    } else if let Some(path) = value.strip_prefix("file:") {
+        match std::fs::read_to_string(path) {
+            Ok(v) => v.trim_end_matches(['\n', '\r']).to_owned(),
+            Err(e) => {
+                problems.push(ConfigProblem {
+                    key: key.to_owned(),
+                    reason: format!("cannot read secret file {path}: {e}"),
+                });
+                return None;
+            }
+        }
+    } else {
+        value
+    };
+    if resolved.trim().is_empty() {
+        problems.push(ConfigProblem {
+            key: key.to_owned(),
+            reason: "is empty".to_owned(),
+        });
+        return None;
+    }
+    Some(SecretString::new(resolved))
+}
+
+fn read_file(
+    key: &str,
+    path: Option<String>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Vec<u8>> {
+    let path = path?;
+    match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            problems.push(ConfigProblem {
+                key: key.to_owned(),
+                reason: format!("cannot read {path}: {e}"),
+            });
+            None
+        }
+    }
+}
+
+fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Config {
+    let mut bad = |key: &str, reason: &str| {
+        problems.push(ConfigProblem {
+            key: key.to_owned(),
+            reason: reason.to_owned(),
+        })
+    };
+    let listen = raw.listen.as_deref().unwrap_or("127.0.0.1:50051");
+    let listen = listen.parse().unwrap_or_else(|_| {
+        bad(
+            "listen",
+            "must be an IP address and port, e.g. 127.0.0.1:50051",
+        );
+        SocketAddr::from(([127, 0, 0, 1], 50051))
+    });
+    let max_concurrent_calls = raw.max_concurrent_calls.unwrap_or(256);
+    if max_concurrent_calls == 0 {
+        bad("max_concurrent_calls", "must be at least 1");
+    }
+    let max_message_bytes = raw.max_message_bytes.unwrap_or(4 * 1024 * 1024);
+    if max_message_bytes < 1024 {
+        bad("max_message_bytes", "must be at least 1024");
+    }
+    let log_format = match raw.log_format.as_deref() {
+        None | Some("json") => LogFormat::Json,
+        Some("pretty") => LogFormat::Pretty,
+        Some(_) => {
+            bad("log_format", "must be \"json\" or \"pretty\"");
+            LogFormat::Json
+        }
+    };
+    let enabled_types = match raw.enabled_types {
+        None => crate::rotation::TYPES
+            .iter()
+            .map(|t| t.rotation_type)
+            .collect(),
+        Some(list) => list
+            .iter()
+            .filter_map(|s| {
+                let t = RotationType::parse(s);
+                if t.is_none() {
+                    bad("enabled_types", &format!("unknown rotation type {s:?}"));
+                }
+                t
+            })
+            .collect(),
+    };
+    let data_dir = PathBuf::from(raw.data_dir.unwrap_or_else(|| "./rotator-data".to_owned()));
+    let infisical = raw
+        .infisical
+        .and_then(|i| validate_infisical(i, env, problems));
+    let nats = raw.nats.and_then(|n| validate_nats(n, env, problems));
+    Config {
+        listen,
+        data_dir,
+        max_concurrent_calls: max_concurrent_calls as usize,
+        max_message_bytes: max_message_bytes as usize,
+        shutdown_grace: Duration::from_secs(raw.shutdown_grace_seconds.unwrap_or(30)),
+        log_format,
+        enabled_types,
+        infisical,
+        nats,
+    }
+}
+
+fn validate_infisical(
+    raw: RawInfisical,
+    env: &Env,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<InfisicalConfig> {
+    let url = raw.url?;
+    let base_url = match reqwest::Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+        _ => {
+            problems.push(ConfigProblem {
+                key: "infisical.url".into(),
+                reason: "must be an http(s) URL, e.g. https://eu.infisical.com".into(),
+            });
+            return None;
+        }
+    };
+    let client_secret = resolve_secret("infisical.client_secret", raw.client_secret, env, problems);
+    let token = resolve_secret("infisical.token", raw.token, env, problems);
+    let auth = match (raw.client_id, client_secret, token) {
+        (Some(client_id), Some(client_secret), None) => InfisicalAuth::UniversalAuth {
+            client_id,
+            client_secret,
+        },
+        (None, None, Some(token)) => InfisicalAuth::StaticToken(token),
+        (Some(_), None, None) => {
+            problems.push(ConfigProblem {
+                key: "infisical.client_secret".into(),
+                reason: "is required with infisical.client_id".into(),
+            });
+            return None;
+        }
+        (None, Some(_), None) => {
+            problems.push(ConfigProblem {
+                key: "infisical.client_id".into(),
+                reason: "is required with infisical.client_secret".into(),
+            });
+            return None;
+        }
+        (None, None, None) => {
+            problems.push(ConfigProblem {
+                key: "infisical".into(),
+                reason: "needs client_id + client_secret (universal auth) or token".into(),
+            });
+            return None;
+        }
+        _ => {
+            problems.push(ConfigProblem {
+                key: "infisical.token".into(),
+                reason: "give either token or client_id + client_secret, not both".into(),
+            });
+            return None;
+        }
+    };
+    let ca_pem = read_file("infisical.ca_file", raw.ca_file, problems);
+    if let Some(pem) = &ca_pem {
+        if reqwest::Certificate::from_pem_bundle(pem)
+            .map(|c| c.is_empty())
+            .unwrap_or(true)
+        {
+            problems.push(ConfigProblem {
+                key: "infisical.ca_file".into(),
+                reason: "holds no PEM certificate".into(),
+            });
+        }
+    }
+    let timeout = raw.request_timeout_seconds.unwrap_or(120);
+    if timeout == 0 {
+        problems.push(ConfigProblem {
+            key: "infisical.request_timeout_seconds".into(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    Some(InfisicalConfig {
+        base_url,
+        auth,
+        ca_pem,
+        organization_slug: raw.organization_slug,
+        request_timeout: Duration::from_secs(timeout.max(1)),
+    })
+}
+
+fn validate_nats(raw: RawNats, env: &Env, problems: &mut Vec<ConfigProblem>) -> Option<NatsConfig> {
+    let url = raw.url?;
+    if url.trim().is_empty() {
+        problems.push(ConfigProblem {
+            key: "nats.url".into(),
+            reason: "is empty".into(),
+        });
+    }
+    let password = resolve_secret("nats.password", raw.password, env, problems);
+    let user_password = match (raw.user, password) {
+        (Some(u), Some(p)) => Some((u, p)),
+        (None, None) => None,
+        _ => {
+            problems.push(ConfigProblem {
+                key: "nats.user".into(),
+                reason: "nats.user and nats.password go together".into(),
+            });
+            None
+        }
+    };
+    let stream = raw.stream.unwrap_or_default();
+    let memory_storage = match stream.storage.as_deref() {
+        None | Some("file") => false,
+        Some("memory") => true,
+        Some(_) => {
+            problems.push(ConfigProblem {
+                key: "nats.stream.storage".into(),
+                reason: "must be \"file\" or \"memory\"".into(),
+            });
+            false
+        }
+    };
+    let subject_prefix = raw
+        .subject_prefix
+        .unwrap_or_else(|| "rotator.events".to_owned());
+    if subject_prefix.is_empty()
+        || subject_prefix.contains(['*', '>', ' '])
+        || subject_prefix.ends_with('.')
+    {
+        problems.push(ConfigProblem {
+            key: "nats.subject_prefix".into(),
+            reason: "must be dot-separated tokens without wildcards or spaces".into(),
+        });
+    }
+    Some(NatsConfig {
+        url,
+        user_password,
+        token: resolve_secret("nats.token", raw.token, env, problems),
+        creds_file: raw.creds_file.map(PathBuf::from),
+        nkey_seed: resolve_secret("nats.nkey_seed", raw.nkey_seed, env, problems),
+        tls_ca_file: raw.tls_ca_file.map(PathBuf::from),
+        tls_required: raw.tls_required.unwrap_or(false),
+        subject_prefix,
+        stream: StreamConfig {
+            name: stream.name.unwrap_or_else(|| "ROTATOR_EVENTS".to_owned()),
+            max_age: Duration::from_secs(stream.max_age_seconds.unwrap_or(30 * 24 * 3600)),
+            memory_storage,
+            replicas: stream.replicas.unwrap_or(1).max(1) as usize,
+            duplicate_window: Duration::from_secs(stream.duplicate_window_seconds.unwrap_or(120)),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_defaults_need_nothing() {
+        let config = Config::load(None, &Env::new()).expect("defaults are valid");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:50051");
+        assert!(config.infisical.is_none());
+        assert_eq!(config.enabled_types.len(), 14);
+    }
+
+    #[test]
+    fn env_sets_infisical_with_a_secret_reference() {
+        let config = Config::load(
+            None,
+            &env(&[
+                ("ROTATOR_INFISICAL_URL", "http://127.0.0.1:8080"),
+                ("ROTATOR_INFISICAL_CLIENT_ID", "id-1"),
+                ("ROTATOR_INFISICAL_CLIENT_SECRET", "env:MY_SECRET"),
+                ("MY_SECRET", "s3cr3t-value"),
+            ]),
+        )
+        .expect("valid");
+        let Some(InfisicalConfig {
+            auth: InfisicalAuth::UniversalAuth { client_secret, .. },
+            ..
+        }) = config.infisical
+        else {
+            panic!("universal auth expected");
+        };
+        assert_eq!(client_secret.expose(), "s3cr3t-value");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key_and_never_the_secret() {
+        let err = Config::load(
+            None,
+            &env(&[
+                ("ROTATOR_LISTEN", "nowhere"),
+                ("ROTATOR_INFISICAL_URL", "ftp://x"),
+                ("ROTATOR_ENABLED_TYPES", "postgres-credentials,bogus"),
+            ]),
+        )
+        .expect_err("invalid");
+        let keys: Vec<_> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["listen", "enabled_types", "infisical.url"]);
+        let err = Config::load(
+            None,
+            &env(&[
+                ("ROTATOR_INFISICAL_URL", "http://x"),
+                ("ROTATOR_INFISICAL_CLIENT_SECRET", "topsecret-xyz"),
+            ]),
+        )
+        .expect_err("no client id");
+        assert!(!err.to_string().contains("topsecret-xyz"));
+        assert_eq!(err.0[0].key, "infisical.client_id");
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_rejected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rotator.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\nlisten_port = 5\n").expect("write");
+        let err = Config::load(Some(&path), &Env::new()).expect_err("unknown key");
+        assert!(err.to_string().contains("listen_port"));
+    }
+}

@@ -1,0 +1,251 @@
+//! The engine routes each call to a backend, runs rotations in tracked tasks so a cancelled call
+//! cannot cut one short, and reports every rotation attempt to the attempt recorder (the outbox).
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::context::CallContext;
+use crate::error::ServiceError;
+use crate::proto::{
+    Backend, GetGeneratedCredentialsResponse, RotationName, RotationType, SecretRotation, Trigger,
+};
+use crate::upstream::infisical::Infisical;
+
+/// Answer a little before the caller's deadline so the caller gets our status, not a transport
+/// timeout.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(10);
+
+/// The outcome of one rotation attempt, as recorded for events. Never holds a secret.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// Unique id of the event; also its de-duplication id.
+    pub event_id: Uuid,
+    /// When the attempt ended.
+    pub time: DateTime<Utc>,
+    /// The rotation.
+    pub rotation_id: String,
+    /// The rotation's type.
+    pub rotation_type: RotationType,
+    /// The rotation as it stands after the attempt, where known.
+    pub rotation: Option<SecretRotation>,
+    /// Which backend served it.
+    pub backend: Backend,
+    /// What started it.
+    pub trigger: Trigger,
+    /// 1 for the first attempt of a run.
+    pub attempt_number: u32,
+    /// How long the attempt took.
+    pub duration: Duration,
+    /// Our request id.
+    pub request_id: String,
+    /// Infisical's `reqId`, when there was one.
+    pub upstream_req_id: Option<String>,
+    /// The failure, if the attempt failed.
+    pub failure: Option<ServiceError>,
+}
+
+/// Where attempt records go; the events outbox implements it.
+pub trait AttemptRecorder: Send + Sync + std::fmt::Debug {
+    /// Durably records an attempt before the caller is answered.
+    fn record(
+        &self,
+        attempt: AttemptRecord,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+}
+
+/// Routes and orchestrates calls.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    infisical: Option<Arc<Infisical>>,
+    enabled_types: Arc<HashSet<RotationType>>,
+    recorder: Option<Arc<dyn AttemptRecorder>>,
+    tasks: TaskTracker,
+}
+
+// === impl Engine ===
+
+impl Engine {
+    /// Creates an engine over the configured backends.
+    pub fn new(
+        infisical: Option<Arc<Infisical>>,
+        enabled_types: impl IntoIterator<Item = RotationType>,
+        recorder: Option<Arc<dyn AttemptRecorder>>,
+    ) -> Self {
+        Self {
+            infisical,
+            enabled_types: Arc::new(enabled_types.into_iter().collect()),
+            recorder,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// The tracker of rotation tasks, so shutdown can wait for them.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    /// The Infisical backend, when configured.
+    pub fn infisical(&self) -> Option<&Arc<Infisical>> {
+        self.infisical.as_ref()
+    }
+
+    fn check_enabled(&self, rotation_type: RotationType) -> Result<(), ServiceError> {
+        if self.enabled_types.contains(&rotation_type) {
+            Ok(())
+        } else {
+            Err(ServiceError::TypeNotEnabled(rotation_type))
+        }
+    }
+
+    fn upstream(&self, what: &str) -> Result<&Arc<Infisical>, ServiceError> {
+        self.infisical
+            .as_ref()
+            .ok_or_else(|| ServiceError::NoBackend(what.to_owned()))
+    }
+
+    /// Rotates one rotation. The work runs in a tracked task: if the caller goes away or its
+    /// deadline passes, the attempt still finishes and is recorded.
+    ///
+    /// # Errors
+    ///
+    /// Routing failures, the backend's failure, or [`ServiceError::DeadlineExceeded`].
+    pub async fn rotate(
+        &self,
+        rotation_type: RotationType,
+        rotation_id: Uuid,
+        ctx: CallContext,
+    ) -> Result<SecretRotation, ServiceError> {
+        self.check_enabled(rotation_type)?;
+        let id = rotation_id.to_string();
+        let infisical = Arc::clone(self.upstream(&id)?);
+        let recorder = self.recorder.clone();
+        let deadline = ctx.deadline;
+        let task = self.tasks.spawn(async move {
+            let started = Instant::now();
+            let result = infisical
+                .rotate(rotation_type, &id, &ctx)
+                .await
+                .map_err(ServiceError::from);
+            let attempt = AttemptRecord {
+                event_id: Uuid::now_v7(),
+                time: Utc::now(),
+                rotation_id: id,
+                rotation_type,
+                rotation: result.as_ref().ok().cloned(),
+                backend: Backend::Forwarded,
+                trigger: Trigger::Manual,
+                attempt_number: 1,
+                duration: started.elapsed(),
+                request_id: ctx.request_id.clone(),
+                upstream_req_id: result
+                    .as_ref()
+                    .err()
+                    .and_then(|e| e.upstream_req_id())
+                    .map(str::to_owned),
+                failure: result.as_ref().err().cloned(),
+            };
+            if let Some(recorder) = recorder {
+                if let Err(error) = recorder.record(attempt).await {
+                    tracing::error!(%error, "could not record the rotation attempt for its event");
+                }
+            }
+            result
+        });
+        let joined = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(
+                deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline),
+                task,
+            )
+            .await
+            {
+                Ok(joined) => joined,
+                Err(_) => return Err(ServiceError::DeadlineExceeded),
+            },
+            None => task.await,
+        };
+        joined.map_err(|e| ServiceError::Internal(format!("rotation task failed: {e}")))?
+    }
+
+    /// Reads one rotation by id.
+    ///
+    /// # Errors
+    ///
+    /// Routing or backend failures.
+    pub async fn get(
+        &self,
+        rotation_type: RotationType,
+        rotation_id: Uuid,
+        ctx: &CallContext,
+    ) -> Result<SecretRotation, ServiceError> {
+        self.check_enabled(rotation_type)?;
+        let id = rotation_id.to_string();
+        Ok(self.upstream(&id)?.get(rotation_type, &id, ctx).await?)
+    }
+
+    /// Reads one rotation by name.
+    ///
+    /// # Errors
+    ///
+    /// Routing or backend failures.
+    pub async fn get_by_name(
+        &self,
+        rotation_type: RotationType,
+        name: &RotationName,
+        ctx: &CallContext,
+    ) -> Result<SecretRotation, ServiceError> {
+        self.check_enabled(rotation_type)?;
+        Ok(self
+            .upstream(&name.name)?
+            .get_by_name(rotation_type, name, ctx)
+            .await?)
+    }
+
+    /// Lists rotations of one type, or of every enabled type for `Unspecified`.
+    ///
+    /// # Errors
+    ///
+    /// Routing or backend failures.
+    pub async fn list(
+        &self,
+        rotation_type: RotationType,
+        project_id: &str,
+        ctx: &CallContext,
+    ) -> Result<Vec<SecretRotation>, ServiceError> {
+        if rotation_type != RotationType::Unspecified {
+            self.check_enabled(rotation_type)?;
+        }
+        let mut rotations = self
+            .upstream(project_id)?
+            .list(rotation_type, project_id, ctx)
+            .await?;
+        rotations.retain(|r| self.enabled_types.contains(&r.r#type()));
+        Ok(rotations)
+    }
+
+    /// Reads the generated credentials of a rotation.
+    ///
+    /// # Errors
+    ///
+    /// Routing or backend failures.
+    pub async fn generated_credentials(
+        &self,
+        rotation_type: RotationType,
+        rotation_id: Uuid,
+        ctx: &CallContext,
+    ) -> Result<GetGeneratedCredentialsResponse, ServiceError> {
+        self.check_enabled(rotation_type)?;
+        let id = rotation_id.to_string();
+        Ok(self
+            .upstream(&id)?
+            .generated_credentials(rotation_type, &id, ctx)
+            .await?)
+    }
+}

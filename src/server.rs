@@ -1,0 +1,164 @@
+//! Builds and runs the gRPC server: health, reflection (v1 and v1alpha), the rotation service,
+//! message-size bounds, and a graceful drain on shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+
+use crate::api::RotatorApi;
+use crate::config::Config;
+use crate::engine::{AttemptRecorder, Engine};
+use crate::proto::secret_rotation_service_server::SecretRotationServiceServer;
+use crate::upstream::infisical::{self, Infisical};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The upstream client could not be built.
+    #[error(transparent)]
+    Upstream(#[from] infisical::BuildError),
+    /// Reflection could not be built from the descriptor set.
+    #[error("cannot build server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("gRPC transport error: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Builds the engine with the backends the configuration names.
+///
+/// # Errors
+///
+/// A backend that cannot be built.
+pub fn build_engine(
+    config: &Config,
+    recorder: Option<Arc<dyn AttemptRecorder>>,
+) -> Result<Engine, ServeError> {
+    let infisical = config
+        .infisical
+        .as_ref()
+        .map(Infisical::new)
+        .transpose()?
+        .map(Arc::new);
+    Ok(Engine::new(
+        infisical,
+        config.enabled_types.iter().copied(),
+        recorder,
+    ))
+}
+
+/// Binds the configured listen address.
+///
+/// # Errors
+///
+/// [`ServeError::Bind`].
+pub async fn bind(config: &Config) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })
+}
+
+/// Serves on `listener` until `shutdown` completes, then reports NOT_SERVING, stops accepting,
+/// and waits up to the grace period for in-flight calls and rotation tasks.
+///
+/// # Errors
+///
+/// Transport or reflection failures.
+pub async fn run(
+    config: &Config,
+    engine: Engine,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<SecretRotationServiceServer<RotatorApi>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let api = RotatorApi::new(engine.clone(), config.max_concurrent_calls);
+    let service = SecretRotationServiceServer::new(api)
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+
+    let local = listener.local_addr().ok();
+    tracing::info!(listen = ?local, upstream = config.infisical.is_some(), "rotator serving");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
+            let _ = stop_rx.await;
+        });
+    let mut server = std::pin::pin!(server);
+    tokio::select! {
+        result = &mut server => return result.map_err(ServeError::from),
+        () = shutdown => {}
+    }
+    tracing::info!(
+        grace_seconds = config.shutdown_grace.as_secs(),
+        "shutting down: draining in-flight calls"
+    );
+    health
+        .set_not_serving::<SecretRotationServiceServer<RotatorApi>>()
+        .await;
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    let _ = stop_tx.send(());
+    engine.tasks().close();
+    let drain = async {
+        let result = server.await;
+        engine.tasks().wait().await;
+        result
+    };
+    match tokio::time::timeout(config.shutdown_grace, drain).await {
+        Ok(result) => result.map_err(ServeError::from),
+        Err(_) => {
+            tracing::warn!("the grace period ran out with calls still in flight");
+            Ok(())
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

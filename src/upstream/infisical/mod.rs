@@ -1,0 +1,310 @@
+//! The Infisical upstream: token manager, REST client, JSON model and reconciliation of
+//! ambiguous rotate outcomes.
+
+pub mod auth;
+pub mod client;
+pub mod error;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use reqwest::Method;
+use serde_json::Value;
+
+use self::auth::TokenManager;
+use self::client::{Idempotency, RestClient};
+pub use self::error::{HttpFailure, UpstreamError};
+use crate::config::InfisicalConfig;
+use crate::context::CallContext;
+use crate::proto::{
+    GetGeneratedCredentialsResponse, RotationName, RotationStatus, RotationType, SecretRotation,
+};
+use crate::rotation::json;
+
+/// How far the upstream clock may run behind ours when deciding that a rotation happened.
+const CLOCK_SKEW: Duration = Duration::from_secs(5);
+/// How long reading a rotation back after an ambiguous rotate may take.
+const RECONCILE_BUDGET: Duration = Duration::from_secs(10);
+
+/// The Infisical backend.
+#[derive(Debug)]
+pub struct Infisical {
+    rest: RestClient,
+    tokens: TokenManager,
+}
+
+/// Errors building the upstream client.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The HTTP client could not be built (e.g. a bad CA certificate).
+    #[error("cannot build the Infisical HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+// === impl Infisical ===
+
+impl Infisical {
+    /// Builds the client from its configuration. No call is made.
+    ///
+    /// # Errors
+    ///
+    /// A CA file that is not PEM, or a TLS setup failure.
+    pub fn new(config: &InfisicalConfig) -> Result<Self, BuildError> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("rotator/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(60));
+        if let Some(pem) = &config.ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build()?;
+        Ok(Self {
+            rest: RestClient::new(
+                http.clone(),
+                config.base_url.clone(),
+                config.request_timeout,
+            ),
+            tokens: TokenManager::new(
+                http,
+                config.base_url.clone(),
+                config.auth.clone(),
+                config.organization_slug.clone(),
+            ),
+        })
+    }
+
+    /// How many logins and token renewals were made.
+    pub fn token_counts(&self) -> (u64, u64) {
+        self.tokens.counts()
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        ctx: &CallContext,
+        idempotency: Idempotency,
+    ) -> Result<Value, UpstreamError> {
+        self.rest
+            .call(&self.tokens, method, path, query, ctx, idempotency)
+            .await
+    }
+
+    /// `POST /{type}/{id}/rotate-secrets`, reconciling an ambiguous outcome by reading the
+    /// rotation back.
+    ///
+    /// # Errors
+    ///
+    /// The upstream failure; [`UpstreamError::OutcomeUnknown`] when reading back could not tell.
+    pub async fn rotate(
+        &self,
+        rotation_type: RotationType,
+        id: &str,
+        ctx: &CallContext,
+    ) -> Result<SecretRotation, UpstreamError> {
+        let path = rotation_path(rotation_type, id, "/rotate-secrets");
+        let sent_at = Utc::now();
+        match self
+            .call(Method::POST, &path, &[], ctx, Idempotency::NotIdempotent)
+            .await
+        {
+            Ok(body) => secret_rotation(body),
+            Err(error) if error.is_ambiguous_for_rotate() => {
+                tracing::warn!(%error, "rotate-secrets outcome is ambiguous; reading the rotation back");
+                self.reconcile(rotation_type, id, ctx, sent_at, error).await
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn reconcile(
+        &self,
+        rotation_type: RotationType,
+        id: &str,
+        ctx: &CallContext,
+        sent_at: chrono::DateTime<Utc>,
+        cause: UpstreamError,
+    ) -> Result<SecretRotation, UpstreamError> {
+        let unknown = |cause: UpstreamError| UpstreamError::OutcomeUnknown {
+            cause: Box::new(cause),
+        };
+        let read_ctx = CallContext {
+            request_id: ctx.request_id.clone(),
+            deadline: Some(tokio::time::Instant::now() + RECONCILE_BUDGET),
+        };
+        let Ok(current) = self.get(rotation_type, id, &read_ctx).await else {
+            return Err(unknown(cause));
+        };
+        let since = prost_types::Timestamp {
+            seconds: (sent_at - chrono::Duration::from_std(CLOCK_SKEW).unwrap_or_default())
+                .timestamp(),
+            nanos: 0,
+        };
+        let after = |t: &Option<prost_types::Timestamp>| {
+            t.as_ref().is_some_and(|t| t.seconds >= since.seconds)
+        };
+        if after(&current.last_rotated_at) {
+            tracing::info!("the ambiguous rotation did happen");
+            return Ok(current);
+        }
+        if after(&current.last_rotation_attempted_at)
+            && current.rotation_status() == RotationStatus::Failed
+        {
+            return Err(UpstreamError::Http(HttpFailure {
+                status: 500,
+                error_name: Some("InternalServerError".into()),
+                message: current
+                    .last_rotation_message
+                    .unwrap_or_else(|| "the rotation failed".into()),
+                req_id: cause.req_id().map(str::to_owned),
+                retry_after: None,
+            }));
+        }
+        Err(unknown(cause))
+    }
+
+    /// `GET /{type}/{id}`.
+    ///
+    /// # Errors
+    ///
+    /// The upstream failure.
+    pub async fn get(
+        &self,
+        rotation_type: RotationType,
+        id: &str,
+        ctx: &CallContext,
+    ) -> Result<SecretRotation, UpstreamError> {
+        let body = self
+            .call(
+                Method::GET,
+                &rotation_path(rotation_type, id, ""),
+                &[],
+                ctx,
+                Idempotency::Idempotent,
+            )
+            .await?;
+        secret_rotation(body)
+    }
+
+    /// `GET /{type}/rotation-name/{name}`.
+    ///
+    /// # Errors
+    ///
+    /// The upstream failure.
+    pub async fn get_by_name(
+        &self,
+        rotation_type: RotationType,
+        name: &RotationName,
+        ctx: &CallContext,
+    ) -> Result<SecretRotation, UpstreamError> {
+        let path = format!(
+            "api/v2/secret-rotations/{}/rotation-name/{}",
+            slug(rotation_type),
+            urlencode(&name.name)
+        );
+        let query = [
+            ("projectId", name.project_id.as_str()),
+            ("environment", name.environment.as_str()),
+            ("secretPath", name.secret_path.as_str()),
+        ];
+        let body = self
+            .call(Method::GET, &path, &query, ctx, Idempotency::Idempotent)
+            .await?;
+        secret_rotation(body)
+    }
+
+    /// `GET /{type}?projectId=` or, for `Unspecified`, every type.
+    ///
+    /// # Errors
+    ///
+    /// The upstream failure.
+    pub async fn list(
+        &self,
+        rotation_type: RotationType,
+        project_id: &str,
+        ctx: &CallContext,
+    ) -> Result<Vec<SecretRotation>, UpstreamError> {
+        let path = match rotation_type.slug() {
+            Some(slug) => format!("api/v2/secret-rotations/{slug}"),
+            None => "api/v2/secret-rotations".to_owned(),
+        };
+        let body = self
+            .call(
+                Method::GET,
+                &path,
+                &[("projectId", project_id)],
+                ctx,
+                Idempotency::Idempotent,
+            )
+            .await?;
+        let Some(Value::Array(items)) = body.get("secretRotations").cloned() else {
+            return Err(UpstreamError::Decode("no secretRotations array".into()));
+        };
+        // A type rotator does not know is skipped rather than failing the whole list.
+        Ok(items
+            .into_iter()
+            .filter_map(|item| match json::rotation_from_json(item) {
+                Ok(r) => Some(r),
+                Err(error) => {
+                    tracing::warn!(%error, "skipping a listed rotation rotator cannot read");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// `GET /{type}/{id}/generated-credentials`.
+    ///
+    /// # Errors
+    ///
+    /// The upstream failure.
+    pub async fn generated_credentials(
+        &self,
+        rotation_type: RotationType,
+        id: &str,
+        ctx: &CallContext,
+    ) -> Result<GetGeneratedCredentialsResponse, UpstreamError> {
+        let path = rotation_path(rotation_type, id, "/generated-credentials");
+        let body = self
+            .call(Method::GET, &path, &[], ctx, Idempotency::Idempotent)
+            .await?;
+        json::generated_credentials_from_json(body)
+            .map_err(|e| UpstreamError::Decode(e.to_string()))
+    }
+}
+
+fn slug(rotation_type: RotationType) -> &'static str {
+    rotation_type.slug().unwrap_or("unspecified")
+}
+
+fn rotation_path(rotation_type: RotationType, id: &str, suffix: &str) -> String {
+    format!(
+        "api/v2/secret-rotations/{}/{}{suffix}",
+        slug(rotation_type),
+        urlencode(id)
+    )
+}
+
+/// Percent-encodes a path segment (ids are validated UUIDs; names are slugs, but be safe).
+fn urlencode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn secret_rotation(mut body: Value) -> Result<SecretRotation, UpstreamError> {
+    let inner = body
+        .get_mut("secretRotation")
+        .map(Value::take)
+        .ok_or_else(|| UpstreamError::Decode("no secretRotation object".into()))?;
+    json::rotation_from_json(inner).map_err(|e| UpstreamError::Decode(e.to_string()))
+}

@@ -1,0 +1,3 @@
+//! Backends that rotator forwards to.
+
+pub mod infisical;

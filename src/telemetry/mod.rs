@@ -22,3 +22,10 @@ pub fn init(format: LogFormat) {
         eprintln!("a global tracing subscriber was already installed");
     }
 }
+
+/// The W3C trace context (`traceparent`, `tracestate`) of the current span, as header pairs,
+/// for carrying the trace into an outbox row, an HTTP request or a NATS message.
+/// Empty while no tracer is installed.
+pub fn current_trace_headers() -> Vec<(String, String)> {
+    Vec::new()
+}

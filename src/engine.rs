@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::context::CallContext;
@@ -17,6 +18,7 @@ use crate::error::ServiceError;
 use crate::proto::{
     Backend, GetGeneratedCredentialsResponse, RotationName, RotationType, SecretRotation, Trigger,
 };
+use crate::telemetry;
 use crate::upstream::infisical::Infisical;
 
 /// Answer a little before the caller's deadline so the caller gets our status, not a transport
@@ -128,37 +130,49 @@ impl Engine {
         let infisical = Arc::clone(self.upstream(&id)?);
         let recorder = self.recorder.clone();
         let deadline = ctx.deadline;
-        let task = self.tasks.spawn(async move {
-            let started = Instant::now();
-            let result = infisical
-                .rotate(rotation_type, &id, &ctx)
-                .await
-                .map_err(ServiceError::from);
-            let attempt = AttemptRecord {
-                event_id: Uuid::now_v7(),
-                time: Utc::now(),
-                rotation_id: id,
-                rotation_type,
-                rotation: result.as_ref().ok().cloned(),
-                backend: Backend::Forwarded,
-                trigger: Trigger::Manual,
-                attempt_number: 1,
-                duration: started.elapsed(),
-                request_id: ctx.request_id.clone(),
-                upstream_req_id: result
-                    .as_ref()
-                    .err()
-                    .and_then(|e| e.upstream_req_id())
-                    .map(str::to_owned),
-                failure: result.as_ref().err().cloned(),
-            };
-            if let Some(recorder) = recorder {
-                if let Err(error) = recorder.record(attempt).await {
+        let span = telemetry::spans::rotation(
+            rotation_type,
+            &id,
+            Backend::Forwarded,
+            Trigger::Manual,
+            &ctx.request_id,
+        );
+        let attempt_span = span.clone();
+        let task = self.tasks.spawn(
+            async move {
+                let started = Instant::now();
+                let result = infisical
+                    .rotate(rotation_type, &id, &ctx)
+                    .await
+                    .map_err(ServiceError::from);
+                let attempt = AttemptRecord {
+                    event_id: Uuid::now_v7(),
+                    time: Utc::now(),
+                    rotation_id: id,
+                    rotation_type,
+                    rotation: result.as_ref().ok().cloned(),
+                    backend: Backend::Forwarded,
+                    trigger: Trigger::Manual,
+                    attempt_number: 1,
+                    duration: started.elapsed(),
+                    request_id: ctx.request_id.clone(),
+                    upstream_req_id: result
+                        .as_ref()
+                        .err()
+                        .and_then(|e| e.upstream_req_id())
+                        .map(str::to_owned),
+                    failure: result.as_ref().err().cloned(),
+                };
+                telemetry::spans::rotation_finished(&attempt_span, &attempt);
+                if let Some(recorder) = recorder
+                    && let Err(error) = recorder.record(attempt).await
+                {
                     tracing::error!(%error, "could not record the rotation attempt for its event");
                 }
+                result
             }
-            result
-        });
+            .instrument(span),
+        );
         let joined = match deadline {
             Some(deadline) => match tokio::time::timeout_at(
                 deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline),

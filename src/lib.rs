@@ -10,7 +10,8 @@
 //! - [`rotation`]: the 14 rotation types and Infisical's JSON model of a rotation.
 //! - [`error`]: the service error and its one classification into gRPC codes.
 //! - [`server`]: building and running the gRPC server with health, reflection and drain.
-//! - [`config`], [`secret`], [`context`], [`telemetry`], [`proto`], [`cli`]: support.
+//! - [`telemetry`]: spans, W3C propagation, metrics, JSON logs, the admin listener.
+//! - [`config`], [`secret`], [`context`], [`proto`], [`cli`]: support.
 
 pub mod api;
 pub mod cli;
@@ -38,5 +39,18 @@ pub async fn run(
 ) -> Result<(), server::ServeError> {
     let engine = server::build_engine(&config, None)?;
     let listener = server::bind(&config).await?;
-    server::run(&config, engine, listener, shutdown).await
+    let readiness = telemetry::admin::Readiness::new();
+    let admin = match config.admin_listen {
+        Some(addr) => Some(
+            telemetry::admin::AdminServer::start(addr, readiness.clone())
+                .await
+                .map_err(|source| server::ServeError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+    let result = server::run_with_readiness(&config, engine, listener, readiness, shutdown).await;
+    if let Some(admin) = admin {
+        admin.stop().await;
+    }
+    result
 }

@@ -20,6 +20,7 @@ use crate::proto::{
     GetSecretRotationResponse, ListSecretRotationsRequest, ListSecretRotationsResponse,
     RotateSecretsRequest, RotateSecretsResponse, get_secret_rotation_request,
 };
+use crate::telemetry::spans::{ServerCall, record_rotation};
 
 /// The `rotator.v1.SecretRotationService` implementation.
 #[derive(Debug, Clone)]
@@ -47,22 +48,36 @@ impl RotatorApi {
         F: FnOnce(T, CallContext) -> Fut,
         Fut: Future<Output = Result<R, ServiceError>>,
     {
-        let admitted = match self.admission.admit(request.metadata()) {
+        let admitted = self.admission.admit(request.metadata());
+        let request_id = match &admitted {
+            Ok(admitted) => &admitted.ctx.request_id,
+            Err((ctx, _)) => &ctx.request_id,
+        };
+        let call = ServerCall::start(&request, request_id);
+        let admitted = match admitted {
             Ok(admitted) => admitted,
-            Err((ctx, error)) => return Err(reject(&error, &ctx)),
+            Err((ctx, error)) => {
+                let status = call.span().in_scope(|| reject(&error, &ctx));
+                call.finish(Err(&error));
+                return Err(status);
+            }
         };
         let ctx = admitted.ctx.clone();
-        let span = tracing::info_span!("rpc", request_id = %ctx.request_id);
         match handler(request.into_inner(), ctx.clone())
-            .instrument(span)
+            .instrument(call.span().clone())
             .await
         {
             Ok(message) => {
+                call.finish(Ok(()));
                 let mut response = Response::new(message);
                 status::insert_request_id(response.metadata_mut(), &ctx.request_id);
                 Ok(response)
             }
-            Err(error) => Err(reject(&error, &ctx)),
+            Err(error) => {
+                let status = call.span().in_scope(|| reject(&error, &ctx));
+                call.finish(Err(&error));
+                Err(status)
+            }
         }
     }
 }
@@ -82,6 +97,7 @@ impl SecretRotationService for RotatorApi {
         self.serve(request, |req, ctx| async move {
             let rotation_type = validate::rotation_type(req.r#type)?;
             let rotation_id = validate::rotation_id(&req.rotation_id)?;
+            record_rotation(rotation_type, &rotation_id.to_string());
             let rotation = self.engine.rotate(rotation_type, rotation_id, ctx).await?;
             Ok(RotateSecretsResponse {
                 secret_rotation: Some(rotation),
@@ -99,6 +115,7 @@ impl SecretRotationService for RotatorApi {
             let rotation = match req.lookup {
                 Some(get_secret_rotation_request::Lookup::RotationId(id)) => {
                     let id = validate::rotation_id(&id)?;
+                    record_rotation(rotation_type, &id.to_string());
                     self.engine.get(rotation_type, id, &ctx).await?
                 }
                 Some(get_secret_rotation_request::Lookup::ByName(name)) => {
@@ -139,6 +156,7 @@ impl SecretRotationService for RotatorApi {
         self.serve(request, |req, ctx| async move {
             let rotation_type = validate::rotation_type(req.r#type)?;
             let rotation_id = validate::rotation_id(&req.rotation_id)?;
+            record_rotation(rotation_type, &rotation_id.to_string());
             self.engine
                 .generated_credentials(rotation_type, rotation_id, &ctx)
                 .await

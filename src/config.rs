@@ -301,15 +301,13 @@ fn env_value(key: &str, value: &str) -> toml::Value {
         || key.ends_with("_calls")
         || key.ends_with("_bytes")
         || key.ends_with("replicas");
-    if numeric {
-        if let Ok(n) = value.trim().parse::<i64>() {
-            return toml::Value::Integer(n);
-        }
+    if numeric && let Ok(n) = value.trim().parse::<i64>() {
+        return toml::Value::Integer(n);
     }
-    if key.ends_with("tls_required") {
-        if let Ok(b) = value.trim().parse::<bool>() {
-            return toml::Value::Boolean(b);
-        }
+    if key.ends_with("tls_required")
+        && let Ok(b) = value.trim().parse::<bool>()
+    {
+        return toml::Value::Boolean(b);
     }
     if key == "enabled_types" {
         let items = value
@@ -521,16 +519,15 @@ fn validate_infisical(
         }
     };
     let ca_pem = read_file("infisical.ca_file", raw.ca_file, problems);
-    if let Some(pem) = &ca_pem {
-        if reqwest::Certificate::from_pem_bundle(pem)
+    if let Some(pem) = &ca_pem
+        && reqwest::Certificate::from_pem_bundle(pem)
             .map(|c| c.is_empty())
             .unwrap_or(true)
-        {
-            problems.push(ConfigProblem {
-                key: "infisical.ca_file".into(),
-                reason: "holds no PEM certificate".into(),
-            });
-        }
+    {
+        problems.push(ConfigProblem {
+            key: "infisical.ca_file".into(),
+            reason: "holds no PEM certificate".into(),
+        });
     }
     let timeout = raw.request_timeout_seconds.unwrap_or(120);
     if timeout == 0 {

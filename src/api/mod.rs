@@ -49,7 +49,10 @@ impl RotatorApi {
     {
         let admitted = match self.admission.admit(request.metadata()) {
             Ok(admitted) => admitted,
-            Err((ctx, error)) => return Err(reject(&error, &ctx)),
+            Err(rejected) => {
+                let (ctx, error) = *rejected;
+                return Err(reject(&error, &ctx));
+            }
         };
         let ctx = admitted.ctx.clone();
         let span = tracing::info_span!("rpc", request_id = %ctx.request_id);

@@ -319,7 +319,7 @@ pub fn rotation_to_json(r: &SecretRotation) -> Value {
     );
     put(
         "rotateAtUtc",
-        serde_json::to_value(&r.rotate_at_utc).unwrap_or(Value::Null),
+        serde_json::to_value(r.rotate_at_utc).unwrap_or(Value::Null),
     );
     put("lastRotationMessage", json!(r.last_rotation_message));
     put("type", json!(r.r#type().slug()));
@@ -398,13 +398,13 @@ mod tests {
         assert_eq!(p.password_requirements.as_ref().map(|r| r.length), Some(32));
         let mut back = rotation_to_json(&rotation);
         let mut expected = original;
-        expected
-            .as_object_mut()
-            .map(|o| o.remove("someFutureField"));
+        if let Some(object) = expected.as_object_mut() {
+            object.remove("someFutureField");
+        }
         // Upstream omits absent optional parameters; we write them as null.
-        back["parameters"]
-            .as_object_mut()
-            .map(|o| o.retain(|_, v| !v.is_null()));
+        if let Some(parameters) = back["parameters"].as_object_mut() {
+            parameters.retain(|_, v| !v.is_null());
+        }
         assert_eq!(back, expected);
     }
 

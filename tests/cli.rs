@@ -20,9 +20,11 @@ fn rotator(args: &[&str]) -> Output {
 
 /// Runs a client command off the async runtime (the binary blocks).
 async fn client(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || rotator(&args.iter().map(String::as_str).collect::<Vec<_>>()))
-        .await
-        .expect("join")
+    tokio::task::spawn_blocking(move || {
+        rotator(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .expect("join")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -32,38 +34,87 @@ fn text(bytes: &[u8]) -> String {
 #[tokio::test]
 async fn rotate_get_list_and_credentials_print_readably_and_as_json() {
     let fake = FakeInfisical::start().await;
-    let server = TestServer::start(forwarding_env(&fake.base_url(), CLIENT_ID, CLIENT_SECRET)).await;
+    let server =
+        TestServer::start(forwarding_env(&fake.base_url(), CLIENT_ID, CLIENT_SECRET)).await;
     let url = server.url();
     let id = fake.rotation_id("postgres-credentials").to_string();
 
-    let out = client(vec!["rotate".into(), "postgres-credentials".into(), id.clone(), "--server".into(), url.clone(), "--json".into()]).await;
+    let out = client(vec![
+        "rotate".into(),
+        "postgres-credentials".into(),
+        id.clone(),
+        "--server".into(),
+        url.clone(),
+        "--json".into(),
+    ])
+    .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
     assert_eq!(answer["secretRotation"]["id"], id.as_str());
     assert_eq!(answer["secretRotation"]["type"], "postgres-credentials");
 
-    let out = client(vec!["get".into(), "postgres-credentials".into(), id.clone(), "--server".into(), url.clone()]).await;
+    let out = client(vec![
+        "get".into(),
+        "postgres-credentials".into(),
+        id.clone(),
+        "--server".into(),
+        url.clone(),
+    ])
+    .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains(&format!("id: {id}")), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(&format!("id: {id}")),
+        "{}",
+        text(&out.stdout)
+    );
 
-    let out = client(vec!["list".into(), "--project".into(), PROJECT_ID.into(), "--server".into(), url.clone()]).await;
+    let out = client(vec![
+        "list".into(),
+        "--project".into(),
+        PROJECT_ID.into(),
+        "--server".into(),
+        url.clone(),
+    ])
+    .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).lines().count(), 15, "a header and 14 rotations");
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        15,
+        "a header and 14 rotations"
+    );
 
-    let out = client(vec!["credentials".into(), "postgres-credentials".into(), id.clone(), "--server".into(), url.clone(), "--json".into()]).await;
+    let out = client(vec![
+        "credentials".into(),
+        "postgres-credentials".into(),
+        id.clone(),
+        "--server".into(),
+        url.clone(),
+        "--json".into(),
+    ])
+    .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
-    assert_eq!(answer, fake.generated_credentials_json(id.parse().expect("uuid")));
+    assert_eq!(
+        answer,
+        fake.generated_credentials_json(id.parse().expect("uuid"))
+    );
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_failed_call_exits_non_zero_with_the_status_and_request_id() {
     let fake = FakeInfisical::start().await;
-    let server = TestServer::start(forwarding_env(&fake.base_url(), CLIENT_ID, CLIENT_SECRET)).await;
+    let server =
+        TestServer::start(forwarding_env(&fake.base_url(), CLIENT_ID, CLIENT_SECRET)).await;
     let unknown = uuid::Uuid::new_v4().to_string();
     let out = client(vec![
-        "rotate".into(), "postgres-credentials".into(), unknown, "--server".into(), server.url(), "--request-id".into(), "cli-test-7".into(),
+        "rotate".into(),
+        "postgres-credentials".into(),
+        unknown,
+        "--server".into(),
+        server.url(),
+        "--request-id".into(),
+        "cli-test-7".into(),
     ])
     .await;
     assert_eq!(out.status.code(), Some(1));
@@ -72,9 +123,19 @@ async fn a_failed_call_exits_non_zero_with_the_status_and_request_id() {
     assert!(stderr.contains("request id: cli-test-7"), "{stderr}");
     assert!(stderr.contains("reason: ROTATION_NOT_FOUND"), "{stderr}");
 
-    let out = client(vec!["rotate".into(), "no-such-type".into(), "x".into(), "--server".into(), server.url()]).await;
+    let out = client(vec![
+        "rotate".into(),
+        "no-such-type".into(),
+        "x".into(),
+        "--server".into(),
+        server.url(),
+    ])
+    .await;
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("postgres-credentials"), "lists the known types");
+    assert!(
+        text(&out.stderr).contains("postgres-credentials"),
+        "lists the known types"
+    );
     server.shutdown().await;
 }
 

@@ -345,3 +345,84 @@ async fn health_and_both_reflection_versions_answer() {
     assert!(stream.message().await.expect("message").is_some());
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn concurrent_first_calls_share_one_login() {
+    let fake = FakeInfisical::start().await;
+    let server = forwarding_to(&fake).await;
+    let client = server.client().await;
+    let calls = TYPES.iter().map(|info| {
+        let mut client = client.clone();
+        let id = fake.rotation_id(info.slug).to_string();
+        let t = info.rotation_type as i32;
+        async move {
+            client
+                .get_secret_rotation(GetSecretRotationRequest {
+                    r#type: t,
+                    lookup: Some(Lookup::RotationId(id)),
+                })
+                .await
+        }
+    });
+    for result in futures::future::join_all(calls).await {
+        result.expect("get");
+    }
+    assert_eq!(fake.login_calls(), 1, "single-flight login");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bad_client_secret_is_not_retried_in_a_loop() {
+    let fake = FakeInfisical::start().await;
+    let server =
+        TestServer::start(forwarding_env(&fake.base_url(), CLIENT_ID, "wrong-secret")).await;
+    let mut client = server.client().await;
+    let id = fake.rotation_id("postgres-credentials");
+    let first = client
+        .rotate_secrets(rotate_request(RotationType::PostgresCredentials, id))
+        .await
+        .expect_err("login fails");
+    assert_eq!(first.code(), tonic::Code::Unauthenticated, "{first:?}");
+    let second = client
+        .rotate_secrets(rotate_request(RotationType::PostgresCredentials, id))
+        .await
+        .expect_err("backing off");
+    assert_eq!(second.code(), tonic::Code::Unavailable, "{second:?}");
+    assert_eq!(
+        fake.login_calls(),
+        1,
+        "the second call did not log in again (lockout after three)"
+    );
+    assert_eq!(fake.total_rotate_calls(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_renewal_falls_back_to_login() {
+    let fake = FakeInfisical::start_with(FakeConfig {
+        access_token_ttl_secs: 6,
+        ..FakeConfig::default()
+    })
+    .await;
+    let server = forwarding_to(&fake).await;
+    let mut client = server.client().await;
+    let id = fake.rotation_id("ldap-password");
+    let get = || GetSecretRotationRequest {
+        r#type: RotationType::LdapPassword as i32,
+        lookup: Some(Lookup::RotationId(id.to_string())),
+    };
+    client.get_secret_rotation(get()).await.expect("first");
+    fake.inject_next(
+        fake_infisical::Route::Renew,
+        401,
+        serde_json::json!({"reqId": "req-AAAAAAAAAAAAAA", "statusCode": 401, "error": "UnauthorizedError", "message": "Failed to renew MI access token due to TTL expiration"}),
+        vec![],
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    client
+        .get_secret_rotation(get())
+        .await
+        .expect("after a failed renewal");
+    assert_eq!((fake.renew_calls(), fake.login_calls()), (1, 2));
+    server.shutdown().await;
+}

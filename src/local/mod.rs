@@ -1,0 +1,4 @@
+//! Local rotation: the pieces rotator needs to change credentials itself, crash-safely.
+
+pub mod crypto;
+pub mod schedule;

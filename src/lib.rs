@@ -19,6 +19,7 @@ pub mod config;
 pub mod context;
 pub mod engine;
 pub mod error;
+pub mod local;
 pub mod proto;
 pub mod rotation;
 pub mod secret;

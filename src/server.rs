@@ -137,9 +137,13 @@ pub async fn run_with_readiness(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
-            let _ = stop_rx.await;
-        });
+        // Without TCP_NODELAY small gRPC frames wait on delayed ACKs (~40 ms per call).
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async {
+                let _ = stop_rx.await;
+            },
+        );
     let mut server = std::pin::pin!(server);
     readiness.set_ready(GRPC_COMPONENT);
     tokio::select! {

@@ -42,9 +42,10 @@ impl Admission {
 
     /// Admits a call, or says why not. The error carries the context to answer with (its
     /// request id is a generated one when the caller's was unusable).
-    // One rejection per refused call, moved once: boxing it would buy nothing.
-    #[allow(clippy::result_large_err)]
-    pub fn admit(&self, metadata: &MetadataMap) -> Result<Admitted, (CallContext, ServiceError)> {
+    pub fn admit(
+        &self,
+        metadata: &MetadataMap,
+    ) -> Result<Admitted, Box<(CallContext, ServiceError)>> {
         let fallback = || CallContext {
             request_id: new_request_id(),
             deadline: None,
@@ -57,7 +58,10 @@ impl Admission {
                     let message = format!(
                         "x-request-id must be 1 to {MAX_REQUEST_ID_LEN} characters of A-Z a-z 0-9 . _ : -"
                     );
-                    return Err((fallback(), ServiceError::invalid(Field::RequestId, message)));
+                    return Err(Box::new((
+                        fallback(),
+                        ServiceError::invalid(Field::RequestId, message),
+                    )));
                 }
             },
         };
@@ -80,11 +84,14 @@ impl Admission {
             let message = format!(
                 "request metadata is {size} bytes; at most {MAX_METADATA_BYTES} are accepted"
             );
-            return Err((ctx, ServiceError::invalid(Field::Metadata, message)));
+            return Err(Box::new((
+                ctx,
+                ServiceError::invalid(Field::Metadata, message),
+            )));
         }
         match Arc::clone(&self.slots).try_acquire_owned() {
             Ok(slot) => Ok(Admitted { ctx, _slot: slot }),
-            Err(_) => Err((ctx, ServiceError::Overloaded)),
+            Err(_) => Err(Box::new((ctx, ServiceError::Overloaded))),
         }
     }
 }
@@ -142,7 +149,7 @@ mod tests {
             "caller-123"
         );
         md.insert("x-request-id", "has space".parse().expect("ascii"));
-        let (ctx, err) = admission.admit(&md).expect_err("rejected");
+        let (ctx, err) = *admission.admit(&md).expect_err("rejected");
         assert_ne!(ctx.request_id, "has space");
         assert_eq!(err.classify().reason, "INVALID_REQUEST_ID");
     }
@@ -151,7 +158,7 @@ mod tests {
     fn calls_beyond_the_bound_are_refused() {
         let admission = Admission::new(1);
         let first = admission.admit(&MetadataMap::new()).expect("first");
-        let (_, err) = admission.admit(&MetadataMap::new()).expect_err("second");
+        let (_, err) = *admission.admit(&MetadataMap::new()).expect_err("second");
         assert!(matches!(err, ServiceError::Overloaded));
         drop(first);
         assert!(admission.admit(&MetadataMap::new()).is_ok());

@@ -51,12 +51,13 @@ impl RotatorApi {
         let admitted = self.admission.admit(request.metadata());
         let request_id = match &admitted {
             Ok(admitted) => &admitted.ctx.request_id,
-            Err((ctx, _)) => &ctx.request_id,
+            Err(rejected) => &rejected.0.request_id,
         };
         let call = ServerCall::start(&request, request_id);
         let admitted = match admitted {
             Ok(admitted) => admitted,
-            Err((ctx, error)) => {
+            Err(rejected) => {
+                let (ctx, error) = *rejected;
                 let status = call.span().in_scope(|| reject(&error, &ctx));
                 call.finish(Err(&error));
                 return Err(status);

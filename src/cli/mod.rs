@@ -95,6 +95,8 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Print a new credentials-encryption key (`id:base64`) for ROTATOR_ENCRYPTION_KEY.
+    Keygen,
     /// Show a rotation's generated credentials (secret values!).
     Credentials {
         /// The rotation type.
@@ -119,6 +121,10 @@ pub fn run(cli: Cli) -> ExitCode {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve { config } => serve(config).await,
+            Command::Keygen => {
+                println!("{}", crate::local::crypto::generate_key());
+                ExitCode::SUCCESS
+            }
             Command::Rotate {
                 rotation_type,
                 id,

@@ -398,12 +398,12 @@ mod tests {
         assert_eq!(p.password_requirements.as_ref().map(|r| r.length), Some(32));
         let mut back = rotation_to_json(&rotation);
         let mut expected = original;
-        expected
-            .as_object_mut()
-            .map(|o| o.remove("someFutureField"));
+        if let Some(object) = expected.as_object_mut() {
+            object.remove("someFutureField");
+        }
         // Upstream omits absent optional parameters; we write them as null.
-        if let Some(o) = back["parameters"].as_object_mut() {
-            o.retain(|_, v| !v.is_null())
+        if let Some(parameters) = back["parameters"].as_object_mut() {
+            parameters.retain(|_, v| !v.is_null());
         }
         assert_eq!(back, expected);
     }

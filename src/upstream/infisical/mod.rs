@@ -5,7 +5,11 @@ pub mod auth;
 pub mod client;
 pub mod error;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
+
+use prost_types::Timestamp;
 
 use chrono::Utc;
 use reqwest::Method;
@@ -21,8 +25,8 @@ use crate::proto::{
 };
 use crate::rotation::json;
 
-/// How far the upstream clock may run behind ours when deciding that a rotation happened.
-const CLOCK_SKEW: Duration = Duration::from_secs(5);
+/// How many rotations' last-seen `lastRotatedAt` are remembered as reconciliation baselines.
+const MAX_BASELINES: usize = 100_000;
 /// How long reading a rotation back after an ambiguous rotate may take.
 const RECONCILE_BUDGET: Duration = Duration::from_secs(10);
 
@@ -31,6 +35,9 @@ const RECONCILE_BUDGET: Duration = Duration::from_secs(10);
 pub struct Infisical {
     rest: RestClient,
     tokens: TokenManager,
+    /// The last `lastRotatedAt` seen per rotation id: the baseline that tells, after an ambiguous
+    /// rotate, whether the rotation happened. Without one, the send time is the baseline.
+    last_rotated: Mutex<HashMap<String, Timestamp>>,
 }
 
 /// Errors building the upstream client.
@@ -72,6 +79,7 @@ impl Infisical {
                 config.auth.clone(),
                 config.organization_slug.clone(),
             ),
+            last_rotated: Mutex::new(HashMap::new()),
         })
     }
 
@@ -106,18 +114,45 @@ impl Infisical {
         ctx: &CallContext,
     ) -> Result<SecretRotation, UpstreamError> {
         let path = rotation_path(rotation_type, id, "/rotate-secrets");
-        let sent_at = Utc::now();
+        let baseline = self.baseline(id);
         match self
             .call(Method::POST, &path, &[], ctx, Idempotency::NotIdempotent)
             .await
         {
-            Ok(body) => secret_rotation(body),
+            Ok(body) => secret_rotation(body).inspect(|r| self.remember(r)),
             Err(error) if error.is_ambiguous_for_rotate() => {
                 tracing::warn!(%error, "rotate-secrets outcome is ambiguous; reading the rotation back");
-                self.reconcile(rotation_type, id, ctx, sent_at, error).await
+                self.reconcile(rotation_type, id, ctx, baseline, error)
+                    .await
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// What `lastRotatedAt` was before this call: the last value seen, else now.
+    fn baseline(&self, id: &str) -> Timestamp {
+        let seen = self
+            .last_rotated
+            .lock()
+            .ok()
+            .and_then(|m| m.get(id).cloned());
+        seen.unwrap_or_else(|| {
+            let now = Utc::now();
+            Timestamp {
+                seconds: now.timestamp(),
+                nanos: now.timestamp_subsec_nanos() as i32,
+            }
+        })
+    }
+
+    fn remember(&self, rotation: &SecretRotation) {
+        let (Some(at), Ok(mut seen)) = (rotation.last_rotated_at, self.last_rotated.lock()) else {
+            return;
+        };
+        if seen.len() >= MAX_BASELINES {
+            seen.clear();
+        }
+        seen.insert(rotation.id.clone(), at);
     }
 
     async fn reconcile(
@@ -125,7 +160,7 @@ impl Infisical {
         rotation_type: RotationType,
         id: &str,
         ctx: &CallContext,
-        sent_at: chrono::DateTime<Utc>,
+        baseline: Timestamp,
         cause: UpstreamError,
     ) -> Result<SecretRotation, UpstreamError> {
         let unknown = |cause: UpstreamError| UpstreamError::OutcomeUnknown {
@@ -138,13 +173,9 @@ impl Infisical {
         let Ok(current) = self.get(rotation_type, id, &read_ctx).await else {
             return Err(unknown(cause));
         };
-        let since = prost_types::Timestamp {
-            seconds: (sent_at - chrono::Duration::from_std(CLOCK_SKEW).unwrap_or_default())
-                .timestamp(),
-            nanos: 0,
-        };
-        let after = |t: &Option<prost_types::Timestamp>| {
-            t.as_ref().is_some_and(|t| t.seconds >= since.seconds)
+        let after = |t: &Option<Timestamp>| {
+            t.as_ref()
+                .is_some_and(|t| (t.seconds, t.nanos) > (baseline.seconds, baseline.nanos))
         };
         if after(&current.last_rotated_at) {
             tracing::info!("the ambiguous rotation did happen");
@@ -186,7 +217,7 @@ impl Infisical {
                 Idempotency::Idempotent,
             )
             .await?;
-        secret_rotation(body)
+        secret_rotation(body).inspect(|r| self.remember(r))
     }
 
     /// `GET /{type}/rotation-name/{name}`.

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs rotator's whole test suite on a fresh machine: installs what the tests need, then lints,
+# builds and runs every test. The tests start the private servers they need themselves (on
+# loopback, stopped by PID); PostgreSQL, MariaDB, Redis and NATS on their standard ports are
+# expected to be running already (they are on the project machines and in CI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+log "tools"
+need_apt=()
+command -v nats-server >/dev/null || need_apt+=(nats-server)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+
+log "format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+
+log "proto lint (buf, STANDARD rules)"
+if command -v npm >/dev/null; then
+  buf_dir=${BUF_DIR:-/tmp/rotator-buf}
+  [ -x "$buf_dir/node_modules/.bin/buf" ] || (mkdir -p "$buf_dir" && cd "$buf_dir" && npm install --silent --no-audit --no-fund @bufbuild/buf@1 >/dev/null)
+  "$buf_dir/node_modules/.bin/buf" lint
+else
+  echo "npm not found: skipping buf lint"
+fi
+
+log "tests"
+cargo nextest run --locked --no-fail-fast "$@"
+cargo test --locked --doc

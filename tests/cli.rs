@@ -1,0 +1,156 @@
+//! The `rotator` binary: the client commands against a real server, and `serve`'s start-up checks.
+
+#[path = "support/fake_infisical.rs"]
+mod fake_infisical;
+#[path = "support/rotator.rs"]
+mod rotator_server;
+
+use std::process::{Command, Output};
+
+use fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical, PROJECT_ID};
+use rotator_server::{TestServer, forwarding_env};
+
+fn rotator(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rotator"))
+        .args(args)
+        .env_remove("ROTATOR_SERVER")
+        .output()
+        .expect("run the rotator binary")
+}
+
+/// Runs a client command off the async runtime (the binary blocks).
+async fn client(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        rotator(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .expect("join")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn rotate_get_list_and_credentials_print_readably_and_as_json() {
+    let fake = FakeInfisical::start().await;
+    let server =
+        TestServer::start(forwarding_env(&fake.base_url(), CLIENT_ID, CLIENT_SECRET)).await;
+    let url = server.url();
+    let id = fake.rotation_id("postgres-credentials").to_string();
+
+    let out = client(vec![
+        "rotate".into(),
+        "postgres-credentials".into(),
+        id.clone(),
+        "--server".into(),
+        url.clone(),
+        "--json".into(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    assert_eq!(answer["secretRotation"]["id"], id.as_str());
+    assert_eq!(answer["secretRotation"]["type"], "postgres-credentials");
+
+    let out = client(vec![
+        "get".into(),
+        "postgres-credentials".into(),
+        id.clone(),
+        "--server".into(),
+        url.clone(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("id: {id}")),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = client(vec![
+        "list".into(),
+        "--project".into(),
+        PROJECT_ID.into(),
+        "--server".into(),
+        url.clone(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        15,
+        "a header and 14 rotations"
+    );
+
+    let out = client(vec![
+        "credentials".into(),
+        "postgres-credentials".into(),
+        id.clone(),
+        "--server".into(),
+        url.clone(),
+        "--json".into(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    assert_eq!(
+        answer,
+        fake.generated_credentials_json(id.parse().expect("uuid"))
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_call_exits_non_zero_with_the_status_and_request_id() {
+    let fake = FakeInfisical::start().await;
+    let server =
+        TestServer::start(forwarding_env(&fake.base_url(), CLIENT_ID, CLIENT_SECRET)).await;
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let out = client(vec![
+        "rotate".into(),
+        "postgres-credentials".into(),
+        unknown,
+        "--server".into(),
+        server.url(),
+        "--request-id".into(),
+        "cli-test-7".into(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("NotFound"), "{stderr}");
+    assert!(stderr.contains("request id: cli-test-7"), "{stderr}");
+    assert!(stderr.contains("reason: ROTATION_NOT_FOUND"), "{stderr}");
+
+    let out = client(vec![
+        "rotate".into(),
+        "no-such-type".into(),
+        "x".into(),
+        "--server".into(),
+        server.url(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("postgres-credentials"),
+        "lists the known types"
+    );
+    server.shutdown().await;
+}
+
+#[test]
+fn serve_refuses_a_bad_config_naming_the_key_and_not_the_secret() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rotator"))
+        .arg("serve")
+        .env("ROTATOR_LISTEN", "not-an-address")
+        .env("ROTATOR_INFISICAL_URL", "http://127.0.0.1:1")
+        .env("ROTATOR_INFISICAL_CLIENT_SECRET", "very-secret-value-123")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("listen:"), "{stderr}");
+    assert!(stderr.contains("infisical.client_id"), "{stderr}");
+    assert!(!stderr.contains("very-secret-value-123"), "{stderr}");
+}

@@ -14,7 +14,7 @@ use self::admission::Admission;
 use crate::context::CallContext;
 use crate::engine::Engine;
 use crate::error::ServiceError;
-use crate::proto::secret_rotation_service_server::SecretRotationService;
+use crate::proto::secret_rotation_service_server::{SERVICE_NAME, SecretRotationService};
 use crate::proto::{
     GetGeneratedCredentialsRequest, GetGeneratedCredentialsResponse, GetSecretRotationRequest,
     GetSecretRotationResponse, ListSecretRotationsRequest, ListSecretRotationsResponse,
@@ -38,9 +38,11 @@ impl RotatorApi {
         }
     }
 
-    /// Admits the call, runs `handler`, and answers with `x-request-id` on success and failure.
+    /// Admits the call, runs `handler` inside the call's server span, and answers with
+    /// `x-request-id` on success and failure.
     async fn serve<T, R, F, Fut>(
         &self,
+        method: &'static str,
         request: Request<T>,
         handler: F,
     ) -> Result<Response<R>, Status>
@@ -53,7 +55,7 @@ impl RotatorApi {
             Ok(admitted) => &admitted.ctx.request_id,
             Err(rejected) => &rejected.0.request_id,
         };
-        let call = ServerCall::start(&request, request_id);
+        let call = ServerCall::start(&request, SERVICE_NAME, method, request_id);
         let admitted = match admitted {
             Ok(admitted) => admitted,
             Err(rejected) => {
@@ -95,7 +97,7 @@ impl SecretRotationService for RotatorApi {
         &self,
         request: Request<RotateSecretsRequest>,
     ) -> Result<Response<RotateSecretsResponse>, Status> {
-        self.serve(request, |req, ctx| async move {
+        self.serve("RotateSecrets", request, |req, ctx| async move {
             let rotation_type = validate::rotation_type(req.r#type)?;
             let rotation_id = validate::rotation_id(&req.rotation_id)?;
             record_rotation(rotation_type, &rotation_id.to_string());
@@ -111,7 +113,7 @@ impl SecretRotationService for RotatorApi {
         &self,
         request: Request<GetSecretRotationRequest>,
     ) -> Result<Response<GetSecretRotationResponse>, Status> {
-        self.serve(request, |req, ctx| async move {
+        self.serve("GetSecretRotation", request, |req, ctx| async move {
             let rotation_type = validate::rotation_type(req.r#type)?;
             let rotation = match req.lookup {
                 Some(get_secret_rotation_request::Lookup::RotationId(id)) => {
@@ -141,7 +143,7 @@ impl SecretRotationService for RotatorApi {
         &self,
         request: Request<ListSecretRotationsRequest>,
     ) -> Result<Response<ListSecretRotationsResponse>, Status> {
-        self.serve(request, |req, ctx| async move {
+        self.serve("ListSecretRotations", request, |req, ctx| async move {
             let rotation_type = validate::type_filter(req.r#type)?;
             let project_id = validate::project_id(&req.project_id)?;
             let secret_rotations = self.engine.list(rotation_type, project_id, &ctx).await?;
@@ -154,7 +156,7 @@ impl SecretRotationService for RotatorApi {
         &self,
         request: Request<GetGeneratedCredentialsRequest>,
     ) -> Result<Response<GetGeneratedCredentialsResponse>, Status> {
-        self.serve(request, |req, ctx| async move {
+        self.serve("GetGeneratedCredentials", request, |req, ctx| async move {
             let rotation_type = validate::rotation_type(req.r#type)?;
             let rotation_id = validate::rotation_id(&req.rotation_id)?;
             record_rotation(rotation_type, &rotation_id.to_string());

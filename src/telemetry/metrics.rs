@@ -317,21 +317,26 @@ pub fn rotation_finished(
 }
 
 /// Records one finished gRPC call.
-pub fn rpc_finished(service: &str, method: &str, code: tonic::Code, duration: Duration) {
+pub fn rpc_finished(
+    service: &'static str,
+    method: &'static str,
+    code: tonic::Code,
+    duration: Duration,
+) {
     global().rpc_duration.record(
         duration.as_secs_f64(),
         &[
             KeyValue::new("rpc.system", "grpc"),
-            KeyValue::new("rpc.service", service.to_owned()),
-            KeyValue::new("rpc.method", method.to_owned()),
+            KeyValue::new("rpc.service", service),
+            KeyValue::new("rpc.method", method),
             KeyValue::new("rpc.grpc.status_code", code as i64),
         ],
     );
 }
 
 /// Counts one call in flight until the guard is dropped (also when the call is cancelled).
-pub fn call_started(method: &str) -> ActiveCall {
-    let attrs = [KeyValue::new("rpc.method", method.to_owned())];
+pub fn call_started(method: &'static str) -> ActiveCall {
+    let attrs = [KeyValue::new("rpc.method", method)];
     global().rpc_active.add(1, &attrs);
     ActiveCall { attrs }
 }

@@ -25,9 +25,6 @@ use crate::engine::AttemptRecord;
 use crate::error::ServiceError;
 use crate::proto::{Backend, RotationType, Trigger};
 
-/// The service name reported when tonic did not tell us the method.
-const DEFAULT_SERVICE: &str = "rotator.v1.SecretRotationService";
-
 /// One gRPC call being served: its server span, its duration and its in-flight count.
 ///
 /// Finish it with [`ServerCall::finish`]; a call dropped unfinished (the client went away and
@@ -35,8 +32,8 @@ const DEFAULT_SERVICE: &str = "rotator.v1.SecretRotationService";
 #[derive(Debug)]
 pub struct ServerCall {
     span: Span,
-    service: String,
-    method: String,
+    service: &'static str,
+    method: &'static str,
     started: Instant,
     finished: bool,
     _active: metrics::ActiveCall,
@@ -45,20 +42,22 @@ pub struct ServerCall {
 // === impl ServerCall ===
 
 impl ServerCall {
-    /// Starts the server span of `request`, parented on the caller's W3C trace context.
-    pub fn start<T>(request: &tonic::Request<T>, request_id: &str) -> Self {
-        let (service, method) = match request.extensions().get::<tonic::GrpcMethod<'static>>() {
-            Some(m) => (m.service().to_owned(), m.method().to_owned()),
-            None => (DEFAULT_SERVICE.to_owned(), "unknown".to_owned()),
-        };
+    /// Starts the server span of a call to `service/method`, parented on the caller's W3C
+    /// trace context from `request`'s metadata.
+    pub fn start<T>(
+        request: &tonic::Request<T>,
+        service: &'static str,
+        method: &'static str,
+        request_id: &str,
+    ) -> Self {
         let span = tracing::info_span!(
             target: "rotator::rpc",
             "rpc",
             otel.name = %format_args!("{service}/{method}"),
             otel.kind = "server",
             rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
+            rpc.service = service,
+            rpc.method = method,
             rpc.grpc.status_code = Empty,
             rotator.request_id = %request_id,
             rotator.rotation_id = Empty,
@@ -70,7 +69,7 @@ impl ServerCall {
             let _ = span.set_parent(traces::with_request_id(parent, request_id));
         }
         Self {
-            _active: metrics::call_started(&method),
+            _active: metrics::call_started(method),
             span,
             service,
             method,
@@ -109,7 +108,7 @@ impl ServerCall {
 
     fn record_code(&self, code: tonic::Code) {
         self.span.record("rpc.grpc.status_code", code as i64);
-        metrics::rpc_finished(&self.service, &self.method, code, self.started.elapsed());
+        metrics::rpc_finished(self.service, self.method, code, self.started.elapsed());
     }
 }
 

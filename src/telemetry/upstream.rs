@@ -70,7 +70,7 @@ impl ClientCall {
             http.request.method = %method,
             url.full = %redact::url_full(url, query),
             server.address = %server_address,
-            server.port = url.port_or_known_default(),
+            server.port = url.port_or_known_default().map(i64::from),
             http.response.status_code = Empty,
             infisical.req_id = Empty,
             rotator.request_id = request_id,

@@ -36,6 +36,8 @@ use rotator::telemetry::metrics::{self as rotator_metrics, OutboxStats};
 use rotator_server::forwarding_env;
 
 const PG: &str = "postgres-credentials";
+const DASHBOARD: &str = include_str!("../deploy/grafana/rotator-dashboard.json");
+const OBSERVABILITY_DOC: &str = include_str!("../docs/observability.md");
 
 async fn get(url: &str) -> (u16, String) {
     let response = reqwest::get(url).await.expect("admin listener answers");
@@ -146,6 +148,9 @@ async fn rotations_show_up_as_prometheus_text_and_over_otlp() {
     });
     rotator_metrics::publish_failed("timeout");
     rotator_metrics::event_published("completed");
+    // What the local engine will report.
+    rotator_metrics::set_overdue_source(|| 0);
+    rotator_metrics::lease_taken_over();
 
     let (status, text) = get(&format!("{admin_url}/metrics")).await;
     assert_eq!(status, 200);
@@ -264,6 +269,38 @@ async fn rotations_show_up_as_prometheus_text_and_over_otlp() {
         1.0
     );
     assert_eq!(m.types["rotator_events_published_total"], "counter");
+
+    // Every metric the dashboard and the docs query exists, under that name.
+    let labels: std::collections::HashSet<&str> = m
+        .samples
+        .iter()
+        .flat_map(|s| s.labels.keys().map(String::as_str))
+        .collect();
+    let names: std::collections::HashSet<&str> = m
+        .samples
+        .iter()
+        .map(|s| s.name.as_str())
+        .chain(m.types.keys().map(String::as_str))
+        .collect();
+    for (file, text) in [
+        ("deploy/grafana/rotator-dashboard.json", DASHBOARD),
+        ("docs/observability.md", OBSERVABILITY_DOC),
+    ] {
+        let referenced = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|t| {
+                ["rotator_", "rpc_server_", "http_client_"]
+                    .iter()
+                    .any(|p| t.starts_with(p))
+            })
+            .filter(|t| !labels.contains(t));
+        for name in referenced {
+            assert!(
+                names.contains(name),
+                "{file} queries {name}, which /metrics does not serve"
+            );
+        }
+    }
 
     // No secret in the exposition.
     let mut secrets = vec![CLIENT_SECRET.to_owned()];

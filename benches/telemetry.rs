@@ -1,7 +1,8 @@
 //! Observability overhead: RotateSecrets throughput with every call traced and exported over
 //! OTLP/gRPC (to a collector inside the bench, default batching, 100 % sampling) vs no exporter
-//! at all, in the same run, at concurrency 1 and 64. A third setup exports to a dead collector
-//! (connection refused), to show that export never waits on the collector.
+//! at all, in the same run, at concurrency 1 and 64. Two more setups: the tracing layer on but
+//! nothing sampled (`OTEL_TRACES_SAMPLER=always_off`: the cost of the instrumentation alone), and
+//! export to a dead collector (connection refused: export never waits on the collector).
 //!
 //! Run: `cargo bench --bench telemetry` (prints Markdown tables for docs/benchmarks.md).
 //!
@@ -29,7 +30,7 @@ use rotator_server::{TestServer, forwarding_env};
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
 
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 15;
 const WORKER_THREADS: usize = 2;
 
 /// One configuration under test.
@@ -47,6 +48,21 @@ struct Sample {
     throughput: f64,
     p50: Duration,
     p99: Duration,
+    /// Process CPU time per request, export and collector included (the round ends with a
+    /// flush of the setup's spans).
+    cpu_per_request: Duration,
+}
+
+/// CPU time used by this process so far (user + system), from /proc/self/stat.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -54,9 +70,24 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
-fn median(mut samples: Vec<Sample>) -> Sample {
-    samples.sort_by(|a, b| a.throughput.total_cmp(&b.throughput));
-    samples.swap_remove(samples.len() / 2)
+/// The median of each measure, taken separately.
+fn median(samples: Vec<Sample>) -> Sample {
+    fn mid<T: Copy>(mut v: Vec<T>, cmp: impl Fn(&T, &T) -> std::cmp::Ordering) -> T {
+        v.sort_by(cmp);
+        v[v.len() / 2]
+    }
+    Sample {
+        throughput: mid(
+            samples.iter().map(|s| s.throughput).collect(),
+            f64::total_cmp,
+        ),
+        p50: mid(samples.iter().map(|s| s.p50).collect(), Ord::cmp),
+        p99: mid(samples.iter().map(|s| s.p99).collect(), Ord::cmp),
+        cpu_per_request: mid(
+            samples.iter().map(|s| s.cpu_per_request).collect(),
+            Ord::cmp,
+        ),
+    }
 }
 
 fn ms(d: Duration) -> String {
@@ -113,8 +144,9 @@ impl Setup {
         }
     }
 
-    fn run(&self, concurrency: usize, per_worker: usize) -> Sample {
-        tracing::dispatcher::with_default(&self.dispatch, || {
+    fn run(&self, concurrency: usize, per_worker: usize, export_runtime: &Runtime) -> Sample {
+        let cpu_before = process_cpu();
+        let mut sample = tracing::dispatcher::with_default(&self.dispatch, || {
             self.runtime.block_on(async {
                 let started = Instant::now();
                 let mut workers = Vec::new();
@@ -147,9 +179,14 @@ impl Setup {
                     throughput: all.len() as f64 / elapsed.as_secs_f64(),
                     p50: percentile(&all, 0.5),
                     p99: percentile(&all, 0.99),
+                    cpu_per_request: Duration::ZERO,
                 }
             })
-        })
+        });
+        export_runtime.block_on(self.telemetry.flush());
+        let requests = (concurrency * per_worker) as u32;
+        sample.cpu_per_request = process_cpu().saturating_sub(cpu_before) / requests;
+        sample
     }
 
     fn stop(self, export_runtime: &Runtime) {
@@ -195,6 +232,15 @@ fn main() {
             &export_runtime,
         ),
         Setup::new(
+            "traces on, nothing sampled",
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint()),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+                ("OTEL_TRACES_SAMPLER", "always_off".to_owned()),
+            ],
+            &export_runtime,
+        ),
+        Setup::new(
             "traces to a dead collector",
             &[
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{dead}")),
@@ -205,53 +251,64 @@ fn main() {
     ];
     // Warm every path (connections, token, allocator).
     for s in &setups {
-        s.run(8, 50);
+        s.run(8, 50, &export_runtime);
     }
 
-    println!("| concurrency | setup | throughput (req/s) | p50 (ms) | p99 (ms) |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| concurrency | setup | throughput (req/s) | p50 (ms) | p99 (ms) | CPU per request (µs) |"
+    );
+    println!("|---|---|---|---|---|---|");
     let mut ratios = Vec::new();
-    for (concurrency, per_worker) in [(1usize, 1000usize), (64, 60)] {
+    for (concurrency, per_worker) in [(1usize, 400usize), (64, 20)] {
         let mut samples: Vec<Vec<Sample>> = setups.iter().map(|_| Vec::new()).collect();
         for _ in 0..ROUNDS {
             for (i, s) in setups.iter().enumerate() {
-                samples[i].push(s.run(concurrency, per_worker));
+                samples[i].push(s.run(concurrency, per_worker, &export_runtime));
             }
         }
         let medians: Vec<Sample> = samples.into_iter().map(median).collect();
         for (s, m) in setups.iter().zip(&medians) {
             println!(
-                "| {concurrency} | {} | {:.0} | {} | {} |",
+                "| {concurrency} | {} | {:.0} | {} | {} | {} |",
                 s.name,
                 m.throughput,
                 ms(m.p50),
-                ms(m.p99)
+                ms(m.p99),
+                m.cpu_per_request.as_micros()
             );
         }
-        let base = medians[0].throughput;
+        let base = &medians[0];
         ratios.push((
             concurrency,
-            medians[1].throughput / base,
-            medians[2].throughput / base,
+            medians
+                .iter()
+                .skip(1)
+                .map(|m| {
+                    (
+                        m.throughput / base.throughput,
+                        m.cpu_per_request.as_secs_f64() / base.cpu_per_request.as_secs_f64(),
+                    )
+                })
+                .collect::<Vec<_>>(),
         ));
     }
     println!();
-    println!("| concurrency | exported / no exporter | dead collector / no exporter |");
-    println!("|---|---|---|");
-    for (concurrency, exported, dead) in ratios {
-        println!("| {concurrency} | {exported:.2} | {dead:.2} |");
+    println!("Ratios to \"no exporter\" (throughput; CPU per request):");
+    println!();
+    let names: Vec<&str> = setups.iter().skip(1).map(|s| s.name).collect();
+    println!("| concurrency | {} |", names.join(" | "));
+    println!("|---|{}", "---|".repeat(names.len()));
+    for (concurrency, row) in ratios {
+        let cells: Vec<String> = row.iter().map(|(t, c)| format!("{t:.2}; {c:.2}")).collect();
+        println!("| {concurrency} | {} |", cells.join(" | "));
     }
-    let mut setups = setups.into_iter();
-    let disabled = setups.next().expect("setup");
-    let exported = setups.next().expect("setup");
-    let dead_setup = setups.next().expect("setup");
-    export_runtime.block_on(exported.telemetry.flush());
+    export_runtime.block_on(setups[1].telemetry.flush());
     println!();
     println!(
         "spans received by the collector: {}",
         collector.spans().len()
     );
-    for s in [disabled, exported, dead_setup] {
+    for s in setups {
         s.stop(&export_runtime);
     }
 }

@@ -198,6 +198,10 @@ impl TelemetryBuilder<'_> {
                 .with_location(false)
                 .with_threads(false)
                 .with_tracked_inactivity(false)
+                // rotator reads span contexts explicitly (`span.context()`), never through
+                // OpenTelemetry's thread-local current context, so attaching one on every poll
+                // of every instrumented future would be pure cost.
+                .with_context_activation(false)
                 .with_level(false)
                 .with_target(false)
                 .with_filter(FilterFn::new(|meta| {

@@ -84,6 +84,18 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
         "ROTATOR_NATS_STREAM_DUPLICATE_WINDOW_SECONDS",
         "nats.stream.duplicate_window_seconds",
     ),
+    (
+        "ROTATOR_EVENTS_OUTBOX_RETENTION_SECONDS",
+        "events.outbox_retention_seconds",
+    ),
+    (
+        "ROTATOR_EVENTS_RELAY_POLL_INTERVAL_SECONDS",
+        "events.relay_poll_interval_seconds",
+    ),
+    (
+        "ROTATOR_EVENTS_BACKLOG_LOG_INTERVAL_SECONDS",
+        "events.backlog_log_interval_seconds",
+    ),
 ];
 
 // === raw (as written) ===
@@ -100,6 +112,7 @@ struct RawConfig {
     enabled_types: Option<Vec<String>>,
     infisical: Option<RawInfisical>,
     nats: Option<RawNats>,
+    events: Option<RawEvents>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,6 +152,14 @@ struct RawStream {
     duplicate_window_seconds: Option<u64>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    outbox_retention_seconds: Option<u64>,
+    relay_poll_interval_seconds: Option<u64>,
+    backlog_log_interval_seconds: Option<u64>,
+}
+
 // === typed (validated) ===
 
 /// The validated configuration of a rotator server.
@@ -162,6 +183,30 @@ pub struct Config {
     pub infisical: Option<InfisicalConfig>,
     /// The NATS connection for events, when configured.
     pub nats: Option<NatsConfig>,
+    /// The events outbox and relay.
+    pub events: EventsConfig,
+}
+
+/// How the events outbox and its relay behave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsConfig {
+    /// How long a delivered event stays in the outbox (for inspection) before it is deleted;
+    /// zero deletes it at the next prune. Default 1 day. Since v0.1.
+    pub outbox_retention: Duration,
+    /// How often the relay looks for new events when nothing woke it. Default 1 s. Since v0.1.
+    pub relay_poll_interval: Duration,
+    /// How often the outbox depth and oldest age are logged. Default 60 s. Since v0.1.
+    pub backlog_log_interval: Duration,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            outbox_retention: Duration::from_secs(24 * 3600),
+            relay_poll_interval: Duration::from_secs(1),
+            backlog_log_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 /// How log lines are written.
@@ -452,6 +497,7 @@ fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Con
         .infisical
         .and_then(|i| validate_infisical(i, env, problems));
     let nats = raw.nats.and_then(|n| validate_nats(n, env, problems));
+    let events = validate_events(raw.events.unwrap_or_default(), problems);
     Config {
         listen,
         data_dir,
@@ -462,6 +508,37 @@ fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Con
         enabled_types,
         infisical,
         nats,
+        events,
+    }
+}
+
+fn validate_events(raw: RawEvents, problems: &mut Vec<ConfigProblem>) -> EventsConfig {
+    let defaults = EventsConfig::default();
+    let mut at_least_one = |key: &str, value: Option<u64>, default: Duration| match value {
+        None => default,
+        Some(0) => {
+            problems.push(ConfigProblem {
+                key: key.to_owned(),
+                reason: "must be at least 1".to_owned(),
+            });
+            default
+        }
+        Some(seconds) => Duration::from_secs(seconds),
+    };
+    EventsConfig {
+        outbox_retention: raw
+            .outbox_retention_seconds
+            .map_or(defaults.outbox_retention, Duration::from_secs),
+        relay_poll_interval: at_least_one(
+            "events.relay_poll_interval_seconds",
+            raw.relay_poll_interval_seconds,
+            defaults.relay_poll_interval,
+        ),
+        backlog_log_interval: at_least_one(
+            "events.backlog_log_interval_seconds",
+            raw.backlog_log_interval_seconds,
+            defaults.backlog_log_interval,
+        ),
     }
 }
 

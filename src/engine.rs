@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::context::CallContext;
@@ -158,7 +159,9 @@ impl Engine {
                 tracing::error!(%error, "could not record the rotation attempt for its event");
             }
             result
-        });
+        }
+        // The recorder reads the trace context of the current span for the event.
+        .in_current_span());
         let joined = match deadline {
             Some(deadline) => match tokio::time::timeout_at(
                 deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline),

@@ -8,6 +8,8 @@
 //! - [`engine`]: routing to a backend, tracked rotation tasks, attempt records.
 //! - [`upstream`]: the Infisical REST client, its token manager and error classification.
 //! - [`rotation`]: the 14 rotation types and Infisical's JSON model of a rotation.
+//! - [`store`]: the embedded store (SQLite under `data_dir`): the events outbox.
+//! - [`events`]: rotation events: outbox recorder, relay to NATS JetStream, CloudEvents model.
 //! - [`error`]: the service error and its one classification into gRPC codes.
 //! - [`server`]: building and running the gRPC server with health, reflection and drain.
 //! - [`config`], [`secret`], [`context`], [`telemetry`], [`proto`], [`cli`]: support.
@@ -18,11 +20,13 @@ pub mod config;
 pub mod context;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod local;
 pub mod proto;
 pub mod rotation;
 pub mod secret;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod upstream;
 
@@ -30,14 +34,26 @@ use std::future::Future;
 
 /// Runs a server with `config` until `shutdown` completes.
 ///
+/// Opens the store under `data_dir`, starts the events pipeline (its relay connects to NATS in
+/// the background), serves, and on shutdown drains the calls before stopping the relay, so the
+/// events of the last rotations are flushed too.
+///
 /// # Errors
 ///
-/// Binding, building or transport failures.
+/// Store, binding, building or transport failures.
 pub async fn run(
     config: config::Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), server::ServeError> {
-    let engine = server::build_engine(&config, None)?;
-    let listener = server::bind(&config).await?;
-    server::run(&config, engine, listener, shutdown).await
+    let store = store::SqliteStore::open(&config.data_dir).await?;
+    let events = events::EventsPipeline::start(&config, store.clone());
+    let served = async {
+        let engine = server::build_engine(&config, Some(events.recorder()))?;
+        let listener = server::bind(&config).await?;
+        server::run(&config, engine, listener, shutdown).await
+    }
+    .await;
+    events.shutdown().await;
+    store.close().await;
+    served
 }

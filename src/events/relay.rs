@@ -1,0 +1,356 @@
+//! The relay: publishes outbox rows to JetStream in sequence order and marks each one sent only
+//! after its `PublishAck`.
+//!
+//! - **Batches.** It reads unsent rows in `seq` order and takes the longest prefix in which no
+//!   rotation appears twice. The whole batch is sent before any ack is awaited (one round trip
+//!   for many rows), then every ack is awaited. Because a batch holds at most one event per
+//!   rotation, and the next batch starts only after this one is settled, events of one rotation
+//!   reach the stream in order even if a reconnect reorders a batch.
+//! - **Exactly once in the stream.** Each message carries `Nats-Msg-Id` = event id. A row whose
+//!   ack was lost (timeout, crash between publish and mark) is published again and JetStream
+//!   drops the copy within the stream's duplicate window; `PublishAck.duplicate` counts as
+//!   delivered.
+//! - **Never in the way.** It runs in its own task; the gRPC path only appends rows and nudges
+//!   it. While NATS is unreachable it retries with jittered exponential backoff.
+//! - **Wake-ups are hints.** A [`Notify`] from the recorder starts a pass at once; a poll
+//!   interval catches anything a lost wake-up would miss.
+//! - **Shutdown** (cancel = wait): the current batch finishes and its acks are recorded, then
+//!   the relay keeps draining for a short flush period while NATS answers, then stops. What is
+//!   left is published at the next start.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::EventsError;
+use super::backoff::Backoff;
+use super::cloudevent::CONTENT_TYPE;
+use super::publisher::{OutgoingMessage, Publisher};
+use super::subject;
+use crate::store::{AckOutbox, Delivery, OutboxEvent, ReadOutbox};
+
+/// How a relay behaves.
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// Prepended to each row's relative subject.
+    pub subject_prefix: String,
+    /// Most rows in flight at once.
+    pub batch_size: usize,
+    /// How often to look for rows when nothing woke the relay.
+    pub poll_interval: Duration,
+    /// How long delivered rows are kept before they are deleted.
+    pub retention: Duration,
+    /// How often delivered rows past their retention are deleted.
+    pub prune_interval: Duration,
+    /// Delays between tries while NATS is unreachable.
+    pub backoff: Backoff,
+    /// How long to keep draining after cancellation while NATS answers.
+    pub shutdown_flush: Duration,
+}
+
+/// The outbox relay.
+#[derive(Debug)]
+pub struct Relay<S, P> {
+    store: S,
+    publisher: P,
+    wake: Arc<Notify>,
+    options: RelayOptions,
+}
+
+/// Keeps the log readable during an outage: one warning when it starts, a reminder a minute,
+/// one line when it ends.
+#[derive(Debug, Default)]
+struct Outage {
+    since: Option<Instant>,
+    failures: u64,
+    last_warned: Option<Instant>,
+}
+
+const OUTAGE_REMINDER: Duration = Duration::from_secs(60);
+
+// === impl RelayOptions ===
+
+impl RelayOptions {
+    /// Options for the configured prefix and events settings, with the default batch size
+    /// (256), backoff (100 ms doubling to 5 s) and shutdown flush (2 s).
+    pub fn new(subject_prefix: &str, events: &crate::config::EventsConfig) -> Self {
+        Self {
+            subject_prefix: subject_prefix.to_owned(),
+            batch_size: 256,
+            poll_interval: events.relay_poll_interval,
+            retention: events.outbox_retention,
+            prune_interval: Duration::from_secs(60),
+            backoff: default_backoff(),
+            shutdown_flush: Duration::from_secs(2),
+        }
+    }
+}
+
+fn default_backoff() -> Backoff {
+    match Backoff::new(Duration::from_millis(100), Duration::from_secs(5)) {
+        Ok(backoff) => backoff,
+        Err(error) => unreachable!("constant backoff bounds are valid: {error}"),
+    }
+}
+
+// === impl Relay ===
+
+impl<S, P> Relay<S, P>
+where
+    S: ReadOutbox + AckOutbox,
+    P: Publisher,
+{
+    /// A relay from `store` to `publisher`, woken early by `wake`.
+    pub fn new(store: S, publisher: P, wake: Arc<Notify>, options: RelayOptions) -> Self {
+        Self {
+            store,
+            publisher,
+            wake,
+            options,
+        }
+    }
+
+    /// Runs until `cancel`, then finishes the current batch and flushes briefly.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut backoff = self.options.backoff.clone();
+        let mut outage = Outage::default();
+        let mut ready = false;
+        let mut next_prune = Instant::now();
+        while !cancel.is_cancelled() {
+            if !ready {
+                let prepared = tokio::select! {
+                    result = self.publisher.prepare() => result,
+                    () = cancel.cancelled() => break,
+                };
+                match prepared {
+                    Ok(()) => ready = true,
+                    Err(error) => {
+                        outage.failed(&error);
+                        if pause(backoff.next_delay(), &cancel).await {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
+            match self.publish_batch().await {
+                Ok(0) => {
+                    backoff.reset();
+                    outage.recovered();
+                    if Instant::now() >= next_prune {
+                        self.prune().await;
+                        next_prune = Instant::now() + self.options.prune_interval;
+                    }
+                    tokio::select! {
+                        () = self.wake.notified() => {}
+                        () = tokio::time::sleep(self.options.poll_interval) => {}
+                        () = cancel.cancelled() => break,
+                    }
+                }
+                Ok(_) => {
+                    backoff.reset();
+                    outage.recovered();
+                }
+                Err(error) => {
+                    if error.needs_stream() {
+                        ready = false;
+                    }
+                    outage.failed(&error);
+                    if pause(backoff.next_delay(), &cancel).await {
+                        break;
+                    }
+                }
+            }
+        }
+        if ready {
+            self.flush().await;
+        }
+        tracing::info!("events relay stopped");
+    }
+
+    /// Publishes one batch and records the outcome of every row in it. Returns how many rows
+    /// were delivered; 0 means the outbox was empty.
+    ///
+    /// # Errors
+    ///
+    /// The first publish failure (rows acked before or after it are still marked sent), or a
+    /// store failure.
+    pub async fn publish_batch(&self) -> Result<usize, EventsError> {
+        let batch = one_per_rotation(self.store.unsent(self.options.batch_size).await?);
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let mut in_flight = Vec::with_capacity(batch.len());
+        let mut failed = Vec::new();
+        let mut first_error = None;
+        for row in &batch {
+            match self.publisher.send(self.message(row)).await {
+                Ok(ack) => in_flight.push((row.seq, ack)),
+                Err(error) => {
+                    failed.push(row.seq);
+                    first_error = Some(error);
+                    break;
+                }
+            }
+        }
+        let mut delivered = Vec::with_capacity(in_flight.len());
+        let mut duplicates = 0usize;
+        for (seq, ack) in in_flight {
+            match ack.await {
+                Ok(acked) => {
+                    duplicates += usize::from(acked.duplicate);
+                    delivered.push(Delivery {
+                        seq,
+                        stream_seq: acked.stream_seq,
+                    });
+                }
+                Err(error) => {
+                    failed.push(seq);
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        if duplicates > 0 {
+            tracing::info!(
+                duplicates,
+                "JetStream already held some events (a re-publish); counted as delivered"
+            );
+        }
+        self.store.mark_sent(&delivered, Utc::now()).await?;
+        match first_error {
+            None => Ok(delivered.len()),
+            Some(error) => {
+                self.store.mark_failed(&failed, &error.to_string()).await?;
+                Err(error)
+            }
+        }
+    }
+
+    fn message(&self, row: &OutboxEvent) -> OutgoingMessage {
+        let mut headers = Vec::with_capacity(2 + row.event.trace_headers.len());
+        headers.push(("content-type".to_owned(), CONTENT_TYPE.to_owned()));
+        headers.push(("x-request-id".to_owned(), row.event.request_id.clone()));
+        headers.extend(row.event.trace_headers.iter().cloned());
+        OutgoingMessage {
+            subject: subject::full(&self.options.subject_prefix, &row.event.subject),
+            message_id: row.event.event_id.to_string(),
+            headers,
+            payload: row.event.payload.clone(),
+        }
+    }
+
+    async fn prune(&self) {
+        let Ok(retention) = chrono::Duration::from_std(self.options.retention) else {
+            return;
+        };
+        match self.store.prune_delivered(Utc::now() - retention).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::debug!(pruned, "deleted delivered events past their retention"),
+            Err(error) => tracing::warn!(%error, "cannot prune delivered events"),
+        }
+    }
+
+    async fn flush(&self) {
+        let deadline = Instant::now() + self.options.shutdown_flush;
+        while Instant::now() < deadline {
+            match self.publish_batch().await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "events left in the outbox at shutdown; they are published at the next start");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The longest prefix of `rows` in which no rotation appears twice.
+fn one_per_rotation(rows: Vec<OutboxEvent>) -> Vec<OutboxEvent> {
+    let mut seen = HashSet::new();
+    rows.into_iter()
+        .take_while(|row| seen.insert(row.event.rotation_id.clone()))
+        .collect()
+}
+
+/// Sleeps for `delay`; true if cancelled first.
+async fn pause(delay: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => false,
+        () = cancel.cancelled() => true,
+    }
+}
+
+// === impl Outage ===
+
+impl Outage {
+    fn failed(&mut self, error: &EventsError) {
+        let now = Instant::now();
+        self.failures += 1;
+        let since = *self.since.get_or_insert(now);
+        let remind = self
+            .last_warned
+            .is_none_or(|t| now.duration_since(t) >= OUTAGE_REMINDER);
+        if remind {
+            self.last_warned = Some(now);
+            tracing::warn!(
+                %error,
+                failures = self.failures,
+                failing_for_seconds = now.duration_since(since).as_secs(),
+                "events relay cannot publish; events wait in the outbox and are retried"
+            );
+        } else {
+            tracing::debug!(%error, failures = self.failures, "events relay retry failed");
+        }
+    }
+
+    fn recovered(&mut self) {
+        if let Some(since) = self.since.take() {
+            tracing::info!(
+                failures = self.failures,
+                failing_for_seconds = since.elapsed().as_secs(),
+                "events relay publishing again"
+            );
+            self.failures = 0;
+            self.last_warned = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewOutboxEvent;
+
+    fn row(seq: i64, rotation: &str) -> OutboxEvent {
+        OutboxEvent {
+            seq,
+            event: NewOutboxEvent {
+                event_id: uuid::Uuid::now_v7(),
+                subject: "x.completed".into(),
+                payload: Vec::new(),
+                rotation_id: rotation.into(),
+                trace_headers: Vec::new(),
+                request_id: String::new(),
+                created_at: Utc::now(),
+            },
+            attempts: 0,
+            last_error: None,
+            sent_at: None,
+            stream_seq: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_stops_before_a_rotation_repeats() {
+        let rows = vec![row(1, "a"), row(2, "b"), row(3, "a"), row(4, "c")];
+        let batch: Vec<_> = one_per_rotation(rows).iter().map(|r| r.seq).collect();
+        assert_eq!(batch, [1, 2]);
+        assert!(one_per_rotation(Vec::new()).is_empty());
+    }
+}

@@ -129,39 +129,41 @@ impl Engine {
         let infisical = Arc::clone(self.upstream(&id)?);
         let recorder = self.recorder.clone();
         let deadline = ctx.deadline;
-        let task = self.tasks.spawn(async move {
-            let started = Instant::now();
-            let result = infisical
-                .rotate(rotation_type, &id, &ctx)
-                .await
-                .map_err(ServiceError::from);
-            let attempt = AttemptRecord {
-                event_id: Uuid::now_v7(),
-                time: Utc::now(),
-                rotation_id: id,
-                rotation_type,
-                rotation: result.as_ref().ok().cloned(),
-                backend: Backend::Forwarded,
-                trigger: Trigger::Manual,
-                attempt_number: 1,
-                duration: started.elapsed(),
-                request_id: ctx.request_id.clone(),
-                upstream_req_id: result
-                    .as_ref()
-                    .err()
-                    .and_then(|e| e.upstream_req_id())
-                    .map(str::to_owned),
-                failure: result.as_ref().err().cloned(),
-            };
-            if let Some(recorder) = recorder
-                && let Err(error) = recorder.record(attempt).await
-            {
-                tracing::error!(%error, "could not record the rotation attempt for its event");
+        let task = self.tasks.spawn(
+            async move {
+                let started = Instant::now();
+                let result = infisical
+                    .rotate(rotation_type, &id, &ctx)
+                    .await
+                    .map_err(ServiceError::from);
+                let attempt = AttemptRecord {
+                    event_id: Uuid::now_v7(),
+                    time: Utc::now(),
+                    rotation_id: id,
+                    rotation_type,
+                    rotation: result.as_ref().ok().cloned(),
+                    backend: Backend::Forwarded,
+                    trigger: Trigger::Manual,
+                    attempt_number: 1,
+                    duration: started.elapsed(),
+                    request_id: ctx.request_id.clone(),
+                    upstream_req_id: result
+                        .as_ref()
+                        .err()
+                        .and_then(|e| e.upstream_req_id())
+                        .map(str::to_owned),
+                    failure: result.as_ref().err().cloned(),
+                };
+                if let Some(recorder) = recorder
+                    && let Err(error) = recorder.record(attempt).await
+                {
+                    tracing::error!(%error, "could not record the rotation attempt for its event");
+                }
+                result
             }
-            result
-        }
-        // The recorder reads the trace context of the current span for the event.
-        .in_current_span());
+            // The recorder reads the trace context of the current span for the event.
+            .in_current_span(),
+        );
         let joined = match deadline {
             Some(deadline) => match tokio::time::timeout_at(
                 deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline),

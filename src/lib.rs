@@ -34,10 +34,6 @@ use std::future::Future;
 
 /// Runs a server with `config` until `shutdown` completes.
 ///
-/// Opens the store under `data_dir`, starts the events pipeline (its relay connects to NATS in
-/// the background), serves, and on shutdown drains the calls before stopping the relay, so the
-/// events of the last rotations are flushed too.
-///
 /// # Errors
 ///
 /// Store, binding, building or transport failures.
@@ -45,14 +41,30 @@ pub async fn run(
     config: config::Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), server::ServeError> {
+    let listener = server::bind(&config).await?;
+    run_on(config, listener, shutdown).await
+}
+
+/// Runs a server with `config` on `listener` until `shutdown` completes.
+///
+/// Opens the store under `data_dir`, starts the events pipeline (its relay connects to NATS in
+/// the background, so an unreachable NATS never delays serving), serves, and on shutdown drains
+/// the calls before stopping the relay, so the events of the last rotations are flushed too.
+///
+/// # Errors
+///
+/// Store, building or transport failures.
+pub async fn run_on(
+    config: config::Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), server::ServeError> {
     let store = store::SqliteStore::open(&config.data_dir).await?;
     let events = events::EventsPipeline::start(&config, store.clone());
-    let served = async {
-        let engine = server::build_engine(&config, Some(events.recorder()))?;
-        let listener = server::bind(&config).await?;
-        server::run(&config, engine, listener, shutdown).await
-    }
-    .await;
+    let served = match server::build_engine(&config, Some(events.recorder())) {
+        Ok(engine) => server::run(&config, engine, listener, shutdown).await,
+        Err(error) => Err(error),
+    };
     events.shutdown().await;
     store.close().await;
     served

@@ -1,6 +1,7 @@
 //! The command line: `serve` runs the server; the other commands are a gRPC client of it.
 
 mod client;
+pub mod events;
 mod output;
 
 use std::path::PathBuf;
@@ -96,6 +97,9 @@ enum Command {
     },
     /// Print a new credentials-encryption key (`id:base64`) for ROTATOR_ENCRYPTION_KEY.
     Keygen,
+    /// Follow the rotation events on NATS JetStream.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
     /// Show a rotation's generated credentials (secret values!).
     Credentials {
         /// The rotation type.
@@ -124,6 +128,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 println!("{}", crate::local::crypto::generate_key());
                 ExitCode::SUCCESS
             }
+            Command::Events(command) => events::run(command).await,
             Command::Rotate {
                 rotation_type,
                 id,

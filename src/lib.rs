@@ -7,6 +7,8 @@
 //! - [`api`]: the tonic service: admission (request id, deadline, limits), validation, statuses.
 //! - [`engine`]: routing to a backend, tracked rotation tasks, attempt records.
 //! - [`upstream`]: the Infisical REST client, its token manager and error classification.
+//! - [`local`]: local rotation (password generation).
+//! - [`drivers`]: what local rotation does on a target (PostgreSQL, MySQL/MariaDB, Redis).
 //! - [`rotation`]: the 14 rotation types and Infisical's JSON model of a rotation.
 //! - [`error`]: the service error and its one classification into gRPC codes.
 //! - [`server`]: building and running the gRPC server with health, reflection and drain.
@@ -16,8 +18,10 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod drivers;
 pub mod engine;
 pub mod error;
+pub mod local;
 pub mod proto;
 pub mod rotation;
 pub mod secret;

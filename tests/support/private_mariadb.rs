@@ -1,0 +1,113 @@
+//! A private MariaDB server started by the test with extra server options (e.g. a `sql_mode`
+//! the shared server must not be switched to). root logs in through the unix socket only; the
+//! setup runs through the `mariadb` client. Stopped by PID when dropped.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running private MariaDB.
+pub struct PrivateMariaDb {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Child,
+}
+
+impl PrivateMariaDb {
+    /// Installs a data directory and starts `mariadbd` with `extra_args` on a free loopback port;
+    /// waits (deadline 60 s) until root can run `SELECT 1`.
+    pub fn start(extra_args: &[&str]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("rotator-maria-")
+            .tempdir()
+            .expect("a temp dir");
+        let root = dir.path().to_str().expect("utf-8 path").to_owned();
+        let data = format!("{root}/data");
+        run("chmod", &["755", &root]);
+        run("chown", &["mysql:mysql", &root]);
+        let installed = Command::new("mariadb-install-db")
+            .args([
+                "--no-defaults",
+                "--user=mysql",
+                &format!("--datadir={data}"),
+                "--skip-test-db",
+                "--auth-root-authentication-method=socket",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("mariadb-install-db");
+        assert!(installed.success(), "mariadb-install-db failed");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("mariadbd")
+            .args([
+                "--no-defaults",
+                "--user=mysql",
+                &format!("--datadir={data}"),
+                &format!("--socket={root}/sock"),
+                &format!("--pid-file={root}/pid"),
+                "--bind-address=127.0.0.1",
+                &format!("--port={port}"),
+                &format!("--log-error={root}/err.log"),
+                "--innodb-buffer-pool-size=64M",
+                "--skip-name-resolve",
+            ])
+            .args(extra_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mariadbd");
+        let server = Self { dir, port, child };
+        // Readiness: root runs a query; give up after about 60 s.
+        let mut attempts = 0;
+        while !server.try_sql("SELECT 1") {
+            attempts += 1;
+            assert!(
+                attempts < 1200,
+                "the private MariaDB did not become ready; see {root}/err.log"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// The TCP port (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs `sql` as root over the socket.
+    pub fn sql(&self, sql: &str) {
+        assert!(self.try_sql(sql), "{sql} failed on the private MariaDB");
+    }
+
+    fn try_sql(&self, sql: &str) -> bool {
+        Command::new("mariadb")
+            .arg(format!("--socket={}/sock", self.dir.path().display()))
+            .args(["-uroot", "-e", sql])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for PrivateMariaDb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(program: &str, args: &[&str]) {
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(status.success(), "{program} {args:?} failed");
+}

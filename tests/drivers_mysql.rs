@@ -8,7 +8,9 @@ mod mariadb;
 #[path = "support/private_mariadb.rs"]
 mod private_mariadb;
 
-use driver_conformance::{assert_no_secret, captured_traces, check_contract, error_texts};
+use driver_conformance::{
+    assert_no_secret, captured_traces, check_contract, error_texts, start_trace_capture,
+};
 use mariadb::{Accounts, unique};
 use private_mariadb::PrivateMariaDb;
 use rotator::drivers::quote::mysql_literal;
@@ -155,6 +157,7 @@ async fn two_rotations_keep_the_previous_credential_and_kill_the_one_before() {
 
 #[tokio::test]
 async fn failures_are_classified_and_leave_the_password_unchanged() {
+    start_trace_capture();
     let mut f = fixture().await;
     let rd = f.driver();
     let new = Credential {

@@ -8,7 +8,9 @@ mod private_postgres;
 
 use std::sync::Arc;
 
-use driver_conformance::{assert_no_secret, captured_traces, check_contract, error_texts};
+use driver_conformance::{
+    assert_no_secret, captured_traces, check_contract, error_texts, start_trace_capture,
+};
 use private_postgres::{ADMIN_PASSWORD, ADMIN_USER, PrivatePostgres};
 use rotator::drivers::quote::{pg_identifier, pg_literal};
 use rotator::drivers::{
@@ -202,6 +204,7 @@ async fn the_client_side_verifier_equals_the_servers_own() {
 
 #[tokio::test]
 async fn failures_are_classified_and_leave_the_password_unchanged() {
+    start_trace_capture();
     let pg = PrivatePostgres::shared();
     let roles = two_roles(&pg).await;
     let rd = setup(&pg, &roles);

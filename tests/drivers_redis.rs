@@ -8,7 +8,9 @@ mod private_redis;
 
 use std::collections::BTreeSet;
 
-use driver_conformance::{assert_no_secret, captured_traces, check_contract, error_texts};
+use driver_conformance::{
+    assert_no_secret, captured_traces, check_contract, error_texts, start_trace_capture,
+};
 use private_redis::{ADMIN_PASSWORD, ADMIN_USER, PrivateRedis};
 use rotator::drivers::{
     AnyDriver, BuildError, ConnectionConfig, Credential, Driver, DriverErrorKind, DriverOptions,
@@ -196,6 +198,7 @@ async fn the_permission_scope_is_what_the_user_gets() {
 
 #[tokio::test]
 async fn failures_are_classified_and_leave_the_password_unchanged() {
+    start_trace_capture();
     let server = PrivateRedis::shared();
     let rotation_id = uuid::Uuid::new_v4().to_string();
     let build_for = |c: ConnectionConfig, scope: &str| {

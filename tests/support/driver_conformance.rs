@@ -56,9 +56,14 @@ pub fn start_trace_capture() {
     capture();
 }
 
-/// The trace text captured so far.
+/// The trace text captured so far. Panics when nothing was captured: a test that greps traces
+/// must call [`start_trace_capture`] before its first driver call, or the grep proves nothing.
 pub fn captured_traces() -> String {
     let bytes = capture().lock().map(|b| b.clone()).unwrap_or_default();
+    assert!(
+        !bytes.is_empty(),
+        "no trace captured: call start_trace_capture() before the driver calls"
+    );
     String::from_utf8_lossy(&bytes).into_owned()
 }
 

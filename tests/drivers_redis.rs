@@ -300,6 +300,37 @@ async fn revoke_deletes_the_slot_user_and_is_idempotent() {
     assert!(!acl_users(&server).contains(&c.username));
 }
 
+/// What dies when (docs/drivers.md): Redis checks a password only at AUTH, so a connection
+/// opened with the previous password keeps working; deleting the user closes it.
+#[tokio::test]
+async fn an_open_connection_outlives_a_password_change_but_not_a_revoke() {
+    let server = PrivateRedis::shared();
+    let rd = build(connection(server.port()), parameters(SCOPE)).expect("valid");
+    let user = rd.driver.username_for(Slot::First).to_owned();
+    let first = Credential {
+        username: user.clone(),
+        password: rd.password_policy.generate(),
+    };
+    rd.driver.apply(&first).await.expect("apply");
+    let mut open = server
+        .connect(&user, first.password.expose())
+        .expect("log in");
+    let second = Credential {
+        username: user.clone(),
+        password: rd.password_policy.generate(),
+    };
+    rd.driver.apply(&second).await.expect("change the password");
+    redis::cmd("GET")
+        .arg("app:x")
+        .query::<Option<String>>(&mut open)
+        .expect("the open connection still works after the password change");
+    rd.driver.revoke(&user).await.expect("revoke");
+    redis::cmd("GET")
+        .arg("app:x")
+        .query::<Option<String>>(&mut open)
+        .expect_err("deleting the user closed its connection");
+}
+
 #[tokio::test]
 async fn unsafe_requests_are_refused_before_anything_is_sent() {
     let server = PrivateRedis::shared();

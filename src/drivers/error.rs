@@ -26,6 +26,8 @@ pub enum Phase {
     Revoke,
     /// Logging in as the admin, changing nothing.
     Probe,
+    /// Building a driver from its configuration (nothing is sent).
+    Build,
 }
 
 /// What kind of failure happened; decides [`DriverError::is_transient`] and
@@ -102,6 +104,7 @@ impl Phase {
             Self::Verify => "verify",
             Self::Revoke => "revoke",
             Self::Probe => "probe",
+            Self::Build => "build",
         }
     }
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 use tracing::Instrument as _;
 
 pub use self::error::{DbSystem, DriverError, DriverErrorKind, Phase};
-use self::mysql::MysqlDriver;
+use self::mysql::{MysqlDriver, MysqlOptions};
 use self::postgres::PostgresDriver;
 use self::redis::RedisDriver;
 use crate::local::password::{PasswordError, PasswordPolicy};
@@ -137,8 +137,8 @@ pub enum TlsMode {
 /// Per-driver settings that are not part of the rotation's parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DriverOptions {
-    /// MySQL: the host part of both accounts, `'<user>'@'<host part>'`; `%` when absent.
-    pub mysql_host_part: Option<String>,
+    /// MySQL: the accounts' host part (`%` by default) and how the password is sent.
+    pub mysql: MysqlOptions,
     /// Redis: the ACL user of each slot; [`RedisDriver::default_usernames`] when absent.
     pub redis_usernames: Option<[String; 2]>,
 }
@@ -226,7 +226,7 @@ impl ConnectionConfig {
             None
         };
         match problem {
-            Some(p) => Err(invalid(system, Phase::Probe, p)),
+            Some(p) => Err(invalid(system, Phase::Build, p)),
             None => Ok(()),
         }
     }
@@ -257,14 +257,11 @@ impl AnyDriver {
                 RotationType::PostgresCredentials,
                 p.password_requirements.as_ref(),
             ),
-            Kind::MysqlCredentials(p) => {
-                let host_part = options.mysql_host_part.unwrap_or_else(|| "%".to_owned());
-                (
-                    Self::Mysql(MysqlDriver::new(connection, p, host_part)?),
-                    RotationType::MysqlCredentials,
-                    p.password_requirements.as_ref(),
-                )
-            }
+            Kind::MysqlCredentials(p) => (
+                Self::Mysql(MysqlDriver::new(connection, p, options.mysql)?),
+                RotationType::MysqlCredentials,
+                p.password_requirements.as_ref(),
+            ),
             Kind::RedisCredentials(p) => {
                 let usernames = options
                     .redis_usernames
@@ -425,7 +422,7 @@ pub(crate) fn check_usernames(
         None
     };
     match problem {
-        Some(p) => Err(invalid(system, Phase::Probe, p)),
+        Some(p) => Err(invalid(system, Phase::Build, p)),
         None => Ok(()),
     }
 }
@@ -463,6 +460,7 @@ pub(crate) async fn in_phase_span<T>(
         Phase::Verify => phase_span!("driver.verify"),
         Phase::Revoke => phase_span!("driver.revoke"),
         Phase::Probe => phase_span!("driver.probe"),
+        Phase::Build => phase_span!("driver.build"),
     };
     let result = work.instrument(span.clone()).await;
     if let Err(e) = &result {

@@ -1,18 +1,19 @@
 //! `mysql-credentials` on MySQL or MariaDB: two accounts, one per slot, with a configurable host
 //! part (`'<user>'@'<host part>'`, `%` by default; upstream always used `%`).
 //!
-//! - **apply**: `ALTER USER '<user>'@'<host>' IDENTIFIED BY '<password>'` as the admin. The
-//!   statement takes no bind parameters, so the password is a literal escaped for the session's
-//!   `sql_mode`, which the driver reads first (`NO_BACKSLASH_ESCAPES` changes what `\` means).
-//!   The server hashes the password with the account's authentication plugin; MariaDB switches
-//!   the account to `mysql_native_password`.
+//! - **apply**: as the admin, `ALTER USER '<user>'@'<host>' IDENTIFIED BY '<password>'`
+//!   ([`MysqlPasswordForm::Plaintext`], the default), or
+//!   `ALTER USER '<user>'@'<host>' IDENTIFIED BY PASSWORD '*<hash>'`
+//!   ([`MysqlPasswordForm::NativeHash`]). The statement takes no bind parameters, so values are
+//!   literals escaped for the session's `sql_mode`, which the driver reads first
+//!   (`NO_BACKSLASH_ESCAPES` changes what `\` means).
 //! - **verify**: a new connection logged in as the account, then `SELECT 1`.
-//! - **revoke**: `ALTER USER … IDENTIFIED BY '<random, discarded>'` (no `DROP USER`: rotator
-//!   does not own the account's grants).
+//! - **revoke**: the same `ALTER USER` with a random password nobody keeps (no `DROP USER`:
+//!   rotator does not own the account's grants).
 //!
-//! The plaintext crosses the connection inside the statement: use TLS. Statement logging in
-//! sqlx is off; the server's general log, if enabled, records the statement (MariaDB masks
-//! `IDENTIFIED BY` literals in its logs).
+//! With the plaintext form the password crosses the connection inside the statement (use TLS),
+//! and MariaDB writes the statement verbatim to its general log and binary log when those are
+//! on. sqlx's own statement logging is off.
 
 use sqlx::error::DatabaseError;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlSslMode};
@@ -31,20 +32,53 @@ use crate::secret::SecretString;
 
 const SYSTEM: DbSystem = DbSystem::Mysql;
 
+/// How the new password travels in `ALTER USER`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MysqlPasswordForm {
+    /// `IDENTIFIED BY '<password>'`: the server hashes it with the account's authentication
+    /// plugin (MySQL 8 `caching_sha2_password`, MariaDB `mysql_native_password`). Works
+    /// everywhere; the plaintext is in the statement text.
+    #[default]
+    Plaintext,
+    /// `IDENTIFIED BY PASSWORD '*<SHA1(SHA1(password))>'`, computed here: the plaintext never
+    /// reaches the server or its logs (as with PostgreSQL's SCRAM verifier). The account uses
+    /// `mysql_native_password` afterwards, which MySQL 8.4 disables by default and MySQL 9
+    /// removed: for MariaDB and older MySQL.
+    NativeHash,
+}
+
+/// MySQL-specific driver settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MysqlOptions {
+    /// The host part of both accounts (`%` by default).
+    pub host_part: String,
+    /// How the password is sent.
+    pub password_form: MysqlPasswordForm,
+}
+
+impl Default for MysqlOptions {
+    fn default() -> Self {
+        Self {
+            host_part: "%".to_owned(),
+            password_form: MysqlPasswordForm::default(),
+        }
+    }
+}
+
 /// The MySQL/MariaDB driver of one rotation.
 #[derive(Debug, Clone)]
 pub struct MysqlDriver {
     connection: ConnectionConfig,
     /// `username1`, `username2`, trimmed.
     usernames: [String; 2],
-    /// The host part of both accounts.
-    host_part: String,
+    /// The account host part and the password form.
+    options: MysqlOptions,
 }
 
 // === impl MysqlDriver ===
 
 impl MysqlDriver {
-    /// A driver for `'<username1>'@'<host_part>'` and `'<username2>'@'<host_part>'`.
+    /// A driver for `'<username1>'@'<host part>'` and `'<username2>'@'<host part>'`.
     ///
     /// # Errors
     ///
@@ -54,13 +88,13 @@ impl MysqlDriver {
     pub fn new(
         connection: ConnectionConfig,
         parameters: &SqlCredentialsParameters,
-        host_part: String,
+        options: MysqlOptions,
     ) -> Result<Self, DriverError> {
         connection.check(SYSTEM)?;
         if parameters.rotation_statement.is_some() {
             return Err(invalid(
                 SYSTEM,
-                Phase::Probe,
+                Phase::Build,
                 "custom rotation statements are not supported by the local driver; set the account host part instead",
             ));
         }
@@ -70,13 +104,13 @@ impl MysqlDriver {
         ];
         check_usernames(SYSTEM, &usernames, &connection.admin_username)?;
         for u in &usernames {
-            mysql_account(u, &host_part, true)
-                .map_err(|e| invalid(SYSTEM, Phase::Probe, format!("account {u:?}: {e}")))?;
+            mysql_account(u, &options.host_part, true)
+                .map_err(|e| invalid(SYSTEM, Phase::Build, format!("account {u:?}: {e}")))?;
         }
         Ok(Self {
             connection,
             usernames,
-            host_part,
+            options,
         })
     }
 
@@ -87,7 +121,7 @@ impl MysqlDriver {
 
     /// The host part of the accounts.
     pub fn host_part(&self) -> &str {
-        &self.host_part
+        &self.options.host_part
     }
 
     /// Logs in as the admin and runs `SELECT 1`.
@@ -184,11 +218,17 @@ impl MysqlDriver {
             .await?;
         let result = async {
             let backslash_escapes = !no_backslash_escapes(&mut conn, phase, redactor).await?;
-            let account = mysql_account(username, &self.host_part, backslash_escapes)
+            let account = mysql_account(username, &self.options.host_part, backslash_escapes)
                 .map_err(|e| invalid(SYSTEM, phase, e.to_string()))?;
-            let literal = mysql_literal(password.expose(), backslash_escapes)
+            let (clause, value) = match self.options.password_form {
+                MysqlPasswordForm::Plaintext => ("IDENTIFIED BY", password.clone()),
+                MysqlPasswordForm::NativeHash => {
+                    ("IDENTIFIED BY PASSWORD", native_password_hash(password))
+                }
+            };
+            let literal = mysql_literal(value.expose(), backslash_escapes)
                 .map_err(|e| invalid(SYSTEM, phase, format!("password: {e}")))?;
-            let sql = SecretString::new(format!("ALTER USER {account} IDENTIFIED BY {literal}"));
+            let sql = SecretString::new(format!("ALTER USER {account} {clause} {literal}"));
             // The server may echo the escaped form, quotes or not.
             let inner = literal
                 .get(1..literal.len().saturating_sub(1))
@@ -300,6 +340,15 @@ impl Driver for MysqlDriver {
     }
 }
 
+/// The `mysql_native_password` hash: `*` and the upper-case hex of SHA1(SHA1(password)), as
+/// `PASSWORD()` computes it.
+pub fn native_password_hash(password: &SecretString) -> SecretString {
+    use sha1::{Digest as _, Sha1};
+    let stage2 = Sha1::digest(Sha1::digest(password.expose().as_bytes()));
+    let hex: String = stage2.iter().map(|b| format!("{b:02X}")).collect();
+    SecretString::new(format!("*{hex}"))
+}
+
 /// Whether the session treats `\` as an ordinary character in string literals.
 async fn no_backslash_escapes(
     conn: &mut MySqlConnection,
@@ -366,5 +415,19 @@ fn database_kind(db: &dyn DatabaseError, login: Login) -> DriverErrorKind {
         // ER_TOO_MANY_USER_CONNECTIONS
         1040 | 1053 | 1205 | 1213 | 1203 => DriverErrorKind::ServerUnavailable,
         _ => DriverErrorKind::Server,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_hash_matches_the_servers_password_function() {
+        // `SELECT PASSWORD('pencil')` on MariaDB 10.11.
+        assert_eq!(
+            native_password_hash(&SecretString::new("pencil")).expose(),
+            "*7614BE58636C810A9D8970A50B3B2A78450413E4"
+        );
     }
 }

@@ -54,7 +54,7 @@ impl PostgresDriver {
         if parameters.rotation_statement.is_some() {
             return Err(invalid(
                 SYSTEM,
-                Phase::Probe,
+                Phase::Build,
                 "custom rotation statements are not supported by the local driver: it sends a SCRAM verifier, never the password",
             ));
         }
@@ -65,7 +65,7 @@ impl PostgresDriver {
         check_usernames(SYSTEM, &usernames, &connection.admin_username)?;
         for u in &usernames {
             pg_identifier(u)
-                .map_err(|e| invalid(SYSTEM, Phase::Probe, format!("username {u:?}: {e}")))?;
+                .map_err(|e| invalid(SYSTEM, Phase::Build, format!("username {u:?}: {e}")))?;
         }
         Ok(Self {
             connection,

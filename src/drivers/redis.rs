@@ -4,11 +4,12 @@
 //! two fixed users per rotation instead (slot 0 and slot 1, named after the rotation id unless
 //! configured), the same two-slot model as the SQL types:
 //!
-//! - **apply**: `ACL SETUSER <user> reset on ><password> <permission scope…>`: one atomic
-//!   command that creates the user if needed and leaves it with exactly this password and this
-//!   scope, whatever it had before, so applying twice is harmless and a crashed attempt leaves no
-//!   orphan. Then `ACL SAVE`; a server without an ACL file answers that it has none, which is
-//!   ignored (the change then lives in memory only).
+//! - **apply**: `ACL SETUSER <user> reset on #<SHA-256 of the password> <permission scope…>`:
+//!   one atomic command that creates the user if needed and leaves it with exactly this password
+//!   and this scope, whatever it had before, so applying twice is harmless and a crashed attempt
+//!   leaves no orphan. The password goes as its SHA-256 (the form Redis stores), so the plaintext
+//!   never crosses the admin connection. Then `ACL SAVE`; a server without an ACL file answers
+//!   that it has none, which is ignored (the change then lives in memory only).
 //! - **verify**: a new connection that sends `AUTH <user> <password>`.
 //! - **revoke**: `ACL DELUSER <user>` (it also closes the user's connections), then `ACL SAVE`.
 //!
@@ -32,6 +33,7 @@ use super::{
     OPERATION_TIMEOUT, Phase, Slot, TlsMode, check_target, check_usernames, in_phase_span, invalid,
 };
 use crate::proto::RedisCredentialsParameters;
+use crate::secret::SecretString;
 
 const SYSTEM: DbSystem = DbSystem::Redis;
 
@@ -71,7 +73,7 @@ impl RedisDriver {
             if u.chars().any(|c| c.is_whitespace() || c.is_control()) || u == "default" {
                 return Err(invalid(
                     SYSTEM,
-                    Phase::Probe,
+                    Phase::Build,
                     format!("{u:?} cannot be a rotated ACL user"),
                 ));
             }
@@ -270,8 +272,10 @@ impl Driver for RedisDriver {
                 if credential.password.is_empty() {
                     return Err(invalid(SYSTEM, Phase::Apply, "the password is empty"));
                 }
+                let password_hash = acl_password_hash(&credential.password);
                 let redactor = Redactor::new([
                     credential.password.expose(),
+                    password_hash.expose(),
                     self.connection.admin_password.expose(),
                 ]);
                 let mut conn = self.admin_connection(Phase::Apply, &redactor).await?;
@@ -280,7 +284,7 @@ impl Driver for RedisDriver {
                     .arg(user)
                     .arg("reset")
                     .arg("on")
-                    .arg(format!(">{}", credential.password.expose()))
+                    .arg(format!("#{}", password_hash.expose()))
                     .arg(&self.scope);
                 if let Err(e) = cmd.query_async::<()>(&mut conn).await {
                     let mut err = from_redis(&e, Phase::Apply, Login::Admin, &redactor);
@@ -391,7 +395,7 @@ pub fn parse_scope(scope: &str) -> Result<Vec<String>, DriverError> {
     if depth > 0 {
         return Err(invalid(
             SYSTEM,
-            Phase::Probe,
+            Phase::Build,
             "unclosed ( in the permission scope",
         ));
     }
@@ -401,7 +405,7 @@ pub fn parse_scope(scope: &str) -> Result<Vec<String>, DriverError> {
     if rules.is_empty() {
         return Err(invalid(
             SYSTEM,
-            Phase::Probe,
+            Phase::Build,
             "Permission scope is required",
         ));
     }
@@ -410,7 +414,7 @@ pub fn parse_scope(scope: &str) -> Result<Vec<String>, DriverError> {
         if RESERVED_RULES.contains(&lower.as_str()) || rule.starts_with(['>', '<', '#', '!']) {
             return Err(invalid(
                 SYSTEM,
-                Phase::Probe,
+                Phase::Build,
                 format!(
                     "the permission scope may not contain {rule:?}: passwords and on/off are set by the driver"
                 ),
@@ -418,6 +422,19 @@ pub fn parse_scope(scope: &str) -> Result<Vec<String>, DriverError> {
         }
     }
     Ok(rules)
+}
+
+/// The lower-case hex SHA-256 of a password: what `ACL SETUSER … #<hash>` takes and what Redis
+/// stores and saves.
+pub fn acl_password_hash(password: &SecretString) -> SecretString {
+    use sha2::{Digest as _, Sha256};
+    let digest = Sha256::digest(password.expose().as_bytes());
+    SecretString::new(
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+    )
 }
 
 async fn query(

@@ -80,6 +80,28 @@ impl PrivateMariaDb {
         self.port
     }
 
+    /// The data directory (relative log file names land here).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The binary log as text (`mariadb-binlog` of every `bin.*` file).
+    pub fn binlog_text(&self) -> String {
+        let mut out = String::new();
+        let Ok(entries) = std::fs::read_dir(self.data_dir()) else {
+            return out;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("bin.0")
+                && let Ok(o) = Command::new("mariadb-binlog").arg(entry.path()).output()
+            {
+                out.push_str(&String::from_utf8_lossy(&o.stdout));
+            }
+        }
+        out
+    }
+
     /// Runs `sql` as root over the socket.
     pub fn sql(&self, sql: &str) {
         assert!(self.try_sql(sql), "{sql} failed on the private MariaDB");

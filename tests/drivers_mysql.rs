@@ -7,6 +7,8 @@ mod driver_conformance;
 mod mariadb;
 #[path = "support/private_mariadb.rs"]
 mod private_mariadb;
+#[path = "support/test_ca.rs"]
+mod test_ca;
 
 use driver_conformance::{
     assert_no_secret, captured_traces, check_contract, error_texts, start_trace_capture,
@@ -436,4 +438,52 @@ async fn unsafe_requests_are_refused_before_anything_is_sent() {
     ));
     rd.driver.verify(&f.targets[0]).await.expect("unchanged");
     rd.driver.verify(&f.targets[1]).await.expect("unchanged");
+}
+
+/// The TLS modes against a private MariaDB with a certificate from a private CA.
+#[tokio::test]
+async fn tls_modes_check_the_certificate_as_configured() {
+    let certs_dir = tempfile::tempdir().expect("a temp dir");
+    let ca = test_ca::TestCa::create(certs_dir.path());
+    // mariadbd runs as `mysql` and must read the files.
+    for path in [certs_dir.path(), &ca.cert_file, &ca.key_file, &ca.ca_file] {
+        let status = std::process::Command::new("chmod")
+            .arg("a+rX")
+            .arg(path)
+            .status()
+            .expect("chmod");
+        assert!(status.success());
+    }
+    let server = PrivateMariaDb::start(&[
+        &format!("--ssl-cert={}", ca.cert_file.display()),
+        &format!("--ssl-key={}", ca.key_file.display()),
+        &format!("--ssl-ca={}", ca.ca_file.display()),
+    ]);
+    server.sql(&format!(
+        "CREATE USER 'adm'@'%' IDENTIFIED BY '{ADMIN_PASSWORD}' REQUIRE SSL; GRANT CREATE USER ON *.* TO 'adm'@'%';\
+         CREATE USER 'u1'@'%' IDENTIFIED BY 'initial-1' REQUIRE SSL; CREATE USER 'u2'@'%' IDENTIFIED BY 'initial-2' REQUIRE SSL;"
+    ));
+    let with_tls = |mode, ca_pem: Option<String>| {
+        let mut c = connection("adm");
+        c.port = server.port();
+        c.tls = TlsConfig { mode, ca_pem };
+        build(c, parameters("u1", "u2"), None).expect("valid")
+    };
+    let verified = with_tls(TlsMode::VerifyFull, Some(ca.ca_pem.clone()));
+    check_contract(&verified.driver, &verified.password_policy, Slot::First).await;
+    let encrypted = with_tls(TlsMode::Require, None);
+    check_contract(&encrypted.driver, &encrypted.password_policy, Slot::Second).await;
+
+    let untrusted = with_tls(TlsMode::VerifyFull, None);
+    let e = untrusted
+        .driver
+        .probe()
+        .await
+        .expect_err("the CA is not a system root");
+    assert_eq!(e.kind(), DriverErrorKind::Tls, "{e}");
+    assert!(!e.is_transient());
+    // The accounts REQUIRE SSL: without TLS the admin is refused.
+    let plain = with_tls(TlsMode::Disable, None);
+    let e = plain.driver.probe().await.expect_err("TLS is required");
+    assert_eq!(e.kind(), DriverErrorKind::AdminLoginRejected, "{e}");
 }

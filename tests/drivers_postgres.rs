@@ -5,6 +5,8 @@
 mod driver_conformance;
 #[path = "support/private_postgres.rs"]
 mod private_postgres;
+#[path = "support/test_ca.rs"]
+mod test_ca;
 
 use std::sync::Arc;
 
@@ -410,4 +412,33 @@ async fn unsafe_requests_are_refused_before_anything_is_sent() {
     // Nothing reached the roles.
     rd.driver.verify(&roles[0]).await.expect("unchanged");
     rd.driver.verify(&roles[1]).await.expect("unchanged");
+}
+
+/// The TLS modes against a server with a certificate from a private CA: `VerifyFull` with the CA
+/// and `Require` work; `VerifyFull` against the system roots is a permanent TLS failure.
+#[tokio::test]
+async fn tls_modes_check_the_certificate_as_configured() {
+    let certs_dir = tempfile::tempdir().expect("a temp dir");
+    let ca = test_ca::TestCa::create(certs_dir.path());
+    let pg = PrivatePostgres::start_with_tls(&ca.cert_file, &ca.key_file);
+    let roles = two_roles(&pg).await;
+    let with_tls = |mode, ca_pem: Option<String>| {
+        let mut c = connection(&pg);
+        c.tls = TlsConfig { mode, ca_pem };
+        build(c, parameters(&roles[0].username, &roles[1].username))
+    };
+
+    let verified = with_tls(TlsMode::VerifyFull, Some(ca.ca_pem.clone()));
+    check_contract(&verified.driver, &verified.password_policy, Slot::First).await;
+    let encrypted = with_tls(TlsMode::Require, None);
+    check_contract(&encrypted.driver, &encrypted.password_policy, Slot::Second).await;
+
+    let untrusted = with_tls(TlsMode::VerifyFull, None);
+    let e = untrusted
+        .driver
+        .probe()
+        .await
+        .expect_err("the CA is not a system root");
+    assert_eq!(e.kind(), DriverErrorKind::Tls, "{e}");
+    assert!(!e.is_transient());
 }

@@ -5,6 +5,8 @@
 mod driver_conformance;
 #[path = "support/private_redis.rs"]
 mod private_redis;
+#[path = "support/test_ca.rs"]
+mod test_ca;
 
 use std::collections::BTreeSet;
 
@@ -371,4 +373,34 @@ async fn unsafe_requests_are_refused_before_anything_is_sent() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The TLS modes against a TLS-only server with a certificate from a private CA.
+#[tokio::test]
+async fn tls_modes_check_the_certificate_as_configured() {
+    let certs_dir = tempfile::tempdir().expect("a temp dir");
+    let ca = test_ca::TestCa::create(certs_dir.path());
+    let server = PrivateRedis::start_with_tls(
+        ca.cert_file.clone(),
+        ca.key_file.clone(),
+        ca.ca_file.clone(),
+    );
+    let with_tls = |mode, ca_pem: Option<String>| {
+        let mut c = connection(server.port());
+        c.tls = TlsConfig { mode, ca_pem };
+        build(c, parameters(SCOPE)).expect("valid")
+    };
+    let verified = with_tls(TlsMode::VerifyFull, Some(ca.ca_pem.clone()));
+    check_contract(&verified.driver, &verified.password_policy, Slot::First).await;
+    let encrypted = with_tls(TlsMode::Require, None);
+    check_contract(&encrypted.driver, &encrypted.password_policy, Slot::Second).await;
+
+    let untrusted = with_tls(TlsMode::VerifyFull, None);
+    let e = untrusted
+        .driver
+        .probe()
+        .await
+        .expect_err("the CA is not a system root");
+    assert_eq!(e.kind(), DriverErrorKind::Tls, "{e}");
+    assert!(!e.is_transient());
 }

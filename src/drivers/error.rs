@@ -175,8 +175,10 @@ impl DriverErrorKind {
 // === impl DriverError ===
 
 impl DriverError {
-    /// A new error. `detail` must already be scrubbed of secrets.
-    pub(crate) fn new(
+    /// A new error. `detail` must hold no secret: scrub peer text with
+    /// [`Redactor::scrub`](super::redact::Redactor::scrub) first. Public so that fakes of
+    /// [`Driver`](super::Driver) in engine tests can fail with any kind.
+    pub fn new(
         kind: DriverErrorKind,
         system: DbSystem,
         phase: Phase,

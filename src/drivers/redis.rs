@@ -466,10 +466,26 @@ fn timed_out(phase: Phase) -> DriverError {
     )
 }
 
+/// The kind of the I/O error inside `e`, if it wraps one. redis keeps it behind an
+/// `Arc<dyn Error>` that `source()` exposes as is.
+fn io_error_kind(e: &RedisError) -> Option<std::io::ErrorKind> {
+    use std::error::Error as _;
+    let source = e.source()?;
+    let io = source.downcast_ref::<std::io::Error>().or_else(|| {
+        source
+            .downcast_ref::<std::sync::Arc<dyn std::error::Error + Send + Sync>>()
+            .and_then(|inner| inner.downcast_ref::<std::io::Error>())
+    });
+    io.map(std::io::Error::kind)
+}
+
 /// Classifies a Redis client error; the detail is scrubbed.
 fn from_redis(e: &RedisError, phase: Phase, login: Login, redactor: &Redactor<'_>) -> DriverError {
     let kind = if e.is_timeout() {
         DriverErrorKind::Timeout
+    } else if io_error_kind(e) == Some(std::io::ErrorKind::InvalidData) {
+        // rustls reports handshake and certificate failures as InvalidData.
+        DriverErrorKind::Tls
     } else if e.kind() == ErrorKind::AuthenticationFailed {
         login.rejected()
     } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {

@@ -43,6 +43,10 @@ pub(crate) fn from_sqlx(
                 format!("{code}{}", db.message()),
             )
         }
+        // rustls reports handshake and certificate failures as InvalidData.
+        sqlx::Error::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            (DriverErrorKind::Tls, e.to_string())
+        }
         sqlx::Error::Io(e) => (DriverErrorKind::Unreachable, e.to_string()),
         sqlx::Error::Tls(e) => (DriverErrorKind::Tls, e.to_string()),
         sqlx::Error::Configuration(e) => (DriverErrorKind::InvalidInput, e.to_string()),

@@ -26,19 +26,7 @@ impl PrivateMariaDb {
         let data = format!("{root}/data");
         run("chmod", &["755", &root]);
         run("chown", &["mysql:mysql", &root]);
-        let installed = Command::new("mariadb-install-db")
-            .args([
-                "--no-defaults",
-                "--user=mysql",
-                &format!("--datadir={data}"),
-                "--skip-test-db",
-                "--auth-root-authentication-method=socket",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("mariadb-install-db");
-        assert!(installed.success(), "mariadb-install-db failed");
+        install(&data);
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -124,6 +112,35 @@ impl Drop for PrivateMariaDb {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `mariadb-install-db` into `data`. It fails now and then when several run at once (seen under
+/// nextest); a fresh attempt in an empty directory succeeds, so try up to three times and show
+/// the tool's output if all fail.
+fn install(data: &str) {
+    let mut output = String::new();
+    for _ in 0..3 {
+        let _ = std::fs::remove_dir_all(data);
+        let out = Command::new("mariadb-install-db")
+            .args([
+                "--no-defaults",
+                "--user=mysql",
+                &format!("--datadir={data}"),
+                "--skip-test-db",
+                "--auth-root-authentication-method=socket",
+            ])
+            .output()
+            .expect("mariadb-install-db");
+        if out.status.success() {
+            return;
+        }
+        output = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    panic!("mariadb-install-db failed three times:\n{output}");
 }
 
 fn run(program: &str, args: &[&str]) {

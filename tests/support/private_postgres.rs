@@ -42,6 +42,15 @@ impl PrivatePostgres {
 
     /// initdb + pg_ctl start on a free loopback port; waits until it accepts connections.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// As [`PrivatePostgres::start`], with `ssl = on` and this certificate and key.
+    pub fn start_with_tls(cert_file: &Path, key_file: &Path) -> Self {
+        Self::start_with(Some((cert_file, key_file)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("rotator-pg-")
             .tempdir()
@@ -49,6 +58,21 @@ impl PrivatePostgres {
         run("chmod", &["755", path(dir.path())]);
         if is_root() {
             run("chown", &["postgres:postgres", path(dir.path())]);
+        }
+        let mut tls_options = String::new();
+        if let Some((cert, key)) = tls {
+            let (crt, k) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+            std::fs::copy(cert, &crt).expect("copy the certificate");
+            std::fs::copy(key, &k).expect("copy the key");
+            run("chmod", &["600", path(&k)]);
+            if is_root() {
+                run("chown", &["postgres:postgres", path(&crt), path(&k)]);
+            }
+            tls_options = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                path(&crt),
+                path(&k)
+            );
         }
         let data = dir.path().join("data");
         as_postgres(
@@ -70,7 +94,7 @@ impl PrivatePostgres {
         for _ in 0..5 {
             let port = free_port();
             let options = format!(
-                "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c log_statement=all",
+                "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c log_statement=all{tls_options}",
                 path(dir.path())
             );
             let log = dir.path().join("server.log");

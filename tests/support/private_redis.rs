@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -18,6 +19,8 @@ pub struct PrivateRedis {
     dir: tempfile::TempDir,
     port: u16,
     with_acl_file: bool,
+    /// Server certificate, key and CA files when the server speaks TLS only.
+    tls: Option<[PathBuf; 3]>,
     child: Child,
 }
 
@@ -36,6 +39,16 @@ impl PrivateRedis {
 
     /// Starts a server; `with_acl_file` chooses between `--aclfile` and `--user` arguments.
     pub fn start(with_acl_file: bool) -> Self {
+        Self::start_with(with_acl_file, None)
+    }
+
+    /// Starts a server (with an ACL file) that speaks TLS only, with this certificate, key and
+    /// CA.
+    pub fn start_with_tls(cert: PathBuf, key: PathBuf, ca: PathBuf) -> Self {
+        Self::start_with(true, Some([cert, key, ca]))
+    }
+
+    fn start_with(with_acl_file: bool, tls: Option<[PathBuf; 3]>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("rotator-redis-")
             .tempdir()
@@ -51,11 +64,12 @@ impl PrivateRedis {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let child = spawn(&dir, port, with_acl_file);
+        let child = spawn(&dir, port, with_acl_file, tls.as_ref());
         let server = Self {
             dir,
             port,
             with_acl_file,
+            tls,
             child,
         };
         server.wait_ready();
@@ -77,7 +91,7 @@ impl PrivateRedis {
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn(&self.dir, self.port, self.with_acl_file);
+        self.child = spawn(&self.dir, self.port, self.with_acl_file, self.tls.as_ref());
         self.wait_ready();
     }
 
@@ -89,7 +103,15 @@ impl PrivateRedis {
 
     /// A synchronous connection as `user`.
     pub fn connect(&self, user: &str, password: &str) -> redis::RedisResult<redis::Connection> {
-        let info = redis::ConnectionAddr::Tcp("127.0.0.1".into(), self.port);
+        let info = match self.tls {
+            None => redis::ConnectionAddr::Tcp("127.0.0.1".into(), self.port),
+            Some(_) => redis::ConnectionAddr::TcpTls {
+                host: "127.0.0.1".into(),
+                port: self.port,
+                insecure: true,
+                tls_params: None,
+            },
+        };
         let info = redis::IntoConnectionInfo::into_connection_info(info)?.set_redis_settings(
             redis::RedisConnectionInfo::default()
                 .set_username(user)
@@ -122,19 +144,29 @@ impl Drop for PrivateRedis {
     }
 }
 
-fn spawn(dir: &tempfile::TempDir, port: u16, with_acl_file: bool) -> Child {
+fn spawn(
+    dir: &tempfile::TempDir,
+    port: u16,
+    with_acl_file: bool,
+    tls: Option<&[PathBuf; 3]>,
+) -> Child {
     let d = dir.path().to_str().expect("utf-8 path");
     let mut cmd = Command::new("redis-server");
-    cmd.args([
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-        "--dir",
-        d,
-    ])
-    .args(["--save", "", "--appendonly", "no"])
-    .args(["--logfile", &format!("{d}/log")]);
+    cmd.args(["--bind", "127.0.0.1", "--dir", d]);
+    match tls {
+        None => cmd.args(["--port", &port.to_string()]),
+        Some([cert, key, ca]) => cmd
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .arg("--tls-cert-file")
+            .arg(cert)
+            .arg("--tls-key-file")
+            .arg(key)
+            .arg("--tls-ca-cert-file")
+            .arg(ca)
+            .args(["--tls-auth-clients", "no"]),
+    };
+    cmd.args(["--save", "", "--appendonly", "no"])
+        .args(["--logfile", &format!("{d}/log")]);
     if with_acl_file {
         cmd.args(["--aclfile", &format!("{d}/users.acl")]);
     } else {

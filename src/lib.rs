@@ -7,6 +7,8 @@
 //! - [`api`]: the tonic service: admission (request id, deadline, limits), validation, statuses.
 //! - [`engine`]: routing to a backend, tracked rotation tasks, attempt records.
 //! - [`upstream`]: the Infisical REST client, its token manager and error classification.
+//! - [`local`]: local rotation: passwords, attempt state machine, credential encryption, schedule.
+//! - [`drivers`]: what local rotation does on a target (PostgreSQL, MySQL/MariaDB, Redis).
 //! - [`rotation`]: the 14 rotation types and Infisical's JSON model of a rotation.
 //! - [`store`]: the embedded store (SQLite under `data_dir`): the events outbox.
 //! - [`events`]: rotation events: outbox recorder, relay to NATS JetStream, CloudEvents model.
@@ -18,6 +20,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod drivers;
 pub mod engine;
 pub mod error;
 pub mod events;

@@ -16,6 +16,10 @@ use serde::Deserialize;
 use crate::rotation::RotationType;
 use crate::secret::SecretString;
 
+mod security;
+
+pub use self::security::{AuthConfig, AuthMode, IdentityConfig, NetworkConfig, TlsConfig};
+
 /// The process environment as a map, so tests never mutate the real one.
 pub type Env = HashMap<String, String>;
 
@@ -84,11 +88,30 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
         "ROTATOR_NATS_STREAM_DUPLICATE_WINDOW_SECONDS",
         "nats.stream.duplicate_window_seconds",
     ),
+    ("ROTATOR_TLS_CERT_FILE", "tls.cert_file"),
+    ("ROTATOR_TLS_KEY_FILE", "tls.key_file"),
+    ("ROTATOR_TLS_CLIENT_CA_FILE", "tls.client_ca_file"),
+    (
+        "ROTATOR_TLS_CLIENT_AUTH_OPTIONAL",
+        "tls.client_auth_optional",
+    ),
+    ("ROTATOR_AUTH_MODE", "auth.mode"),
+    ("ROTATOR_AUTH_OPEN_HEALTH", "auth.open_health"),
+    ("ROTATOR_AUTH_OPEN_REFLECTION", "auth.open_reflection"),
+    (
+        "ROTATOR_AUTH_ALLOW_PLAINTEXT_TOKENS",
+        "auth.allow_plaintext_tokens",
+    ),
+    (
+        "ROTATOR_NETWORK_DENY_PRIVATE_ADDRESSES",
+        "network.deny_private_addresses",
+    ),
 ];
 
 // === raw (as written) ===
+// No `Debug` on the raw structs: they hold secrets as plain strings.
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<String>,
@@ -100,9 +123,12 @@ struct RawConfig {
     enabled_types: Option<Vec<String>>,
     infisical: Option<RawInfisical>,
     nats: Option<RawNats>,
+    tls: Option<security::RawTls>,
+    auth: Option<security::RawAuth>,
+    network: Option<security::RawNetwork>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawInfisical {
     url: Option<String>,
@@ -114,7 +140,7 @@ struct RawInfisical {
     request_timeout_seconds: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawNats {
     url: Option<String>,
@@ -129,7 +155,7 @@ struct RawNats {
     stream: Option<RawStream>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStream {
     name: Option<String>,
@@ -162,6 +188,12 @@ pub struct Config {
     pub infisical: Option<InfisicalConfig>,
     /// The NATS connection for events, when configured.
     pub nats: Option<NatsConfig>,
+    /// Server TLS (mutual TLS with a client CA), when configured.
+    pub tls: Option<TlsConfig>,
+    /// Caller authentication and authorization.
+    pub auth: AuthConfig,
+    /// Outbound address policy for remote targets.
+    pub network: NetworkConfig,
 }
 
 /// How log lines are written.
@@ -249,18 +281,9 @@ impl Config {
     ///
     /// Every problem found, each naming its key.
     pub fn load(file: Option<&Path>, env: &Env) -> Result<Self, ConfigError> {
-        let mut problems = Vec::new();
-        let mut table = match file {
+        let text = match file {
             Some(path) => match std::fs::read_to_string(path) {
-                Ok(text) => match text.parse::<toml::Table>() {
-                    Ok(t) => t,
-                    Err(e) => {
-                        return Err(problem(
-                            "config file",
-                            format!("not valid TOML: {}", e.message()),
-                        ));
-                    }
-                },
+                Ok(text) => text,
                 Err(e) => {
                     return Err(problem(
                         "config file",
@@ -268,7 +291,27 @@ impl Config {
                     ));
                 }
             },
-            None => toml::Table::new(),
+            None => String::new(),
+        };
+        Self::from_toml_str(&text, env)
+    }
+
+    /// Loads the configuration from TOML text and the given environment (what [`Config::load`]
+    /// does after reading the file; also the entry point of the config fuzz target).
+    ///
+    /// # Errors
+    ///
+    /// Every problem found, each naming its key.
+    pub fn from_toml_str(text: &str, env: &Env) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let mut table = match text.parse::<toml::Table>() {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(problem(
+                    "config file",
+                    format!("not valid TOML: {}", e.message()),
+                ));
+            }
         };
         for (var, key) in ENV_KEYS {
             if let Some(value) = env.get(*var) {
@@ -301,15 +344,13 @@ fn env_value(key: &str, value: &str) -> toml::Value {
         || key.ends_with("_calls")
         || key.ends_with("_bytes")
         || key.ends_with("replicas");
-    if numeric {
-        if let Ok(n) = value.trim().parse::<i64>() {
-            return toml::Value::Integer(n);
-        }
+    if numeric && let Ok(n) = value.trim().parse::<i64>() {
+        return toml::Value::Integer(n);
     }
-    if key.ends_with("tls_required") {
-        if let Ok(b) = value.trim().parse::<bool>() {
-            return toml::Value::Boolean(b);
-        }
+    if (key.ends_with("tls_required") || security::BOOL_KEYS.contains(&key))
+        && let Ok(b) = value.trim().parse::<bool>()
+    {
+        return toml::Value::Boolean(b);
     }
     if key == "enabled_types" {
         let items = value
@@ -454,6 +495,10 @@ fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Con
         .infisical
         .and_then(|i| validate_infisical(i, env, problems));
     let nats = raw.nats.and_then(|n| validate_nats(n, env, problems));
+    let tls = raw.tls.and_then(|t| security::validate_tls(t, problems));
+    let auth =
+        security::validate_auth(raw.auth.unwrap_or_default(), listen, tls.as_ref(), problems);
+    let network = security::validate_network(raw.network.unwrap_or_default());
     Config {
         listen,
         data_dir,
@@ -464,6 +509,9 @@ fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Con
         enabled_types,
         infisical,
         nats,
+        tls,
+        auth,
+        network,
     }
 }
 
@@ -521,16 +569,15 @@ fn validate_infisical(
         }
     };
     let ca_pem = read_file("infisical.ca_file", raw.ca_file, problems);
-    if let Some(pem) = &ca_pem {
-        if reqwest::Certificate::from_pem_bundle(pem)
+    if let Some(pem) = &ca_pem
+        && reqwest::Certificate::from_pem_bundle(pem)
             .map(|c| c.is_empty())
             .unwrap_or(true)
-        {
-            problems.push(ConfigProblem {
-                key: "infisical.ca_file".into(),
-                reason: "holds no PEM certificate".into(),
-            });
-        }
+    {
+        problems.push(ConfigProblem {
+            key: "infisical.ca_file".into(),
+            reason: "holds no PEM certificate".into(),
+        });
     }
     let timeout = raw.request_timeout_seconds.unwrap_or(120);
     if timeout == 0 {

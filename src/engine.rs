@@ -152,10 +152,10 @@ impl Engine {
                     .map(str::to_owned),
                 failure: result.as_ref().err().cloned(),
             };
-            if let Some(recorder) = recorder {
-                if let Err(error) = recorder.record(attempt).await {
-                    tracing::error!(%error, "could not record the rotation attempt for its event");
-                }
+            if let Some(recorder) = recorder
+                && let Err(error) = recorder.record(attempt).await
+            {
+                tracing::error!(%error, "could not record the rotation attempt for its event");
             }
             result
         });

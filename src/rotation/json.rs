@@ -319,7 +319,7 @@ pub fn rotation_to_json(r: &SecretRotation) -> Value {
     );
     put(
         "rotateAtUtc",
-        serde_json::to_value(&r.rotate_at_utc).unwrap_or(Value::Null),
+        serde_json::to_value(r.rotate_at_utc).unwrap_or(Value::Null),
     );
     put("lastRotationMessage", json!(r.last_rotation_message));
     put("type", json!(r.r#type().slug()));
@@ -402,9 +402,9 @@ mod tests {
             .as_object_mut()
             .map(|o| o.remove("someFutureField"));
         // Upstream omits absent optional parameters; we write them as null.
-        back["parameters"]
-            .as_object_mut()
-            .map(|o| o.retain(|_, v| !v.is_null()));
+        if let Some(o) = back["parameters"].as_object_mut() {
+            o.retain(|_, v| !v.is_null())
+        }
         assert_eq!(back, expected);
     }
 

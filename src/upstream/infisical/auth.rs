@@ -145,13 +145,13 @@ impl TokenManager {
         };
         let mut state = self.state.lock().await;
         let now = Instant::now();
-        if let Some(current) = &state.current {
-            if !current.needs_refresh(now) {
-                return Ok(TokenLease {
-                    token: current.value.clone(),
-                    generation: state.generation,
-                });
-            }
+        if let Some(current) = &state.current
+            && !current.needs_refresh(now)
+        {
+            return Ok(TokenLease {
+                token: current.value.clone(),
+                generation: state.generation,
+            });
         }
         if let Some(current) = state.current.take() {
             let started = state.session_started.unwrap_or(current.obtained);
@@ -167,12 +167,12 @@ impl TokenManager {
                 }
             }
         }
-        if let Some(until) = state.backoff_until {
-            if now < until {
-                return Err(UpstreamError::LoginBackoff {
-                    retry_in: until - now,
-                });
-            }
+        if let Some(until) = state.backoff_until
+            && now < until
+        {
+            return Err(UpstreamError::LoginBackoff {
+                retry_in: until - now,
+            });
         }
         match self.login(client_id, client_secret).await {
             Ok(token) => {

@@ -466,3 +466,191 @@ pub(super) fn validate_network(raw: RawNetwork) -> NetworkConfig {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, ConfigError, Env};
+    use super::*;
+
+    const HASH: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    fn load(toml: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(toml, &Env::new())
+    }
+
+    fn keys(err: &ConfigError) -> Vec<&str> {
+        err.0.iter().map(|p| p.key.as_str()).collect()
+    }
+
+    #[test]
+    fn the_embedded_defaults_are_open_on_loopback_only() {
+        let config = load("").expect("defaults");
+        assert_eq!(config.auth.mode, AuthMode::Open);
+        assert!(config.auth.open_health && config.auth.open_reflection);
+        assert!(config.tls.is_none());
+        assert_eq!(config.network.address_policy, AddressPolicy::Any);
+        let err = load("listen = \"0.0.0.0:50051\"").expect_err("no identities");
+        assert_eq!(keys(&err), ["auth.identities"]);
+        let err = load("listen = \"0.0.0.0:50051\"\n[auth]\nmode = \"open\"").expect_err("open");
+        assert_eq!(keys(&err), ["auth.mode"]);
+    }
+
+    #[test]
+    fn identities_switch_enforcement_on() {
+        let config = load(&format!(
+            r#"
+            [[auth.identities]]
+            name = "ci"
+            token_sha256 = "{HASH}"
+            [[auth.identities.permissions]]
+            actions = ["rotate", "read"]
+            types = ["postgres-credentials", "*"]
+            rotations = ["pg-*"]
+            "#
+        ))
+        .expect("valid");
+        assert_eq!(config.auth.mode, AuthMode::Enforce);
+        let identity = &config.auth.identities[0];
+        assert_eq!(identity.name, "ci");
+        assert_eq!(
+            identity.policy.grants[0].actions,
+            [Action::Rotate, Action::Read]
+        );
+        assert!(!format!("{config:?}").contains(HASH));
+    }
+
+    #[test]
+    fn every_identity_problem_is_reported_by_key() {
+        let err = load(
+            r#"
+            listen = "0.0.0.0:50051"
+            [[auth.identities]]
+            name = "a"
+            token_sha256 = "not-hex"
+            [[auth.identities.permissions]]
+            actions = ["rotate", "delete"]
+            types = ["nosuch-type"]
+            rotations = []
+            [[auth.identities]]
+            name = "b b"
+            [[auth.identities]]
+            name = "c"
+            cert_identity = "spiffe://example.test/c"
+            "#,
+        )
+        .expect_err("invalid");
+        assert_eq!(
+            keys(&err),
+            [
+                "auth.identities[0].token_sha256",
+                "auth.identities[0]",
+                "auth.identities[0].permissions[0].rotations",
+                "auth.identities[0].permissions[0].actions",
+                "auth.identities[0].permissions[0].types",
+                "auth.identities[1].name",
+                "auth.identities[2].cert_identity",
+            ]
+        );
+        assert!(!err.to_string().contains("not-hex"));
+    }
+
+    #[test]
+    fn duplicate_tokens_and_names_are_refused() {
+        let err = load(&format!(
+            r#"
+            [[auth.identities]]
+            name = "a"
+            token_sha256 = "{HASH}"
+            [[auth.identities]]
+            name = "a"
+            token_sha256 = "{}"
+            "#,
+            HASH.to_uppercase()
+        ))
+        .expect_err("duplicates");
+        assert_eq!(
+            keys(&err),
+            ["auth.identities[1].name", "auth.identities[1].token_sha256"]
+        );
+    }
+
+    #[test]
+    fn tokens_never_cross_a_network_in_plaintext_unless_allowed() {
+        let toml = |allow: bool| {
+            format!(
+                "listen = \"0.0.0.0:1\"\n[auth]\nallow_plaintext_tokens = {allow}\n\
+                 [[auth.identities]]\nname = \"a\"\ntoken_sha256 = \"{HASH}\"\n"
+            )
+        };
+        let err = load(&toml(false)).expect_err("plaintext");
+        assert_eq!(keys(&err), ["auth.allow_plaintext_tokens"]);
+        load(&toml(true)).expect("explicitly allowed");
+    }
+
+    #[test]
+    fn environment_booleans_are_typed() {
+        let env: Env = [
+            ("ROTATOR_AUTH_OPEN_HEALTH", "false"),
+            ("ROTATOR_NETWORK_DENY_PRIVATE_ADDRESSES", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let config = Config::from_toml_str("", &env).expect("valid");
+        assert!(!config.auth.open_health);
+        assert_eq!(config.network.address_policy, AddressPolicy::PublicOnly);
+    }
+
+    #[test]
+    fn tls_files_are_read_checked_and_the_key_never_printed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            path.display().to_string()
+        };
+        let cert_file = write("cert.pem", &cert.pem());
+        let key_file = write("key.pem", &key.serialize_pem());
+        let junk = write("junk.pem", "not pem");
+        let config = load(&format!(
+            "[tls]\ncert_file = \"{cert_file}\"\nkey_file = \"{key_file}\"\n\
+             client_ca_file = \"{cert_file}\"\nclient_auth_optional = true\n"
+        ))
+        .expect("valid");
+        let tls = config.tls.as_ref().expect("tls");
+        assert!(tls.client_auth_optional && tls.client_ca_pem.is_some());
+        let secret_line = key.serialize_pem();
+        let secret_line = secret_line.lines().nth(1).expect("a base64 line");
+        assert!(!format!("{config:?}").contains(secret_line));
+
+        let err = load(&format!(
+            "[tls]\ncert_file = \"{junk}\"\nkey_file = \"{junk}\"\nclient_ca_file = \"{junk}\"\n"
+        ))
+        .expect_err("junk");
+        assert_eq!(
+            keys(&err),
+            ["tls.cert_file", "tls.key_file", "tls.client_ca_file"]
+        );
+        let err = load(&format!("[tls]\ncert_file = \"{cert_file}\"\n")).expect_err("no key");
+        assert_eq!(keys(&err), ["tls.key_file"]);
+        let err = load("[tls]\nclient_auth_optional = true\n").expect_err("alone");
+        assert_eq!(keys(&err), ["tls.client_auth_optional"]);
+    }
+
+    #[test]
+    fn unknown_keys_in_the_security_sections_are_refused() {
+        for toml in [
+            "[auth]\nmodee = \"open\"",
+            "[tls]\ncert = \"x\"",
+            "[network]\ndeny_private = true",
+            "[[auth.identities]]\nname = \"a\"\ntoken = \"x\"",
+        ] {
+            assert!(load(toml).is_err(), "{toml}");
+        }
+    }
+}

@@ -105,7 +105,7 @@ impl Secrets {
     }
 
     /// Every secret-looking string in a generated-credentials body.
-    fn from_credentials(&mut self, body: &Value) {
+    fn add_credentials_of(&mut self, body: &Value) {
         fn walk(secrets: &mut Secrets, key: &str, v: &Value) {
             match v {
                 Value::Object(map) => map.iter().for_each(|(k, v)| walk(secrets, k, v)),
@@ -222,8 +222,8 @@ async fn no_secret_reaches_a_log_line_span_field_or_error_message() {
             .expect("credentials")
             .into_inner();
         assert!(!creds.generated_credentials.is_empty());
-        secrets.from_credentials(&json::generated_credentials_to_json(&creds));
-        secrets.from_credentials(&fake.generated_credentials_json(id));
+        secrets.add_credentials_of(&json::generated_credentials_to_json(&creds));
+        secrets.add_credentials_of(&fake.generated_credentials_json(id));
     }
     client
         .list_secret_rotations(with_token(

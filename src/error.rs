@@ -8,6 +8,7 @@ use tonic::Code;
 
 use crate::api::auth::AuthError;
 use crate::api::authz::Denial;
+use crate::api::rescue::{Rejection, RejectionKind};
 use crate::proto::RotationType;
 use crate::upstream::infisical::UpstreamError;
 
@@ -53,6 +54,10 @@ pub enum ServiceError {
     /// The caller's identity lacks the permission. Nothing was sent anywhere.
     #[error("{0}")]
     PermissionDenied(Box<Denial>),
+    /// tonic refused the request before a handler ran (bad protobuf or framing, too large,
+    /// unknown method or encoding). Nothing was sent anywhere.
+    #[error(transparent)]
+    Rejected(Rejection),
     /// The server is at its concurrent-call bound.
     #[error("the server is at its limit of concurrent calls; retry shortly")]
     Overloaded,
@@ -122,6 +127,15 @@ impl ServiceError {
             Self::NoBackend(_) => class(Code::NotFound, "NO_BACKEND", None),
             Self::Unauthenticated(_) => class(Code::Unauthenticated, "UNAUTHENTICATED", None),
             Self::PermissionDenied(_) => class(Code::PermissionDenied, "PERMISSION_DENIED", None),
+            Self::Rejected(r) => match r.kind {
+                RejectionKind::Malformed => class(Code::InvalidArgument, "MALFORMED_REQUEST", None),
+                RejectionKind::TooLarge => {
+                    class(Code::ResourceExhausted, "MESSAGE_TOO_LARGE", None)
+                }
+                RejectionKind::Unsupported => {
+                    class(Code::Unimplemented, "UNSUPPORTED_REQUEST", None)
+                }
+            },
             Self::Overloaded => class(Code::ResourceExhausted, "OVERLOADED", SOON),
             Self::DeadlineExceeded => class(Code::DeadlineExceeded, "DEADLINE_EXCEEDED", None),
             Self::Internal(_) => class(Code::Internal, "INTERNAL", None),

@@ -122,6 +122,7 @@ pub async fn run(
     }
     let server = builder
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .layer(crate::api::rescue::RescueLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod auth;
 pub mod authz;
+pub mod rescue;
 pub mod status;
 pub mod validate;
 

@@ -5,6 +5,8 @@
 
 #[path = "support/fake_infisical.rs"]
 mod fake_infisical;
+#[path = "support/log_capture.rs"]
+mod log_capture;
 #[path = "support/secure.rs"]
 mod secure;
 
@@ -777,4 +779,27 @@ async fn the_cli_speaks_tls_mutual_tls_and_tokens() {
 
     assert_eq!(fake.rotate_calls(pg), 2);
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_embedded_defaults_serve_open_on_loopback_and_say_so_loudly() {
+    // current_thread runtime: the server task runs on this thread and sees this subscriber.
+    let capture = log_capture::Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.subscriber());
+    let fake = FakeInfisical::start().await;
+    let pg = fake.rotation_id("postgres-credentials");
+    let server = SecureServer::start("", &forwarding_env(&fake)).await;
+    server
+        .client(Transport::Plain)
+        .await
+        .rotate_secrets(with_token(rotate(PG, pg), None))
+        .await
+        .expect("open mode asks nobody");
+    server.shutdown().await;
+    let logs = capture.text();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("WARN") && l.contains("AUTHENTICATION IS OFF")),
+        "{logs}"
+    );
 }

@@ -12,13 +12,15 @@
 
 #[path = "support/fake_infisical.rs"]
 mod fake_infisical;
+#[path = "support/log_capture.rs"]
+mod log_capture;
 #[path = "support/secure.rs"]
 mod secure;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 use fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical, PROJECT_ID, Route};
+use log_capture::Capture;
 use rotator::proto::get_secret_rotation_request::Lookup;
 use rotator::proto::{
     GetGeneratedCredentialsRequest, GetSecretRotationRequest, ListSecretRotationsRequest,
@@ -28,48 +30,12 @@ use rotator::rotation::{TYPES, json};
 use secure::{Pki, SecureServer, Transport, token_hash, with_token};
 use serde_json::{Value, json};
 use tonic_types::StatusExt;
-use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::fmt::format::FmtSpan;
 
 const ADMIN: &str = "rtr_admin_token_9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 const READER: &str = "rtr_reader_token_0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 const ATTACKER: &str = "rtr_attacker_guess_7777777777777777777777777777";
 const CONTROL: &str = "capture-control-value-5f1c2b9e";
 const MALFORMED_CREDENTIAL: &str = "Leaky-Password-In-A-Malformed-Body-31415926";
-
-/// Everything the log capture wrote.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for CaptureWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("poisoned"))?
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = CaptureWriter;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        CaptureWriter(Arc::clone(&self.0))
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("capture lock")).into_owned()
-    }
-}
 
 /// Named texts to search.
 #[derive(Default)]
@@ -149,13 +115,7 @@ fn credentials(t: RotationType, id: impl ToString) -> GetGeneratedCredentialsReq
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_a_log_line_span_field_or_error_message() {
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(FmtSpan::NEW | FmtSpan::CLOSE)
-        .with_ansi(false)
-        .with_writer(capture.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    tracing::subscriber::set_global_default(capture.subscriber()).expect("the only subscriber");
 
     let mut haystack = Haystack::default();
     let mut secrets = Secrets::default();

@@ -318,6 +318,11 @@ impl Config {
                 set_dotted(&mut table, key, env_value(key, value));
             }
         }
+        // serde's type errors quote the value; a mistyped secret must not be echoed.
+        let mistyped = security::take_mistyped_secrets(&mut table);
+        if !mistyped.is_empty() {
+            return Err(ConfigError(mistyped));
+        }
         let raw: RawConfig = match toml::Value::Table(table).try_into() {
             Ok(raw) => raw,
             Err(e) => return Err(problem("config", e.message().to_owned())),

@@ -29,6 +29,37 @@ pub(super) const BOOL_KEYS: &[&str] = &[
     "network.deny_private_addresses",
 ];
 
+/// Keys whose values are secrets, anywhere in the configuration.
+const SECRET_KEYS: &[&str] = &[
+    "infisical.client_secret",
+    "infisical.token",
+    "nats.password",
+    "nats.token",
+    "nats.nkey_seed",
+];
+
+/// Finds secret keys whose value is not a string, and reports them by key before serde can
+/// quote the value in a type error.
+pub(super) fn take_mistyped_secrets(table: &mut toml::Table) -> Vec<ConfigProblem> {
+    SECRET_KEYS
+        .iter()
+        .filter(|key| {
+            let mut parts = key.split('.');
+            let (Some(section), Some(name)) = (parts.next(), parts.next()) else {
+                return false;
+            };
+            table
+                .get(section)
+                .and_then(|s| s.get(name))
+                .is_some_and(|v| !v.is_str())
+        })
+        .map(|key| ConfigProblem {
+            key: (*key).to_owned(),
+            reason: "must be a string (or an env:NAME / file:PATH reference)".to_owned(),
+        })
+        .collect()
+}
+
 // === raw (as written) ===
 
 #[derive(Default, Deserialize)]
@@ -640,6 +671,18 @@ mod tests {
         assert_eq!(keys(&err), ["tls.key_file"]);
         let err = load("[tls]\nclient_auth_optional = true\n").expect_err("alone");
         assert_eq!(keys(&err), ["tls.client_auth_optional"]);
+    }
+
+    #[test]
+    fn a_mistyped_secret_is_named_by_key_and_never_quoted() {
+        let err = load("[infisical]\nurl = \"http://x\"\nclient_id = \"a\"\nclient_secret = 982451653\n[nats]\nurl = \"nats://x\"\ntoken = [\"s3cr3t-in-a-list\"]\n")
+            .expect_err("mistyped");
+        assert_eq!(keys(&err), ["infisical.client_secret", "nats.token"]);
+        let shown = err.to_string();
+        assert!(
+            !shown.contains("982451653") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -16,6 +16,10 @@ use serde::Deserialize;
 use crate::rotation::RotationType;
 use crate::secret::SecretString;
 
+mod security;
+
+pub use self::security::{AuthConfig, AuthMode, IdentityConfig, NetworkConfig, TlsConfig};
+
 /// The process environment as a map, so tests never mutate the real one.
 pub type Env = HashMap<String, String>;
 
@@ -96,11 +100,30 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
         "ROTATOR_EVENTS_BACKLOG_LOG_INTERVAL_SECONDS",
         "events.backlog_log_interval_seconds",
     ),
+    ("ROTATOR_TLS_CERT_FILE", "tls.cert_file"),
+    ("ROTATOR_TLS_KEY_FILE", "tls.key_file"),
+    ("ROTATOR_TLS_CLIENT_CA_FILE", "tls.client_ca_file"),
+    (
+        "ROTATOR_TLS_CLIENT_AUTH_OPTIONAL",
+        "tls.client_auth_optional",
+    ),
+    ("ROTATOR_AUTH_MODE", "auth.mode"),
+    ("ROTATOR_AUTH_OPEN_HEALTH", "auth.open_health"),
+    ("ROTATOR_AUTH_OPEN_REFLECTION", "auth.open_reflection"),
+    (
+        "ROTATOR_AUTH_ALLOW_PLAINTEXT_TOKENS",
+        "auth.allow_plaintext_tokens",
+    ),
+    (
+        "ROTATOR_NETWORK_DENY_PRIVATE_ADDRESSES",
+        "network.deny_private_addresses",
+    ),
 ];
 
 // === raw (as written) ===
+// No `Debug` on the raw structs: they hold secrets as plain strings.
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<String>,
@@ -113,9 +136,12 @@ struct RawConfig {
     infisical: Option<RawInfisical>,
     nats: Option<RawNats>,
     events: Option<RawEvents>,
+    tls: Option<security::RawTls>,
+    auth: Option<security::RawAuth>,
+    network: Option<security::RawNetwork>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawInfisical {
     url: Option<String>,
@@ -127,7 +153,7 @@ struct RawInfisical {
     request_timeout_seconds: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawNats {
     url: Option<String>,
@@ -142,7 +168,7 @@ struct RawNats {
     stream: Option<RawStream>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStream {
     name: Option<String>,
@@ -185,6 +211,12 @@ pub struct Config {
     pub nats: Option<NatsConfig>,
     /// The events outbox and relay.
     pub events: EventsConfig,
+    /// Server TLS (mutual TLS with a client CA), when configured.
+    pub tls: Option<TlsConfig>,
+    /// Caller authentication and authorization.
+    pub auth: AuthConfig,
+    /// Outbound address policy for remote targets.
+    pub network: NetworkConfig,
 }
 
 /// How the events outbox and its relay behave.
@@ -294,18 +326,9 @@ impl Config {
     ///
     /// Every problem found, each naming its key.
     pub fn load(file: Option<&Path>, env: &Env) -> Result<Self, ConfigError> {
-        let mut problems = Vec::new();
-        let mut table = match file {
+        let text = match file {
             Some(path) => match std::fs::read_to_string(path) {
-                Ok(text) => match text.parse::<toml::Table>() {
-                    Ok(t) => t,
-                    Err(e) => {
-                        return Err(problem(
-                            "config file",
-                            format!("not valid TOML: {}", e.message()),
-                        ));
-                    }
-                },
+                Ok(text) => text,
                 Err(e) => {
                     return Err(problem(
                         "config file",
@@ -313,12 +336,37 @@ impl Config {
                     ));
                 }
             },
-            None => toml::Table::new(),
+            None => String::new(),
+        };
+        Self::from_toml_str(&text, env)
+    }
+
+    /// Loads the configuration from TOML text and the given environment (what [`Config::load`]
+    /// does after reading the file; also the entry point of the config fuzz target).
+    ///
+    /// # Errors
+    ///
+    /// Every problem found, each naming its key.
+    pub fn from_toml_str(text: &str, env: &Env) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let mut table = match text.parse::<toml::Table>() {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(problem(
+                    "config file",
+                    format!("not valid TOML: {}", e.message()),
+                ));
+            }
         };
         for (var, key) in ENV_KEYS {
             if let Some(value) = env.get(*var) {
                 set_dotted(&mut table, key, env_value(key, value));
             }
+        }
+        // serde's type errors quote the value; a mistyped secret must not be echoed.
+        let mistyped = security::take_mistyped_secrets(&mut table);
+        if !mistyped.is_empty() {
+            return Err(ConfigError(mistyped));
         }
         let raw: RawConfig = match toml::Value::Table(table).try_into() {
             Ok(raw) => raw,
@@ -349,7 +397,7 @@ fn env_value(key: &str, value: &str) -> toml::Value {
     if numeric && let Ok(n) = value.trim().parse::<i64>() {
         return toml::Value::Integer(n);
     }
-    if key.ends_with("tls_required")
+    if (key.ends_with("tls_required") || security::BOOL_KEYS.contains(&key))
         && let Ok(b) = value.trim().parse::<bool>()
     {
         return toml::Value::Boolean(b);
@@ -498,6 +546,10 @@ fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Con
         .and_then(|i| validate_infisical(i, env, problems));
     let nats = raw.nats.and_then(|n| validate_nats(n, env, problems));
     let events = validate_events(raw.events.unwrap_or_default(), problems);
+    let tls = raw.tls.and_then(|t| security::validate_tls(t, problems));
+    let auth =
+        security::validate_auth(raw.auth.unwrap_or_default(), listen, tls.as_ref(), problems);
+    let network = security::validate_network(raw.network.unwrap_or_default());
     Config {
         listen,
         data_dir,
@@ -509,6 +561,9 @@ fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Con
         infisical,
         nats,
         events,
+        tls,
+        auth,
+        network,
     }
 }
 

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use tonic::Code;
 
+use crate::api::auth::AuthError;
+use crate::api::authz::Denial;
+use crate::api::rescue::{Rejection, RejectionKind};
 use crate::proto::RotationType;
 use crate::upstream::infisical::UpstreamError;
 
@@ -45,6 +48,16 @@ pub enum ServiceError {
         "no backend serves rotation {0}: it is not in the local registry and no Infisical upstream is configured"
     )]
     NoBackend(String),
+    /// The caller proved no identity. Nothing was sent anywhere.
+    #[error(transparent)]
+    Unauthenticated(AuthError),
+    /// The caller's identity lacks the permission. Nothing was sent anywhere.
+    #[error("{0}")]
+    PermissionDenied(Box<Denial>),
+    /// tonic refused the request before a handler ran (bad protobuf or framing, too large,
+    /// unknown method or encoding). Nothing was sent anywhere.
+    #[error(transparent)]
+    Rejected(Rejection),
     /// The server is at its concurrent-call bound.
     #[error("the server is at its limit of concurrent calls; retry shortly")]
     Overloaded,
@@ -112,6 +125,17 @@ impl ServiceError {
                 class(Code::InvalidArgument, "ROTATION_TYPE_NOT_ENABLED", None)
             }
             Self::NoBackend(_) => class(Code::NotFound, "NO_BACKEND", None),
+            Self::Unauthenticated(_) => class(Code::Unauthenticated, "UNAUTHENTICATED", None),
+            Self::PermissionDenied(_) => class(Code::PermissionDenied, "PERMISSION_DENIED", None),
+            Self::Rejected(r) => match r.kind {
+                RejectionKind::Malformed => class(Code::InvalidArgument, "MALFORMED_REQUEST", None),
+                RejectionKind::TooLarge => {
+                    class(Code::ResourceExhausted, "MESSAGE_TOO_LARGE", None)
+                }
+                RejectionKind::Unsupported => {
+                    class(Code::Unimplemented, "UNSUPPORTED_REQUEST", None)
+                }
+            },
             Self::Overloaded => class(Code::ResourceExhausted, "OVERLOADED", SOON),
             Self::DeadlineExceeded => class(Code::DeadlineExceeded, "DEADLINE_EXCEEDED", None),
             Self::Internal(_) => class(Code::Internal, "INTERNAL", None),

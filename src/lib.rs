@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! In data-flow order:
-//! - [`api`]: the tonic service: admission (request id, deadline, limits), validation, statuses.
+//! - [`api`]: the tonic service: admission (request id, deadline, limits), caller
+//!   authentication and authorization, validation, statuses.
 //! - [`engine`]: routing to a backend, tracked rotation tasks, attempt records.
 //! - [`upstream`]: the Infisical REST client, its token manager and error classification.
 //! - [`local`]: local rotation: passwords, attempt state machine, credential encryption, schedule.
@@ -15,6 +16,7 @@
 //! - [`error`]: the service error and its one classification into gRPC codes.
 //! - [`server`]: building and running the gRPC server with health, reflection and drain.
 //! - [`config`], [`secret`], [`context`], [`telemetry`], [`proto`], [`cli`]: support.
+//! - [`net`]: the outbound address policy (refuse private targets) drivers and upstreams call.
 
 pub mod api;
 pub mod cli;
@@ -25,6 +27,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod local;
+pub mod net;
 pub mod proto;
 pub mod rotation;
 pub mod secret;

@@ -185,6 +185,8 @@ pub struct Config {
     pub nats: Option<NatsConfig>,
     /// The events outbox and relay.
     pub events: EventsConfig,
+    /// Local connections and rotations (`[[connections]]`, `[[rotations]]`) and their key ring.
+    pub local: crate::local::registry::Registry,
 }
 
 /// How the events outbox and its relay behave.
@@ -320,11 +322,13 @@ impl Config {
                 set_dotted(&mut table, key, env_value(key, value));
             }
         }
+        let local = crate::local::registry::Registry::from_table(&mut table, env, &mut problems);
         let raw: RawConfig = match toml::Value::Table(table).try_into() {
             Ok(raw) => raw,
             Err(e) => return Err(problem("config", e.message().to_owned())),
         };
-        let config = validate(raw, env, &mut problems);
+        let mut config = validate(raw, env, &mut problems);
+        config.local = local;
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -385,7 +389,7 @@ fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) {
 }
 
 /// Resolves `env:NAME` and `file:PATH` references of a secret option.
-fn resolve_secret(
+pub(crate) fn resolve_secret(
     key: &str,
     value: Option<String>,
     env: &Env,
@@ -509,6 +513,7 @@ fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Con
         infisical,
         nats,
         events,
+        local: crate::local::registry::Registry::default(),
     }
 }
 

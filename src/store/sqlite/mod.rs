@@ -8,6 +8,7 @@
 //! sqlx still records each migration's checksum in `_sqlx_migrations`, so a changed or missing
 //! migration is refused at start-up instead of silently diverging.
 
+mod local;
 mod outbox;
 
 use std::borrow::Cow;
@@ -27,11 +28,18 @@ use super::StoreError;
 pub const DB_FILE: &str = "rotator.db";
 
 /// Every SQLite migration, in version order: (version, description, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "outbox",
-    include_str!("../../../migrations/sqlite/0001_outbox.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "outbox",
+        include_str!("../../../migrations/sqlite/0001_outbox.sql"),
+    ),
+    (
+        2,
+        "local",
+        include_str!("../../../migrations/sqlite/0002_local.sql"),
+    ),
+];
 
 /// How long a writer waits for another writer's lock before the call fails as busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -11,6 +11,8 @@
 mod local;
 mod outbox;
 
+pub use self::local::LEASE_TTL as LOCAL_LEASE_TTL;
+
 use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr as _;

@@ -90,14 +90,13 @@ impl LocalBackend {
             .ok_or(LocalError::Crypto(super::crypto::CryptoError::NoKey))?;
         let mut drivers = HashMap::new();
         for rotation in &registry.rotations {
-            let connection = registry
-                .connections
-                .get(&rotation.connection)
-                .ok_or_else(|| {
-                    LocalError::Build(crate::drivers::BuildError::Unsupported(
+            let connection =
+                registry
+                    .connections
+                    .get(&rotation.connection)
+                    .ok_or(LocalError::Build(crate::drivers::BuildError::Unsupported(
                         "missing connection",
-                    ))
-                })?;
+                    )))?;
             let mut mysql = MysqlOptions::default();
             if let Some(host) = &connection.mysql_host_part {
                 mysql.host_part.clone_from(host);

@@ -217,6 +217,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Outbound address policy for remote targets.
     pub network: NetworkConfig,
+    /// Local connections and rotations (`[[connections]]`, `[[rotations]]`) and their key ring.
+    pub local: crate::local::registry::Registry,
 }
 
 /// How the events outbox and its relay behave.
@@ -368,11 +370,13 @@ impl Config {
         if !mistyped.is_empty() {
             return Err(ConfigError(mistyped));
         }
+        let local = crate::local::registry::Registry::from_table(&mut table, env, &mut problems);
         let raw: RawConfig = match toml::Value::Table(table).try_into() {
             Ok(raw) => raw,
             Err(e) => return Err(problem("config", e.message().to_owned())),
         };
-        let config = validate(raw, env, &mut problems);
+        let mut config = validate(raw, env, &mut problems);
+        config.local = local;
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -433,7 +437,7 @@ fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) {
 }
 
 /// Resolves `env:NAME` and `file:PATH` references of a secret option.
-fn resolve_secret(
+pub(crate) fn resolve_secret(
     key: &str,
     value: Option<String>,
     env: &Env,
@@ -564,6 +568,7 @@ fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Con
         tls,
         auth,
         network,
+        local: crate::local::registry::Registry::default(),
     }
 }
 

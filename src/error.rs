@@ -69,6 +69,9 @@ pub enum ServiceError {
     /// The upstream failed.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The local backend failed.
+    #[error(transparent)]
+    Local(#[from] crate::local::error::LocalError),
     /// A bug or an unexpected state; the detail is logged, not returned.
     #[error("internal error")]
     Internal(String),
@@ -140,6 +143,7 @@ impl ServiceError {
             Self::DeadlineExceeded => class(Code::DeadlineExceeded, "DEADLINE_EXCEEDED", None),
             Self::Internal(_) => class(Code::Internal, "INTERNAL", None),
             Self::Upstream(e) => classify_upstream(e),
+            Self::Local(e) => classify_local(e),
         }
     }
 
@@ -159,6 +163,28 @@ impl ServiceError {
             Self::Upstream(e) => e.req_id(),
             _ => None,
         }
+    }
+}
+
+fn classify_local(e: &crate::local::error::LocalError) -> Classification {
+    use crate::local::error::LocalError as L;
+    match e {
+        L::Busy { .. } => class(Code::Aborted, "ROTATION_IN_PROGRESS", None),
+        L::TypeMismatch { .. } => class(Code::InvalidArgument, "ROTATION_TYPE_MISMATCH", None),
+        L::Driver(d) if d.is_transient() => class(Code::Unavailable, d.reason(), None),
+        L::Driver(d) => class(Code::FailedPrecondition, d.reason(), None),
+        L::Build(_) => class(
+            Code::FailedPrecondition,
+            "LOCAL_ROTATION_MISCONFIGURED",
+            None,
+        ),
+        L::Store {
+            transient: true, ..
+        } => class(Code::Unavailable, "STORE_BUSY", SOON),
+        L::Store { .. } => class(Code::Internal, "STORE_FAILED", None),
+        L::LostLease => class(Code::Aborted, "LEASE_LOST", None),
+        L::Crypto(_) => class(Code::Internal, "CREDENTIAL_UNREADABLE", None),
+        L::NoCredential(_) => class(Code::FailedPrecondition, "NO_CREDENTIAL_ISSUED", None),
     }
 }
 

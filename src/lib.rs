@@ -68,7 +68,13 @@ pub async fn run_on(
     let store = store::SqliteStore::open(&config.data_dir).await?;
     let events = events::EventsPipeline::start(&config, store.clone());
     let served = match server::build_engine(&config, Some(events.recorder())) {
-        Ok(engine) => server::run(&config, engine, listener, shutdown).await,
+        Ok(engine) => match local::start(&config, &store).await {
+            Ok(Some(backend)) => {
+                server::run(&config, engine.with_local(backend), listener, shutdown).await
+            }
+            Ok(None) => server::run(&config, engine, listener, shutdown).await,
+            Err(error) => Err(error),
+        },
         Err(error) => Err(error),
     };
     events.shutdown().await;

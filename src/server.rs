@@ -37,6 +37,9 @@ pub enum ServeError {
     /// The transport failed.
     #[error("gRPC transport error: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The local backend could not start.
+    #[error(transparent)]
+    Local(#[from] crate::local::error::LocalError),
     /// The embedded store could not be opened.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

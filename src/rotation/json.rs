@@ -45,7 +45,7 @@ pub enum JsonModelError {
 /// the slug share one identifier (`PostgresCredentials`).
 macro_rules! per_type {
     ($($variant:ident),* $(,)?) => {
-        fn parameters_from_json(t: RotationType, v: Value) -> Result<rotation_parameters::Kind, serde_json::Error> {
+        pub(crate) fn parameters_from_json(t: RotationType, v: Value) -> Result<rotation_parameters::Kind, serde_json::Error> {
             use rotation_parameters::Kind;
             Ok(match t {
                 $(RotationType::$variant => Kind::$variant(serde_json::from_value(v)?),)*
@@ -58,7 +58,7 @@ macro_rules! per_type {
             match k { $(Kind::$variant(p) => serde_json::to_value(p).unwrap_or(Value::Null),)* }
         }
 
-        fn mapping_from_json(t: RotationType, v: Value) -> Result<secrets_mapping::Kind, serde_json::Error> {
+        pub(crate) fn mapping_from_json(t: RotationType, v: Value) -> Result<secrets_mapping::Kind, serde_json::Error> {
             use secrets_mapping::Kind;
             Ok(match t {
                 $(RotationType::$variant => Kind::$variant(serde_json::from_value(v)?),)*

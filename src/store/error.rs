@@ -26,6 +26,10 @@ pub enum StoreError {
     /// Any other database failure.
     #[error("store query failed: {0}")]
     Query(#[source] sqlx::Error),
+    /// Another holder took the rotation's lease (its fencing token moved on); nothing was
+    /// written.
+    #[error("the rotation's lease was taken over by another holder")]
+    LostLease,
     /// A stored row does not decode.
     #[error("a stored row is malformed: {0}")]
     Corrupt(String),

@@ -7,6 +7,7 @@
 //! shape: traits here, one module per backend.
 
 pub mod error;
+pub mod local;
 pub mod sqlite;
 
 use std::future::Future;

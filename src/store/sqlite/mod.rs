@@ -8,7 +8,10 @@
 //! sqlx still records each migration's checksum in `_sqlx_migrations`, so a changed or missing
 //! migration is refused at start-up instead of silently diverging.
 
+mod local;
 mod outbox;
+
+pub use self::local::LEASE_TTL as LOCAL_LEASE_TTL;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -27,11 +30,18 @@ use super::StoreError;
 pub const DB_FILE: &str = "rotator.db";
 
 /// Every SQLite migration, in version order: (version, description, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "outbox",
-    include_str!("../../../migrations/sqlite/0001_outbox.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "outbox",
+        include_str!("../../../migrations/sqlite/0001_outbox.sql"),
+    ),
+    (
+        2,
+        "local",
+        include_str!("../../../migrations/sqlite/0002_local.sql"),
+    ),
+];
 
 /// How long a writer waits for another writer's lock before the call fails as busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

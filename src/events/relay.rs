@@ -1,11 +1,13 @@
 //! The relay: publishes outbox rows to JetStream in sequence order and marks each one sent only
 //! after its `PublishAck`.
 //!
-//! - **Batches.** It reads unsent rows in `seq` order, up to the first row whose rotation is
-//!   already in the batch. The whole batch is sent before any ack is awaited (one round trip for
-//!   many rows), then every ack is awaited. Because a batch holds at most one event per rotation,
-//!   and the next batch starts only after this one is acknowledged, events of one rotation reach
-//!   the stream in order even if a reconnect reorders a batch.
+//! - **Batches and waves.** It reads up to `batch_size` unsent rows in `seq` order and splits
+//!   them into waves: wave *k* holds the *k*-th event of each rotation in the batch. A whole wave
+//!   is sent before any of its acks is awaited (one round trip for many rows); the next wave
+//!   starts only once every ack of this one is in, and a failure stops the batch. Because a wave
+//!   holds at most one event per rotation, events of one rotation reach the stream in order even
+//!   if a reconnect reorders a wave. (Events of different rotations may be published out of
+//!   `seq` order; only per-rotation order is promised.)
 //! - **Marks off the hot path.** Acknowledged rows go to a marker running beside the publisher,
 //!   which writes all pending marks in one transaction (one fsync for many batches). The
 //!   publisher moves a read cursor past what it has published, so it never waits for an fsync
@@ -23,7 +25,7 @@
 //!   the relay keeps draining for a short flush period while NATS answers, then the marker
 //!   writes the last marks and both stop. What is left is published at the next start.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +53,8 @@ struct Sent {
     failed: Vec<OutboxSeq>,
     /// The first failure.
     error: Option<EventsError>,
+    /// Acks that said JetStream already had the message.
+    duplicates: usize,
 }
 
 /// How a relay behaves.
@@ -261,12 +265,28 @@ where
         self.settle(sent).await
     }
 
-    /// Sends every row of `batch` (stopping at the first send failure), then awaits each ack.
+    /// Publishes `batch` wave by wave, stopping at the first failure.
     async fn publish(&self, batch: &[OutboxEvent]) -> Sent {
-        let batch = one_per_rotation(batch);
-        let mut in_flight = Vec::with_capacity(batch.len());
         let mut sent = Sent::default();
-        for row in batch {
+        for wave in waves(batch) {
+            self.publish_wave(&wave, &mut sent).await;
+            if sent.error.is_some() {
+                break;
+            }
+        }
+        if sent.duplicates > 0 {
+            tracing::info!(
+                duplicates = sent.duplicates,
+                "JetStream already held some events (a re-publish); counted as delivered"
+            );
+        }
+        sent
+    }
+
+    /// Sends every row of `wave` (stopping at the first send failure), then awaits each ack.
+    async fn publish_wave(&self, wave: &[&OutboxEvent], sent: &mut Sent) {
+        let mut in_flight = Vec::with_capacity(wave.len());
+        for row in wave {
             match self.publisher.send(self.message(row)).await {
                 Ok(ack) => in_flight.push((row.seq, ack)),
                 Err(error) => {
@@ -276,11 +296,10 @@ where
                 }
             }
         }
-        let mut duplicates = 0usize;
         for (seq, ack) in in_flight {
             match ack.await {
                 Ok(acked) => {
-                    duplicates += usize::from(acked.duplicate);
+                    sent.duplicates += usize::from(acked.duplicate);
                     sent.delivered.push(Delivery {
                         seq,
                         stream_seq: acked.stream_seq,
@@ -292,13 +311,6 @@ where
                 }
             }
         }
-        if duplicates > 0 {
-            tracing::info!(
-                duplicates,
-                "JetStream already held some events (a re-publish); counted as delivered"
-            );
-        }
-        sent
     }
 
     /// Counts the failed attempts, and turns the outcome into the delivered count or the error.
@@ -339,15 +351,20 @@ where
     }
 }
 
-/// The longest prefix of `rows` in which no rotation appears twice. The store already cuts
-/// batches this way; checking again keeps the ordering rule independent of the backend.
-fn one_per_rotation(rows: &[OutboxEvent]) -> &[OutboxEvent] {
-    let mut seen = HashSet::new();
-    let end = rows
-        .iter()
-        .position(|row| !seen.insert(row.event.rotation_id.as_str()))
-        .unwrap_or(rows.len());
-    &rows[..end]
+/// Splits `rows` (in `seq` order) into waves: wave *k* holds the *k*-th row of each rotation,
+/// in `seq` order.
+fn waves(rows: &[OutboxEvent]) -> Vec<Vec<&OutboxEvent>> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut waves: Vec<Vec<&OutboxEvent>> = Vec::new();
+    for row in rows {
+        let nth = seen.entry(row.event.rotation_id.as_str()).or_default();
+        if waves.len() <= *nth {
+            waves.push(Vec::new());
+        }
+        waves[*nth].push(row);
+        *nth += 1;
+    }
+    waves
 }
 
 /// Sleeps for `delay`; true if cancelled first.
@@ -419,10 +436,19 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_stops_before_a_rotation_repeats() {
-        let rows = vec![row(1, "a"), row(2, "b"), row(3, "a"), row(4, "c")];
-        let batch: Vec<_> = one_per_rotation(&rows).iter().map(|r| r.seq).collect();
-        assert_eq!(batch, [1, 2]);
-        assert!(one_per_rotation(&[]).is_empty());
+    fn a_wave_holds_at_most_one_event_per_rotation_in_seq_order() {
+        let rows = vec![
+            row(1, "a"),
+            row(2, "b"),
+            row(3, "a"),
+            row(4, "c"),
+            row(5, "a"),
+        ];
+        let seqs: Vec<Vec<i64>> = waves(&rows)
+            .iter()
+            .map(|w| w.iter().map(|r| r.seq).collect())
+            .collect();
+        assert_eq!(seqs, [vec![1, 2, 4], vec![3], vec![5]]);
+        assert!(waves(&[]).is_empty());
     }
 }

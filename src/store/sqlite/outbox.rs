@@ -45,23 +45,10 @@ impl ReadOutbox for SqliteStore {
         from: OutboxSeq,
         limit: usize,
     ) -> Result<Vec<OutboxEvent>, StoreError> {
-        // `head`: the next `limit` unsent rows (keys only). `cut`: the first of them whose
-        // rotation already appeared earlier in `head`. The batch is everything before the cut,
-        // so payloads beyond it are never read.
         let rows = sqlx::query(
-            "WITH head AS ( \
-                 SELECT seq, rotation_id FROM outbox \
-                 WHERE sent_at IS NULL AND seq >= ?1 ORDER BY seq LIMIT ?2), \
-             numbered AS ( \
-                 SELECT seq, ROW_NUMBER() OVER (PARTITION BY rotation_id ORDER BY seq) AS nth \
-                 FROM head), \
-             cut AS (SELECT MIN(seq) AS seq FROM numbered WHERE nth > 1) \
-             SELECT o.seq, o.event_id, o.subject, o.payload, o.rotation_id, o.trace_headers, \
-                    o.request_id, o.created_at, o.attempts, o.last_error, o.sent_at, \
-                    o.stream_seq \
-             FROM outbox o JOIN head h ON h.seq = o.seq \
-             WHERE o.seq < COALESCE((SELECT seq FROM cut), 9223372036854775807) \
-             ORDER BY o.seq",
+            "SELECT seq, event_id, subject, payload, rotation_id, trace_headers, request_id, \
+                    created_at, attempts, last_error, sent_at, stream_seq \
+             FROM outbox WHERE sent_at IS NULL AND seq >= ? ORDER BY seq LIMIT ?",
         )
         .bind(from)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))

@@ -812,6 +812,28 @@ mod tests {
     }
 
     #[test]
+    fn events_settings_have_defaults_and_come_from_env() {
+        let config = Config::load(None, &Env::new()).expect("defaults");
+        assert_eq!(config.events, EventsConfig::default());
+        let config = Config::load(
+            None,
+            &env(&[
+                ("ROTATOR_EVENTS_OUTBOX_RETENTION_SECONDS", "0"),
+                ("ROTATOR_EVENTS_RELAY_POLL_INTERVAL_SECONDS", "5"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(config.events.outbox_retention, Duration::ZERO);
+        assert_eq!(config.events.relay_poll_interval, Duration::from_secs(5));
+        let err = Config::load(
+            None,
+            &env(&[("ROTATOR_EVENTS_RELAY_POLL_INTERVAL_SECONDS", "0")]),
+        )
+        .expect_err("a zero poll interval");
+        assert_eq!(err.0[0].key, "events.relay_poll_interval_seconds");
+    }
+
+    #[test]
     fn unknown_keys_in_the_file_are_rejected() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("rotator.toml");

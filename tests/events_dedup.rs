@@ -38,8 +38,12 @@ struct DiesBeforeMarkingSent {
 }
 
 impl ReadOutbox for DiesBeforeMarkingSent {
-    async fn unsent(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
-        self.inner.unsent(limit).await
+    async fn next_batch(
+        &self,
+        from: OutboxSeq,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.inner.next_batch(from, limit).await
     }
 
     async fn backlog(&self) -> Result<Backlog, StoreError> {

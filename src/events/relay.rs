@@ -1,29 +1,36 @@
 //! The relay: publishes outbox rows to JetStream in sequence order and marks each one sent only
 //! after its `PublishAck`.
 //!
-//! - **Batches.** It reads unsent rows in `seq` order and takes the longest prefix in which no
-//!   rotation appears twice. The whole batch is sent before any ack is awaited (one round trip
-//!   for many rows), then every ack is awaited. Because a batch holds at most one event per
-//!   rotation, and the next batch starts only after this one is settled, events of one rotation
-//!   reach the stream in order even if a reconnect reorders a batch.
+//! - **Batches and waves.** It reads up to `batch_size` unsent rows in `seq` order and splits
+//!   them into waves: wave *k* holds the *k*-th event of each rotation in the batch. A whole wave
+//!   is sent before any of its acks is awaited (one round trip for many rows); the next wave
+//!   starts only once every ack of this one is in, and a failure stops the batch. Because a wave
+//!   holds at most one event per rotation, events of one rotation reach the stream in order even
+//!   if a reconnect reorders a wave. (Events of different rotations may be published out of
+//!   `seq` order; only per-rotation order is promised.)
+//! - **Marks off the hot path.** Acknowledged rows go to a marker running beside the publisher,
+//!   which writes all pending marks in one transaction (one fsync for many batches). The
+//!   publisher moves a read cursor past what it has published, so it never waits for an fsync
+//!   and never re-reads rows whose mark is still on its way. The cursor goes back to the start
+//!   after any failure and after each idle poll interval, so nothing is ever skipped for long.
 //! - **Exactly once in the stream.** Each message carries `Nats-Msg-Id` = event id. A row whose
-//!   ack was lost (timeout, crash between publish and mark) is published again and JetStream
-//!   drops the copy within the stream's duplicate window; `PublishAck.duplicate` counts as
-//!   delivered.
+//!   ack or mark was lost (timeout, crash between publish and mark) is published again and
+//!   JetStream drops the copy within the stream's duplicate window; `PublishAck.duplicate` counts
+//!   as delivered.
 //! - **Never in the way.** It runs in its own task; the gRPC path only appends rows and nudges
 //!   it. While NATS is unreachable it retries with jittered exponential backoff.
 //! - **Wake-ups are hints.** A [`Notify`] from the recorder starts a pass at once; a poll
 //!   interval catches anything a lost wake-up would miss.
 //! - **Shutdown** (cancel = wait): the current batch finishes and its acks are recorded, then
-//!   the relay keeps draining for a short flush period while NATS answers, then stops. What is
-//!   left is published at the next start.
+//!   the relay keeps draining for a short flush period while NATS answers, then the marker
+//!   writes the last marks and both stop. What is left is published at the next start.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +39,23 @@ use super::backoff::Backoff;
 use super::cloudevent::CONTENT_TYPE;
 use super::publisher::{OutgoingMessage, Publisher};
 use super::subject;
-use crate::store::{AckOutbox, Delivery, OutboxEvent, ReadOutbox};
+use crate::store::{AckOutbox, Delivery, OutboxEvent, OutboxSeq, ReadOutbox};
+
+/// Where the publisher hands acknowledged rows to the marker.
+type Marks = mpsc::UnboundedSender<Vec<Delivery>>;
+
+/// The outcome of publishing one batch.
+#[derive(Debug, Default)]
+struct Sent {
+    /// Rows JetStream acknowledged.
+    delivered: Vec<Delivery>,
+    /// Rows that were tried and not acknowledged.
+    failed: Vec<OutboxSeq>,
+    /// The first failure.
+    error: Option<EventsError>,
+    /// Acks that said JetStream already had the message.
+    duplicates: usize,
+}
 
 /// How a relay behaves.
 #[derive(Debug, Clone)]
@@ -115,11 +138,19 @@ where
         }
     }
 
-    /// Runs until `cancel`, then finishes the current batch and flushes briefly.
+    /// Runs until `cancel`, then finishes the current batch, flushes briefly and writes the
+    /// last marks.
     pub async fn run(self, cancel: CancellationToken) {
+        let (marks, pending) = mpsc::unbounded_channel();
+        tokio::join!(self.publish_loop(cancel, marks), self.mark_loop(pending));
+        tracing::info!("events relay stopped");
+    }
+
+    async fn publish_loop(&self, cancel: CancellationToken, marks: Marks) {
         let mut backoff = self.options.backoff.clone();
         let mut outage = Outage::default();
         let mut ready = false;
+        let mut cursor: OutboxSeq = 0;
         let mut next_prune = Instant::now();
         while !cancel.is_cancelled() {
             if !ready {
@@ -138,7 +169,7 @@ where
                     }
                 }
             }
-            match self.publish_batch().await {
+            match self.publish_from(&mut cursor, &marks).await {
                 Ok(0) => {
                     backoff.reset();
                     outage.recovered();
@@ -148,7 +179,7 @@ where
                     }
                     tokio::select! {
                         () = self.wake.notified() => {}
-                        () = tokio::time::sleep(self.options.poll_interval) => {}
+                        () = tokio::time::sleep(self.options.poll_interval) => cursor = 0,
                         () = cancel.cancelled() => break,
                     }
                 }
@@ -157,6 +188,7 @@ where
                     outage.recovered();
                 }
                 Err(error) => {
+                    cursor = 0;
                     if error.needs_stream() {
                         ready = false;
                     }
@@ -168,64 +200,127 @@ where
             }
         }
         if ready {
-            self.flush().await;
+            let deadline = Instant::now() + self.options.shutdown_flush;
+            while Instant::now() < deadline {
+                match self.publish_from(&mut cursor, &marks).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "events left in the outbox at shutdown; they are published at the next start");
+                        break;
+                    }
+                }
+            }
         }
-        tracing::info!("events relay stopped");
     }
 
-    /// Publishes one batch and records the outcome of every row in it. Returns how many rows
-    /// were delivered; 0 means the outbox was empty.
+    /// Writes marks as they come, coalescing whatever queued up meanwhile into one transaction.
+    /// Ends when the publisher is done and every mark is written.
+    async fn mark_loop(&self, mut pending: mpsc::UnboundedReceiver<Vec<Delivery>>) {
+        while let Some(mut deliveries) = pending.recv().await {
+            while let Ok(more) = pending.try_recv() {
+                deliveries.extend(more);
+            }
+            if let Err(error) = self.store.mark_sent(&deliveries, Utc::now()).await {
+                // The rows stay unsent: they are published again and de-duplicated.
+                tracing::warn!(%error, events = deliveries.len(), "cannot mark delivered events sent");
+            }
+        }
+    }
+
+    /// Publishes one batch and records the outcome of every row in it before returning. Returns
+    /// how many rows were delivered; 0 means the outbox was empty.
     ///
     /// # Errors
     ///
     /// The first publish failure (rows acked before or after it are still marked sent), or a
     /// store failure.
     pub async fn publish_batch(&self) -> Result<usize, EventsError> {
-        let batch = one_per_rotation(self.store.unsent(self.options.batch_size).await?);
-        if batch.is_empty() {
-            return Ok(0);
+        let batch = self.store.next_batch(0, self.options.batch_size).await?;
+        let sent = self.publish(&batch).await;
+        self.store.mark_sent(&sent.delivered, Utc::now()).await?;
+        self.settle(sent).await
+    }
+
+    /// Publishes the batch at `cursor`, hands its acks to the marker and moves the cursor past it.
+    async fn publish_from(
+        &self,
+        cursor: &mut OutboxSeq,
+        marks: &Marks,
+    ) -> Result<usize, EventsError> {
+        let batch = self
+            .store
+            .next_batch(*cursor, self.options.batch_size)
+            .await?;
+        let sent = self.publish(&batch).await;
+        if sent.error.is_none()
+            && let Some(last) = batch.last()
+        {
+            *cursor = last.seq + 1;
         }
-        let mut in_flight = Vec::with_capacity(batch.len());
-        let mut failed = Vec::new();
-        let mut first_error = None;
-        for row in &batch {
+        if !sent.delivered.is_empty() {
+            // The marker only stops after this loop, so the channel is open.
+            let _ = marks.send(sent.delivered.clone());
+        }
+        self.settle(sent).await
+    }
+
+    /// Publishes `batch` wave by wave, stopping at the first failure.
+    async fn publish(&self, batch: &[OutboxEvent]) -> Sent {
+        let mut sent = Sent::default();
+        for wave in waves(batch) {
+            self.publish_wave(&wave, &mut sent).await;
+            if sent.error.is_some() {
+                break;
+            }
+        }
+        if sent.duplicates > 0 {
+            tracing::info!(
+                duplicates = sent.duplicates,
+                "JetStream already held some events (a re-publish); counted as delivered"
+            );
+        }
+        sent
+    }
+
+    /// Sends every row of `wave` (stopping at the first send failure), then awaits each ack.
+    async fn publish_wave(&self, wave: &[&OutboxEvent], sent: &mut Sent) {
+        let mut in_flight = Vec::with_capacity(wave.len());
+        for row in wave {
             match self.publisher.send(self.message(row)).await {
                 Ok(ack) => in_flight.push((row.seq, ack)),
                 Err(error) => {
-                    failed.push(row.seq);
-                    first_error = Some(error);
+                    sent.failed.push(row.seq);
+                    sent.error = Some(error);
                     break;
                 }
             }
         }
-        let mut delivered = Vec::with_capacity(in_flight.len());
-        let mut duplicates = 0usize;
         for (seq, ack) in in_flight {
             match ack.await {
                 Ok(acked) => {
-                    duplicates += usize::from(acked.duplicate);
-                    delivered.push(Delivery {
+                    sent.duplicates += usize::from(acked.duplicate);
+                    sent.delivered.push(Delivery {
                         seq,
                         stream_seq: acked.stream_seq,
                     });
                 }
                 Err(error) => {
-                    failed.push(seq);
-                    first_error.get_or_insert(error);
+                    sent.failed.push(seq);
+                    sent.error.get_or_insert(error);
                 }
             }
         }
-        if duplicates > 0 {
-            tracing::info!(
-                duplicates,
-                "JetStream already held some events (a re-publish); counted as delivered"
-            );
-        }
-        self.store.mark_sent(&delivered, Utc::now()).await?;
-        match first_error {
-            None => Ok(delivered.len()),
+    }
+
+    /// Counts the failed attempts, and turns the outcome into the delivered count or the error.
+    async fn settle(&self, sent: Sent) -> Result<usize, EventsError> {
+        match sent.error {
+            None => Ok(sent.delivered.len()),
             Some(error) => {
-                self.store.mark_failed(&failed, &error.to_string()).await?;
+                self.store
+                    .mark_failed(&sent.failed, &error.to_string())
+                    .await?;
                 Err(error)
             }
         }
@@ -254,28 +349,22 @@ where
             Err(error) => tracing::warn!(%error, "cannot prune delivered events"),
         }
     }
-
-    async fn flush(&self) {
-        let deadline = Instant::now() + self.options.shutdown_flush;
-        while Instant::now() < deadline {
-            match self.publish_batch().await {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "events left in the outbox at shutdown; they are published at the next start");
-                    break;
-                }
-            }
-        }
-    }
 }
 
-/// The longest prefix of `rows` in which no rotation appears twice.
-fn one_per_rotation(rows: Vec<OutboxEvent>) -> Vec<OutboxEvent> {
-    let mut seen = HashSet::new();
-    rows.into_iter()
-        .take_while(|row| seen.insert(row.event.rotation_id.clone()))
-        .collect()
+/// Splits `rows` (in `seq` order) into waves: wave *k* holds the *k*-th row of each rotation,
+/// in `seq` order.
+fn waves(rows: &[OutboxEvent]) -> Vec<Vec<&OutboxEvent>> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut waves: Vec<Vec<&OutboxEvent>> = Vec::new();
+    for row in rows {
+        let nth = seen.entry(row.event.rotation_id.as_str()).or_default();
+        if waves.len() <= *nth {
+            waves.push(Vec::new());
+        }
+        waves[*nth].push(row);
+        *nth += 1;
+    }
+    waves
 }
 
 /// Sleeps for `delay`; true if cancelled first.
@@ -347,10 +436,19 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_stops_before_a_rotation_repeats() {
-        let rows = vec![row(1, "a"), row(2, "b"), row(3, "a"), row(4, "c")];
-        let batch: Vec<_> = one_per_rotation(rows).iter().map(|r| r.seq).collect();
-        assert_eq!(batch, [1, 2]);
-        assert!(one_per_rotation(Vec::new()).is_empty());
+    fn a_wave_holds_at_most_one_event_per_rotation_in_seq_order() {
+        let rows = vec![
+            row(1, "a"),
+            row(2, "b"),
+            row(3, "a"),
+            row(4, "c"),
+            row(5, "a"),
+        ];
+        let seqs: Vec<Vec<i64>> = waves(&rows)
+            .iter()
+            .map(|w| w.iter().map(|r| r.seq).collect())
+            .collect();
+        assert_eq!(seqs, [vec![1, 2, 4], vec![3], vec![5]]);
+        assert!(waves(&[]).is_empty());
     }
 }

@@ -101,13 +101,15 @@ pub trait WriteOutbox: Send + Sync {
 
 /// Reads what waits in the outbox.
 pub trait ReadOutbox: Send + Sync {
-    /// Up to `limit` unsent events in sequence order.
+    /// The next batch to publish: up to `limit` unsent events with `seq >= from`, in sequence
+    /// order.
     ///
     /// # Errors
     ///
     /// The store could not read, or a row is malformed.
-    fn unsent(
+    fn next_batch(
         &self,
+        from: OutboxSeq,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<OutboxEvent>, StoreError>> + Send;
 
@@ -191,13 +193,19 @@ pub(crate) mod contract {
             .await
             .expect("append is idempotent");
         for n in 2..=5 {
-            store.append(event(n, "r2")).await.expect("append");
+            store
+                .append(event(n, &format!("r{n}")))
+                .await
+                .expect("append");
         }
-        let unsent = store.unsent(10).await.expect("unsent");
+        let unsent = store.next_batch(0, 10).await.expect("next batch");
         assert_eq!(unsent.len(), 5, "the repeated event id is stored once");
         assert_eq!(unsent[0].event, first, "a row reads back as written");
         assert!(unsent.windows(2).all(|w| w[0].seq < w[1].seq));
-        assert_eq!(store.unsent(2).await.expect("unsent").len(), 2);
+        assert_eq!(store.next_batch(0, 2).await.expect("batch").len(), 2);
+        let from_third = store.next_batch(unsent[2].seq, 10).await.expect("batch");
+        assert_eq!(from_third.first().map(|e| e.seq), Some(unsent[2].seq));
+        assert_eq!(from_third.len(), 3);
 
         let backlog = store.backlog().await.expect("backlog");
         assert_eq!(backlog.depth, 5);
@@ -207,7 +215,7 @@ pub(crate) mod contract {
             .mark_failed(&[unsent[0].seq, unsent[1].seq], "nats: timed out")
             .await
             .expect("mark failed");
-        let again = store.unsent(1).await.expect("unsent");
+        let again = store.next_batch(0, 1).await.expect("batch");
         assert_eq!(again[0].attempts, 1);
         assert_eq!(again[0].last_error.as_deref(), Some("nats: timed out"));
 
@@ -224,9 +232,9 @@ pub(crate) mod contract {
         ];
         store.mark_sent(&deliveries, at).await.expect("mark sent");
         let left: Vec<_> = store
-            .unsent(10)
+            .next_batch(0, 10)
             .await
-            .expect("unsent")
+            .expect("batch")
             .into_iter()
             .map(|e| e.seq)
             .collect();
@@ -241,8 +249,11 @@ pub(crate) mod contract {
 
         // A sequence number is never reused, even after its row is pruned.
         store.append(event(6, "r3")).await.expect("append");
-        let newest = store.unsent(10).await.expect("unsent");
+        store.append(event(7, "r4")).await.expect("append");
+        let batch = store.next_batch(0, 10).await.expect("batch");
         let max_before = unsent.iter().map(|e| e.seq).max().unwrap_or_default();
-        assert!(newest.last().map(|e| e.seq).unwrap_or_default() > max_before);
+        assert!(batch.last().map(|e| e.seq).unwrap_or_default() > max_before);
+        let rotations: Vec<_> = batch.iter().map(|e| e.event.rotation_id.as_str()).collect();
+        assert_eq!(rotations, ["r2", "r4", "r5", "r3", "r4"]);
     }
 }

@@ -30,7 +30,7 @@ impl WriteOutbox for SqliteStore {
         .bind(trace_headers)
         .bind(event.request_id)
         .bind(event.created_at.timestamp_micros())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(StoreError::query)?;
         Ok(())
@@ -40,14 +40,19 @@ impl WriteOutbox for SqliteStore {
 // === impl SqliteStore: ReadOutbox ===
 
 impl ReadOutbox for SqliteStore {
-    async fn unsent(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+    async fn next_batch(
+        &self,
+        from: OutboxSeq,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, event_id, subject, payload, rotation_id, trace_headers, request_id, \
                     created_at, attempts, last_error, sent_at, stream_seq \
-             FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
+             FROM outbox WHERE sent_at IS NULL AND seq >= ? ORDER BY seq LIMIT ?",
         )
+        .bind(from)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await
         .map_err(StoreError::query)?;
         rows.iter().map(decode).collect()
@@ -61,7 +66,7 @@ impl ReadOutbox for SqliteStore {
                         AS oldest \
              FROM outbox WHERE sent_at IS NULL",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reader)
         .await
         .map_err(StoreError::query)?;
         let depth: i64 = row.try_get("depth").map_err(StoreError::query)?;
@@ -84,17 +89,24 @@ impl AckOutbox for SqliteStore {
         if deliveries.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await.map_err(StoreError::query)?;
-        for delivery in deliveries {
-            sqlx::query("UPDATE outbox SET sent_at = ?, stream_seq = ? WHERE seq = ?")
-                .bind(at.timestamp_micros())
-                .bind(i64::try_from(delivery.stream_seq).unwrap_or(i64::MAX))
-                .bind(delivery.seq)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::query)?;
-        }
-        tx.commit().await.map_err(StoreError::query)
+        // One statement (and one fsync) for the whole batch: [[seq, stream_seq], ...].
+        let pairs: Vec<[i64; 2]> = deliveries
+            .iter()
+            .map(|d| [d.seq, i64::try_from(d.stream_seq).unwrap_or(i64::MAX)])
+            .collect();
+        let pairs = serde_json::to_string(&pairs)
+            .map_err(|e| StoreError::Corrupt(format!("delivery list: {e}")))?;
+        sqlx::query(
+            "UPDATE outbox SET sent_at = ?1, stream_seq = d.value ->> 1 \
+             FROM json_each(?2) AS d \
+             WHERE outbox.seq = d.value ->> 0",
+        )
+        .bind(at.timestamp_micros())
+        .bind(pairs)
+        .execute(&self.writer)
+        .await
+        .map_err(StoreError::query)?;
+        Ok(())
     }
 
     async fn mark_failed(&self, seqs: &[OutboxSeq], error: &str) -> Result<(), StoreError> {
@@ -109,7 +121,7 @@ impl AckOutbox for SqliteStore {
         )
         .bind(error)
         .bind(seqs)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(StoreError::query)?;
         Ok(())
@@ -118,7 +130,7 @@ impl AckOutbox for SqliteStore {
     async fn prune_delivered(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?")
             .bind(before.timestamp_micros())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(StoreError::query)?;
         Ok(done.rows_affected())

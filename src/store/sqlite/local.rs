@@ -42,7 +42,7 @@ impl SqliteStore {
     /// The store could not write.
     pub async fn break_leases(&self) -> Result<(), StoreError> {
         sqlx::query("UPDATE local_leases SET holder = '', expires_at = 0")
-            .execute(&self.pool)
+            .execute(self.pool())
             .await
             .map_err(StoreError::query)?;
         Ok(())
@@ -93,7 +93,7 @@ impl LeaseStore for SqliteStore {
         .bind(holder)
         .bind(now + ttl_ms(ttl))
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await
         .map_err(StoreError::query)?;
         if let Some(token) = token {
@@ -102,7 +102,7 @@ impl LeaseStore for SqliteStore {
         let holder: Option<String> =
             sqlx::query_scalar("SELECT holder FROM local_leases WHERE rotation_id = ?")
                 .bind(rotation_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.pool())
                 .await
                 .map_err(StoreError::query)?;
         Ok(LeaseOutcome::HeldBy(holder.unwrap_or_default()))
@@ -115,7 +115,7 @@ impl LeaseStore for SqliteStore {
         )
         .bind(rotation_id)
         .bind(token)
-        .execute(&self.pool)
+        .execute(self.pool())
         .await
         .map_err(StoreError::query)?;
         Ok(())
@@ -156,7 +156,7 @@ impl RotationStateStore for SqliteStore {
         .bind(next_rotation_at.map(ms))
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.pool())
         .await
         .map_err(StoreError::query)?;
         Ok(())
@@ -165,7 +165,7 @@ impl RotationStateStore for SqliteStore {
     async fn rotation_state(&self, rotation_id: &str) -> Result<Option<RotationState>, StoreError> {
         let row = sqlx::query("SELECT * FROM local_rotations WHERE rotation_id = ?")
             .bind(rotation_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await
             .map_err(StoreError::query)?;
         row.as_ref()
@@ -180,7 +180,7 @@ impl RotationStateStore for SqliteStore {
              ORDER BY slot",
         )
         .bind(rotation_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await
         .map_err(StoreError::query)?;
         rows.iter()
@@ -201,7 +201,7 @@ impl RotationStateStore for SqliteStore {
              WHERE next_rotation_at IS NOT NULL AND next_rotation_at <= ? ORDER BY next_rotation_at",
         )
         .bind(ms(now))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await
         .map_err(StoreError::query)
     }
@@ -283,7 +283,7 @@ async fn append_event(
 
 impl AttemptStore for SqliteStore {
     async fn prepare(&self, row: &AttemptRow) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::query)?;
+        let mut tx = self.pool().begin().await.map_err(StoreError::query)?;
         fence(&mut tx, &row.rotation_id, row.fencing_token).await?;
         let now = ms(Utc::now());
         sqlx::query(
@@ -321,7 +321,7 @@ impl AttemptStore for SqliteStore {
     }
 
     async fn transition(&self, row: &AttemptRow) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::query)?;
+        let mut tx = self.pool().begin().await.map_err(StoreError::query)?;
         fence(&mut tx, &row.rotation_id, row.fencing_token).await?;
         let done = sqlx::query(
             "UPDATE local_attempts SET state = ?, key_id = ?, candidate = ?, transient = ?, \
@@ -352,7 +352,7 @@ impl AttemptStore for SqliteStore {
         rotation_id: &str,
         token: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::query)?;
+        let mut tx = self.pool().begin().await.map_err(StoreError::query)?;
         fence(&mut tx, rotation_id, token).await?;
         sqlx::query("UPDATE local_attempts SET fencing_token = ? WHERE attempt_id = ?")
             .bind(token)
@@ -368,7 +368,7 @@ impl AttemptStore for SqliteStore {
             "SELECT * FROM local_attempts WHERE state IN ('prepared', 'applied', 'verified') \
              ORDER BY created_at",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await
         .map_err(StoreError::query)?;
         rows.iter().map(decode_attempt).collect()
@@ -377,14 +377,14 @@ impl AttemptStore for SqliteStore {
     async fn attempt(&self, attempt_id: Uuid) -> Result<Option<AttemptRow>, StoreError> {
         let row = sqlx::query("SELECT * FROM local_attempts WHERE attempt_id = ?")
             .bind(attempt_id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await
             .map_err(StoreError::query)?;
         row.as_ref().map(decode_attempt).transpose()
     }
 
     async fn commit(&self, c: &CommitAttempt, token: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::query)?;
+        let mut tx = self.pool().begin().await.map_err(StoreError::query)?;
         fence(&mut tx, &c.rotation_id, token).await?;
         close_attempt(&mut tx, c.attempt_id, token, "committed", None).await?;
         let at = ms(c.at);
@@ -423,7 +423,7 @@ impl AttemptStore for SqliteStore {
     }
 
     async fn fail(&self, f: &FailAttempt, token: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::query)?;
+        let mut tx = self.pool().begin().await.map_err(StoreError::query)?;
         fence(&mut tx, &f.rotation_id, token).await?;
         close_attempt(&mut tx, f.attempt_id, token, "failed", Some(&f.message)).await?;
         let at = ms(f.at);

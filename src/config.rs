@@ -49,6 +49,7 @@ impl fmt::Display for ConfigError {
 /// The environment variables read, and the dotted key each one sets.
 pub const ENV_KEYS: &[(&str, &str)] = &[
     ("ROTATOR_LISTEN", "listen"),
+    ("ROTATOR_ADMIN_LISTEN", "admin_listen"),
     ("ROTATOR_DATA_DIR", "data_dir"),
     ("ROTATOR_MAX_CONCURRENT_CALLS", "max_concurrent_calls"),
     ("ROTATOR_MAX_MESSAGE_BYTES", "max_message_bytes"),
@@ -127,6 +128,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<String>,
+    admin_listen: Option<String>,
     data_dir: Option<String>,
     max_concurrent_calls: Option<u32>,
     max_message_bytes: Option<u32>,
@@ -193,6 +195,9 @@ struct RawEvents {
 pub struct Config {
     /// Address the gRPC server binds. Default `127.0.0.1:50051`.
     pub listen: SocketAddr,
+    /// Address of the admin HTTP listener (`/metrics`, `/livez`, `/readyz`); `None` when set to
+    /// `"off"`. Default `127.0.0.1:9464`.
+    pub admin_listen: Option<SocketAddr>,
     /// Directory of the embedded store. Default `./rotator-data`.
     pub data_dir: PathBuf,
     /// Calls served at once; the next one gets `RESOURCE_EXHAUSTED`. Default 256.
@@ -219,6 +224,9 @@ pub struct Config {
     pub network: NetworkConfig,
     /// Local connections and rotations (`[[connections]]`, `[[rotations]]`) and their key ring.
     pub local: crate::local::registry::Registry,
+    /// OpenTelemetry export, sampling and log level, from the standard `OTEL_*` variables and
+    /// `RUST_LOG` (never from the file: those variables are the operator's interface).
+    pub telemetry: crate::telemetry::TelemetrySettings,
 }
 
 /// How the events outbox and its relay behave.
@@ -512,6 +520,19 @@ fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Con
         );
         SocketAddr::from(([127, 0, 0, 1], 50051))
     });
+    let admin_listen = match raw.admin_listen.as_deref().map(str::trim) {
+        Some("off") => None,
+        other => match other.unwrap_or("127.0.0.1:9464").parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                bad(
+                    "admin_listen",
+                    "must be an IP address and port, e.g. 127.0.0.1:9464, or \"off\"",
+                );
+                None
+            }
+        },
+    };
     let max_concurrent_calls = raw.max_concurrent_calls.unwrap_or(256);
     if max_concurrent_calls == 0 {
         bad("max_concurrent_calls", "must be at least 1");
@@ -554,8 +575,10 @@ fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Con
     let auth =
         security::validate_auth(raw.auth.unwrap_or_default(), listen, tls.as_ref(), problems);
     let network = security::validate_network(raw.network.unwrap_or_default());
+    let telemetry = crate::telemetry::TelemetrySettings::from_env(env, problems);
     Config {
         listen,
+        admin_listen,
         data_dir,
         max_concurrent_calls: max_concurrent_calls as usize,
         max_message_bytes: max_message_bytes as usize,
@@ -569,6 +592,7 @@ fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Con
         auth,
         network,
         local: crate::local::registry::Registry::default(),
+        telemetry,
     }
 }
 
@@ -762,6 +786,37 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:50051");
         assert!(config.infisical.is_none());
         assert_eq!(config.enabled_types.len(), 14);
+        assert_eq!(
+            config.admin_listen.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:9464")
+        );
+        assert!(config.telemetry.traces.is_none());
+    }
+
+    #[test]
+    fn the_admin_listener_can_be_moved_or_switched_off() {
+        let config = Config::load(None, &env(&[("ROTATOR_ADMIN_LISTEN", "off")])).expect("valid");
+        assert!(config.admin_listen.is_none());
+        let config =
+            Config::load(None, &env(&[("ROTATOR_ADMIN_LISTEN", "0.0.0.0:19464")])).expect("valid");
+        assert_eq!(config.admin_listen.map(|a| a.port()), Some(19464));
+        let err = Config::load(None, &env(&[("ROTATOR_ADMIN_LISTEN", "metrics-port")]))
+            .expect_err("invalid");
+        assert_eq!(err.0[0].key, "admin_listen");
+    }
+
+    #[test]
+    fn otel_variables_are_validated_with_the_rest() {
+        let err = Config::load(
+            None,
+            &env(&[
+                ("ROTATOR_LISTEN", "nowhere"),
+                ("OTEL_TRACES_SAMPLER", "sometimes"),
+            ]),
+        )
+        .expect_err("invalid");
+        let keys: Vec<_> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["listen", "OTEL_TRACES_SAMPLER"]);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::error::ServiceError;
 use crate::proto::{
     Backend, GetGeneratedCredentialsResponse, RotationName, RotationType, SecretRotation, Trigger,
 };
+use crate::telemetry;
 use crate::upstream::infisical::Infisical;
 
 /// Answer a little before the caller's deadline so the caller gets our status, not a transport
@@ -178,41 +179,47 @@ impl Engine {
         let infisical = Arc::clone(self.upstream(&id)?);
         let recorder = self.recorder.clone();
         let deadline = ctx.deadline;
-        let task = self.tasks.spawn(
-            async move {
-                let started = Instant::now();
-                let result = infisical
-                    .rotate(rotation_type, &id, &ctx)
-                    .await
-                    .map_err(ServiceError::from);
-                let attempt = AttemptRecord {
-                    event_id: Uuid::now_v7(),
-                    time: Utc::now(),
-                    rotation_id: id,
-                    rotation_type,
-                    rotation: result.as_ref().ok().cloned(),
-                    backend: Backend::Forwarded,
-                    trigger: Trigger::Manual,
-                    attempt_number: 1,
-                    duration: started.elapsed(),
-                    request_id: ctx.request_id.clone(),
-                    upstream_req_id: result
-                        .as_ref()
-                        .err()
-                        .and_then(|e| e.upstream_req_id())
-                        .map(str::to_owned),
-                    failure: result.as_ref().err().cloned(),
-                };
-                if let Some(recorder) = recorder
-                    && let Err(error) = recorder.record(attempt).await
-                {
-                    tracing::error!(%error, "could not record the rotation attempt for its event");
-                }
-                result
-            }
-            // The recorder reads the trace context of the current span for the event.
-            .in_current_span(),
+        let span = telemetry::spans::rotation(
+            rotation_type,
+            &id,
+            Backend::Forwarded,
+            Trigger::Manual,
+            &ctx.request_id,
         );
+        let attempt_span = span.clone();
+        let work = async move {
+            let started = Instant::now();
+            let result = infisical
+                .rotate(rotation_type, &id, &ctx)
+                .await
+                .map_err(ServiceError::from);
+            let attempt = AttemptRecord {
+                event_id: Uuid::now_v7(),
+                time: Utc::now(),
+                rotation_id: id,
+                rotation_type,
+                rotation: result.as_ref().ok().cloned(),
+                backend: Backend::Forwarded,
+                trigger: Trigger::Manual,
+                attempt_number: 1,
+                duration: started.elapsed(),
+                request_id: ctx.request_id.clone(),
+                upstream_req_id: result
+                    .as_ref()
+                    .err()
+                    .and_then(|e| e.upstream_req_id())
+                    .map(str::to_owned),
+                failure: result.as_ref().err().cloned(),
+            };
+            telemetry::spans::rotation_finished(&attempt_span, &attempt);
+            if let Some(recorder) = recorder
+                && let Err(error) = recorder.record(attempt).await
+            {
+                tracing::error!(%error, "could not record the rotation attempt for its event");
+            }
+            result
+        };
+        let task = self.tasks.spawn(work.instrument(span));
         wait_for(task, deadline).await
     }
 

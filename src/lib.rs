@@ -15,8 +15,9 @@
 //! - [`events`]: rotation events: outbox recorder, relay to NATS JetStream, CloudEvents model.
 //! - [`error`]: the service error and its one classification into gRPC codes.
 //! - [`server`]: building and running the gRPC server with health, reflection and drain.
-//! - [`config`], [`secret`], [`context`], [`telemetry`], [`proto`], [`cli`]: support.
+//! - [`telemetry`]: spans, W3C propagation, metrics, JSON logs, the admin listener.
 //! - [`net`]: the outbound address policy (refuse private targets) drivers and upstreams call.
+//! - [`config`], [`secret`], [`context`], [`proto`], [`cli`]: support.
 
 pub mod api;
 pub mod cli;
@@ -65,18 +66,33 @@ pub async fn run_on(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), server::ServeError> {
+    let readiness = telemetry::admin::Readiness::new();
+    let admin = match config.admin_listen {
+        Some(addr) => Some(
+            telemetry::admin::AdminServer::start(addr, readiness.clone())
+                .await
+                .map_err(|source| server::ServeError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
     let store = store::SqliteStore::open(&config.data_dir).await?;
     let events = events::EventsPipeline::start(&config, store.clone());
     let served = match server::build_engine(&config, Some(events.recorder())) {
         Ok(engine) => match local::start(&config, &store).await {
-            Ok(Some(backend)) => {
-                server::run(&config, engine.with_local(backend), listener, shutdown).await
+            Ok(backend) => {
+                let engine = match backend {
+                    Some(backend) => engine.with_local(backend),
+                    None => engine,
+                };
+                server::run_with_readiness(&config, engine, listener, readiness, shutdown).await
             }
-            Ok(None) => server::run(&config, engine, listener, shutdown).await,
             Err(error) => Err(error),
         },
         Err(error) => Err(error),
     };
+    if let Some(admin) = admin {
+        admin.stop().await;
+    }
     events.shutdown().await;
     store.close().await;
     served

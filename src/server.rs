@@ -15,6 +15,7 @@ use crate::api::auth::{Authenticator, RequireIdentity};
 use crate::config::{Config, TlsConfig};
 use crate::engine::{AttemptRecorder, Engine};
 use crate::proto::secret_rotation_service_server::SecretRotationServiceServer;
+use crate::telemetry::admin::{GRPC_COMPONENT, Readiness};
 use crate::upstream::infisical::{self, Infisical};
 
 /// Why the server could not start or stopped with an error.
@@ -60,6 +61,15 @@ pub fn build_engine(
         .map(|c| Infisical::with_address_policy(c, config.network.address_policy))
         .transpose()?
         .map(Arc::new);
+    if let Some(infisical) = &infisical {
+        let infisical = Arc::downgrade(infisical);
+        crate::telemetry::metrics::set_token_source(move || {
+            infisical
+                .upgrade()
+                .map(|i| i.token_counts())
+                .unwrap_or_default()
+        });
+    }
     Ok(Engine::new(
         infisical,
         config.enabled_types.iter().copied(),
@@ -93,6 +103,23 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    run_with_readiness(config, engine, listener, Readiness::new(), shutdown).await
+}
+
+/// [`run`], reporting the server's readiness (component `grpc`) to `readiness`: not ready until
+/// serving, and again from the start of the drain.
+///
+/// # Errors
+///
+/// Transport or reflection failures.
+pub async fn run_with_readiness(
+    config: &Config,
+    engine: Engine,
+    listener: TcpListener,
+    readiness: Readiness,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    readiness.set_not_ready(GRPC_COMPONENT, "starting");
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<SecretRotationServiceServer<RotatorApi>>()
@@ -141,6 +168,7 @@ pub async fn run(
             },
         );
     let mut server = std::pin::pin!(server);
+    readiness.set_ready(GRPC_COMPONENT);
     tokio::select! {
         result = &mut server => return result.map_err(ServeError::from),
         () = shutdown => {}
@@ -149,6 +177,7 @@ pub async fn run(
         grace_seconds = config.shutdown_grace.as_secs(),
         "shutting down: draining in-flight calls"
     );
+    readiness.set_not_ready(GRPC_COMPONENT, "draining");
     health
         .set_not_serving::<SecretRotationServiceServer<RotatorApi>>()
         .await;

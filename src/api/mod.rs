@@ -21,12 +21,13 @@ use self::authz::{Action, Target};
 use crate::context::CallContext;
 use crate::engine::Engine;
 use crate::error::ServiceError;
-use crate::proto::secret_rotation_service_server::SecretRotationService;
+use crate::proto::secret_rotation_service_server::{SERVICE_NAME, SecretRotationService};
 use crate::proto::{
     GetGeneratedCredentialsRequest, GetGeneratedCredentialsResponse, GetSecretRotationRequest,
     GetSecretRotationResponse, ListSecretRotationsRequest, ListSecretRotationsResponse,
     RotateSecretsRequest, RotateSecretsResponse, get_secret_rotation_request,
 };
+use crate::telemetry::spans::{ServerCall, record_rotation};
 
 /// The `rotator.v1.SecretRotationService` implementation.
 #[derive(Debug, Clone)]
@@ -55,9 +56,11 @@ impl RotatorApi {
     }
 
     /// Admits and authenticates the call, runs `handler` (which validates and authorizes before
-    /// the engine), and answers with `x-request-id` on success and failure.
+    /// the engine) inside the call's server span, and answers with `x-request-id` on success and
+    /// failure.
     async fn serve<T, R, F, Fut>(
         &self,
+        method: &'static str,
         request: Request<T>,
         handler: F,
     ) -> Result<Response<R>, Status>
@@ -65,11 +68,19 @@ impl RotatorApi {
         F: FnOnce(T, CallContext, Caller) -> Fut,
         Fut: Future<Output = Result<R, ServiceError>>,
     {
-        let admitted = match self.admission.admit(request.metadata()) {
+        let admitted = self.admission.admit(request.metadata());
+        let request_id = match &admitted {
+            Ok(admitted) => &admitted.ctx.request_id,
+            Err(rejected) => &rejected.0.request_id,
+        };
+        let call = ServerCall::start(&request, SERVICE_NAME, method, request_id);
+        let admitted = match admitted {
             Ok(admitted) => admitted,
             Err(rejected) => {
                 let (ctx, error) = *rejected;
-                return Err(reject(&error, &ctx));
+                let status = call.span().in_scope(|| reject(&error, &ctx));
+                call.finish(Err(&error));
+                return Err(status);
             }
         };
         let ctx = admitted.ctx.clone();
@@ -79,19 +90,28 @@ impl RotatorApi {
             .authenticate(request.metadata(), certs.as_deref().map(Vec::as_slice))
         {
             Ok(caller) => caller,
-            Err(error) => return Err(reject(&ServiceError::Unauthenticated(error), &ctx)),
+            Err(error) => {
+                let error = ServiceError::Unauthenticated(error);
+                let status = call.span().in_scope(|| reject(&error, &ctx));
+                call.finish(Err(&error));
+                return Err(status);
+            }
         };
-        let span = tracing::info_span!("rpc", request_id = %ctx.request_id);
         match handler(request.into_inner(), ctx.clone(), caller)
-            .instrument(span)
+            .instrument(call.span().clone())
             .await
         {
             Ok(message) => {
+                call.finish(Ok(()));
                 let mut response = Response::new(message);
                 status::insert_request_id(response.metadata_mut(), &ctx.request_id);
                 Ok(response)
             }
-            Err(error) => Err(reject(&error, &ctx)),
+            Err(error) => {
+                let status = call.span().in_scope(|| reject(&error, &ctx));
+                call.finish(Err(&error));
+                Err(status)
+            }
         }
     }
 }
@@ -108,7 +128,7 @@ impl SecretRotationService for RotatorApi {
         &self,
         request: Request<RotateSecretsRequest>,
     ) -> Result<Response<RotateSecretsResponse>, Status> {
-        self.serve(request, |req, ctx, caller| async move {
+        self.serve("RotateSecrets", request, |req, ctx, caller| async move {
             let rotation_type = validate::rotation_type(req.r#type)?;
             let rotation_id = validate::rotation_id(&req.rotation_id)?;
             let id = rotation_id.to_string();
@@ -121,6 +141,7 @@ impl SecretRotationService for RotatorApi {
                 target,
                 &ctx,
             )?;
+            record_rotation(rotation_type, &id);
             let rotation = self.engine.rotate(rotation_type, rotation_id, ctx).await?;
             Ok(RotateSecretsResponse {
                 secret_rotation: Some(rotation),
@@ -133,34 +154,53 @@ impl SecretRotationService for RotatorApi {
         &self,
         request: Request<GetSecretRotationRequest>,
     ) -> Result<Response<GetSecretRotationResponse>, Status> {
-        self.serve(request, |req, ctx, caller| async move {
-            const METHOD: &str = "GetSecretRotation";
-            let rotation_type = validate::rotation_type(req.r#type)?;
-            let rotation = match req.lookup {
-                Some(get_secret_rotation_request::Lookup::RotationId(id)) => {
-                    let id = validate::rotation_id(&id)?;
-                    let text = id.to_string();
-                    let target = Target::Id(&text);
-                    authz::authorize(&caller, METHOD, Action::Read, rotation_type, target, &ctx)?;
-                    self.engine.get(rotation_type, id, &ctx).await?
-                }
-                Some(get_secret_rotation_request::Lookup::ByName(name)) => {
-                    validate::rotation_name(&name)?;
-                    let target = Target::Name(&name.name);
-                    authz::authorize(&caller, METHOD, Action::Read, rotation_type, target, &ctx)?;
-                    self.engine.get_by_name(rotation_type, &name, &ctx).await?
-                }
-                None => {
-                    return Err(ServiceError::invalid(
-                        crate::error::Field::RotationId,
-                        "set rotation_id or by_name",
-                    ));
-                }
-            };
-            Ok(GetSecretRotationResponse {
-                secret_rotation: Some(rotation),
-            })
-        })
+        self.serve(
+            "GetSecretRotation",
+            request,
+            |req, ctx, caller| async move {
+                const METHOD: &str = "GetSecretRotation";
+                let rotation_type = validate::rotation_type(req.r#type)?;
+                let rotation = match req.lookup {
+                    Some(get_secret_rotation_request::Lookup::RotationId(id)) => {
+                        let id = validate::rotation_id(&id)?;
+                        let text = id.to_string();
+                        let target = Target::Id(&text);
+                        authz::authorize(
+                            &caller,
+                            METHOD,
+                            Action::Read,
+                            rotation_type,
+                            target,
+                            &ctx,
+                        )?;
+                        record_rotation(rotation_type, &text);
+                        self.engine.get(rotation_type, id, &ctx).await?
+                    }
+                    Some(get_secret_rotation_request::Lookup::ByName(name)) => {
+                        validate::rotation_name(&name)?;
+                        let target = Target::Name(&name.name);
+                        authz::authorize(
+                            &caller,
+                            METHOD,
+                            Action::Read,
+                            rotation_type,
+                            target,
+                            &ctx,
+                        )?;
+                        self.engine.get_by_name(rotation_type, &name, &ctx).await?
+                    }
+                    None => {
+                        return Err(ServiceError::invalid(
+                            crate::error::Field::RotationId,
+                            "set rotation_id or by_name",
+                        ));
+                    }
+                };
+                Ok(GetSecretRotationResponse {
+                    secret_rotation: Some(rotation),
+                })
+            },
+        )
         .await
     }
 
@@ -168,14 +208,20 @@ impl SecretRotationService for RotatorApi {
         &self,
         request: Request<ListSecretRotationsRequest>,
     ) -> Result<Response<ListSecretRotationsResponse>, Status> {
-        self.serve(request, |req, ctx, caller| async move {
-            let rotation_type = validate::type_filter(req.r#type)?;
-            let project_id = validate::project_id(&req.project_id)?;
-            let filter = authz::list_filter(&caller, "ListSecretRotations", rotation_type, &ctx)?;
-            let mut secret_rotations = self.engine.list(rotation_type, project_id, &ctx).await?;
-            secret_rotations.retain(|r| filter.allows(r));
-            Ok(ListSecretRotationsResponse { secret_rotations })
-        })
+        self.serve(
+            "ListSecretRotations",
+            request,
+            |req, ctx, caller| async move {
+                let rotation_type = validate::type_filter(req.r#type)?;
+                let project_id = validate::project_id(&req.project_id)?;
+                let filter =
+                    authz::list_filter(&caller, "ListSecretRotations", rotation_type, &ctx)?;
+                let mut secret_rotations =
+                    self.engine.list(rotation_type, project_id, &ctx).await?;
+                secret_rotations.retain(|r| filter.allows(r));
+                Ok(ListSecretRotationsResponse { secret_rotations })
+            },
+        )
         .await
     }
 
@@ -183,24 +229,29 @@ impl SecretRotationService for RotatorApi {
         &self,
         request: Request<GetGeneratedCredentialsRequest>,
     ) -> Result<Response<GetGeneratedCredentialsResponse>, Status> {
-        self.serve(request, |req, ctx, caller| async move {
-            let rotation_type = validate::rotation_type(req.r#type)?;
-            let rotation_id = validate::rotation_id(&req.rotation_id)?;
-            let id = rotation_id.to_string();
-            let target = Target::Id(&id);
-            let action = Action::ReadCredentials;
-            authz::authorize(
-                &caller,
-                "GetGeneratedCredentials",
-                action,
-                rotation_type,
-                target,
-                &ctx,
-            )?;
-            self.engine
-                .generated_credentials(rotation_type, rotation_id, &ctx)
-                .await
-        })
+        self.serve(
+            "GetGeneratedCredentials",
+            request,
+            |req, ctx, caller| async move {
+                let rotation_type = validate::rotation_type(req.r#type)?;
+                let rotation_id = validate::rotation_id(&req.rotation_id)?;
+                let id = rotation_id.to_string();
+                let target = Target::Id(&id);
+                let action = Action::ReadCredentials;
+                authz::authorize(
+                    &caller,
+                    "GetGeneratedCredentials",
+                    action,
+                    rotation_type,
+                    target,
+                    &ctx,
+                )?;
+                record_rotation(rotation_type, &id);
+                self.engine
+                    .generated_credentials(rotation_type, rotation_id, &ctx)
+                    .await
+            },
+        )
         .await
     }
 }

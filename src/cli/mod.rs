@@ -7,6 +7,7 @@ mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -227,13 +228,29 @@ async fn serve(config_file: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    crate::telemetry::init(config.log_format);
-    match crate::run(config, crate::server::shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let telemetry = match crate::telemetry::Telemetry::builder(&config.telemetry, config.log_format)
+        .install()
+    {
+        Ok(telemetry) => telemetry,
         Err(error) => {
-            tracing::error!(%error, "rotator stopped");
             eprintln!("error: {error}");
-            ExitCode::FAILURE
+            return ExitCode::from(EXIT_CONFIG);
         }
+    };
+    let grace = config.shutdown_grace;
+    let result = crate::run(config, crate::server::shutdown_signal()).await;
+    if let Err(error) = &result {
+        tracing::error!(%error, "rotator stopped");
+        eprintln!("error: {error}");
+    }
+    telemetry
+        .shutdown(TELEMETRY_FLUSH.min(grace.max(Duration::from_secs(1))))
+        .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
     }
 }
+
+/// The longest the final flush of spans and metrics may take at exit.
+const TELEMETRY_FLUSH: Duration = Duration::from_secs(5);

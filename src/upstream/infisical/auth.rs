@@ -8,10 +8,12 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use super::error::{HttpFailure, UpstreamError};
 use crate::config::InfisicalAuth;
 use crate::secret::SecretString;
+use crate::telemetry::upstream::ClientCall;
 
 /// After a failed login, how long to wait before the next one (Infisical locks an identity after
 /// three bad logins in 30 s).
@@ -227,26 +229,18 @@ impl TokenManager {
             .base_url
             .join(path)
             .map_err(|e| UpstreamError::Decode(e.to_string()))?;
-        let response = self
+        let call = ClientCall::start(&http::Method::POST, &url, &[], None);
+        let request = self
             .http
             .post(url)
             .timeout(Duration::from_secs(30))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| super::client::transport_error(&e))?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| super::client::transport_error(&e))?;
-        if status != 200 {
-            return Err(UpstreamError::Http(HttpFailure::from_body(
-                status, &bytes, None,
-            )));
-        }
-        let answer: TokenAnswer = serde_json::from_slice(&bytes)
-            .map_err(|e| UpstreamError::Decode(format!("token answer: {e}")))?;
+            .headers(call.trace_headers())
+            .json(&body);
+        let (status, answer) = token_exchange(request)
+            .instrument(call.span().clone())
+            .await;
+        super::client::finish_call(call, status, &answer);
+        let answer = answer?;
         let seconds = |n: u64| (n > 0).then(|| Duration::from_secs(n));
         let ttl = seconds(answer.expires_in);
         if ttl.is_some_and(|t| t < Duration::from_secs(60)) {
@@ -262,6 +256,31 @@ impl TokenManager {
             max_ttl: seconds(answer.access_token_max_ttl),
         })
     }
+}
+
+/// Sends a login or renewal and reads the token answer; returns the status when one came back.
+/// The answer holds the token, so nothing of it is logged or traced.
+async fn token_exchange(
+    request: reqwest::RequestBuilder,
+) -> (Option<u16>, Result<TokenAnswer, UpstreamError>) {
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(e) => return (None, Err(super::client::transport_error(&e))),
+    };
+    let status = response.status().as_u16();
+    let bytes = match response.bytes().await {
+        Ok(bytes) => bytes,
+        Err(e) => return (Some(status), Err(super::client::transport_error(&e))),
+    };
+    let answer = if status == 200 {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| UpstreamError::Decode(format!("token answer: {e}")))
+    } else {
+        Err(UpstreamError::Http(HttpFailure::from_body(
+            status, &bytes, None,
+        )))
+    };
+    (Some(status), answer)
 }
 
 fn install(state: &mut TokenState, token: CachedToken, new_session: bool) -> TokenLease {

@@ -10,10 +10,12 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use super::auth::TokenManager;
 use super::error::{HttpFailure, UpstreamError};
 use crate::context::CallContext;
+use crate::telemetry::upstream::{ClientCall, FailureKind};
 
 /// How many times one logical call may be sent at most.
 const MAX_SENDS: u32 = 3;
@@ -119,35 +121,74 @@ impl RestClient {
             UpstreamError::Decode("the access token is not a valid header value".into())
         })?;
         auth.set_sensitive(true);
-        let started = Instant::now();
-        let response = self
+        let call = ClientCall::start(method, &url, query, Some(&ctx.request_id));
+        let request = self
             .http
             .request(method.clone(), url)
             .query(query)
             .timeout(timeout)
+            .headers(call.trace_headers())
             .header(http::header::AUTHORIZATION, auth)
             .header(http::header::ACCEPT, "application/json")
             .header("request-id", &ctx.request_id)
-            .header("x-request-id", &ctx.request_id)
-            .send()
-            .await
-            .map_err(|e| transport_error(&e))?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bytes = response.bytes().await.map_err(|e| transport_error(&e))?;
-        tracing::debug!(%status, elapsed_ms = started.elapsed().as_millis() as u64, "Infisical answered");
-        if status != StatusCode::OK {
-            return Err(UpstreamError::Http(HttpFailure::from_body(
-                status.as_u16(),
-                &bytes,
-                retry_after.as_deref(),
-            )));
-        }
+            .header("x-request-id", &ctx.request_id);
+        let (status, result) = exchange(request).instrument(call.span().clone()).await;
+        finish_call(call, status, &result);
+        result
+    }
+}
+
+/// Sends the request and reads the answer; returns the status when one came back.
+async fn exchange(request: reqwest::RequestBuilder) -> (Option<u16>, Result<Value, UpstreamError>) {
+    let started = Instant::now();
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(e) => return (None, Err(transport_error(&e))),
+    };
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = match response.bytes().await {
+        Ok(bytes) => bytes,
+        Err(e) => return (Some(status.as_u16()), Err(transport_error(&e))),
+    };
+    tracing::debug!(%status, elapsed_ms = started.elapsed().as_millis() as u64, "Infisical answered");
+    let result = if status == StatusCode::OK {
         serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Decode(e.to_string()))
+    } else {
+        Err(UpstreamError::Http(HttpFailure::from_body(
+            status.as_u16(),
+            &bytes,
+            retry_after.as_deref(),
+        )))
+    };
+    (Some(status.as_u16()), result)
+}
+
+/// Closes the request's client span and records its duration.
+pub(super) fn finish_call<T>(
+    call: ClientCall,
+    status: Option<u16>,
+    result: &Result<T, UpstreamError>,
+) {
+    match (status, result.as_ref().err()) {
+        (Some(status), Some(UpstreamError::Http(f))) => {
+            call.answered(status, f.req_id.as_deref(), Some(&f.message));
+        }
+        (Some(status), None) => call.answered(status, None, None),
+        (status, Some(error)) => {
+            let kind = match error {
+                UpstreamError::Connect(_) => FailureKind::Connect,
+                UpstreamError::Timeout { .. } => FailureKind::Timeout,
+                UpstreamError::Decode(_) => FailureKind::Decode,
+                _ => FailureKind::Transport,
+            };
+            call.failed(status, kind, &error.to_string());
+        }
+        (None, None) => call.failed(None, FailureKind::Transport, "no answer"),
     }
 }
 

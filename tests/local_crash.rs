@@ -31,6 +31,7 @@ fn spawn(
         .arg(config)
         .env("ROTATOR_LISTEN", format!("127.0.0.1:{port}"))
         .env("ROTATOR_DATA_DIR", data_dir)
+        .env("ROTATOR_ADMIN_LISTEN", "off")
         .env("ROTATOR_ENCRYPTION_KEY", KEY)
         .env("PG_ADMIN", ADMIN_PASSWORD)
         .env("ROTATOR_LOG_FORMAT", "json")

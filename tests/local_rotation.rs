@@ -38,6 +38,7 @@ async fn start(
         .arg(config)
         .env("ROTATOR_LISTEN", format!("127.0.0.1:{port}"))
         .env("ROTATOR_DATA_DIR", dir.join("data"))
+        .env("ROTATOR_ADMIN_LISTEN", "off")
         .env("ROTATOR_ENCRYPTION_KEY", KEY)
         .env("PG_ADMIN", admin_password)
         .env_remove("ROTATOR_FAILPOINT")

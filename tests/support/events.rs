@@ -226,6 +226,9 @@ impl EventsServer {
         );
         env.entry("ROTATOR_SHUTDOWN_GRACE_SECONDS".to_owned())
             .or_insert_with(|| "10".to_owned());
+        // Tests run in parallel: the default admin port would collide.
+        env.entry("ROTATOR_ADMIN_LISTEN".to_owned())
+            .or_insert_with(|| "off".to_owned());
         let config = Config::load(None, &env).expect("test config is valid");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -16,6 +16,10 @@ use serde::Deserialize;
 use crate::rotation::RotationType;
 use crate::secret::SecretString;
 
+mod security;
+
+pub use self::security::{AuthConfig, AuthMode, IdentityConfig, NetworkConfig, TlsConfig};
+
 /// The process environment as a map, so tests never mutate the real one.
 pub type Env = HashMap<String, String>;
 
@@ -85,11 +89,42 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
         "ROTATOR_NATS_STREAM_DUPLICATE_WINDOW_SECONDS",
         "nats.stream.duplicate_window_seconds",
     ),
+    (
+        "ROTATOR_EVENTS_OUTBOX_RETENTION_SECONDS",
+        "events.outbox_retention_seconds",
+    ),
+    (
+        "ROTATOR_EVENTS_RELAY_POLL_INTERVAL_SECONDS",
+        "events.relay_poll_interval_seconds",
+    ),
+    (
+        "ROTATOR_EVENTS_BACKLOG_LOG_INTERVAL_SECONDS",
+        "events.backlog_log_interval_seconds",
+    ),
+    ("ROTATOR_TLS_CERT_FILE", "tls.cert_file"),
+    ("ROTATOR_TLS_KEY_FILE", "tls.key_file"),
+    ("ROTATOR_TLS_CLIENT_CA_FILE", "tls.client_ca_file"),
+    (
+        "ROTATOR_TLS_CLIENT_AUTH_OPTIONAL",
+        "tls.client_auth_optional",
+    ),
+    ("ROTATOR_AUTH_MODE", "auth.mode"),
+    ("ROTATOR_AUTH_OPEN_HEALTH", "auth.open_health"),
+    ("ROTATOR_AUTH_OPEN_REFLECTION", "auth.open_reflection"),
+    (
+        "ROTATOR_AUTH_ALLOW_PLAINTEXT_TOKENS",
+        "auth.allow_plaintext_tokens",
+    ),
+    (
+        "ROTATOR_NETWORK_DENY_PRIVATE_ADDRESSES",
+        "network.deny_private_addresses",
+    ),
 ];
 
 // === raw (as written) ===
+// No `Debug` on the raw structs: they hold secrets as plain strings.
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<String>,
@@ -102,9 +137,13 @@ struct RawConfig {
     enabled_types: Option<Vec<String>>,
     infisical: Option<RawInfisical>,
     nats: Option<RawNats>,
+    events: Option<RawEvents>,
+    tls: Option<security::RawTls>,
+    auth: Option<security::RawAuth>,
+    network: Option<security::RawNetwork>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawInfisical {
     url: Option<String>,
@@ -116,7 +155,7 @@ struct RawInfisical {
     request_timeout_seconds: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawNats {
     url: Option<String>,
@@ -131,7 +170,7 @@ struct RawNats {
     stream: Option<RawStream>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStream {
     name: Option<String>,
@@ -139,6 +178,14 @@ struct RawStream {
     storage: Option<String>,
     replicas: Option<u32>,
     duplicate_window_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    outbox_retention_seconds: Option<u64>,
+    relay_poll_interval_seconds: Option<u64>,
+    backlog_log_interval_seconds: Option<u64>,
 }
 
 // === typed (validated) ===
@@ -167,9 +214,41 @@ pub struct Config {
     pub infisical: Option<InfisicalConfig>,
     /// The NATS connection for events, when configured.
     pub nats: Option<NatsConfig>,
+    /// The events outbox and relay.
+    pub events: EventsConfig,
+    /// Server TLS (mutual TLS with a client CA), when configured.
+    pub tls: Option<TlsConfig>,
+    /// Caller authentication and authorization.
+    pub auth: AuthConfig,
+    /// Outbound address policy for remote targets.
+    pub network: NetworkConfig,
+    /// Local connections and rotations (`[[connections]]`, `[[rotations]]`) and their key ring.
+    pub local: crate::local::registry::Registry,
     /// OpenTelemetry export, sampling and log level, from the standard `OTEL_*` variables and
     /// `RUST_LOG` (never from the file: those variables are the operator's interface).
     pub telemetry: crate::telemetry::TelemetrySettings,
+}
+
+/// How the events outbox and its relay behave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsConfig {
+    /// How long a delivered event stays in the outbox (for inspection) before it is deleted;
+    /// zero deletes it at the next prune. Default 1 day. Since v0.1.
+    pub outbox_retention: Duration,
+    /// How often the relay looks for new events when nothing woke it. Default 1 s. Since v0.1.
+    pub relay_poll_interval: Duration,
+    /// How often the outbox depth and oldest age are logged. Default 60 s. Since v0.1.
+    pub backlog_log_interval: Duration,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            outbox_retention: Duration::from_secs(24 * 3600),
+            relay_poll_interval: Duration::from_secs(1),
+            backlog_log_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 /// How log lines are written.
@@ -257,18 +336,9 @@ impl Config {
     ///
     /// Every problem found, each naming its key.
     pub fn load(file: Option<&Path>, env: &Env) -> Result<Self, ConfigError> {
-        let mut problems = Vec::new();
-        let mut table = match file {
+        let text = match file {
             Some(path) => match std::fs::read_to_string(path) {
-                Ok(text) => match text.parse::<toml::Table>() {
-                    Ok(t) => t,
-                    Err(e) => {
-                        return Err(problem(
-                            "config file",
-                            format!("not valid TOML: {}", e.message()),
-                        ));
-                    }
-                },
+                Ok(text) => text,
                 Err(e) => {
                     return Err(problem(
                         "config file",
@@ -276,18 +346,45 @@ impl Config {
                     ));
                 }
             },
-            None => toml::Table::new(),
+            None => String::new(),
+        };
+        Self::from_toml_str(&text, env)
+    }
+
+    /// Loads the configuration from TOML text and the given environment (what [`Config::load`]
+    /// does after reading the file; also the entry point of the config fuzz target).
+    ///
+    /// # Errors
+    ///
+    /// Every problem found, each naming its key.
+    pub fn from_toml_str(text: &str, env: &Env) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let mut table = match text.parse::<toml::Table>() {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(problem(
+                    "config file",
+                    format!("not valid TOML: {}", e.message()),
+                ));
+            }
         };
         for (var, key) in ENV_KEYS {
             if let Some(value) = env.get(*var) {
                 set_dotted(&mut table, key, env_value(key, value));
             }
         }
+        // serde's type errors quote the value; a mistyped secret must not be echoed.
+        let mistyped = security::take_mistyped_secrets(&mut table);
+        if !mistyped.is_empty() {
+            return Err(ConfigError(mistyped));
+        }
+        let local = crate::local::registry::Registry::from_table(&mut table, env, &mut problems);
         let raw: RawConfig = match toml::Value::Table(table).try_into() {
             Ok(raw) => raw,
             Err(e) => return Err(problem("config", e.message().to_owned())),
         };
-        let config = validate(raw, env, &mut problems);
+        let mut config = validate(raw, env, &mut problems);
+        config.local = local;
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -312,7 +409,7 @@ fn env_value(key: &str, value: &str) -> toml::Value {
     if numeric && let Ok(n) = value.trim().parse::<i64>() {
         return toml::Value::Integer(n);
     }
-    if key.ends_with("tls_required")
+    if (key.ends_with("tls_required") || security::BOOL_KEYS.contains(&key))
         && let Ok(b) = value.trim().parse::<bool>()
     {
         return toml::Value::Boolean(b);
@@ -348,7 +445,7 @@ fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) {
 }
 
 /// Resolves `env:NAME` and `file:PATH` references of a secret option.
-fn resolve_secret(
+pub(crate) fn resolve_secret(
     key: &str,
     value: Option<String>,
     env: &Env,
@@ -473,6 +570,11 @@ fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Con
         .infisical
         .and_then(|i| validate_infisical(i, env, problems));
     let nats = raw.nats.and_then(|n| validate_nats(n, env, problems));
+    let events = validate_events(raw.events.unwrap_or_default(), problems);
+    let tls = raw.tls.and_then(|t| security::validate_tls(t, problems));
+    let auth =
+        security::validate_auth(raw.auth.unwrap_or_default(), listen, tls.as_ref(), problems);
+    let network = security::validate_network(raw.network.unwrap_or_default());
     let telemetry = crate::telemetry::TelemetrySettings::from_env(env, problems);
     Config {
         listen,
@@ -485,7 +587,42 @@ fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Con
         enabled_types,
         infisical,
         nats,
+        events,
+        tls,
+        auth,
+        network,
+        local: crate::local::registry::Registry::default(),
         telemetry,
+    }
+}
+
+fn validate_events(raw: RawEvents, problems: &mut Vec<ConfigProblem>) -> EventsConfig {
+    let defaults = EventsConfig::default();
+    let mut at_least_one = |key: &str, value: Option<u64>, default: Duration| match value {
+        None => default,
+        Some(0) => {
+            problems.push(ConfigProblem {
+                key: key.to_owned(),
+                reason: "must be at least 1".to_owned(),
+            });
+            default
+        }
+        Some(seconds) => Duration::from_secs(seconds),
+    };
+    EventsConfig {
+        outbox_retention: raw
+            .outbox_retention_seconds
+            .map_or(defaults.outbox_retention, Duration::from_secs),
+        relay_poll_interval: at_least_one(
+            "events.relay_poll_interval_seconds",
+            raw.relay_poll_interval_seconds,
+            defaults.relay_poll_interval,
+        ),
+        backlog_log_interval: at_least_one(
+            "events.backlog_log_interval_seconds",
+            raw.backlog_log_interval_seconds,
+            defaults.backlog_log_interval,
+        ),
     }
 }
 
@@ -727,6 +864,28 @@ mod tests {
         .expect_err("no client id");
         assert!(!err.to_string().contains("topsecret-xyz"));
         assert_eq!(err.0[0].key, "infisical.client_id");
+    }
+
+    #[test]
+    fn events_settings_have_defaults_and_come_from_env() {
+        let config = Config::load(None, &Env::new()).expect("defaults");
+        assert_eq!(config.events, EventsConfig::default());
+        let config = Config::load(
+            None,
+            &env(&[
+                ("ROTATOR_EVENTS_OUTBOX_RETENTION_SECONDS", "0"),
+                ("ROTATOR_EVENTS_RELAY_POLL_INTERVAL_SECONDS", "5"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(config.events.outbox_retention, Duration::ZERO);
+        assert_eq!(config.events.relay_poll_interval, Duration::from_secs(5));
+        let err = Config::load(
+            None,
+            &env(&[("ROTATOR_EVENTS_RELAY_POLL_INTERVAL_SECONDS", "0")]),
+        )
+        .expect_err("a zero poll interval");
+        assert_eq!(err.0[0].key, "events.relay_poll_interval_seconds");
     }
 
     #[test]

@@ -70,6 +70,7 @@ pub struct Engine {
     enabled_types: Arc<HashSet<RotationType>>,
     recorder: Option<Arc<dyn AttemptRecorder>>,
     tasks: TaskTracker,
+    local: Option<Arc<crate::local::backend::LocalBackend>>,
 }
 
 // === impl Engine ===
@@ -86,6 +87,36 @@ impl Engine {
             enabled_types: Arc::new(enabled_types.into_iter().collect()),
             recorder,
             tasks: TaskTracker::new(),
+            local: None,
+        }
+    }
+
+    /// Serves the rotations of the local registry with `local` (DESIGN §4: a registered id is
+    /// served locally; others are forwarded when Infisical is configured).
+    #[must_use]
+    pub fn with_local(mut self, local: Arc<crate::local::backend::LocalBackend>) -> Self {
+        self.local = Some(local);
+        self
+    }
+
+    /// The local rotation registered under `id`, checked against the request's type.
+    fn local_rotation(
+        &self,
+        rotation_type: RotationType,
+        id: Uuid,
+    ) -> Result<
+        Option<(
+            &Arc<crate::local::backend::LocalBackend>,
+            crate::local::registry::LocalRotation,
+        )>,
+        ServiceError,
+    > {
+        let Some(local) = &self.local else {
+            return Ok(None);
+        };
+        match local.lookup(id, rotation_type) {
+            None => Ok(None),
+            Some(found) => Ok(Some((local, found?.clone()))),
         }
     }
 
@@ -126,6 +157,24 @@ impl Engine {
         ctx: CallContext,
     ) -> Result<SecretRotation, ServiceError> {
         self.check_enabled(rotation_type)?;
+        if let Some((local, _)) = self.local_rotation(rotation_type, rotation_id)? {
+            let local = Arc::clone(local);
+            let deadline = ctx.deadline;
+            let origin = crate::local::backend::Origin {
+                scheduled: false,
+                request_id: ctx.request_id.clone(),
+            };
+            let task = self.tasks.spawn(
+                async move {
+                    local
+                        .rotate(rotation_id, origin)
+                        .await
+                        .map_err(ServiceError::from)
+                }
+                .in_current_span(),
+            );
+            return wait_for(task, deadline).await;
+        }
         let id = rotation_id.to_string();
         let infisical = Arc::clone(self.upstream(&id)?);
         let recorder = self.recorder.clone();
@@ -171,19 +220,7 @@ impl Engine {
             result
         };
         let task = self.tasks.spawn(work.instrument(span));
-        let joined = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(
-                deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline),
-                task,
-            )
-            .await
-            {
-                Ok(joined) => joined,
-                Err(_) => return Err(ServiceError::DeadlineExceeded),
-            },
-            None => task.await,
-        };
-        joined.map_err(|e| ServiceError::Internal(format!("rotation task failed: {e}")))?
+        wait_for(task, deadline).await
     }
 
     /// Reads one rotation by id.
@@ -198,6 +235,9 @@ impl Engine {
         ctx: &CallContext,
     ) -> Result<SecretRotation, ServiceError> {
         self.check_enabled(rotation_type)?;
+        if let Some((local, rotation)) = self.local_rotation(rotation_type, rotation_id)? {
+            return Ok(local.get(&rotation).await?);
+        }
         let id = rotation_id.to_string();
         Ok(self.upstream(&id)?.get(rotation_type, &id, ctx).await?)
     }
@@ -214,6 +254,12 @@ impl Engine {
         ctx: &CallContext,
     ) -> Result<SecretRotation, ServiceError> {
         self.check_enabled(rotation_type)?;
+        if let Some(local) = &self.local
+            && let Some(rotation) = local.by_name(name)
+            && rotation.rotation_type == rotation_type
+        {
+            return Ok(local.get(rotation).await?);
+        }
         Ok(self
             .upstream(&name.name)?
             .get_by_name(rotation_type, name, ctx)
@@ -234,10 +280,17 @@ impl Engine {
         if rotation_type != RotationType::Unspecified {
             self.check_enabled(rotation_type)?;
         }
-        let mut rotations = self
-            .upstream(project_id)?
-            .list(rotation_type, project_id, ctx)
-            .await?;
+        let mut rotations = match &self.local {
+            Some(local) => local.list(rotation_type, project_id).await?,
+            None => Vec::new(),
+        };
+        if self.local.is_none() || self.infisical.is_some() {
+            rotations.extend(
+                self.upstream(project_id)?
+                    .list(rotation_type, project_id, ctx)
+                    .await?,
+            );
+        }
         rotations.retain(|r| self.enabled_types.contains(&r.r#type()));
         Ok(rotations)
     }
@@ -254,10 +307,33 @@ impl Engine {
         ctx: &CallContext,
     ) -> Result<GetGeneratedCredentialsResponse, ServiceError> {
         self.check_enabled(rotation_type)?;
+        if let Some((local, rotation)) = self.local_rotation(rotation_type, rotation_id)? {
+            return Ok(local.generated_credentials(&rotation).await?);
+        }
         let id = rotation_id.to_string();
         Ok(self
             .upstream(&id)?
             .generated_credentials(rotation_type, &id, ctx)
             .await?)
     }
+}
+
+/// Waits for a rotation task, answering a little before the caller's deadline.
+async fn wait_for(
+    task: tokio::task::JoinHandle<Result<SecretRotation, ServiceError>>,
+    deadline: Option<Instant>,
+) -> Result<SecretRotation, ServiceError> {
+    let joined = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(
+            deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline),
+            task,
+        )
+        .await
+        {
+            Ok(joined) => joined,
+            Err(_) => return Err(ServiceError::DeadlineExceeded),
+        },
+        None => task.await,
+    };
+    joined.map_err(|e| ServiceError::Internal(format!("rotation task failed: {e}")))?
 }

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use tonic::Code;
 
+use crate::api::auth::AuthError;
+use crate::api::authz::Denial;
+use crate::api::rescue::{Rejection, RejectionKind};
 use crate::proto::RotationType;
 use crate::upstream::infisical::UpstreamError;
 
@@ -45,6 +48,16 @@ pub enum ServiceError {
         "no backend serves rotation {0}: it is not in the local registry and no Infisical upstream is configured"
     )]
     NoBackend(String),
+    /// The caller proved no identity. Nothing was sent anywhere.
+    #[error(transparent)]
+    Unauthenticated(AuthError),
+    /// The caller's identity lacks the permission. Nothing was sent anywhere.
+    #[error("{0}")]
+    PermissionDenied(Box<Denial>),
+    /// tonic refused the request before a handler ran (bad protobuf or framing, too large,
+    /// unknown method or encoding). Nothing was sent anywhere.
+    #[error(transparent)]
+    Rejected(Rejection),
     /// The server is at its concurrent-call bound.
     #[error("the server is at its limit of concurrent calls; retry shortly")]
     Overloaded,
@@ -56,6 +69,9 @@ pub enum ServiceError {
     /// The upstream failed.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The local backend failed.
+    #[error(transparent)]
+    Local(#[from] crate::local::error::LocalError),
     /// A bug or an unexpected state; the detail is logged, not returned.
     #[error("internal error")]
     Internal(String),
@@ -112,10 +128,22 @@ impl ServiceError {
                 class(Code::InvalidArgument, "ROTATION_TYPE_NOT_ENABLED", None)
             }
             Self::NoBackend(_) => class(Code::NotFound, "NO_BACKEND", None),
+            Self::Unauthenticated(_) => class(Code::Unauthenticated, "UNAUTHENTICATED", None),
+            Self::PermissionDenied(_) => class(Code::PermissionDenied, "PERMISSION_DENIED", None),
+            Self::Rejected(r) => match r.kind {
+                RejectionKind::Malformed => class(Code::InvalidArgument, "MALFORMED_REQUEST", None),
+                RejectionKind::TooLarge => {
+                    class(Code::ResourceExhausted, "MESSAGE_TOO_LARGE", None)
+                }
+                RejectionKind::Unsupported => {
+                    class(Code::Unimplemented, "UNSUPPORTED_REQUEST", None)
+                }
+            },
             Self::Overloaded => class(Code::ResourceExhausted, "OVERLOADED", SOON),
             Self::DeadlineExceeded => class(Code::DeadlineExceeded, "DEADLINE_EXCEEDED", None),
             Self::Internal(_) => class(Code::Internal, "INTERNAL", None),
             Self::Upstream(e) => classify_upstream(e),
+            Self::Local(e) => classify_local(e),
         }
     }
 
@@ -135,6 +163,28 @@ impl ServiceError {
             Self::Upstream(e) => e.req_id(),
             _ => None,
         }
+    }
+}
+
+fn classify_local(e: &crate::local::error::LocalError) -> Classification {
+    use crate::local::error::LocalError as L;
+    match e {
+        L::Busy { .. } => class(Code::Aborted, "ROTATION_IN_PROGRESS", None),
+        L::TypeMismatch { .. } => class(Code::InvalidArgument, "ROTATION_TYPE_MISMATCH", None),
+        L::Driver(d) if d.is_transient() => class(Code::Unavailable, d.reason(), None),
+        L::Driver(d) => class(Code::FailedPrecondition, d.reason(), None),
+        L::Build(_) => class(
+            Code::FailedPrecondition,
+            "LOCAL_ROTATION_MISCONFIGURED",
+            None,
+        ),
+        L::Store {
+            transient: true, ..
+        } => class(Code::Unavailable, "STORE_BUSY", SOON),
+        L::Store { .. } => class(Code::Internal, "STORE_FAILED", None),
+        L::LostLease => class(Code::Aborted, "LEASE_LOST", None),
+        L::Crypto(_) => class(Code::Internal, "CREDENTIAL_UNREADABLE", None),
+        L::NoCredential(_) => class(Code::FailedPrecondition, "NO_CREDENTIAL_ISSUED", None),
     }
 }
 

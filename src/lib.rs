@@ -4,26 +4,36 @@
 //! # Layout
 //!
 //! In data-flow order:
-//! - [`api`]: the tonic service: admission (request id, deadline, limits), validation, statuses.
+//! - [`api`]: the tonic service: admission (request id, deadline, limits), caller
+//!   authentication and authorization, validation, statuses.
 //! - [`engine`]: routing to a backend, tracked rotation tasks, attempt records.
 //! - [`upstream`]: the Infisical REST client, its token manager and error classification.
+//! - [`local`]: local rotation: passwords, attempt state machine, credential encryption, schedule.
+//! - [`drivers`]: what local rotation does on a target (PostgreSQL, MySQL/MariaDB, Redis).
 //! - [`rotation`]: the 14 rotation types and Infisical's JSON model of a rotation.
+//! - [`store`]: the embedded store (SQLite under `data_dir`): the events outbox.
+//! - [`events`]: rotation events: outbox recorder, relay to NATS JetStream, CloudEvents model.
 //! - [`error`]: the service error and its one classification into gRPC codes.
 //! - [`server`]: building and running the gRPC server with health, reflection and drain.
 //! - [`telemetry`]: spans, W3C propagation, metrics, JSON logs, the admin listener.
+//! - [`net`]: the outbound address policy (refuse private targets) drivers and upstreams call.
 //! - [`config`], [`secret`], [`context`], [`proto`], [`cli`]: support.
 
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod drivers;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod local;
+pub mod net;
 pub mod proto;
 pub mod rotation;
 pub mod secret;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod upstream;
 
@@ -33,13 +43,29 @@ use std::future::Future;
 ///
 /// # Errors
 ///
-/// Binding, building or transport failures.
+/// Store, binding, building or transport failures.
 pub async fn run(
     config: config::Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), server::ServeError> {
-    let engine = server::build_engine(&config, None)?;
     let listener = server::bind(&config).await?;
+    run_on(config, listener, shutdown).await
+}
+
+/// Runs a server with `config` on `listener` until `shutdown` completes.
+///
+/// Opens the store under `data_dir`, starts the events pipeline (its relay connects to NATS in
+/// the background, so an unreachable NATS never delays serving), serves, and on shutdown drains
+/// the calls before stopping the relay, so the events of the last rotations are flushed too.
+///
+/// # Errors
+///
+/// Store, building or transport failures.
+pub async fn run_on(
+    config: config::Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), server::ServeError> {
     let readiness = telemetry::admin::Readiness::new();
     let admin = match config.admin_listen {
         Some(addr) => Some(
@@ -49,9 +75,25 @@ pub async fn run(
         ),
         None => None,
     };
-    let result = server::run_with_readiness(&config, engine, listener, readiness, shutdown).await;
+    let store = store::SqliteStore::open(&config.data_dir).await?;
+    let events = events::EventsPipeline::start(&config, store.clone());
+    let served = match server::build_engine(&config, Some(events.recorder())) {
+        Ok(engine) => match local::start(&config, &store).await {
+            Ok(backend) => {
+                let engine = match backend {
+                    Some(backend) => engine.with_local(backend),
+                    None => engine,
+                };
+                server::run_with_readiness(&config, engine, listener, readiness, shutdown).await
+            }
+            Err(error) => Err(error),
+        },
+        Err(error) => Err(error),
+    };
     if let Some(admin) = admin {
         admin.stop().await;
     }
-    result
+    events.shutdown().await;
+    store.close().await;
+    served
 }

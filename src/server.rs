@@ -5,11 +5,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use crate::api::RotatorApi;
-use crate::config::Config;
+use crate::api::auth::{Authenticator, RequireIdentity};
+use crate::config::{Config, TlsConfig};
 use crate::engine::{AttemptRecorder, Engine};
 use crate::proto::secret_rotation_service_server::SecretRotationServiceServer;
 use crate::telemetry::admin::{GRPC_COMPONENT, Readiness};
@@ -35,6 +38,12 @@ pub enum ServeError {
     /// The transport failed.
     #[error("gRPC transport error: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The local backend could not start.
+    #[error(transparent)]
+    Local(#[from] crate::local::error::LocalError),
+    /// The embedded store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// Builds the engine with the backends the configuration names.
@@ -49,7 +58,7 @@ pub fn build_engine(
     let infisical = config
         .infisical
         .as_ref()
-        .map(Infisical::new)
+        .map(|c| Infisical::with_address_policy(c, config.network.address_policy))
         .transpose()?
         .map(Arc::new);
     if let Some(infisical) = &infisical {
@@ -123,16 +132,30 @@ pub async fn run_with_readiness(
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let api = RotatorApi::new(engine.clone(), config.max_concurrent_calls);
+    let auth = Arc::new(Authenticator::new(&config.auth));
+    auth.log_startup(&config.auth, config.tls.is_some());
+    let health_service = InterceptedService::new(
+        health_service,
+        RequireIdentity::new(&auth, config.auth.open_health),
+    );
+    let reflection_gate = RequireIdentity::new(&auth, config.auth.open_reflection);
+    let reflection_v1 = InterceptedService::new(reflection_v1, reflection_gate.clone());
+    let reflection_v1alpha = InterceptedService::new(reflection_v1alpha, reflection_gate);
+    let api = RotatorApi::new(engine.clone(), config.max_concurrent_calls).with_authenticator(auth);
     let service = SecretRotationServiceServer::new(api)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
 
     let local = listener.local_addr().ok();
-    tracing::info!(listen = ?local, upstream = config.infisical.is_some(), "rotator serving");
+    tracing::info!(listen = ?local, upstream = config.infisical.is_some(), tls = config.tls.is_some(), "rotator serving");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(server_tls(tls))?;
+    }
+    let server = builder
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .layer(crate::api::rescue::RescueLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -175,6 +198,23 @@ pub async fn run_with_readiness(
             Ok(())
         }
     }
+}
+
+/// How long a TLS handshake may take, so a silent client cannot hold a connection open.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The server TLS settings; mutual TLS when a client CA is configured.
+fn server_tls(tls: &TlsConfig) -> ServerTlsConfig {
+    let identity = Identity::from_pem(&tls.cert_pem, tls.key_pem.expose());
+    let mut config = ServerTlsConfig::new()
+        .identity(identity)
+        .timeout(TLS_HANDSHAKE_TIMEOUT);
+    if let Some(ca) = &tls.client_ca_pem {
+        config = config
+            .client_ca_root(Certificate::from_pem(ca))
+            .client_auth_optional(tls.client_auth_optional);
+    }
+    config
 }
 
 /// Completes on SIGTERM or SIGINT.

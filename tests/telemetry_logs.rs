@@ -4,13 +4,13 @@
 
 #[path = "support/fake_infisical.rs"]
 mod fake_infisical;
-#[path = "support/log_capture.rs"]
-mod log_capture;
+#[path = "support/log_lines.rs"]
+mod log_lines;
 #[path = "support/rotator.rs"]
 mod rotator_server;
 
 use fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
-use log_capture::LogCapture;
+use log_lines::LogCapture;
 use rotator::config::{Config, LogFormat};
 use rotator::proto::{RotateSecretsRequest, RotationType};
 use rotator::telemetry::Telemetry;

@@ -7,8 +7,8 @@
 
 #[path = "support/fake_infisical.rs"]
 mod fake_infisical;
-#[path = "support/log_capture.rs"]
-mod log_capture;
+#[path = "support/log_lines.rs"]
+mod log_lines;
 #[path = "support/otlp.rs"]
 mod otlp;
 #[path = "support/prometheus.rs"]
@@ -19,7 +19,7 @@ mod rotator_server;
 use std::time::Duration;
 
 use fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
-use log_capture::LogCapture;
+use log_lines::LogCapture;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point;
 use otlp::OtlpCollector;

@@ -8,8 +8,8 @@
 
 #[path = "support/fake_infisical.rs"]
 mod fake_infisical;
-#[path = "support/log_capture.rs"]
-mod log_capture;
+#[path = "support/log_lines.rs"]
+mod log_lines;
 #[path = "support/otlp.rs"]
 mod otlp;
 #[path = "support/rotator.rs"]
@@ -18,7 +18,7 @@ mod rotator_server;
 use std::collections::HashMap;
 
 use fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
-use log_capture::LogCapture;
+use log_lines::LogCapture;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use otlp::{CollectedSpan, OtlpCollector};
 use rotator::config::{Config, Env, LogFormat};

@@ -96,7 +96,8 @@ impl Admission {
     }
 }
 
-fn valid_request_id(id: &str) -> bool {
+/// Whether a caller's `x-request-id` is honoured: 1 to 128 of `A-Z a-z 0-9 . _ : -`.
+pub fn valid_request_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_REQUEST_ID_LEN
         && id

@@ -1,16 +1,23 @@
-//! The gRPC api layer: admission (request id, deadline, limits), validation, and the mapping of
-//! results to responses and statuses. It decides nothing about rotations; the engine does.
+//! The gRPC api layer: admission (request id, deadline, limits), authentication, validation,
+//! authorization, and the mapping of results to responses and statuses. It decides nothing
+//! about rotations; the engine does.
 
 pub mod admission;
+pub mod auth;
+pub mod authz;
+pub mod rescue;
 pub mod status;
 pub mod validate;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use self::admission::Admission;
+use self::auth::{Authenticator, Caller};
+use self::authz::{Action, Target};
 use crate::context::CallContext;
 use crate::engine::Engine;
 use crate::error::ServiceError;
@@ -27,19 +34,30 @@ use crate::telemetry::spans::{ServerCall, record_rotation};
 pub struct RotatorApi {
     engine: Engine,
     admission: Admission,
+    auth: Arc<Authenticator>,
 }
 
 impl RotatorApi {
-    /// Serves `engine`, at most `max_concurrent_calls` calls at once.
+    /// Serves `engine`, at most `max_concurrent_calls` calls at once. It asks callers for no
+    /// identity until [`RotatorApi::with_authenticator`] says otherwise; `server::run` always
+    /// does, from the configuration.
     pub fn new(engine: Engine, max_concurrent_calls: usize) -> Self {
         Self {
             engine,
             admission: Admission::new(max_concurrent_calls),
+            auth: Arc::new(Authenticator::open()),
         }
     }
 
-    /// Admits the call, runs `handler` inside the call's server span, and answers with
-    /// `x-request-id` on success and failure.
+    /// Authenticates every call with `auth`.
+    pub fn with_authenticator(mut self, auth: Arc<Authenticator>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Admits and authenticates the call, runs `handler` (which validates and authorizes before
+    /// the engine) inside the call's server span, and answers with `x-request-id` on success and
+    /// failure.
     async fn serve<T, R, F, Fut>(
         &self,
         method: &'static str,
@@ -47,7 +65,7 @@ impl RotatorApi {
         handler: F,
     ) -> Result<Response<R>, Status>
     where
-        F: FnOnce(T, CallContext) -> Fut,
+        F: FnOnce(T, CallContext, Caller) -> Fut,
         Fut: Future<Output = Result<R, ServiceError>>,
     {
         let admitted = self.admission.admit(request.metadata());
@@ -66,7 +84,20 @@ impl RotatorApi {
             }
         };
         let ctx = admitted.ctx.clone();
-        match handler(request.into_inner(), ctx.clone())
+        let certs = request.peer_certs();
+        let caller = match self
+            .auth
+            .authenticate(request.metadata(), certs.as_deref().map(Vec::as_slice))
+        {
+            Ok(caller) => caller,
+            Err(error) => {
+                let error = ServiceError::Unauthenticated(error);
+                let status = call.span().in_scope(|| reject(&error, &ctx));
+                call.finish(Err(&error));
+                return Err(status);
+            }
+        };
+        match handler(request.into_inner(), ctx.clone(), caller)
             .instrument(call.span().clone())
             .await
         {
@@ -97,10 +128,20 @@ impl SecretRotationService for RotatorApi {
         &self,
         request: Request<RotateSecretsRequest>,
     ) -> Result<Response<RotateSecretsResponse>, Status> {
-        self.serve("RotateSecrets", request, |req, ctx| async move {
+        self.serve("RotateSecrets", request, |req, ctx, caller| async move {
             let rotation_type = validate::rotation_type(req.r#type)?;
             let rotation_id = validate::rotation_id(&req.rotation_id)?;
-            record_rotation(rotation_type, &rotation_id.to_string());
+            let id = rotation_id.to_string();
+            let target = Target::Id(&id);
+            authz::authorize(
+                &caller,
+                "RotateSecrets",
+                Action::Rotate,
+                rotation_type,
+                target,
+                &ctx,
+            )?;
+            record_rotation(rotation_type, &id);
             let rotation = self.engine.rotate(rotation_type, rotation_id, ctx).await?;
             Ok(RotateSecretsResponse {
                 secret_rotation: Some(rotation),
@@ -113,29 +154,53 @@ impl SecretRotationService for RotatorApi {
         &self,
         request: Request<GetSecretRotationRequest>,
     ) -> Result<Response<GetSecretRotationResponse>, Status> {
-        self.serve("GetSecretRotation", request, |req, ctx| async move {
-            let rotation_type = validate::rotation_type(req.r#type)?;
-            let rotation = match req.lookup {
-                Some(get_secret_rotation_request::Lookup::RotationId(id)) => {
-                    let id = validate::rotation_id(&id)?;
-                    record_rotation(rotation_type, &id.to_string());
-                    self.engine.get(rotation_type, id, &ctx).await?
-                }
-                Some(get_secret_rotation_request::Lookup::ByName(name)) => {
-                    validate::rotation_name(&name)?;
-                    self.engine.get_by_name(rotation_type, &name, &ctx).await?
-                }
-                None => {
-                    return Err(ServiceError::invalid(
-                        crate::error::Field::RotationId,
-                        "set rotation_id or by_name",
-                    ));
-                }
-            };
-            Ok(GetSecretRotationResponse {
-                secret_rotation: Some(rotation),
-            })
-        })
+        self.serve(
+            "GetSecretRotation",
+            request,
+            |req, ctx, caller| async move {
+                const METHOD: &str = "GetSecretRotation";
+                let rotation_type = validate::rotation_type(req.r#type)?;
+                let rotation = match req.lookup {
+                    Some(get_secret_rotation_request::Lookup::RotationId(id)) => {
+                        let id = validate::rotation_id(&id)?;
+                        let text = id.to_string();
+                        let target = Target::Id(&text);
+                        authz::authorize(
+                            &caller,
+                            METHOD,
+                            Action::Read,
+                            rotation_type,
+                            target,
+                            &ctx,
+                        )?;
+                        record_rotation(rotation_type, &text);
+                        self.engine.get(rotation_type, id, &ctx).await?
+                    }
+                    Some(get_secret_rotation_request::Lookup::ByName(name)) => {
+                        validate::rotation_name(&name)?;
+                        let target = Target::Name(&name.name);
+                        authz::authorize(
+                            &caller,
+                            METHOD,
+                            Action::Read,
+                            rotation_type,
+                            target,
+                            &ctx,
+                        )?;
+                        self.engine.get_by_name(rotation_type, &name, &ctx).await?
+                    }
+                    None => {
+                        return Err(ServiceError::invalid(
+                            crate::error::Field::RotationId,
+                            "set rotation_id or by_name",
+                        ));
+                    }
+                };
+                Ok(GetSecretRotationResponse {
+                    secret_rotation: Some(rotation),
+                })
+            },
+        )
         .await
     }
 
@@ -143,12 +208,20 @@ impl SecretRotationService for RotatorApi {
         &self,
         request: Request<ListSecretRotationsRequest>,
     ) -> Result<Response<ListSecretRotationsResponse>, Status> {
-        self.serve("ListSecretRotations", request, |req, ctx| async move {
-            let rotation_type = validate::type_filter(req.r#type)?;
-            let project_id = validate::project_id(&req.project_id)?;
-            let secret_rotations = self.engine.list(rotation_type, project_id, &ctx).await?;
-            Ok(ListSecretRotationsResponse { secret_rotations })
-        })
+        self.serve(
+            "ListSecretRotations",
+            request,
+            |req, ctx, caller| async move {
+                let rotation_type = validate::type_filter(req.r#type)?;
+                let project_id = validate::project_id(&req.project_id)?;
+                let filter =
+                    authz::list_filter(&caller, "ListSecretRotations", rotation_type, &ctx)?;
+                let mut secret_rotations =
+                    self.engine.list(rotation_type, project_id, &ctx).await?;
+                secret_rotations.retain(|r| filter.allows(r));
+                Ok(ListSecretRotationsResponse { secret_rotations })
+            },
+        )
         .await
     }
 
@@ -156,14 +229,29 @@ impl SecretRotationService for RotatorApi {
         &self,
         request: Request<GetGeneratedCredentialsRequest>,
     ) -> Result<Response<GetGeneratedCredentialsResponse>, Status> {
-        self.serve("GetGeneratedCredentials", request, |req, ctx| async move {
-            let rotation_type = validate::rotation_type(req.r#type)?;
-            let rotation_id = validate::rotation_id(&req.rotation_id)?;
-            record_rotation(rotation_type, &rotation_id.to_string());
-            self.engine
-                .generated_credentials(rotation_type, rotation_id, &ctx)
-                .await
-        })
+        self.serve(
+            "GetGeneratedCredentials",
+            request,
+            |req, ctx, caller| async move {
+                let rotation_type = validate::rotation_type(req.r#type)?;
+                let rotation_id = validate::rotation_id(&req.rotation_id)?;
+                let id = rotation_id.to_string();
+                let target = Target::Id(&id);
+                let action = Action::ReadCredentials;
+                authz::authorize(
+                    &caller,
+                    "GetGeneratedCredentials",
+                    action,
+                    rotation_type,
+                    target,
+                    &ctx,
+                )?;
+                record_rotation(rotation_type, &id);
+                self.engine
+                    .generated_credentials(rotation_type, rotation_id, &ctx)
+                    .await
+            },
+        )
         .await
     }
 }

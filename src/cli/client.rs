@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic_types::StatusExt;
 
 use super::{ClientArgs, output};
@@ -12,6 +12,7 @@ use crate::proto::{
     GetGeneratedCredentialsRequest, GetSecretRotationRequest, ListSecretRotationsRequest,
     RotateSecretsRequest, RotationName, RotationType, get_secret_rotation_request,
 };
+use crate::secret::SecretString;
 
 /// How `get` finds the rotation.
 pub enum Lookup {
@@ -41,11 +42,77 @@ fn parse_type(text: &str) -> Result<RotationType, ExitCode> {
     })
 }
 
+/// The largest token, certificate or key file read.
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+fn read_file(flag: &str, path: &std::path::Path) -> Result<Vec<u8>, ExitCode> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES).read_to_end(&mut bytes))
+        .map_err(|e| {
+            eprintln!("error: cannot read {flag} {}: {e}", path.display());
+            ExitCode::from(2)
+        })?;
+    Ok(bytes)
+}
+
+/// TLS settings for an https server, or `None` for plaintext.
+fn tls_config(args: &ClientArgs) -> Result<Option<ClientTlsConfig>, ExitCode> {
+    let https = args.server.starts_with("https://");
+    let wants_tls = args.ca_file.is_some() || args.cert_file.is_some();
+    if !https {
+        if wants_tls || args.tls_server_name.is_some() {
+            eprintln!(
+                "error: --ca-file, --cert-file and --tls-server-name need an https:// --server"
+            );
+            return Err(ExitCode::from(2));
+        }
+        return Ok(None);
+    }
+    let mut config = ClientTlsConfig::new();
+    config = match &args.ca_file {
+        Some(path) => config.ca_certificate(Certificate::from_pem(read_file("--ca-file", path)?)),
+        None => config.with_native_roots(),
+    };
+    if let (Some(cert), Some(key)) = (&args.cert_file, &args.key_file) {
+        let cert = read_file("--cert-file", cert)?;
+        let key = read_file("--key-file", key)?;
+        config = config.identity(Identity::from_pem(cert, key));
+    }
+    if let Some(name) = &args.tls_server_name {
+        config = config.domain_name(name.clone());
+    }
+    Ok(Some(config))
+}
+
+/// The bearer token from --token / ROTATOR_TOKEN or --token-file, if any.
+fn bearer_token(args: &ClientArgs) -> Result<Option<SecretString>, ExitCode> {
+    if let Some(token) = &args.token {
+        return Ok(Some(token.clone()));
+    }
+    let Some(path) = &args.token_file else {
+        return Ok(None);
+    };
+    let bytes = read_file("--token-file", path)?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        eprintln!("error: --token-file {} is not UTF-8", path.display());
+        ExitCode::from(2)
+    })?;
+    Ok(Some(SecretString::new(text.trim_end_matches(['\n', '\r']))))
+}
+
 async fn connect(args: &ClientArgs) -> Result<SecretRotationServiceClient<Channel>, ExitCode> {
-    let endpoint = Channel::from_shared(args.server.clone()).map_err(|e| {
+    let mut endpoint = Channel::from_shared(args.server.clone()).map_err(|e| {
         eprintln!("error: bad --server {:?}: {e}", args.server);
         ExitCode::from(2)
     })?;
+    if let Some(tls) = tls_config(args)? {
+        endpoint = endpoint.tls_config(tls).map_err(|e| {
+            eprintln!("error: TLS settings: {e}");
+            ExitCode::from(2)
+        })?;
+    }
     let channel = endpoint
         .connect_timeout(Duration::from_secs(10))
         .connect()
@@ -66,6 +133,15 @@ fn request<T>(args: &ClientArgs, message: T) -> Result<tonic::Request<T>, ExitCo
             ExitCode::from(2)
         })?;
         request.metadata_mut().insert("x-request-id", value);
+    }
+    if let Some(token) = bearer_token(args)? {
+        let mut value: tonic::metadata::MetadataValue<_> =
+            format!("Bearer {}", token.expose()).parse().map_err(|_| {
+                eprintln!("error: the token must be printable ASCII");
+                ExitCode::from(2)
+            })?;
+        value.set_sensitive(true);
+        request.metadata_mut().insert("authorization", value);
     }
     Ok(request)
 }

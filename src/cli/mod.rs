@@ -1,7 +1,9 @@
 //! The command line: `serve` runs the server; the other commands are a gRPC client of it.
 
 mod client;
+pub mod events;
 mod output;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +12,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Env};
+use crate::secret::SecretString;
 
 /// Exit code for a configuration error (EX_USAGE/EX_CONFIG convention).
 pub const EXIT_CONFIG: u8 = 64;
@@ -25,7 +28,7 @@ pub struct Cli {
 /// Options shared by the client commands.
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
-    /// The rotator server.
+    /// The rotator server: http://host:port, or https://host:port for TLS.
     #[arg(
         long,
         env = "ROTATOR_SERVER",
@@ -42,6 +45,44 @@ pub struct ClientArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 130, global = true)]
     timeout_seconds: u64,
+    /// Bearer token to authenticate with. Prefer ROTATOR_TOKEN or --token-file: a flag is
+    /// visible to other users in the process list.
+    #[arg(long, env = "ROTATOR_TOKEN", hide_env_values = true, value_parser = secret_arg, global = true)]
+    token: Option<SecretString>,
+    /// File holding the bearer token (trailing newline ignored).
+    #[arg(
+        long,
+        env = "ROTATOR_TOKEN_FILE",
+        conflicts_with = "token",
+        global = true
+    )]
+    token_file: Option<PathBuf>,
+    /// CA certificate(s), PEM, to verify the server with (default: the system roots).
+    #[arg(long, env = "ROTATOR_CA_FILE", global = true)]
+    ca_file: Option<PathBuf>,
+    /// Client certificate, PEM, for mutual TLS (with --key-file).
+    #[arg(
+        long,
+        env = "ROTATOR_CLIENT_CERT_FILE",
+        requires = "key_file",
+        global = true
+    )]
+    cert_file: Option<PathBuf>,
+    /// Client private key, PEM, for mutual TLS (with --cert-file).
+    #[arg(
+        long,
+        env = "ROTATOR_CLIENT_KEY_FILE",
+        requires = "cert_file",
+        global = true
+    )]
+    key_file: Option<PathBuf>,
+    /// The name to verify the server certificate against, when it differs from the URL host.
+    #[arg(long, global = true)]
+    tls_server_name: Option<String>,
+}
+
+fn secret_arg(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::new(value))
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,6 +138,14 @@ enum Command {
     },
     /// Print a new credentials-encryption key (`id:base64`) for ROTATOR_ENCRYPTION_KEY.
     Keygen,
+    /// Follow the rotation events on NATS JetStream.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+    /// Bearer-token helpers for `[[auth.identities]]`.
+    Token {
+        #[command(subcommand)]
+        command: token::TokenCommand,
+    },
     /// Show a rotation's generated credentials (secret values!).
     Credentials {
         /// The rotation type.
@@ -125,6 +174,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 println!("{}", crate::local::crypto::generate_key());
                 ExitCode::SUCCESS
             }
+            Command::Events(command) => events::run(command).await,
             Command::Rotate {
                 rotation_type,
                 id,
@@ -164,6 +214,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 id,
                 client,
             } => client::credentials(&client, &rotation_type, &id).await,
+            Command::Token { command } => token::run(command),
         }
     })
 }

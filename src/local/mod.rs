@@ -1,5 +1,38 @@
-//! Local rotation: the pieces rotator needs to change credentials itself, crash-safely.
+//! Local rotation: the pieces rotator needs to rotate credentials itself, crash-safely, without
+//! Infisical.
+//!
+//! - [`password`]: password requirements (validation, per-type symbol rules) and the generator.
+//! - [`attempt`]: the attempt state machine as pure decisions.
+//! - [`crypto`]: AES-256-GCM key ring for credentials at rest.
+//! - [`schedule`]: when a rotation is next due.
+//! - [`backend`]: runs attempts under leases, recovery and first create; serves reads.
+//! - [`error`], [`failpoint`]: its error, and the crash test's failpoints.
+//! - [`registry`]: the connections and rotations declared in the configuration.
 
 pub mod attempt;
+pub mod backend;
 pub mod crypto;
+pub mod error;
+pub mod failpoint;
+pub mod password;
+pub mod registry;
 pub mod schedule;
+
+/// Builds the local backend when rotations are registered, then runs its start-up (recovery of
+/// open attempts, first create) before the server answers anything.
+///
+/// # Errors
+///
+/// A rotation that cannot be built, or a store failure during start-up.
+pub async fn start(
+    config: &crate::config::Config,
+    store: &crate::store::SqliteStore,
+) -> Result<Option<std::sync::Arc<backend::LocalBackend>>, crate::server::ServeError> {
+    if config.local.is_empty() {
+        return Ok(None);
+    }
+    let backend =
+        backend::LocalBackend::new(std::sync::Arc::new(config.local.clone()), store.clone())?;
+    backend.start_up().await?;
+    Ok(Some(std::sync::Arc::new(backend)))
+}

@@ -30,13 +30,22 @@ pub enum JsonModelError {
         slug: &'static str,
         source: serde_json::Error,
     },
+    /// A generated-credentials body is not the expected shape. serde's message is withheld on
+    /// purpose: it can quote the offending value, and these values are secrets.
+    #[error(
+        "the generated credentials of a {slug} rotation have an unexpected shape (detail withheld: it could quote a secret)"
+    )]
+    CredentialShape {
+        /// The rotation type, or `unknown` when the body did not say.
+        slug: &'static str,
+    },
 }
 
 /// Generates the per-type conversions from one list: the proto enum variant, the oneof case and
 /// the slug share one identifier (`PostgresCredentials`).
 macro_rules! per_type {
     ($($variant:ident),* $(,)?) => {
-        fn parameters_from_json(t: RotationType, v: Value) -> Result<rotation_parameters::Kind, serde_json::Error> {
+        pub(crate) fn parameters_from_json(t: RotationType, v: Value) -> Result<rotation_parameters::Kind, serde_json::Error> {
             use rotation_parameters::Kind;
             Ok(match t {
                 $(RotationType::$variant => Kind::$variant(serde_json::from_value(v)?),)*
@@ -49,7 +58,7 @@ macro_rules! per_type {
             match k { $(Kind::$variant(p) => serde_json::to_value(p).unwrap_or(Value::Null),)* }
         }
 
-        fn mapping_from_json(t: RotationType, v: Value) -> Result<secrets_mapping::Kind, serde_json::Error> {
+        pub(crate) fn mapping_from_json(t: RotationType, v: Value) -> Result<secrets_mapping::Kind, serde_json::Error> {
             use secrets_mapping::Kind;
             Ok(match t {
                 $(RotationType::$variant => Kind::$variant(serde_json::from_value(v)?),)*
@@ -248,18 +257,15 @@ pub fn rotation_from_json(value: Value) -> Result<SecretRotation, JsonModelError
 pub fn generated_credentials_from_json(
     value: Value,
 ) -> Result<GetGeneratedCredentialsResponse, JsonModelError> {
-    let raw: RawGeneratedCredentials = serde_json::from_value(value)?;
+    let raw: RawGeneratedCredentials = serde_json::from_value(value)
+        .map_err(|_| JsonModelError::CredentialShape { slug: "unknown" })?;
     let (rotation_type, slug) = parse_type(&raw.rotation_type)?;
     let generated_credentials = raw
         .generated_credentials
         .into_iter()
         .map(|c| credential_from_json(rotation_type, c))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| JsonModelError::TypedField {
-            field: "generatedCredentials",
-            slug,
-            source,
-        })?;
+        .map_err(|_| JsonModelError::CredentialShape { slug })?;
     Ok(GetGeneratedCredentialsResponse {
         rotation_id: raw.rotation_id,
         r#type: rotation_type as i32,
@@ -443,5 +449,22 @@ mod tests {
             rotation_from_json(value),
             Err(JsonModelError::TypedField { .. })
         ));
+    }
+
+    #[test]
+    fn a_malformed_credentials_body_never_quotes_its_values() {
+        let secret = "S3cret-password-that-must-not-leak";
+        let bodies = [
+            json!({"generatedCredentials": [secret], "activeIndex": 0, "rotationId": "r", "type": "postgres-credentials"}),
+            json!({"generatedCredentials": [{"username": "u", "password": 5}], "activeIndex": 0, "rotationId": "r", "type": "postgres-credentials"}),
+            json!({"generatedCredentials": secret, "activeIndex": 0, "rotationId": "r", "type": "postgres-credentials"}),
+            json!({"generatedCredentials": [], "activeIndex": secret, "rotationId": "r", "type": "postgres-credentials"}),
+        ];
+        for body in bodies {
+            let error = generated_credentials_from_json(body).expect_err("malformed");
+            assert!(matches!(error, JsonModelError::CredentialShape { .. }));
+            assert!(!error.to_string().contains(secret), "{error}");
+            assert!(!format!("{error:?}").contains(secret), "{error:?}");
+        }
     }
 }

@@ -1,37 +1,24 @@
-//! Captures rotator's log lines in memory, for assertions on what they carry (and never carry).
+//! A tracing writer that keeps every formatted log line in memory, for tests that assert on
+//! what was (or was never) logged.
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
+use tracing_subscriber::fmt::MakeWriter;
 
-/// A `MakeWriter` that appends every line to a shared buffer.
+/// Everything written so far; clones share the buffer.
 #[derive(Clone, Default)]
-pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
 
-impl LogCapture {
-    /// Everything written so far.
-    pub fn text(&self) -> String {
-        String::from_utf8(self.0.lock().expect("lock").clone()).expect("log lines are UTF-8")
-    }
+/// The writer handed to the subscriber for one event.
+pub struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
 
-    /// Every line parsed as JSON; panics on a line that is not a JSON object.
-    pub fn json_lines(&self) -> Vec<Value> {
-        self.text()
-            .lines()
-            .map(|line| {
-                let value: Value = serde_json::from_str(line)
-                    .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
-                assert!(value.is_object(), "log line is not an object: {line}");
-                value
-            })
-            .collect()
-    }
-}
-
-impl std::io::Write for LogCapture {
+impl std::io::Write for CaptureWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
 
@@ -40,10 +27,30 @@ impl std::io::Write for LogCapture {
     }
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
-    type Writer = LogCapture;
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = CaptureWriter;
 
     fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
+        CaptureWriter(Arc::clone(&self.0))
+    }
+}
+
+impl Capture {
+    /// The captured text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("capture lock")).into_owned()
+    }
+
+    /// A TRACE-level subscriber (span open/close events included) writing here.
+    pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_span_events(
+                tracing_subscriber::fmt::format::FmtSpan::NEW
+                    | tracing_subscriber::fmt::format::FmtSpan::CLOSE,
+            )
+            .with_ansi(false)
+            .with_writer(self.clone())
+            .finish()
     }
 }

@@ -46,6 +46,9 @@ pub enum BuildError {
     /// The HTTP client could not be built (e.g. a bad CA certificate).
     #[error("cannot build the Infisical HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    /// `infisical.url` names an address `network.deny_private_addresses` refuses.
+    #[error("infisical.url: {0}")]
+    Address(#[from] crate::net::GuardError),
 }
 
 // === impl Infisical ===
@@ -57,6 +60,19 @@ impl Infisical {
     ///
     /// A CA file that is not PEM, or a TLS setup failure.
     pub fn new(config: &InfisicalConfig) -> Result<Self, BuildError> {
+        Self::with_address_policy(config, crate::net::AddressPolicy::Any)
+    }
+
+    /// Builds the client; every address it connects to must pass `policy` (checked on the
+    /// resolved addresses, so DNS rebinding cannot slip past it).
+    ///
+    /// # Errors
+    ///
+    /// As [`Infisical::new`], and [`BuildError::Address`] for a refused IP-literal URL.
+    pub fn with_address_policy(
+        config: &InfisicalConfig,
+        policy: crate::net::AddressPolicy,
+    ) -> Result<Self, BuildError> {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("rotator/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
@@ -65,6 +81,10 @@ impl Infisical {
             for cert in reqwest::Certificate::from_pem_bundle(pem)? {
                 builder = builder.add_root_certificate(cert);
             }
+        }
+        if policy != crate::net::AddressPolicy::Any {
+            policy.check_literal(config.base_url.host_str().unwrap_or_default())?;
+            builder = builder.dns_resolver(crate::net::guarded_resolver(policy));
         }
         let http = builder.build()?;
         Ok(Self {

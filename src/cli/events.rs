@@ -1,0 +1,200 @@
+//! `rotator events tail`: prints rotation events from the JetStream stream as they arrive.
+//!
+//! It reads the NATS settings the server uses (`--config` file and `ROTATOR_NATS_*`), subscribes
+//! with an ordered consumer (no state left on the server), filtered by subject, and prints one
+//! line per event: readable by default, the CloudEvent JSON with `--json`.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt as _;
+use serde_json::Value;
+
+use super::EXIT_CONFIG;
+use crate::config::{Config, Env};
+use crate::events::cloudevent::CloudEvent;
+use crate::events::model::Outcome;
+use crate::events::{jetstream as js, subject};
+use crate::rotation::RotationType;
+
+/// `rotator events …`
+#[derive(Debug, clap::Subcommand)]
+pub enum EventsCommand {
+    /// Print rotation events as they are published (`PREFIX.<type>.<outcome>`).
+    Tail(TailArgs),
+}
+
+/// Options of `rotator events tail`.
+#[derive(Debug, clap::Args)]
+pub struct TailArgs {
+    /// The server's TOML configuration (for its NATS settings); ROTATOR_NATS_* also apply.
+    #[arg(long, env = "ROTATOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Only this rotation type, e.g. postgres-credentials.
+    #[arg(long = "type", value_name = "TYPE")]
+    rotation_type: Option<String>,
+    /// Only completed or only failed attempts.
+    #[arg(long, value_parser = ["completed", "failed"])]
+    outcome: Option<String>,
+    /// Replay the whole stream first, then follow.
+    #[arg(long)]
+    from_start: bool,
+    /// Print each event as its CloudEvents JSON, one per line.
+    #[arg(long)]
+    json: bool,
+    /// Stop after this many events.
+    #[arg(long)]
+    limit: Option<u64>,
+}
+
+/// Runs an `events` command.
+pub async fn run(command: EventsCommand) -> ExitCode {
+    match command {
+        EventsCommand::Tail(args) => tail(args).await,
+    }
+}
+
+async fn tail(args: TailArgs) -> ExitCode {
+    let env: Env = std::env::vars().collect();
+    let config = match Config::load(args.config.as_deref(), &env) {
+        Ok(config) => config,
+        Err(error) => {
+            eprint!("{error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let Some(nats) = config.nats else {
+        eprintln!("error: no NATS configured: set nats.url or ROTATOR_NATS_URL");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let rotation_type = match args.rotation_type.as_deref().map(RotationType::parse) {
+        None => None,
+        Some(Some(t)) => Some(t),
+        Some(None) => {
+            eprintln!("error: unknown rotation type");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = args.outcome.as_deref().and_then(Outcome::parse);
+    let filter = subject::filter(&nats.subject_prefix, rotation_type, outcome);
+
+    let client = match js::connect(&nats, "rotator-events-tail").await {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let context = jetstream::new(client.clone());
+    let stream = match context.get_stream(&nats.stream.name).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            eprintln!(
+                "error: cannot open stream {}: {error} (has the server started?)",
+                nats.stream.name
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let consumer = stream
+        .create_consumer(consumer::push::OrderedConfig {
+            deliver_subject: client.new_inbox(),
+            filter_subject: filter.clone(),
+            deliver_policy: if args.from_start {
+                consumer::DeliverPolicy::All
+            } else {
+                consumer::DeliverPolicy::New
+            },
+            ..Default::default()
+        })
+        .await;
+    let mut messages = match consumer {
+        Ok(consumer) => match consumer.messages().await {
+            Ok(messages) => messages,
+            Err(error) => {
+                eprintln!("error: cannot subscribe: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(error) => {
+            eprintln!("error: cannot subscribe to {filter}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("following {filter} on stream {}", nats.stream.name);
+    let mut printed = 0u64;
+    let mut stdout = std::io::stdout();
+    loop {
+        if args.limit.is_some_and(|limit| printed >= limit) {
+            return ExitCode::SUCCESS;
+        }
+        let next = tokio::select! {
+            next = messages.next() => next,
+            _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
+        };
+        let message = match next {
+            Some(Ok(message)) => message,
+            Some(Err(error)) => {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+            None => return ExitCode::SUCCESS,
+        };
+        let line = if args.json {
+            String::from_utf8_lossy(&message.payload).into_owned()
+        } else {
+            match CloudEvent::from_bytes(&message.payload) {
+                Ok(event) => readable(&event),
+                Err(error) => format!("{} (not a rotator event: {error})", message.subject),
+            }
+        };
+        if writeln!(stdout, "{line}")
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            // The reader went away (e.g. `| head`).
+            return ExitCode::SUCCESS;
+        }
+        printed += 1;
+    }
+}
+
+/// One line for a person: time, outcome, type, rotation, then what is known.
+pub fn readable(event: &CloudEvent) -> String {
+    let data = &event.data;
+    let attempt = &data["attempt"];
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    let mut line = format!(
+        "{}  {:<9} {}  {}",
+        event.time, event.outcome, event.rotationtype, event.subject
+    );
+    let mut field = |name: &str, value: Option<String>| {
+        if let Some(value) = value {
+            line.push_str(&format!("  {name}={value}"));
+        }
+    };
+    field("name", text(&attempt["name"]));
+    field("env", text(&attempt["environment"]));
+    field(
+        "active",
+        attempt["activeIndex"].as_u64().map(|n| n.to_string()),
+    );
+    field(
+        "attempt",
+        attempt["attemptNumber"].as_u64().map(|n| n.to_string()),
+    );
+    field("took", text(&attempt["duration"]));
+    field("request", text(&attempt["requestId"]));
+    if event.outcome == Outcome::Failed.as_str() {
+        field("reason", text(&data["reason"]));
+        field("code", text(&data["code"]));
+        field(
+            "retryable",
+            data["retryable"].as_bool().map(|b| b.to_string()),
+        );
+        field("message", text(&data["message"]).map(|m| format!("{m:?}")));
+    }
+    line
+}

@@ -1,0 +1,433 @@
+//! `mysql-credentials` on MySQL or MariaDB: two accounts, one per slot, with a configurable host
+//! part (`'<user>'@'<host part>'`, `%` by default; upstream always used `%`).
+//!
+//! - **apply**: as the admin, `ALTER USER '<user>'@'<host>' IDENTIFIED BY '<password>'`
+//!   ([`MysqlPasswordForm::Plaintext`], the default), or
+//!   `ALTER USER '<user>'@'<host>' IDENTIFIED BY PASSWORD '*<hash>'`
+//!   ([`MysqlPasswordForm::NativeHash`]). The statement takes no bind parameters, so values are
+//!   literals escaped for the session's `sql_mode`, which the driver reads first
+//!   (`NO_BACKSLASH_ESCAPES` changes what `\` means).
+//! - **verify**: a new connection logged in as the account, then `SELECT 1`.
+//! - **revoke**: the same `ALTER USER` with a random password nobody keeps (no `DROP USER`:
+//!   rotator does not own the account's grants).
+//!
+//! With the plaintext form the password crosses the connection inside the statement (use TLS),
+//! and MariaDB writes the statement verbatim to its general log and binary log when those are
+//! on. sqlx's own statement logging is off.
+
+use sqlx::error::DatabaseError;
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlSslMode};
+use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
+
+use super::quote::{mysql_account, mysql_literal};
+use super::redact::Redactor;
+use super::sql_error::{Login, from_sqlx, timed_out};
+use super::{
+    CONNECT_TIMEOUT, ConnectionConfig, Credential, DbSystem, Driver, DriverError, DriverErrorKind,
+    OPERATION_TIMEOUT, Phase, Slot, TlsMode, check_target, check_usernames, in_phase_span, invalid,
+};
+use crate::local::password::PasswordPolicy;
+use crate::proto::{RotationType, SqlCredentialsParameters};
+use crate::secret::SecretString;
+
+const SYSTEM: DbSystem = DbSystem::Mysql;
+
+/// How the new password travels in `ALTER USER`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MysqlPasswordForm {
+    /// `IDENTIFIED BY '<password>'`: the server hashes it with the account's authentication
+    /// plugin (MySQL 8 `caching_sha2_password`, MariaDB `mysql_native_password`). Works
+    /// everywhere; the plaintext is in the statement text.
+    #[default]
+    Plaintext,
+    /// `IDENTIFIED BY PASSWORD '*<SHA1(SHA1(password))>'`, computed here: the plaintext never
+    /// reaches the server or its logs (as with PostgreSQL's SCRAM verifier). The account uses
+    /// `mysql_native_password` afterwards, which MySQL 8.4 disables by default and MySQL 9
+    /// removed: for MariaDB and older MySQL.
+    NativeHash,
+}
+
+/// MySQL-specific driver settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MysqlOptions {
+    /// The host part of both accounts (`%` by default).
+    pub host_part: String,
+    /// How the password is sent.
+    pub password_form: MysqlPasswordForm,
+}
+
+impl Default for MysqlOptions {
+    fn default() -> Self {
+        Self {
+            host_part: "%".to_owned(),
+            password_form: MysqlPasswordForm::default(),
+        }
+    }
+}
+
+/// The MySQL/MariaDB driver of one rotation.
+#[derive(Debug, Clone)]
+pub struct MysqlDriver {
+    connection: ConnectionConfig,
+    /// `username1`, `username2`, trimmed.
+    usernames: [String; 2],
+    /// The account host part and the password form.
+    options: MysqlOptions,
+}
+
+// === impl MysqlDriver ===
+
+impl MysqlDriver {
+    /// A driver for `'<username1>'@'<host part>'` and `'<username2>'@'<host part>'`.
+    ///
+    /// # Errors
+    ///
+    /// [`DriverErrorKind::InvalidInput`]: a missing username, equal usernames, a username equal
+    /// to the admin, NUL in a name, or a custom `rotationStatement` (upstream spliced the password
+    /// into it unescaped; the local driver quotes it itself).
+    pub fn new(
+        connection: ConnectionConfig,
+        parameters: &SqlCredentialsParameters,
+        options: MysqlOptions,
+    ) -> Result<Self, DriverError> {
+        connection.check(SYSTEM)?;
+        if parameters.rotation_statement.is_some() {
+            return Err(invalid(
+                SYSTEM,
+                Phase::Build,
+                "custom rotation statements are not supported by the local driver; set the account host part instead",
+            ));
+        }
+        let usernames = [
+            parameters.username1.trim().to_owned(),
+            parameters.username2.trim().to_owned(),
+        ];
+        check_usernames(SYSTEM, &usernames, &connection.admin_username)?;
+        for u in &usernames {
+            mysql_account(u, &options.host_part, true)
+                .map_err(|e| invalid(SYSTEM, Phase::Build, format!("account {u:?}: {e}")))?;
+        }
+        Ok(Self {
+            connection,
+            usernames,
+            options,
+        })
+    }
+
+    /// The account name of `slot` (without the host part).
+    pub fn username_for(&self, slot: Slot) -> &str {
+        &self.usernames[slot.index()]
+    }
+
+    /// The host part of the accounts.
+    pub fn host_part(&self) -> &str {
+        &self.options.host_part
+    }
+
+    /// Logs in as the admin and runs `SELECT 1`.
+    ///
+    /// # Errors
+    ///
+    /// See [`Driver::verify`].
+    pub async fn probe(&self) -> Result<(), DriverError> {
+        let c = &self.connection;
+        in_phase_span(
+            SYSTEM,
+            Phase::Probe,
+            "SELECT",
+            c,
+            &c.admin_username,
+            async {
+                let redactor = Redactor::new([c.admin_password.expose()]);
+                let mut conn = self
+                    .connect(
+                        Phase::Probe,
+                        Login::Admin,
+                        &c.admin_username,
+                        &c.admin_password,
+                        &redactor,
+                    )
+                    .await?;
+                let result =
+                    run(&mut conn, Phase::Probe, Login::Admin, "SELECT 1", &redactor).await;
+                close(conn).await;
+                result
+            },
+        )
+        .await
+    }
+
+    fn options(&self, username: &str, password: &str) -> MySqlConnectOptions {
+        let c = &self.connection;
+        let ssl_mode = match c.tls.mode {
+            TlsMode::Disable => MySqlSslMode::Disabled,
+            TlsMode::Require => MySqlSslMode::Required,
+            TlsMode::VerifyFull => MySqlSslMode::VerifyIdentity,
+        };
+        let mut options = MySqlConnectOptions::new()
+            .host(&c.host)
+            .port(c.port)
+            .username(username)
+            .password(password)
+            .ssl_mode(ssl_mode)
+            .statement_cache_capacity(0)
+            .disable_statement_logging();
+        if !c.database.is_empty() {
+            options = options.database(&c.database);
+        }
+        if let Some(pem) = c.ca_pem() {
+            options = options.ssl_ca_from_pem(pem.as_bytes().to_vec());
+        }
+        options
+    }
+
+    async fn connect(
+        &self,
+        phase: Phase,
+        login: Login,
+        username: &str,
+        password: &SecretString,
+        redactor: &Redactor<'_>,
+    ) -> Result<MySqlConnection, DriverError> {
+        let options = self.options(username, password.expose());
+        match tokio::time::timeout(CONNECT_TIMEOUT, MySqlConnection::connect_with(&options)).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(from_sqlx(&e, SYSTEM, phase, login, redactor, database_kind)),
+            Err(_) => Err(timed_out(SYSTEM, phase, "the connection")),
+        }
+    }
+
+    /// Sets `password` on `username` as the admin: reads the session's `sql_mode`, then runs the
+    /// `ALTER USER` with the literal escaped for it.
+    async fn set_password(
+        &self,
+        phase: Phase,
+        username: &str,
+        password: &SecretString,
+        redactor: &Redactor<'_>,
+    ) -> Result<(), DriverError> {
+        let c = &self.connection;
+        let mut conn = self
+            .connect(
+                phase,
+                Login::Admin,
+                &c.admin_username,
+                &c.admin_password,
+                redactor,
+            )
+            .await?;
+        let result = async {
+            let backslash_escapes = !no_backslash_escapes(&mut conn, phase, redactor).await?;
+            let account = mysql_account(username, &self.options.host_part, backslash_escapes)
+                .map_err(|e| invalid(SYSTEM, phase, e.to_string()))?;
+            let (clause, value) = match self.options.password_form {
+                MysqlPasswordForm::Plaintext => ("IDENTIFIED BY", password.clone()),
+                MysqlPasswordForm::NativeHash => {
+                    ("IDENTIFIED BY PASSWORD", native_password_hash(password))
+                }
+            };
+            let literal = mysql_literal(value.expose(), backslash_escapes)
+                .map_err(|e| invalid(SYSTEM, phase, format!("password: {e}")))?;
+            let sql = SecretString::new(format!("ALTER USER {account} {clause} {literal}"));
+            // The server may echo the escaped form, quotes or not.
+            let inner = literal
+                .get(1..literal.len().saturating_sub(1))
+                .unwrap_or_default();
+            let redactor = redactor.also(&literal).also(inner);
+            run(&mut conn, phase, Login::Admin, sql.expose(), &redactor).await
+        }
+        .await;
+        close(conn).await;
+        result
+    }
+}
+
+impl Driver for MysqlDriver {
+    async fn apply(&self, credential: &Credential) -> Result<(), DriverError> {
+        let user = credential.username.as_str();
+        in_phase_span(
+            SYSTEM,
+            Phase::Apply,
+            "ALTER USER",
+            &self.connection,
+            user,
+            async {
+                check_target(
+                    SYSTEM,
+                    Phase::Apply,
+                    user,
+                    &self.usernames,
+                    &self.connection.admin_username,
+                )?;
+                if credential.password.is_empty() {
+                    return Err(invalid(SYSTEM, Phase::Apply, "the password is empty"));
+                }
+                let redactor = Redactor::new([
+                    credential.password.expose(),
+                    self.connection.admin_password.expose(),
+                ]);
+                self.set_password(Phase::Apply, user, &credential.password, &redactor)
+                    .await
+            },
+        )
+        .await
+    }
+
+    async fn verify(&self, credential: &Credential) -> Result<(), DriverError> {
+        let user = credential.username.as_str();
+        in_phase_span(
+            SYSTEM,
+            Phase::Verify,
+            "LOGIN",
+            &self.connection,
+            user,
+            async {
+                if credential.password.is_empty() {
+                    return Err(invalid(SYSTEM, Phase::Verify, "the password is empty"));
+                }
+                let redactor = Redactor::new([
+                    credential.password.expose(),
+                    self.connection.admin_password.expose(),
+                ]);
+                let mut conn = self
+                    .connect(
+                        Phase::Verify,
+                        Login::Target,
+                        user,
+                        &credential.password,
+                        &redactor,
+                    )
+                    .await?;
+                let result = run(
+                    &mut conn,
+                    Phase::Verify,
+                    Login::Target,
+                    "SELECT 1",
+                    &redactor,
+                )
+                .await;
+                close(conn).await;
+                result
+            },
+        )
+        .await
+    }
+
+    async fn revoke(&self, username: &str) -> Result<(), DriverError> {
+        in_phase_span(
+            SYSTEM,
+            Phase::Revoke,
+            "ALTER USER",
+            &self.connection,
+            username,
+            async {
+                check_target(
+                    SYSTEM,
+                    Phase::Revoke,
+                    username,
+                    &self.usernames,
+                    &self.connection.admin_username,
+                )?;
+                let discarded =
+                    PasswordPolicy::default_for(RotationType::MysqlCredentials).generate();
+                let redactor =
+                    Redactor::new([discarded.expose(), self.connection.admin_password.expose()]);
+                self.set_password(Phase::Revoke, username, &discarded, &redactor)
+                    .await
+            },
+        )
+        .await
+    }
+}
+
+/// The `mysql_native_password` hash: `*` and the upper-case hex of SHA1(SHA1(password)), as
+/// `PASSWORD()` computes it.
+pub fn native_password_hash(password: &SecretString) -> SecretString {
+    use sha1::{Digest as _, Sha1};
+    let stage2 = Sha1::digest(Sha1::digest(password.expose().as_bytes()));
+    let hex: String = stage2.iter().map(|b| format!("{b:02X}")).collect();
+    SecretString::new(format!("*{hex}"))
+}
+
+/// Whether the session treats `\` as an ordinary character in string literals.
+async fn no_backslash_escapes(
+    conn: &mut MySqlConnection,
+    phase: Phase,
+    redactor: &Redactor<'_>,
+) -> Result<bool, DriverError> {
+    let query = sqlx::query_scalar::<_, String>("SELECT CAST(@@SESSION.sql_mode AS CHAR)")
+        .fetch_one(&mut *conn);
+    match tokio::time::timeout(OPERATION_TIMEOUT, query).await {
+        Ok(Ok(mode)) => Ok(mode
+            .split(',')
+            .any(|m| m.trim().eq_ignore_ascii_case("NO_BACKSLASH_ESCAPES"))),
+        Ok(Err(e)) => Err(from_sqlx(
+            &e,
+            SYSTEM,
+            phase,
+            Login::Admin,
+            redactor,
+            database_kind,
+        )),
+        Err(_) => Err(timed_out(SYSTEM, phase, "the sql_mode query")),
+    }
+}
+
+/// Runs `sql` over the text protocol (nothing prepared or cached).
+async fn run(
+    conn: &mut MySqlConnection,
+    phase: Phase,
+    login: Login,
+    sql: &str,
+    redactor: &Redactor<'_>,
+) -> Result<(), DriverError> {
+    let exec = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn);
+    match tokio::time::timeout(OPERATION_TIMEOUT, exec).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(from_sqlx(&e, SYSTEM, phase, login, redactor, database_kind)),
+        Err(_) => Err(timed_out(SYSTEM, phase, "the statement")),
+    }
+}
+
+/// Best effort: the server ends the session on its own if the goodbye is lost.
+async fn close(conn: MySqlConnection) {
+    let _ = tokio::time::timeout(CONNECT_TIMEOUT, conn.close()).await;
+}
+
+/// Classifies a server error by its MySQL error number.
+fn database_kind(db: &dyn DatabaseError, login: Login) -> DriverErrorKind {
+    let Some(number) = db
+        .try_downcast_ref::<MySqlDatabaseError>()
+        .map(|e| e.number())
+    else {
+        return DriverErrorKind::Server;
+    };
+    match number {
+        // ER_ACCESS_DENIED_ERROR, ER_ACCOUNT_HAS_BEEN_LOCKED (MariaDB), ER_MUST_CHANGE_PASSWORD_LOGIN
+        1045 | 4151 | 1862 => login.rejected(),
+        // ER_CANNOT_USER: "Operation ALTER USER failed for …" (no such account)
+        1396 => DriverErrorKind::UserNotFound,
+        // ER_DBACCESS_DENIED_ERROR, ER_TABLEACCESS_DENIED_ERROR, ER_SPECIFIC_ACCESS_DENIED_ERROR
+        1044 | 1142 | 1227 => DriverErrorKind::PermissionDenied,
+        // ER_NOT_VALID_PASSWORD (password validation plugins)
+        1819 => DriverErrorKind::PasswordRejected,
+        // ER_CON_COUNT_ERROR, ER_SERVER_SHUTDOWN, ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK,
+        // ER_TOO_MANY_USER_CONNECTIONS
+        1040 | 1053 | 1205 | 1213 | 1203 => DriverErrorKind::ServerUnavailable,
+        _ => DriverErrorKind::Server,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_hash_matches_the_servers_password_function() {
+        // `SELECT PASSWORD('pencil')` on MariaDB 10.11.
+        assert_eq!(
+            native_password_hash(&SecretString::new("pencil")).expose(),
+            "*7614BE58636C810A9D8970A50B3B2A78450413E4"
+        );
+    }
+}

@@ -1,0 +1,321 @@
+//! `postgres-credentials`: two PostgreSQL roles, one per slot.
+//!
+//! - **apply**: `ALTER ROLE "<user>" PASSWORD '<verifier>'` as the admin, where the verifier is
+//!   a SCRAM-SHA-256 verifier computed here ([`scram`](super::scram)), so the plaintext never
+//!   reaches the server, its logs or `pg_stat_statements`. PostgreSQL stores a string that is
+//!   already a verifier as is, whatever `password_encryption` says.
+//! - **verify**: a new connection logged in as the user, then `SELECT 1`.
+//! - **revoke**: `ALTER ROLE "<user>" PASSWORD NULL` (no `DROP ROLE`: rotator does not own the
+//!   role's objects).
+//!
+//! One connection per call, 10 s to connect, statement logging off (sqlx would otherwise log the
+//! statement text).
+
+use sqlx::error::DatabaseError;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
+use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
+
+use super::quote::{pg_identifier, pg_literal};
+use super::redact::Redactor;
+use super::sql_error::{Login, from_sqlx, timed_out};
+use super::{
+    CONNECT_TIMEOUT, ConnectionConfig, Credential, DbSystem, Driver, DriverError, DriverErrorKind,
+    OPERATION_TIMEOUT, Phase, Slot, TlsMode, check_target, check_usernames, in_phase_span, invalid,
+    scram,
+};
+use crate::proto::SqlCredentialsParameters;
+use crate::secret::SecretString;
+
+const SYSTEM: DbSystem = DbSystem::Postgresql;
+
+/// The PostgreSQL driver of one rotation.
+#[derive(Debug, Clone)]
+pub struct PostgresDriver {
+    connection: ConnectionConfig,
+    /// `username1`, `username2`, trimmed.
+    usernames: [String; 2],
+}
+
+// === impl PostgresDriver ===
+
+impl PostgresDriver {
+    /// A driver for `username1` / `username2` on `connection`.
+    ///
+    /// # Errors
+    ///
+    /// [`DriverErrorKind::InvalidInput`]: a missing or unquotable username, equal usernames, a
+    /// username equal to the admin, or a custom `rotationStatement` (it would put the password
+    /// into SQL text; the local driver never does).
+    pub fn new(
+        connection: ConnectionConfig,
+        parameters: &SqlCredentialsParameters,
+    ) -> Result<Self, DriverError> {
+        connection.check(SYSTEM)?;
+        if parameters.rotation_statement.is_some() {
+            return Err(invalid(
+                SYSTEM,
+                Phase::Build,
+                "custom rotation statements are not supported by the local driver: it sends a SCRAM verifier, never the password",
+            ));
+        }
+        let usernames = [
+            parameters.username1.trim().to_owned(),
+            parameters.username2.trim().to_owned(),
+        ];
+        check_usernames(SYSTEM, &usernames, &connection.admin_username)?;
+        for u in &usernames {
+            pg_identifier(u)
+                .map_err(|e| invalid(SYSTEM, Phase::Build, format!("username {u:?}: {e}")))?;
+        }
+        Ok(Self {
+            connection,
+            usernames,
+        })
+    }
+
+    /// The role of `slot`.
+    pub fn username_for(&self, slot: Slot) -> &str {
+        &self.usernames[slot.index()]
+    }
+
+    /// Logs in as the admin and runs `SELECT 1`.
+    ///
+    /// # Errors
+    ///
+    /// See [`Driver::verify`].
+    pub async fn probe(&self) -> Result<(), DriverError> {
+        let admin = &self.connection.admin_username;
+        in_phase_span(
+            SYSTEM,
+            Phase::Probe,
+            "SELECT",
+            &self.connection,
+            admin,
+            async {
+                let redactor = Redactor::new([self.connection.admin_password.expose()]);
+                let conn = self
+                    .connect(
+                        Phase::Probe,
+                        Login::Admin,
+                        admin,
+                        &self.connection.admin_password,
+                        &redactor,
+                    )
+                    .await?;
+                self.execute(conn, Phase::Probe, Login::Admin, "SELECT 1", &redactor)
+                    .await
+            },
+        )
+        .await
+    }
+
+    fn options(&self, username: &str, password: &str) -> PgConnectOptions {
+        let c = &self.connection;
+        let ssl_mode = match c.tls.mode {
+            TlsMode::Disable => PgSslMode::Disable,
+            TlsMode::Require => PgSslMode::Require,
+            TlsMode::VerifyFull => PgSslMode::VerifyFull,
+        };
+        let mut options = PgConnectOptions::new_without_pgpass()
+            .host(&c.host)
+            .port(c.port)
+            .username(username)
+            .password(password)
+            .ssl_mode(ssl_mode)
+            .application_name("rotator")
+            .statement_cache_capacity(0)
+            .disable_statement_logging();
+        if !c.database.is_empty() {
+            options = options.database(&c.database);
+        }
+        if let Some(pem) = c.ca_pem() {
+            options = options.ssl_root_cert_from_pem(pem.as_bytes().to_vec());
+        }
+        options
+    }
+
+    async fn connect(
+        &self,
+        phase: Phase,
+        login: Login,
+        username: &str,
+        password: &SecretString,
+        redactor: &Redactor<'_>,
+    ) -> Result<PgConnection, DriverError> {
+        let options = self.options(username, password.expose());
+        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(from_sqlx(&e, SYSTEM, phase, login, redactor, database_kind)),
+            Err(_) => Err(timed_out(SYSTEM, phase, "the connection")),
+        }
+    }
+
+    /// Runs `sql` (simple protocol, nothing cached) and closes the connection.
+    async fn execute(
+        &self,
+        mut conn: PgConnection,
+        phase: Phase,
+        login: Login,
+        sql: &str,
+        redactor: &Redactor<'_>,
+    ) -> Result<(), DriverError> {
+        let run = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn);
+        let result = match tokio::time::timeout(OPERATION_TIMEOUT, run).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(from_sqlx(&e, SYSTEM, phase, login, redactor, database_kind)),
+            Err(_) => Err(timed_out(SYSTEM, phase, "the statement")),
+        };
+        // Best effort: the server ends the session on its own if the goodbye is lost.
+        let _ = tokio::time::timeout(CONNECT_TIMEOUT, conn.close()).await;
+        result
+    }
+
+    async fn admin_execute(
+        &self,
+        phase: Phase,
+        sql: &str,
+        redactor: &Redactor<'_>,
+    ) -> Result<(), DriverError> {
+        let c = &self.connection;
+        let conn = self
+            .connect(
+                phase,
+                Login::Admin,
+                &c.admin_username,
+                &c.admin_password,
+                redactor,
+            )
+            .await?;
+        self.execute(conn, phase, Login::Admin, sql, redactor).await
+    }
+}
+
+impl Driver for PostgresDriver {
+    async fn apply(&self, credential: &Credential) -> Result<(), DriverError> {
+        let user = credential.username.as_str();
+        in_phase_span(
+            SYSTEM,
+            Phase::Apply,
+            "ALTER ROLE",
+            &self.connection,
+            user,
+            async {
+                check_target(
+                    SYSTEM,
+                    Phase::Apply,
+                    user,
+                    &self.usernames,
+                    &self.connection.admin_username,
+                )?;
+                let password = credential.password.clone();
+                // 4096 rounds of HMAC: off the async workers.
+                let verifier = tokio::task::spawn_blocking(move || scram::verifier(&password))
+                    .await
+                    .map_err(|_| {
+                        invalid(
+                            SYSTEM,
+                            Phase::Apply,
+                            "the verifier computation was cancelled",
+                        )
+                    })?
+                    .map_err(|e| invalid(SYSTEM, Phase::Apply, e.to_string()))?;
+                let role = pg_identifier(user)
+                    .map_err(|e| invalid(SYSTEM, Phase::Apply, e.to_string()))?;
+                let literal = pg_literal(verifier.expose())
+                    .map_err(|e| invalid(SYSTEM, Phase::Apply, e.to_string()))?;
+                let sql = SecretString::new(format!("ALTER ROLE {role} PASSWORD {literal}"));
+                let redactor = Redactor::new([
+                    credential.password.expose(),
+                    verifier.expose(),
+                    self.connection.admin_password.expose(),
+                ]);
+                self.admin_execute(Phase::Apply, sql.expose(), &redactor)
+                    .await
+            },
+        )
+        .await
+    }
+
+    async fn verify(&self, credential: &Credential) -> Result<(), DriverError> {
+        let user = credential.username.as_str();
+        in_phase_span(
+            SYSTEM,
+            Phase::Verify,
+            "LOGIN",
+            &self.connection,
+            user,
+            async {
+                if credential.password.is_empty() {
+                    return Err(invalid(SYSTEM, Phase::Verify, "the password is empty"));
+                }
+                let redactor = Redactor::new([
+                    credential.password.expose(),
+                    self.connection.admin_password.expose(),
+                ]);
+                let conn = self
+                    .connect(
+                        Phase::Verify,
+                        Login::Target,
+                        user,
+                        &credential.password,
+                        &redactor,
+                    )
+                    .await?;
+                self.execute(conn, Phase::Verify, Login::Target, "SELECT 1", &redactor)
+                    .await
+            },
+        )
+        .await
+    }
+
+    async fn revoke(&self, username: &str) -> Result<(), DriverError> {
+        in_phase_span(
+            SYSTEM,
+            Phase::Revoke,
+            "ALTER ROLE",
+            &self.connection,
+            username,
+            async {
+                check_target(
+                    SYSTEM,
+                    Phase::Revoke,
+                    username,
+                    &self.usernames,
+                    &self.connection.admin_username,
+                )?;
+                let role = pg_identifier(username)
+                    .map_err(|e| invalid(SYSTEM, Phase::Revoke, e.to_string()))?;
+                let redactor = Redactor::new([self.connection.admin_password.expose()]);
+                self.admin_execute(
+                    Phase::Revoke,
+                    &format!("ALTER ROLE {role} PASSWORD NULL"),
+                    &redactor,
+                )
+                .await
+            },
+        )
+        .await
+    }
+}
+
+/// Classifies a server error by SQLSTATE.
+fn database_kind(db: &dyn DatabaseError, login: Login) -> DriverErrorKind {
+    let code = db.code().unwrap_or_default();
+    match code.as_ref() {
+        // invalid_password, invalid_authorization_specification (incl. "not permitted to log in")
+        "28P01" | "28000" => login.rejected(),
+        // undefined_object: ALTER ROLE on a missing role
+        "42704" => DriverErrorKind::UserNotFound,
+        // insufficient_privilege: no CREATEROLE, a superuser target, or no CONNECT on the database
+        "42501" => DriverErrorKind::PermissionDenied,
+        // invalid_parameter_value: a password check hook (e.g. passwordcheck) refused it
+        "22023" => DriverErrorKind::PasswordRejected,
+        // too_many_connections, cannot_connect_now, admin/crash shutdown, lock_not_available,
+        // serialization and deadlock failures
+        "53300" | "57P01" | "57P02" | "57P03" | "55P03" | "40001" | "40P01" => {
+            DriverErrorKind::ServerUnavailable
+        }
+        c if c.starts_with("08") || c.starts_with("53") => DriverErrorKind::ServerUnavailable,
+        _ => DriverErrorKind::Server,
+    }
+}

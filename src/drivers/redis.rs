@@ -1,0 +1,547 @@
+//! `redis-credentials`: one ACL user per slot, each with exactly one password.
+//!
+//! Upstream created a new ACL user on every rotation and deleted the inactive one. rotator keeps
+//! two fixed users per rotation instead (slot 0 and slot 1, named after the rotation id unless
+//! configured), the same two-slot model as the SQL types:
+//!
+//! - **apply**: `ACL SETUSER <user> reset on #<SHA-256 of the password> <permission scope…>`:
+//!   one atomic command that creates the user if needed and leaves it with exactly this password
+//!   and this scope, whatever it had before, so applying twice is harmless and a crashed attempt
+//!   leaves no orphan. The password goes as its SHA-256 (the form Redis stores), so the plaintext
+//!   never crosses the admin connection. Then `ACL SAVE`; a server without an ACL file answers
+//!   that it has none, which is ignored (the change then lives in memory only).
+//! - **verify**: a new connection that sends `AUTH <user> <password>`.
+//! - **revoke**: `ACL DELUSER <user>` (it also closes the user's connections), then `ACL SAVE`.
+//!
+//! Why not one user with two passwords (`>new`, `<old`)? Removing the right old password needs
+//! the other slot's plaintext or a read of the server's state, and an interrupted attempt can
+//! leave a stray third password; two users need neither, and the engine treats Redis exactly as
+//! it treats PostgreSQL.
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, ErrorKind, IntoConnectionInfo as _,
+    RedisConnectionInfo, RedisError, ServerErrorKind, TlsCertificates,
+};
+
+use super::redact::Redactor;
+use super::sql_error::Login;
+use super::{
+    CONNECT_TIMEOUT, ConnectionConfig, Credential, DbSystem, Driver, DriverError, DriverErrorKind,
+    OPERATION_TIMEOUT, Phase, Slot, TlsMode, check_target, check_usernames, in_phase_span, invalid,
+};
+use crate::proto::RedisCredentialsParameters;
+use crate::secret::SecretString;
+
+const SYSTEM: DbSystem = DbSystem::Redis;
+
+/// ACL rules a permission scope must not contain: they would change the user's passwords or
+/// switch it off, which is the driver's job.
+const RESERVED_RULES: &[&str] = &["on", "off", "nopass", "resetpass", "reset"];
+
+/// The Redis driver of one rotation.
+#[derive(Debug, Clone)]
+pub struct RedisDriver {
+    connection: ConnectionConfig,
+    /// The ACL user of slot 0 and slot 1.
+    usernames: [String; 2],
+    /// The permission scope, one ACL rule per element (selectors kept whole).
+    scope: Vec<String>,
+}
+
+// === impl RedisDriver ===
+
+impl RedisDriver {
+    /// A driver for the two slot users `usernames`, each given `parameters.permission_scope`.
+    ///
+    /// # Errors
+    ///
+    /// [`DriverErrorKind::InvalidInput`]: an empty scope, a scope rule that touches passwords or
+    /// the user's on/off state, a username with whitespace, `default`, equal usernames or one
+    /// equal to the admin.
+    pub fn new(
+        connection: ConnectionConfig,
+        parameters: &RedisCredentialsParameters,
+        usernames: [String; 2],
+    ) -> Result<Self, DriverError> {
+        connection.check(SYSTEM)?;
+        let scope = parse_scope(&parameters.permission_scope)?;
+        check_usernames(SYSTEM, &usernames, &connection.admin_username)?;
+        for u in &usernames {
+            if u.chars().any(|c| c.is_whitespace() || c.is_control()) || u == "default" {
+                return Err(invalid(
+                    SYSTEM,
+                    Phase::Build,
+                    format!("{u:?} cannot be a rotated ACL user"),
+                ));
+            }
+        }
+        Ok(Self {
+            connection,
+            usernames,
+            scope,
+        })
+    }
+
+    /// The slot users used when the configuration names none: `rotator-<rotation id>-0` and
+    /// `-1`, with any character Redis refuses in a username replaced by `_`.
+    pub fn default_usernames(rotation_id: &str) -> [String; 2] {
+        let id: String = rotation_id
+            .chars()
+            .map(|c| {
+                if c.is_whitespace() || c.is_control() {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        [format!("rotator-{id}-0"), format!("rotator-{id}-1")]
+    }
+
+    /// The ACL user of `slot`.
+    pub fn username_for(&self, slot: Slot) -> &str {
+        &self.usernames[slot.index()]
+    }
+
+    /// The ACL rules each slot user gets.
+    pub fn scope(&self) -> &[String] {
+        &self.scope
+    }
+
+    /// Logs in as the admin and runs `ACL WHOAMI`.
+    ///
+    /// # Errors
+    ///
+    /// See [`Driver::verify`].
+    pub async fn probe(&self) -> Result<(), DriverError> {
+        let c = &self.connection;
+        in_phase_span(
+            SYSTEM,
+            Phase::Probe,
+            "ACL WHOAMI",
+            c,
+            &c.admin_username,
+            async {
+                let redactor = Redactor::new([c.admin_password.expose()]);
+                let mut conn = self.admin_connection(Phase::Probe, &redactor).await?;
+                let mut cmd = redis::cmd("ACL");
+                cmd.arg("WHOAMI");
+                query(&mut conn, &cmd, Phase::Probe, &redactor).await
+            },
+        )
+        .await
+    }
+
+    fn client(
+        &self,
+        phase: Phase,
+        username: Option<&str>,
+        password: &str,
+    ) -> Result<Client, DriverError> {
+        let c = &self.connection;
+        let addr = match c.tls.mode {
+            TlsMode::Disable => ConnectionAddr::Tcp(c.host.clone(), c.port),
+            TlsMode::Require | TlsMode::VerifyFull => ConnectionAddr::TcpTls {
+                host: c.host.clone(),
+                port: c.port,
+                insecure: c.tls.mode == TlsMode::Require,
+                tls_params: None,
+            },
+        };
+        let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
+        if !password.is_empty() {
+            if let Some(u) = username {
+                settings = settings.set_username(u);
+            }
+            settings = settings.set_password(password);
+        }
+        let built = addr
+            .into_connection_info()
+            .map(|info| info.set_redis_settings(settings))
+            .and_then(|info| match (c.tls.mode, c.ca_pem()) {
+                (TlsMode::Disable, _) | (_, None) => Client::open(info),
+                (_, Some(pem)) => Client::build_with_tls(
+                    info,
+                    TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem.as_bytes().to_vec()),
+                    },
+                ),
+            });
+        built.map_err(|e| {
+            let redactor = Redactor::new([password]);
+            invalid(SYSTEM, phase, redactor.scrub(&e.to_string()))
+        })
+    }
+
+    async fn connect(
+        &self,
+        phase: Phase,
+        login: Login,
+        username: &str,
+        password: &str,
+        redactor: &Redactor<'_>,
+    ) -> Result<MultiplexedConnection, DriverError> {
+        let client = self.client(phase, Some(username), password)?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(OPERATION_TIMEOUT));
+        // The client's own timeouts bound each step; this bounds the whole handshake.
+        let limit = CONNECT_TIMEOUT + OPERATION_TIMEOUT + Duration::from_secs(1);
+        match tokio::time::timeout(
+            limit,
+            client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(from_redis(&e, phase, login, redactor)),
+            Err(_) => Err(timed_out(phase)),
+        }
+    }
+
+    async fn admin_connection(
+        &self,
+        phase: Phase,
+        redactor: &Redactor<'_>,
+    ) -> Result<MultiplexedConnection, DriverError> {
+        let c = &self.connection;
+        self.connect(
+            phase,
+            Login::Admin,
+            &c.admin_username,
+            c.admin_password.expose(),
+            redactor,
+        )
+        .await
+    }
+
+    /// `ACL SAVE`, ignoring "no ACL file" (the change then lives in memory only).
+    async fn save(
+        &self,
+        conn: &mut MultiplexedConnection,
+        phase: Phase,
+        redactor: &Redactor<'_>,
+    ) -> Result<(), DriverError> {
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("SAVE");
+        match cmd.query_async::<()>(conn).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_no_acl_file(&e) => {
+                tracing::warn!(
+                    "the Redis server has no ACL file: the ACL change is not persisted and is lost at restart"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                let mut err = from_redis(&e, phase, Login::Admin, redactor);
+                if err.kind() == DriverErrorKind::Server {
+                    err = DriverError::new(
+                        DriverErrorKind::PersistFailed,
+                        SYSTEM,
+                        phase,
+                        err.detail().to_owned(),
+                    );
+                }
+                Err(err)
+            }
+        }
+    }
+}
+
+impl Driver for RedisDriver {
+    async fn apply(&self, credential: &Credential) -> Result<(), DriverError> {
+        let user = credential.username.as_str();
+        in_phase_span(
+            SYSTEM,
+            Phase::Apply,
+            "ACL SETUSER",
+            &self.connection,
+            user,
+            async {
+                check_target(
+                    SYSTEM,
+                    Phase::Apply,
+                    user,
+                    &self.usernames,
+                    &self.connection.admin_username,
+                )?;
+                if credential.password.is_empty() {
+                    return Err(invalid(SYSTEM, Phase::Apply, "the password is empty"));
+                }
+                let password_hash = acl_password_hash(&credential.password);
+                let redactor = Redactor::new([
+                    credential.password.expose(),
+                    password_hash.expose(),
+                    self.connection.admin_password.expose(),
+                ]);
+                let mut conn = self.admin_connection(Phase::Apply, &redactor).await?;
+                let mut cmd = redis::cmd("ACL");
+                cmd.arg("SETUSER")
+                    .arg(user)
+                    .arg("reset")
+                    .arg("on")
+                    .arg(format!("#{}", password_hash.expose()))
+                    .arg(&self.scope);
+                if let Err(e) = cmd.query_async::<()>(&mut conn).await {
+                    let mut err = from_redis(&e, Phase::Apply, Login::Admin, &redactor);
+                    // A rule the server does not understand: the scope is wrong, nothing changed.
+                    if matches!(e.kind(), ErrorKind::Server(ServerErrorKind::ResponseError)) {
+                        err = DriverError::new(
+                            DriverErrorKind::InvalidInput,
+                            SYSTEM,
+                            Phase::Apply,
+                            err.detail().to_owned(),
+                        );
+                    }
+                    return Err(err);
+                }
+                self.save(&mut conn, Phase::Apply, &redactor).await
+            },
+        )
+        .await
+    }
+
+    async fn verify(&self, credential: &Credential) -> Result<(), DriverError> {
+        let user = credential.username.as_str();
+        in_phase_span(
+            SYSTEM,
+            Phase::Verify,
+            "AUTH",
+            &self.connection,
+            user,
+            async {
+                if credential.password.is_empty() {
+                    return Err(invalid(SYSTEM, Phase::Verify, "the password is empty"));
+                }
+                let redactor = Redactor::new([
+                    credential.password.expose(),
+                    self.connection.admin_password.expose(),
+                ]);
+                // Connecting sends AUTH and fails unless it succeeds; no command is needed after it
+                // (the scope may not even allow PING).
+                self.connect(
+                    Phase::Verify,
+                    Login::Target,
+                    user,
+                    credential.password.expose(),
+                    &redactor,
+                )
+                .await
+                .map(drop)
+            },
+        )
+        .await
+    }
+
+    async fn revoke(&self, username: &str) -> Result<(), DriverError> {
+        in_phase_span(
+            SYSTEM,
+            Phase::Revoke,
+            "ACL DELUSER",
+            &self.connection,
+            username,
+            async {
+                check_target(
+                    SYSTEM,
+                    Phase::Revoke,
+                    username,
+                    &self.usernames,
+                    &self.connection.admin_username,
+                )?;
+                let redactor = Redactor::new([self.connection.admin_password.expose()]);
+                let mut conn = self.admin_connection(Phase::Revoke, &redactor).await?;
+                let mut cmd = redis::cmd("ACL");
+                cmd.arg("DELUSER").arg(username);
+                query(&mut conn, &cmd, Phase::Revoke, &redactor).await?;
+                self.save(&mut conn, Phase::Revoke, &redactor).await
+            },
+        )
+        .await
+    }
+}
+
+/// Splits a permission scope into ACL rules: on whitespace, except inside a `( … )` selector,
+/// which stays one rule as `ACL SETUSER` expects.
+///
+/// # Errors
+///
+/// An empty scope, an unclosed selector, or a rule that sets passwords or the on/off state.
+pub fn parse_scope(scope: &str) -> Result<Vec<String>, DriverError> {
+    let mut rules = Vec::new();
+    let mut current = String::new();
+    let mut depth = 0usize;
+    for c in scope.chars() {
+        match c {
+            '(' if current.is_empty() || depth > 0 => {
+                depth += 1;
+                current.push(c);
+            }
+            ')' if depth > 0 => {
+                depth -= 1;
+                current.push(c);
+            }
+            c if c.is_whitespace() && depth == 0 => {
+                if !current.is_empty() {
+                    rules.push(std::mem::take(&mut current));
+                }
+            }
+            c => current.push(c),
+        }
+    }
+    if depth > 0 {
+        return Err(invalid(
+            SYSTEM,
+            Phase::Build,
+            "unclosed ( in the permission scope",
+        ));
+    }
+    if !current.is_empty() {
+        rules.push(current);
+    }
+    if rules.is_empty() {
+        return Err(invalid(
+            SYSTEM,
+            Phase::Build,
+            "Permission scope is required",
+        ));
+    }
+    for rule in &rules {
+        let lower = rule.to_ascii_lowercase();
+        if RESERVED_RULES.contains(&lower.as_str()) || rule.starts_with(['>', '<', '#', '!']) {
+            return Err(invalid(
+                SYSTEM,
+                Phase::Build,
+                format!(
+                    "the permission scope may not contain {rule:?}: passwords and on/off are set by the driver"
+                ),
+            ));
+        }
+    }
+    Ok(rules)
+}
+
+/// The lower-case hex SHA-256 of a password: what `ACL SETUSER … #<hash>` takes and what Redis
+/// stores and saves.
+pub fn acl_password_hash(password: &SecretString) -> SecretString {
+    use sha2::{Digest as _, Sha256};
+    let digest = Sha256::digest(password.expose().as_bytes());
+    SecretString::new(
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+    )
+}
+
+async fn query(
+    conn: &mut MultiplexedConnection,
+    cmd: &redis::Cmd,
+    phase: Phase,
+    redactor: &Redactor<'_>,
+) -> Result<(), DriverError> {
+    cmd.query_async::<redis::Value>(conn)
+        .await
+        .map(drop)
+        .map_err(|e| from_redis(&e, phase, Login::Admin, redactor))
+}
+
+/// The server's answer to `ACL SAVE` without `aclfile`: "This Redis instance is not configured
+/// to use an ACL file…". Redis gives it no code of its own, so the text is the only signal.
+fn is_no_acl_file(e: &RedisError) -> bool {
+    matches!(e.kind(), ErrorKind::Server(ServerErrorKind::ResponseError))
+        && e.detail()
+            .is_some_and(|d| d.contains("not configured to use an ACL file"))
+}
+
+fn timed_out(phase: Phase) -> DriverError {
+    DriverError::new(
+        DriverErrorKind::Timeout,
+        SYSTEM,
+        phase,
+        "no answer from the server in time",
+    )
+}
+
+/// The kind of the I/O error inside `e`, if it wraps one. redis keeps it behind an
+/// `Arc<dyn Error>` that `source()` exposes as is.
+fn io_error_kind(e: &RedisError) -> Option<std::io::ErrorKind> {
+    use std::error::Error as _;
+    let source = e.source()?;
+    let io = source.downcast_ref::<std::io::Error>().or_else(|| {
+        source
+            .downcast_ref::<std::sync::Arc<dyn std::error::Error + Send + Sync>>()
+            .and_then(|inner| inner.downcast_ref::<std::io::Error>())
+    });
+    io.map(std::io::Error::kind)
+}
+
+/// Classifies a Redis client error; the detail is scrubbed.
+fn from_redis(e: &RedisError, phase: Phase, login: Login, redactor: &Redactor<'_>) -> DriverError {
+    let kind = if e.is_timeout() {
+        DriverErrorKind::Timeout
+    } else if io_error_kind(e) == Some(std::io::ErrorKind::InvalidData) {
+        // rustls reports handshake and certificate failures as InvalidData.
+        DriverErrorKind::Tls
+    } else if e.kind() == ErrorKind::AuthenticationFailed {
+        login.rejected()
+    } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+        DriverErrorKind::Unreachable
+    } else {
+        match e.kind() {
+            ErrorKind::Server(ServerErrorKind::NoPerm) => DriverErrorKind::PermissionDenied,
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ClusterDown,
+            ) => DriverErrorKind::ServerUnavailable,
+            ErrorKind::InvalidClientConfig => DriverErrorKind::InvalidInput,
+            _ => DriverErrorKind::Server,
+        }
+    };
+    DriverError::new(kind, SYSTEM, phase, redactor.scrub(&e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_splits_on_whitespace_and_keeps_selectors_whole() {
+        let rules = parse_scope("  ~app:*  +@read +ping (~other:* +get)\t&chan").expect("valid");
+        assert_eq!(
+            rules,
+            ["~app:*", "+@read", "+ping", "(~other:* +get)", "&chan"]
+        );
+    }
+
+    #[test]
+    fn scope_may_not_touch_passwords_or_state() {
+        for bad in [
+            "",
+            "   ",
+            "~* >pw",
+            "~* <pw",
+            "~* #abc",
+            "~* !abc",
+            "nopass",
+            "~* OFF",
+            "reset +@all",
+            "(~a +get",
+        ] {
+            let e = parse_scope(bad).expect_err(bad);
+            assert_eq!(e.kind(), DriverErrorKind::InvalidInput, "{bad}");
+        }
+    }
+
+    #[test]
+    fn default_usernames_are_per_rotation_and_per_slot() {
+        let [a, b] = RedisDriver::default_usernames("1f0e 42");
+        assert_eq!(a, "rotator-1f0e_42-0");
+        assert_eq!(b, "rotator-1f0e_42-1");
+    }
+}

@@ -1,0 +1,68 @@
+//! Turning sqlx errors into [`DriverError`]s, shared by the PostgreSQL and MySQL drivers. The
+//! database-specific codes are decided by each driver's own function.
+
+use sqlx::error::DatabaseError;
+
+use super::redact::Redactor;
+use super::{DbSystem, DriverError, DriverErrorKind, Phase};
+
+/// Whose login a connection uses: decides what an authentication failure means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Login {
+    /// The connection's admin user.
+    Admin,
+    /// A rotated user, being verified.
+    Target,
+}
+
+impl Login {
+    /// The kind for "the server refused this login".
+    pub(crate) fn rejected(self) -> DriverErrorKind {
+        match self {
+            Self::Admin => DriverErrorKind::AdminLoginRejected,
+            Self::Target => DriverErrorKind::LoginRejected,
+        }
+    }
+}
+
+/// Classifies `err`; `database_kind` decides errors the server returned. The detail is
+/// scrubbed by `redactor`.
+pub(crate) fn from_sqlx(
+    err: &sqlx::Error,
+    system: DbSystem,
+    phase: Phase,
+    login: Login,
+    redactor: &Redactor<'_>,
+    database_kind: fn(&dyn DatabaseError, Login) -> DriverErrorKind,
+) -> DriverError {
+    let (kind, detail) = match err {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| format!("[{c}] ")).unwrap_or_default();
+            (
+                database_kind(db.as_ref(), login),
+                format!("{code}{}", db.message()),
+            )
+        }
+        // rustls reports handshake and certificate failures as InvalidData.
+        sqlx::Error::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            (DriverErrorKind::Tls, e.to_string())
+        }
+        sqlx::Error::Io(e) => (DriverErrorKind::Unreachable, e.to_string()),
+        sqlx::Error::Tls(e) => (DriverErrorKind::Tls, e.to_string()),
+        sqlx::Error::Configuration(e) => (DriverErrorKind::InvalidInput, e.to_string()),
+        sqlx::Error::InvalidArgument(e) => (DriverErrorKind::InvalidInput, e.clone()),
+        sqlx::Error::WorkerCrashed => (DriverErrorKind::Unreachable, err.to_string()),
+        other => (DriverErrorKind::Server, other.to_string()),
+    };
+    DriverError::new(kind, system, phase, redactor.scrub(&detail))
+}
+
+/// The error for a connect or statement that outlived its timeout.
+pub(crate) fn timed_out(system: DbSystem, phase: Phase, what: &str) -> DriverError {
+    DriverError::new(
+        DriverErrorKind::Timeout,
+        system,
+        phase,
+        format!("no answer to {what} in time"),
+    )
+}

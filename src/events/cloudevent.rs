@@ -1,0 +1,209 @@
+//! CloudEvents 1.0 structured-mode JSON (`application/cloudevents+json`) of a rotation event.
+//!
+//! `data` is the proto3 JSON mapping of the event message (lowerCamelCase names, enums by name,
+//! `Timestamp` as RFC 3339, `Duration` as `"1.500s"`), produced from the same descriptor set that
+//! server reflection serves, so it always matches `events.proto`. Fields with default values
+//! are written too (`"retryable": false`), unset `optional` fields are left out.
+
+use std::sync::LazyLock;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use serde::{Deserialize, Serialize};
+
+use super::EventsError;
+use super::model::RotationEvent;
+
+/// The `content-type` NATS header of every event message.
+pub const CONTENT_TYPE: &str = "application/cloudevents+json; charset=utf-8";
+
+/// The CloudEvents `source` of every event.
+pub const SOURCE: &str = "/rotator";
+
+/// The CloudEvents spec version.
+pub const SPEC_VERSION: &str = "1.0";
+
+static DESCRIPTORS: LazyLock<Result<DescriptorPool, String>> = LazyLock::new(|| {
+    DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET).map_err(|e| e.to_string())
+});
+
+/// One event as a CloudEvents 1.0 structured JSON object. Extension attributes are lowercase
+/// alphanumeric, as the spec requires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloudEvent {
+    /// Always `1.0`.
+    pub specversion: String,
+    /// The event id (UUIDv7), also the `Nats-Msg-Id`.
+    pub id: String,
+    /// Always `/rotator`.
+    pub source: String,
+    /// `rotator.v1.RotationCompleted` or `rotator.v1.RotationFailed`: the proto message of `data`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The rotation id.
+    pub subject: String,
+    /// When the attempt ended, RFC 3339 UTC.
+    pub time: String,
+    /// Always `application/json`.
+    pub datacontenttype: String,
+    /// Extension: the rotation type slug, e.g. `postgres-credentials`.
+    pub rotationtype: String,
+    /// Extension: `completed` or `failed`.
+    pub outcome: String,
+    /// Extension: rotator's request id of the originating call.
+    pub requestid: String,
+    /// Distributed-tracing extension: the W3C `traceparent` of the originating call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// Distributed-tracing extension: the W3C `tracestate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
+    /// The event message in proto3 JSON.
+    pub data: serde_json::Value,
+}
+
+// === impl CloudEvent ===
+
+impl CloudEvent {
+    /// Wraps `event` with its envelope.
+    ///
+    /// # Errors
+    ///
+    /// [`EventsError::Encode`] when the descriptor set lacks the message (a build problem).
+    pub fn new(
+        event: &RotationEvent,
+        time: DateTime<Utc>,
+        trace_headers: &[(String, String)],
+    ) -> Result<Self, EventsError> {
+        let attempt = event
+            .attempt()
+            .ok_or_else(|| EventsError::Encode("the event has no attempt".into()))?;
+        let header = |name: &str| {
+            trace_headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        Ok(Self {
+            specversion: SPEC_VERSION.to_owned(),
+            id: attempt.event_id.clone(),
+            source: SOURCE.to_owned(),
+            event_type: event.message_name().to_owned(),
+            subject: attempt.rotation_id.clone(),
+            time: time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            datacontenttype: "application/json".to_owned(),
+            rotationtype: event
+                .rotation_type()
+                .slug()
+                .unwrap_or("unspecified")
+                .to_owned(),
+            outcome: event.outcome().as_str().to_owned(),
+            requestid: attempt.request_id.clone(),
+            traceparent: header("traceparent"),
+            tracestate: header("tracestate"),
+            data: proto3_json(event)?,
+        })
+    }
+
+    /// The JSON bytes, as published.
+    ///
+    /// # Errors
+    ///
+    /// [`EventsError::Encode`]; JSON serialization of this shape does not fail in practice.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, EventsError> {
+        serde_json::to_vec(self).map_err(|e| EventsError::Encode(e.to_string()))
+    }
+
+    /// Parses a published message.
+    ///
+    /// # Errors
+    ///
+    /// [`EventsError::Encode`] when `bytes` is not a CloudEvent of this shape.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, EventsError> {
+        serde_json::from_slice(bytes).map_err(|e| EventsError::Encode(e.to_string()))
+    }
+}
+
+/// The proto3 JSON mapping of the event message.
+fn proto3_json(event: &RotationEvent) -> Result<serde_json::Value, EventsError> {
+    let pool = DESCRIPTORS
+        .as_ref()
+        .map_err(|e| EventsError::Encode(e.clone()))?;
+    let descriptor = pool
+        .get_message_by_name(event.message_name())
+        .ok_or_else(|| {
+            EventsError::Encode(format!(
+                "{} is not in the descriptor set",
+                event.message_name()
+            ))
+        })?;
+    let message = DynamicMessage::decode(descriptor, event.encode_to_vec().as_slice())
+        .map_err(|e| EventsError::Encode(e.to_string()))?;
+    message
+        .serialize_with_options(
+            serde_json::value::Serializer,
+            &SerializeOptions::new().skip_default_fields(false),
+        )
+        .map_err(|e| EventsError::Encode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{RotationAttempt, RotationFailed, RotationType};
+
+    #[test]
+    fn data_is_proto3_json_with_every_non_optional_field() {
+        let event = RotationEvent::Failed(RotationFailed {
+            attempt: Some(RotationAttempt {
+                event_id: "e-1".into(),
+                time: Some(prost_types::Timestamp {
+                    seconds: 1_764_201_600,
+                    nanos: 0,
+                }),
+                rotation_id: "r-1".into(),
+                r#type: RotationType::LdapPassword as i32,
+                duration: Some(prost_types::Duration {
+                    seconds: 1,
+                    nanos: 500_000_000,
+                }),
+                request_id: "q-1".into(),
+                attempt_number: 1,
+                ..Default::default()
+            }),
+            code: "INTERNAL".into(),
+            retryable: false,
+            message: "boom".into(),
+            reason: "UPSTREAM_ROTATION_FAILED".into(),
+        });
+        let headers = [(
+            "traceparent".to_owned(),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+        )];
+        let ce = CloudEvent::new(&event, Utc::now(), &headers).expect("encode");
+        assert_eq!(ce.event_type, "rotator.v1.RotationFailed");
+        assert_eq!(ce.rotationtype, "ldap-password");
+        assert_eq!(ce.outcome, "failed");
+        assert_eq!(ce.traceparent.as_deref(), Some(headers[0].1.as_str()));
+        assert_eq!(ce.tracestate, None);
+        let data = &ce.data;
+        assert_eq!(data["retryable"], false);
+        assert_eq!(data["reason"], "UPSTREAM_ROTATION_FAILED");
+        let attempt = &data["attempt"];
+        assert_eq!(attempt["type"], "ROTATION_TYPE_LDAP_PASSWORD");
+        assert_eq!(attempt["backend"], "BACKEND_UNSPECIFIED");
+        assert_eq!(attempt["time"], "2025-11-27T00:00:00Z");
+        assert_eq!(attempt["attemptNumber"], 1);
+        assert!(
+            attempt["duration"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("1.5") && d.ends_with('s'))
+        );
+        assert!(
+            attempt.get("name").is_none(),
+            "unset optional fields are left out"
+        );
+        let bytes = ce.to_bytes().expect("bytes");
+        assert_eq!(CloudEvent::from_bytes(&bytes).expect("parse"), ce);
+    }
+}

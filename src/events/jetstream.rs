@@ -1,0 +1,201 @@
+//! NATS JetStream: connection options from the config, the stream settings, and the
+//! [`Publisher`] the relay uses.
+
+use std::time::Duration;
+
+use async_nats::connection::State;
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, stream};
+use async_nats::{HeaderMap, HeaderName, HeaderValue, ServerAddr};
+use futures::future::BoxFuture;
+use tokio::sync::OnceCell;
+
+use super::publisher::{Acked, OutgoingMessage, Publisher};
+use super::{EventsError, subject};
+use crate::config::NatsConfig;
+
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long JetStream API calls and publish acks may take.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects to NATS with the configured authentication and TLS. Fails at once when no server
+/// answers; after a first success the client reconnects by itself.
+///
+/// # Errors
+///
+/// [`EventsError::Settings`] for an unusable URL or creds file, [`EventsError::Connect`] when no
+/// server accepts the connection.
+pub async fn connect(nats: &NatsConfig, name: &str) -> Result<async_nats::Client, EventsError> {
+    let servers = nats
+        .url
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| EventsError::Settings {
+            setting: "nats.url",
+            detail: e.to_string(),
+        })?;
+    let mut options = async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(CONNECT_TIMEOUT)
+        .request_timeout(Some(ACK_TIMEOUT))
+        .require_tls(nats.tls_required);
+    if let Some((user, password)) = &nats.user_password {
+        options = options.user_and_password(user.clone(), password.expose().to_owned());
+    }
+    if let Some(token) = &nats.token {
+        options = options.token(token.expose().to_owned());
+    }
+    if let Some(seed) = &nats.nkey_seed {
+        options = options.nkey(seed.expose().to_owned());
+    }
+    if let Some(path) = &nats.creds_file {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|e| EventsError::Settings {
+                setting: "nats.creds_file",
+                // The io error's kind only: a parse error could quote the file.
+                detail: format!("cannot use {}: {}", path.display(), e.kind()),
+            })?;
+    }
+    if let Some(ca) = &nats.tls_ca_file {
+        options = options.add_root_certificates(ca.clone());
+    }
+    options
+        .connect(servers)
+        .await
+        .map_err(|e| EventsError::Connect(e.to_string()))
+}
+
+/// The stream that stores every event under the prefix.
+pub fn stream_config(nats: &NatsConfig) -> stream::Config {
+    stream::Config {
+        name: nats.stream.name.clone(),
+        description: Some("rotator rotation events: RotationCompleted, RotationFailed".into()),
+        subjects: vec![subject::stream_filter(&nats.subject_prefix)],
+        retention: stream::RetentionPolicy::Limits,
+        discard: stream::DiscardPolicy::Old,
+        max_age: nats.stream.max_age,
+        storage: if nats.stream.memory_storage {
+            stream::StorageType::Memory
+        } else {
+            stream::StorageType::File
+        },
+        num_replicas: nats.stream.replicas,
+        duplicate_window: nats.stream.duplicate_window,
+        ..Default::default()
+    }
+}
+
+/// Publishes to JetStream; connects lazily in [`Publisher::prepare`].
+#[derive(Debug)]
+pub struct JetStreamPublisher {
+    nats: NatsConfig,
+    context: OnceCell<jetstream::Context>,
+}
+
+// === impl JetStreamPublisher ===
+
+impl JetStreamPublisher {
+    /// A publisher for the configured NATS; nothing happens until `prepare`.
+    pub fn new(nats: NatsConfig) -> Self {
+        Self {
+            nats,
+            context: OnceCell::new(),
+        }
+    }
+}
+
+impl Publisher for JetStreamPublisher {
+    type Ack = BoxFuture<'static, Result<Acked, EventsError>>;
+
+    async fn prepare(&self) -> Result<(), EventsError> {
+        let context = self
+            .context
+            .get_or_try_init(|| async {
+                let client = connect(&self.nats, "rotator-events-relay").await?;
+                Ok::<_, EventsError>(
+                    jetstream::ContextBuilder::new()
+                        .timeout(ACK_TIMEOUT)
+                        .build(client),
+                )
+            })
+            .await?;
+        let config = stream_config(&self.nats);
+        let info =
+            context
+                .create_or_update_stream(config)
+                .await
+                .map_err(|e| EventsError::Stream {
+                    stream: self.nats.stream.name.clone(),
+                    detail: e.to_string(),
+                })?;
+        tracing::info!(
+            stream = %info.config.name,
+            subjects = ?info.config.subjects,
+            messages = info.state.messages,
+            "events stream ready"
+        );
+        Ok(())
+    }
+
+    async fn send(&self, message: OutgoingMessage) -> Result<Self::Ack, EventsError> {
+        let context = self.context.get().ok_or(EventsError::Disconnected)?;
+        // While the client reconnects, publishes would queue in its buffer and time out; fail
+        // fast instead so the relay backs off.
+        if context.client().connection_state() != State::Connected {
+            return Err(EventsError::Disconnected);
+        }
+        let subject = message.subject;
+        let ack = context
+            .send_publish(
+                subject.clone(),
+                publish(message.message_id, &message.headers, message.payload)?,
+            )
+            .await
+            .map_err(|e| publish_error(&subject, &e))?;
+        Ok(Box::pin(async move {
+            let ack = ack.await.map_err(|e| publish_error(&subject, &e))?;
+            Ok(Acked {
+                stream_seq: ack.sequence,
+                duplicate: ack.duplicate,
+            })
+        }))
+    }
+}
+
+fn publish(
+    message_id: String,
+    headers: &[(String, String)],
+    payload: Vec<u8>,
+) -> Result<PublishMessage, EventsError> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let name: HeaderName = name
+            .parse()
+            .map_err(|_| EventsError::Encode(format!("invalid header name {name:?}")))?;
+        let value: HeaderValue = value
+            .parse()
+            .map_err(|_| EventsError::Encode(format!("invalid value of header {name}")))?;
+        map.insert(name, value);
+    }
+    let id: HeaderValue = message_id
+        .parse()
+        .map_err(|_| EventsError::Encode("invalid message id".into()))?;
+    map.insert(async_nats::header::NATS_MESSAGE_ID, id);
+    Ok(PublishMessage::build().payload(payload.into()).headers(map))
+}
+
+fn publish_error(subject: &str, error: &PublishError) -> EventsError {
+    match error.kind() {
+        PublishErrorKind::StreamNotFound => EventsError::NoStream(subject.to_owned()),
+        PublishErrorKind::TimedOut => EventsError::AckTimeout,
+        _ => EventsError::Publish(error.to_string()),
+    }
+}

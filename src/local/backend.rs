@@ -1,0 +1,704 @@
+//! The local backend: runs the attempt state machine of DESIGN §5 against a driver, under the
+//! rotation's lease, with every transition stored (and fenced) before the next action.
+//!
+//! PREPARE stores the sealed candidate for the inactive slot before the target is touched; then
+//! apply → verify (fresh login) → COMMIT (one transaction: slot credential, active index,
+//! timestamps, status, outbox event). Recovery at start-up resumes open attempts from their
+//! stored state; a rotation without a stored credential gets slot 0 issued the same way.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::attempt::{self, ActionResult, AttemptState, Budget, Next, Spent};
+use super::crypto::{KeyRing, Sealed, associated_data};
+use super::error::LocalError;
+use super::failpoint;
+use super::registry::{LocalRotation, Registry};
+use super::schedule::Schedule;
+use crate::drivers::mysql::MysqlOptions;
+use crate::drivers::{
+    AnyDriver, Credential, Driver as _, DriverError, DriverErrorKind, DriverOptions,
+    RotationDriver, Slot,
+};
+use crate::engine::AttemptRecord;
+use crate::error::ServiceError;
+use crate::proto::{
+    Backend, GeneratedCredential, GetGeneratedCredentialsResponse, RotationParameters,
+    RotationStatus, SecretRotation, SecretsMapping, Trigger, UsernamePasswordCredential,
+    generated_credential,
+};
+use crate::secret::SecretString;
+use crate::store::SqliteStore;
+use crate::store::local::{
+    AttemptRow, AttemptStore as _, CommitAttempt, FailAttempt, LeaseOutcome, LeaseStore as _,
+    LocalStatus, RotationState, RotationStateStore as _,
+};
+
+/// How long a lease lasts past each fenced write.
+pub use crate::store::sqlite::LOCAL_LEASE_TTL as LEASE_TTL;
+
+/// First backoff after a transient failure; doubles each time, with full jitter.
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// Longest backoff.
+const BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+/// Who asked for an attempt.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The scheduler (true) or a caller.
+    pub scheduled: bool,
+    /// The request id of the call (or a generated one).
+    pub request_id: String,
+}
+
+/// The local backend over the SQLite store.
+#[derive(Debug)]
+pub struct LocalBackend {
+    registry: Arc<Registry>,
+    store: SqliteStore,
+    keys: KeyRing,
+    drivers: HashMap<Uuid, RotationDriver>,
+    budget: Budget,
+}
+
+/// A running attempt: its row, its plaintext candidate and what it has spent.
+struct Run<'a> {
+    rotation: &'a LocalRotation,
+    driver: &'a RotationDriver,
+    row: AttemptRow,
+    password: SecretString,
+    started: Instant,
+}
+
+// === impl LocalBackend ===
+
+impl LocalBackend {
+    /// Builds the drivers of every registered rotation.
+    ///
+    /// # Errors
+    ///
+    /// A rotation whose driver cannot be built, or no key ring although rotations exist.
+    pub fn new(registry: Arc<Registry>, store: SqliteStore) -> Result<Self, LocalError> {
+        let keys = registry
+            .keys
+            .clone()
+            .ok_or(LocalError::Crypto(super::crypto::CryptoError::NoKey))?;
+        let mut drivers = HashMap::new();
+        for rotation in &registry.rotations {
+            let connection =
+                registry
+                    .connections
+                    .get(&rotation.connection)
+                    .ok_or(LocalError::Build(crate::drivers::BuildError::Unsupported(
+                        "missing connection",
+                    )))?;
+            let mut mysql = MysqlOptions::default();
+            if let Some(host) = &connection.mysql_host_part {
+                mysql.host_part.clone_from(host);
+            }
+            let driver = AnyDriver::build(
+                &rotation.id.to_string(),
+                connection.config.clone(),
+                &rotation.parameters,
+                DriverOptions {
+                    mysql,
+                    redis_usernames: None,
+                },
+            )
+            .map_err(LocalError::Build)?;
+            drivers.insert(rotation.id, driver);
+        }
+        Ok(Self {
+            registry,
+            store,
+            keys,
+            drivers,
+            budget: Budget::default(),
+        })
+    }
+
+    /// The registry served.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Start-up: frees leases of a crashed predecessor, creates state rows, resumes open
+    /// attempts, then issues slot 0 of every rotation that has no credential. Failures are
+    /// recorded on the rotation (status failed, event) and logged; they never stop the server.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read or written.
+    pub async fn start_up(&self) -> Result<(), LocalError> {
+        self.store.break_leases().await?;
+        for rotation in &self.registry.rotations {
+            self.store
+                .ensure_rotation(&rotation.id.to_string(), None)
+                .await?;
+        }
+        for row in self.store.open_attempts().await? {
+            let Ok(id) = Uuid::parse_str(&row.rotation_id) else {
+                continue;
+            };
+            if self.registry.rotation(id).is_none() {
+                tracing::warn!(rotation_id = %row.rotation_id, attempt_id = %row.attempt_id,
+                    "an open attempt belongs to a rotation no longer registered; left as is");
+                continue;
+            }
+            let origin = Origin {
+                scheduled: row.scheduled,
+                request_id: row.request_id.clone(),
+            };
+            if let Err(error) = self.rotate(id, origin).await {
+                tracing::warn!(rotation_id = %row.rotation_id, %error, "recovered attempt did not commit");
+            }
+        }
+        for rotation in &self.registry.rotations {
+            let id = rotation.id.to_string();
+            if self.store.credentials(&id).await?.is_empty() {
+                let origin = Origin {
+                    scheduled: false,
+                    request_id: crate::context::new_request_id(),
+                };
+                if let Err(error) = self.rotate(rotation.id, origin).await {
+                    tracing::warn!(rotation_id = %id, %error, "first credential not issued");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The registered rotation `id`, checked against the request's type.
+    ///
+    /// # Errors
+    ///
+    /// [`LocalError::TypeMismatch`].
+    pub fn lookup(
+        &self,
+        id: Uuid,
+        requested: crate::proto::RotationType,
+    ) -> Option<Result<&LocalRotation, LocalError>> {
+        let rotation = self.registry.rotation(id)?;
+        if requested != rotation.rotation_type {
+            return Some(Err(LocalError::TypeMismatch {
+                rotation_id: id.to_string(),
+                declared: rotation.rotation_type,
+                requested,
+            }));
+        }
+        Some(Ok(rotation))
+    }
+
+    /// Rotates `id` (or, when an attempt of it was left open, finishes that one).
+    ///
+    /// # Errors
+    ///
+    /// [`LocalError::Busy`] when another attempt holds the lease; the attempt's failure.
+    pub async fn rotate(&self, id: Uuid, origin: Origin) -> Result<SecretRotation, LocalError> {
+        let rotation = self
+            .registry
+            .rotation(id)
+            .ok_or_else(|| LocalError::NoCredential(id.to_string()))?;
+        let driver = self
+            .drivers
+            .get(&id)
+            .ok_or_else(|| LocalError::NoCredential(id.to_string()))?;
+        let rotation_id = id.to_string();
+        let attempt_id = Uuid::now_v7();
+        let token = match self
+            .store
+            .acquire(&rotation_id, &attempt_id.to_string(), LEASE_TTL)
+            .await?
+        {
+            LeaseOutcome::Acquired(token) => token,
+            LeaseOutcome::HeldBy(holder) => {
+                return Err(LocalError::Busy {
+                    rotation_id,
+                    attempt_id: holder,
+                });
+            }
+        };
+        let result = self
+            .run_under_lease(rotation, driver, attempt_id, token, origin)
+            .await;
+        if let Err(error) = self.store.release(&rotation_id, token).await {
+            tracing::warn!(%rotation_id, %error, "could not release the lease; it expires");
+        }
+        result
+    }
+
+    async fn run_under_lease(
+        &self,
+        rotation: &LocalRotation,
+        driver: &RotationDriver,
+        attempt_id: Uuid,
+        token: i64,
+        origin: Origin,
+    ) -> Result<SecretRotation, LocalError> {
+        let rotation_id = rotation.id.to_string();
+        let open = self
+            .store
+            .open_attempts()
+            .await?
+            .into_iter()
+            .find(|a| a.rotation_id == rotation_id);
+        let run = match open {
+            Some(mut row) => {
+                // Resume: the last effect is unknown, so the state machine starts from the
+                // stored state with no result.
+                self.store
+                    .adopt(row.attempt_id, &rotation_id, token)
+                    .await?;
+                row.fencing_token = token;
+                let aad = associated_data(&rotation_id, row.slot);
+                let plain = self.keys.open(
+                    &Sealed {
+                        key_id: row.key_id.clone(),
+                        bytes: row.candidate.clone(),
+                    },
+                    &aad,
+                )?;
+                let password = SecretString::new(
+                    String::from_utf8(plain)
+                        .map_err(|_| LocalError::Crypto(super::crypto::CryptoError::Open))?,
+                );
+                tracing::info!(%rotation_id, attempt_id = %row.attempt_id, state = ?row.state, "resuming an open attempt");
+                Run {
+                    rotation,
+                    driver,
+                    row,
+                    password,
+                    started: Instant::now(),
+                }
+            }
+            None => {
+                let stored = self.store.credentials(&rotation_id).await?;
+                let state = self.state(&rotation_id).await?;
+                let slot = if stored.is_empty() {
+                    0
+                } else {
+                    1 - state.active_index.min(1)
+                };
+                let password = driver.password_policy.generate();
+                let sealed = self.keys.seal(
+                    password.expose().as_bytes(),
+                    &associated_data(&rotation_id, slot),
+                )?;
+                let row = AttemptRow {
+                    attempt_id,
+                    rotation_id: rotation_id.clone(),
+                    slot,
+                    state: AttemptState::Prepared,
+                    key_id: sealed.key_id,
+                    candidate: sealed.bytes,
+                    fencing_token: token,
+                    scheduled: origin.scheduled,
+                    request_id: origin.request_id.clone(),
+                    transient: 0,
+                    regenerations: 0,
+                    error: None,
+                    created_at: Utc::now(),
+                };
+                self.store.prepare(&row).await?;
+                failpoint::hit("prepared");
+                Run {
+                    rotation,
+                    driver,
+                    row,
+                    password,
+                    started: Instant::now(),
+                }
+            }
+        };
+        self.drive(run).await
+    }
+
+    /// Runs the state machine from the run's stored state until it commits or fails.
+    async fn drive(&self, mut run: Run<'_>) -> Result<SecretRotation, LocalError> {
+        let slot = Slot::from_index(run.row.slot).unwrap_or(Slot::First);
+        let username = run.driver.driver.username_for(slot).to_owned();
+        let mut last: Option<ActionResult> = None;
+        let mut last_error: Option<DriverError> = None;
+        loop {
+            let spent = Spent {
+                transient: run.row.transient,
+                regenerations: run.row.regenerations,
+            };
+            let action = match attempt::next(run.row.state, last, spent, self.budget) {
+                Next::RetryAfterBackoff(retry) => {
+                    tokio::time::sleep(backoff(run.row.transient)).await;
+                    match retry {
+                        attempt::Retry::Apply => Next::Apply,
+                        attempt::Retry::Verify => Next::Verify,
+                    }
+                }
+                other => other,
+            };
+            let credential = Credential {
+                username: username.clone(),
+                password: run.password.clone(),
+            };
+            match action {
+                Next::Apply => match run.driver.driver.apply(&credential).await {
+                    Ok(()) => {
+                        last = None;
+                        if run.row.state == AttemptState::Prepared {
+                            run.row.state = AttemptState::Applied;
+                            self.store.transition(&run.row).await?;
+                            failpoint::hit("applied");
+                        }
+                    }
+                    Err(e) => last = Some(self.note_failure(&mut run, e, &mut last_error)),
+                },
+                Next::Verify => match run.driver.driver.verify(&credential).await {
+                    Ok(()) => {
+                        last = None;
+                        run.row.state = AttemptState::Verified;
+                        self.store.transition(&run.row).await?;
+                        failpoint::hit("verified");
+                    }
+                    Err(e) => last = Some(self.note_failure(&mut run, e, &mut last_error)),
+                },
+                Next::Regenerate => {
+                    run.password = run.driver.password_policy.generate();
+                    let sealed = self.keys.seal(
+                        run.password.expose().as_bytes(),
+                        &associated_data(&run.row.rotation_id, run.row.slot),
+                    )?;
+                    run.row.key_id = sealed.key_id;
+                    run.row.candidate = sealed.bytes;
+                    run.row.regenerations += 1;
+                    self.store.transition(&run.row).await?;
+                    last = None;
+                }
+                Next::Commit => return self.commit(&run).await,
+                Next::Fail | Next::Done => {
+                    let error = last_error.unwrap_or_else(|| {
+                        DriverError::new(
+                            DriverErrorKind::Server,
+                            run.driver.driver.system(),
+                            crate::drivers::Phase::Apply,
+                            "the attempt ended without a result",
+                        )
+                    });
+                    return Err(self.fail(&run, error).await);
+                }
+                Next::RetryAfterBackoff(_) => {}
+            }
+        }
+    }
+
+    fn note_failure(
+        &self,
+        run: &mut Run<'_>,
+        error: DriverError,
+        last_error: &mut Option<DriverError>,
+    ) -> ActionResult {
+        let result = if error.is_transient() {
+            run.row.transient += 1;
+            ActionResult::Transient
+        } else if error.kind() == DriverErrorKind::PasswordRejected {
+            ActionResult::CandidateRejected
+        } else {
+            ActionResult::Permanent
+        };
+        tracing::info!(rotation_id = %run.row.rotation_id, attempt_id = %run.row.attempt_id,
+            reason = error.reason(), ?result, "driver action failed");
+        *last_error = Some(error);
+        result
+    }
+
+    fn schedule(rotation: &LocalRotation) -> Schedule {
+        Schedule {
+            auto_rotation: rotation.auto_rotation,
+            interval_days: rotation.interval_days,
+            rotate_at_hours: rotation.rotate_at.0,
+            rotate_at_minutes: rotation.rotate_at.1,
+        }
+    }
+
+    async fn commit(&self, run: &Run<'_>) -> Result<SecretRotation, LocalError> {
+        let rotation_id = &run.row.rotation_id;
+        let now = Utc::now();
+        let manual = !run.row.scheduled;
+        let mut state = self.state(rotation_id).await?;
+        state.active_index = run.row.slot;
+        state.status = LocalStatus::Success;
+        state.last_rotated_at = Some(now);
+        state.last_rotation_attempted_at = Some(now);
+        state.next_rotation_at = Self::schedule(run.rotation).after_success(now, manual);
+        state.is_last_rotation_manual = manual;
+        state.last_message = None;
+        state.updated_at = now;
+        let view = self.view(run.rotation, &state);
+        let event = self.event(run, now, Some(view.clone()), None)?;
+        let commit = CommitAttempt {
+            attempt_id: run.row.attempt_id,
+            rotation_id: rotation_id.clone(),
+            slot: run.row.slot,
+            key_id: run.row.key_id.clone(),
+            ciphertext: run.row.candidate.clone(),
+            at: now,
+            next_rotation_at: state.next_rotation_at,
+            manual,
+            event,
+        };
+        self.store.commit(&commit, run.row.fencing_token).await?;
+        failpoint::hit("committed");
+        Ok(view)
+    }
+
+    async fn fail(&self, run: &Run<'_>, error: DriverError) -> LocalError {
+        let rotation_id = &run.row.rotation_id;
+        let now = Utc::now();
+        let manual = !run.row.scheduled;
+        let failure = LocalError::Driver(error.clone());
+        let message = format!("{}: {error}", error.reason());
+        let result = async {
+            let mut state = self.state(rotation_id).await?;
+            state.status = LocalStatus::Failed;
+            state.last_rotation_attempted_at = Some(now);
+            state.next_rotation_at = Self::schedule(run.rotation).after_failure(now);
+            state.is_last_rotation_manual = manual;
+            state.last_message = Some(message.clone());
+            let view = self.view(run.rotation, &state);
+            let event = self.event(
+                run,
+                now,
+                Some(view),
+                Some(ServiceError::Local(failure.clone())),
+            )?;
+            self.store
+                .fail(
+                    &FailAttempt {
+                        attempt_id: run.row.attempt_id,
+                        rotation_id: rotation_id.clone(),
+                        at: now,
+                        next_rotation_at: state.next_rotation_at,
+                        manual,
+                        message,
+                        event,
+                    },
+                    run.row.fencing_token,
+                )
+                .await?;
+            Ok::<_, LocalError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => failure,
+            Err(e) => e,
+        }
+    }
+
+    fn event(
+        &self,
+        run: &Run<'_>,
+        now: DateTime<Utc>,
+        rotation: Option<SecretRotation>,
+        failure: Option<ServiceError>,
+    ) -> Result<crate::store::NewOutboxEvent, LocalError> {
+        let record = AttemptRecord {
+            event_id: Uuid::now_v7(),
+            time: now,
+            rotation_id: run.row.rotation_id.clone(),
+            rotation_type: run.rotation.rotation_type,
+            rotation,
+            backend: Backend::Local,
+            trigger: if run.row.scheduled {
+                Trigger::Scheduled
+            } else {
+                Trigger::Manual
+            },
+            attempt_number: 1 + run.row.transient,
+            duration: run.started.elapsed(),
+            request_id: run.row.request_id.clone(),
+            upstream_req_id: None,
+            failure,
+        };
+        crate::events::recorder::outbox_row(&record, crate::telemetry::current_trace_headers())
+            .map_err(|e| LocalError::Store {
+                message: e.to_string(),
+                transient: false,
+            })
+    }
+
+    async fn state(&self, rotation_id: &str) -> Result<RotationState, LocalError> {
+        self.store
+            .rotation_state(rotation_id)
+            .await?
+            .ok_or_else(|| LocalError::NoCredential(rotation_id.to_owned()))
+    }
+
+    /// The rotation as `GetSecretRotation` answers it.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn get(&self, rotation: &LocalRotation) -> Result<SecretRotation, LocalError> {
+        let state = self.state(&rotation.id.to_string()).await?;
+        Ok(self.view(rotation, &state))
+    }
+
+    /// Every registered rotation of `rotation_type` (all for `Unspecified`) in `project_id`
+    /// (all when empty).
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn list(
+        &self,
+        rotation_type: crate::proto::RotationType,
+        project_id: &str,
+    ) -> Result<Vec<SecretRotation>, LocalError> {
+        let mut out = Vec::new();
+        for rotation in &self.registry.rotations {
+            let type_ok = rotation_type == crate::proto::RotationType::Unspecified
+                || rotation.rotation_type == rotation_type;
+            if type_ok && (project_id.is_empty() || rotation.project_id == project_id) {
+                out.push(self.get(rotation).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The registered rotation named `name` in the labels of `lookup`.
+    pub fn by_name(&self, lookup: &crate::proto::RotationName) -> Option<&LocalRotation> {
+        self.registry.rotations.iter().find(|r| {
+            r.name == lookup.name
+                && (lookup.project_id.is_empty() || r.project_id == lookup.project_id)
+                && (lookup.environment.is_empty() || r.environment == lookup.environment)
+                && (lookup.secret_path.is_empty() || r.folder_path == lookup.secret_path)
+        })
+    }
+
+    /// The stored credentials, decrypted, ordered by slot.
+    ///
+    /// # Errors
+    ///
+    /// The store failed, a credential does not decrypt, or none is issued yet.
+    pub async fn generated_credentials(
+        &self,
+        rotation: &LocalRotation,
+    ) -> Result<GetGeneratedCredentialsResponse, LocalError> {
+        let rotation_id = rotation.id.to_string();
+        let state = self.state(&rotation_id).await?;
+        let stored = self.store.credentials(&rotation_id).await?;
+        if stored.is_empty() {
+            return Err(LocalError::NoCredential(rotation_id));
+        }
+        let driver = self
+            .drivers
+            .get(&rotation.id)
+            .ok_or_else(|| LocalError::NoCredential(rotation_id.clone()))?;
+        let mut generated_credentials = Vec::new();
+        for c in &stored {
+            let plain = self.keys.open(
+                &Sealed {
+                    key_id: c.key_id.clone(),
+                    bytes: c.ciphertext.clone(),
+                },
+                &associated_data(&rotation_id, c.slot),
+            )?;
+            let password = String::from_utf8(plain)
+                .map_err(|_| LocalError::Crypto(super::crypto::CryptoError::Open))?;
+            let slot = Slot::from_index(c.slot).unwrap_or(Slot::First);
+            let value = UsernamePasswordCredential {
+                username: driver.driver.username_for(slot).to_owned(),
+                password,
+            };
+            use crate::proto::RotationType as T;
+            let kind = match rotation.rotation_type {
+                T::MysqlCredentials => generated_credential::Kind::MysqlCredentials(value),
+                T::RedisCredentials => generated_credential::Kind::RedisCredentials(value),
+                _ => generated_credential::Kind::PostgresCredentials(value),
+            };
+            generated_credentials.push(GeneratedCredential { kind: Some(kind) });
+        }
+        // With a single credential (after the first create) its index is the active one: 0.
+        let active_index = if stored.len() == 1 {
+            0
+        } else {
+            state.active_index
+        };
+        Ok(GetGeneratedCredentialsResponse {
+            rotation_id,
+            r#type: rotation.rotation_type as i32,
+            active_index,
+            generated_credentials,
+        })
+    }
+
+    fn view(&self, rotation: &LocalRotation, state: &RotationState) -> SecretRotation {
+        let connection = self.registry.connections.get(&rotation.connection);
+        SecretRotation {
+            id: rotation.id.to_string(),
+            name: rotation.name.clone(),
+            description: rotation.description.clone(),
+            is_auto_rotation_enabled: rotation.auto_rotation,
+            active_index: state.active_index,
+            folder_id: String::new(),
+            connection_id: connection.map(|c| c.id.to_string()).unwrap_or_default(),
+            created_at: Some(timestamp(state.created_at)),
+            updated_at: Some(timestamp(state.updated_at)),
+            rotation_interval: rotation.interval_days,
+            rotation_status: match state.status {
+                LocalStatus::Success => RotationStatus::Success,
+                LocalStatus::Failed => RotationStatus::Failed,
+            } as i32,
+            last_rotation_attempted_at: state.last_rotation_attempted_at.map(timestamp),
+            last_rotated_at: state.last_rotated_at.map(timestamp),
+            last_rotation_job_id: None,
+            next_rotation_at: state.next_rotation_at.map(timestamp),
+            is_last_rotation_manual: state.is_last_rotation_manual,
+            connection: connection.map(|c| crate::proto::Connection {
+                app: c.app.as_str().to_owned(),
+                name: c.name.clone(),
+                id: c.id.to_string(),
+            }),
+            environment: Some(crate::proto::Environment {
+                slug: rotation.environment.clone(),
+                name: rotation.environment.clone(),
+                id: String::new(),
+            }),
+            project_id: rotation.project_id.clone(),
+            folder: Some(crate::proto::Folder {
+                id: String::new(),
+                path: rotation.folder_path.clone(),
+            }),
+            rotate_at_utc: Some(crate::proto::RotateAtUtc {
+                hours: rotation.rotate_at.0,
+                minutes: rotation.rotate_at.1,
+            }),
+            last_rotation_message: state.last_message.clone(),
+            r#type: rotation.rotation_type as i32,
+            parameters: Some(RotationParameters {
+                kind: Some(rotation.parameters.clone()),
+            }),
+            secrets_mapping: Some(SecretsMapping {
+                kind: Some(rotation.secrets_mapping.clone()),
+            }),
+            backend: Backend::Local as i32,
+        }
+    }
+}
+
+fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// Full-jitter exponential backoff for the `n`th transient failure.
+fn backoff(n: u32) -> Duration {
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1u32 << n.min(16))
+        .min(BACKOFF_CAP);
+    ceiling.mul_f64(rand::random::<f64>())
+}

@@ -1,0 +1,604 @@
+//! The local registry: the connections and rotations this server rotates itself, declared in the
+//! configuration file as `[[connections]]` and `[[rotations]]`, plus the credentials key ring.
+//!
+//! Parameters and secrets mappings use Infisical's camelCase field names and are read with the
+//! same per-type serde derives as a forwarded rotation, so a rotation moves between Infisical and
+//! the local registry without rewriting its parameters.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::config::{ConfigProblem, Env};
+use crate::drivers::{ConnectionConfig, TlsConfig, TlsMode};
+use crate::local::crypto::KeyRing;
+use crate::proto::{RotationType, rotation_parameters, secrets_mapping};
+use crate::secret::SecretString;
+
+/// The environment variables holding the credentials-encryption keys.
+pub const ENCRYPTION_KEY_VAR: &str = "ROTATOR_ENCRYPTION_KEY";
+/// A file holding the keys, comma- or newline-separated.
+pub const ENCRYPTION_KEY_FILE_VAR: &str = "ROTATOR_ENCRYPTION_KEY_FILE";
+
+/// A target system's app, as Infisical names it in `connection.app`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum App {
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB.
+    Mysql,
+    /// Redis.
+    Redis,
+}
+
+/// One declared connection.
+#[derive(Debug, Clone)]
+pub struct LocalConnection {
+    /// Its name; rotations refer to it.
+    pub name: String,
+    /// A stable id derived from the name (Infisical's `connectionId` has this place).
+    pub id: Uuid,
+    /// The app.
+    pub app: App,
+    /// How to reach and log in to the target as its admin.
+    pub config: ConnectionConfig,
+    /// MySQL: the accounts' host part (`%` by default).
+    pub mysql_host_part: Option<String>,
+}
+
+/// One declared rotation.
+#[derive(Debug, Clone)]
+pub struct LocalRotation {
+    /// Its id.
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    pub rotation_type: RotationType,
+    /// The name of its connection.
+    pub connection: String,
+    /// The type's parameters.
+    pub parameters: rotation_parameters::Kind,
+    /// The type's secrets mapping.
+    pub secrets_mapping: secrets_mapping::Kind,
+    /// Days between rotations.
+    pub interval_days: u32,
+    /// UTC time of day (hours, minutes).
+    pub rotate_at: (u32, u32),
+    /// Whether the scheduler rotates it.
+    pub auto_rotation: bool,
+    /// Labels, so the answer has the same shape as a forwarded one.
+    pub project_id: String,
+    /// Environment slug label.
+    pub environment: String,
+    /// Folder path label.
+    pub folder_path: String,
+    /// Free text.
+    pub description: Option<String>,
+}
+
+/// Every local connection and rotation, and the key ring that seals their credentials.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    /// Connections by name.
+    pub connections: HashMap<String, LocalConnection>,
+    /// Rotations in declaration order.
+    pub rotations: Vec<LocalRotation>,
+    /// The key ring; present whenever there is a rotation.
+    pub keys: Option<KeyRing>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnection {
+    name: String,
+    app: String,
+    host: String,
+    port: Option<u16>,
+    #[serde(default)]
+    database: String,
+    username: String,
+    password: Option<String>,
+    tls: Option<String>,
+    ca_file: Option<String>,
+    mysql_host_part: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRotation {
+    id: String,
+    name: String,
+    #[serde(rename = "type")]
+    rotation_type: String,
+    connection: String,
+    parameters: toml::Value,
+    secrets_mapping: toml::Value,
+    rotation_interval_days: Option<u32>,
+    rotate_at_utc: Option<String>,
+    auto_rotation: Option<bool>,
+    project_id: Option<String>,
+    environment: Option<String>,
+    folder_path: Option<String>,
+    description: Option<String>,
+}
+
+// === impl App ===
+
+impl App {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "postgres" => Some(Self::Postgres),
+            "mysql" => Some(Self::Mysql),
+            "redis" => Some(Self::Redis),
+            _ => None,
+        }
+    }
+
+    /// Infisical's app slug.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Mysql => "mysql",
+            Self::Redis => "redis",
+        }
+    }
+
+    fn default_port(self) -> u16 {
+        match self {
+            Self::Postgres => 5432,
+            Self::Mysql => 3306,
+            Self::Redis => 6379,
+        }
+    }
+
+    /// The app a rotation type needs.
+    pub fn for_type(t: RotationType) -> Option<Self> {
+        match t {
+            RotationType::PostgresCredentials => Some(Self::Postgres),
+            RotationType::MysqlCredentials => Some(Self::Mysql),
+            RotationType::RedisCredentials => Some(Self::Redis),
+            _ => None,
+        }
+    }
+}
+
+// === impl Registry ===
+
+impl Registry {
+    /// Reads `[[connections]]` and `[[rotations]]` (removed from `table` so the rest of the
+    /// configuration is read as before) and the keys from `env`. Problems go to `problems`.
+    pub fn from_table(
+        table: &mut toml::Table,
+        env: &Env,
+        problems: &mut Vec<ConfigProblem>,
+    ) -> Self {
+        let raw_connections = table.remove("connections");
+        let raw_rotations = table.remove("rotations");
+        let mut registry = Self::default();
+        for (i, value) in array(raw_connections, "connections", problems)
+            .into_iter()
+            .enumerate()
+        {
+            let key = format!("connections[{i}]");
+            let raw: RawConnection = match value.try_into() {
+                Ok(r) => r,
+                Err(e) => {
+                    push(problems, &key, e.message().to_owned());
+                    continue;
+                }
+            };
+            if let Some(c) = connection(raw, &key, env, problems) {
+                if registry.connections.contains_key(&c.name) {
+                    push(
+                        problems,
+                        &key,
+                        format!("duplicate connection name {:?}", c.name),
+                    );
+                } else {
+                    registry.connections.insert(c.name.clone(), c);
+                }
+            }
+        }
+        for (i, value) in array(raw_rotations, "rotations", problems)
+            .into_iter()
+            .enumerate()
+        {
+            let key = format!("rotations[{i}]");
+            let raw: RawRotation = match value.try_into() {
+                Ok(r) => r,
+                Err(e) => {
+                    push(problems, &key, e.message().to_owned());
+                    continue;
+                }
+            };
+            if let Some(r) = rotation(raw, &key, &registry.connections, problems) {
+                if registry.rotations.iter().any(|o| o.id == r.id) {
+                    push(
+                        problems,
+                        &format!("{key}.id"),
+                        "duplicate rotation id".into(),
+                    );
+                } else if registry.rotations.iter().any(|o| o.name == r.name) {
+                    push(
+                        problems,
+                        &format!("{key}.name"),
+                        "duplicate rotation name".into(),
+                    );
+                } else {
+                    registry.rotations.push(r);
+                }
+            }
+        }
+        if !registry.rotations.is_empty() {
+            registry.keys = keys(env, problems);
+        }
+        registry
+    }
+
+    /// The rotation with this id.
+    pub fn rotation(&self, id: Uuid) -> Option<&LocalRotation> {
+        self.rotations.iter().find(|r| r.id == id)
+    }
+
+    /// Whether nothing is declared.
+    pub fn is_empty(&self) -> bool {
+        self.rotations.is_empty()
+    }
+}
+
+fn push(problems: &mut Vec<ConfigProblem>, key: &str, reason: String) {
+    problems.push(ConfigProblem {
+        key: key.to_owned(),
+        reason,
+    });
+}
+
+fn array(
+    value: Option<toml::Value>,
+    key: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Vec<toml::Value> {
+    match value {
+        None => Vec::new(),
+        Some(toml::Value::Array(items)) => items,
+        Some(_) => {
+            push(problems, key, "must be an array of tables ([[...]])".into());
+            Vec::new()
+        }
+    }
+}
+
+fn connection(
+    raw: RawConnection,
+    key: &str,
+    env: &Env,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<LocalConnection> {
+    let before = problems.len();
+    let app = App::parse(&raw.app);
+    if app.is_none() {
+        push(
+            problems,
+            &format!("{key}.app"),
+            "must be postgres, mysql or redis".into(),
+        );
+    }
+    if raw.name.trim().is_empty() {
+        push(problems, &format!("{key}.name"), "is empty".into());
+    }
+    if raw.host.trim().is_empty() {
+        push(problems, &format!("{key}.host"), "is empty".into());
+    }
+    let mode = match raw.tls.as_deref() {
+        None | Some("verify-full") => TlsMode::VerifyFull,
+        Some("require") => TlsMode::Require,
+        Some("disable") => TlsMode::Disable,
+        Some(_) => {
+            push(
+                problems,
+                &format!("{key}.tls"),
+                "must be disable, require or verify-full".into(),
+            );
+            TlsMode::VerifyFull
+        }
+    };
+    let ca_pem = raw.ca_file.as_ref().and_then(|path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| {
+                push(
+                    problems,
+                    &format!("{key}.ca_file"),
+                    format!("cannot read {path}: {e}"),
+                )
+            })
+            .ok()
+    });
+    let password = match raw.password {
+        None => SecretString::new(String::new()),
+        Some(reference) => {
+            if !(reference.starts_with("env:") || reference.starts_with("file:")) {
+                push(
+                    problems,
+                    &format!("{key}.password"),
+                    "must be a reference, env:NAME or file:PATH, never the password itself".into(),
+                );
+                SecretString::new(String::new())
+            } else {
+                crate::config::resolve_secret(
+                    &format!("{key}.password"),
+                    Some(reference),
+                    env,
+                    problems,
+                )
+                .unwrap_or_else(|| SecretString::new(String::new()))
+            }
+        }
+    };
+    let app = app?;
+    if problems.len() > before {
+        return None;
+    }
+    let id = derived_id(&raw.name);
+    Some(LocalConnection {
+        id,
+        app,
+        config: ConnectionConfig {
+            host: raw.host,
+            port: raw.port.unwrap_or_else(|| app.default_port()),
+            database: raw.database,
+            admin_username: raw.username,
+            admin_password: password,
+            tls: TlsConfig { mode, ca_pem },
+        },
+        mysql_host_part: raw.mysql_host_part,
+        name: raw.name,
+    })
+}
+
+/// A stable id from a connection name: the first 16 bytes of SHA-256, as a UUID (v8 layout).
+fn derived_id(name: &str) -> Uuid {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("rotator/connection/{name}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+fn rotation(
+    raw: RawRotation,
+    key: &str,
+    connections: &HashMap<String, LocalConnection>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<LocalRotation> {
+    let before = problems.len();
+    let id = Uuid::parse_str(&raw.id)
+        .map_err(|_| push(problems, &format!("{key}.id"), "must be a UUID".into()))
+        .ok();
+    let rotation_type = RotationType::parse(&raw.rotation_type);
+    let app = rotation_type.and_then(App::for_type);
+    if app.is_none() {
+        push(
+            problems,
+            &format!("{key}.type"),
+            "local rotation supports postgres-credentials, mysql-credentials and redis-credentials"
+                .into(),
+        );
+    }
+    match connections.get(&raw.connection) {
+        None => push(
+            problems,
+            &format!("{key}.connection"),
+            format!("no connection named {:?}", raw.connection),
+        ),
+        Some(c) if app.is_some_and(|a| a != c.app) => push(
+            problems,
+            &format!("{key}.connection"),
+            format!(
+                "connection {:?} is a {} connection",
+                raw.connection,
+                c.app.as_str()
+            ),
+        ),
+        Some(_) => {}
+    }
+    let interval_days = raw.rotation_interval_days.unwrap_or(30);
+    if interval_days == 0 {
+        push(
+            problems,
+            &format!("{key}.rotation_interval_days"),
+            "must be at least 1".into(),
+        );
+    }
+    let rotate_at = match raw.rotate_at_utc.as_deref() {
+        None => (0, 0),
+        Some(text) => parse_hhmm(text).unwrap_or_else(|| {
+            push(
+                problems,
+                &format!("{key}.rotate_at_utc"),
+                "must be \"HH:MM\" (UTC)".into(),
+            );
+            (0, 0)
+        }),
+    };
+    let typed = rotation_type.filter(|_| app.is_some()).and_then(|t| {
+        let parameters = json_of(raw.parameters.clone())
+            .and_then(|v| crate::rotation::json::parameters_from_json(t, v))
+            .map_err(|e| push(problems, &format!("{key}.parameters"), e.to_string()))
+            .ok();
+        let mapping = json_of(raw.secrets_mapping.clone())
+            .and_then(|v| crate::rotation::json::mapping_from_json(t, v))
+            .map_err(|e| push(problems, &format!("{key}.secrets_mapping"), e.to_string()))
+            .ok();
+        Some((t, parameters?, mapping?))
+    });
+    let (rotation_type, parameters, secrets_mapping) = typed?;
+    if problems.len() > before {
+        return None;
+    }
+    Some(LocalRotation {
+        id: id?,
+        name: raw.name,
+        rotation_type,
+        connection: raw.connection,
+        parameters,
+        secrets_mapping,
+        interval_days,
+        rotate_at,
+        auto_rotation: raw.auto_rotation.unwrap_or(true),
+        project_id: raw.project_id.unwrap_or_default(),
+        environment: raw.environment.unwrap_or_default(),
+        folder_path: raw.folder_path.unwrap_or_else(|| "/".to_owned()),
+        description: raw.description,
+    })
+}
+
+fn json_of(value: toml::Value) -> Result<serde_json::Value, serde_json::Error> {
+    serde_json::to_value(value)
+}
+
+fn parse_hhmm(text: &str) -> Option<(u32, u32)> {
+    let (h, m) = text.split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some((h, m))
+}
+
+fn keys(env: &Env, problems: &mut Vec<ConfigProblem>) -> Option<KeyRing> {
+    let text = match (
+        env.get(ENCRYPTION_KEY_VAR),
+        env.get(ENCRYPTION_KEY_FILE_VAR),
+    ) {
+        (Some(v), _) => SecretString::new(v.clone()),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(v) => SecretString::new(v),
+            Err(e) => {
+                push(
+                    problems,
+                    ENCRYPTION_KEY_FILE_VAR,
+                    format!("cannot read {path}: {e}"),
+                );
+                return None;
+            }
+        },
+        (None, None) => {
+            push(
+                problems,
+                ENCRYPTION_KEY_VAR,
+                "local rotations are declared, so a credentials-encryption key is required \
+                 (`rotator keygen` prints one)"
+                    .into(),
+            );
+            return None;
+        }
+    };
+    let parts: Vec<SecretString> = text
+        .expose()
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| SecretString::new(s.to_owned()))
+        .collect();
+    KeyRing::parse(&parts)
+        .map_err(|e| push(problems, ENCRYPTION_KEY_VAR, e.to_string()))
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+    fn load(text: &str, env: &[(&str, &str)]) -> (Registry, Vec<ConfigProblem>) {
+        let mut table: toml::Table = text.parse().expect("toml");
+        let env: Env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut problems = Vec::new();
+        let r = Registry::from_table(&mut table, &env, &mut problems);
+        (r, problems)
+    }
+
+    const GOOD: &str = r#"
+[[connections]]
+name = "pg"
+app = "postgres"
+host = "127.0.0.1"
+port = 5433
+database = "postgres"
+username = "rotator_admin"
+password = "env:PG_ADMIN"
+tls = "disable"
+
+[[rotations]]
+id = "6c7b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a10"
+name = "app-db"
+type = "postgres-credentials"
+connection = "pg"
+rotation_interval_days = 7
+rotate_at_utc = "03:30"
+project_id = "proj"
+environment = "prod"
+parameters = { username1 = "app_a", username2 = "app_b" }
+secrets_mapping = { username = "DB_USER", password = "DB_PASSWORD" }
+"#;
+
+    #[test]
+    fn reads_connections_and_rotations_with_infisical_field_names() {
+        let (r, problems) = load(GOOD, &[("PG_ADMIN", "pw"), (ENCRYPTION_KEY_VAR, KEY)]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let rot = &r.rotations[0];
+        assert_eq!(rot.rotation_type, RotationType::PostgresCredentials);
+        assert_eq!(rot.rotate_at, (3, 30));
+        assert_eq!(rot.interval_days, 7);
+        assert!(
+            matches!(rot.parameters, rotation_parameters::Kind::PostgresCredentials(ref p) if p.username2 == "app_b")
+        );
+        assert_eq!(r.connections["pg"].config.port, 5433);
+        assert_eq!(r.connections["pg"].config.admin_password.expose(), "pw");
+        assert!(r.keys.is_some());
+    }
+
+    #[test]
+    fn problems_are_named_by_key_and_never_show_the_value() {
+        let text = GOOD
+            .replace("env:PG_ADMIN", "hunter2-literal")
+            .replace("03:30", "25:00")
+            .replace(
+                "app = \"postgres\"",
+                "app = \"postgres\"\nca_file = \"/nonexistent\"",
+            );
+        let (_, problems) = load(&text, &[]);
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"connections[0].password"), "{keys:?}");
+        assert!(keys.contains(&"connections[0].ca_file"), "{keys:?}");
+        assert!(keys.contains(&"rotations[0].connection"), "{keys:?}");
+        assert!(problems.iter().all(|p| !p.reason.contains("hunter2")));
+    }
+
+    #[test]
+    fn a_rotation_needs_a_key_and_a_matching_connection() {
+        let (_, problems) = load(GOOD, &[("PG_ADMIN", "pw")]);
+        assert_eq!(problems[0].key, ENCRYPTION_KEY_VAR);
+        let text = GOOD.replace("postgres-credentials", "redis-credentials");
+        let (_, problems) = load(&text, &[("PG_ADMIN", "pw"), (ENCRYPTION_KEY_VAR, KEY)]);
+        assert!(
+            problems.iter().any(|p| p.key == "rotations[0].connection"),
+            "{problems:?}"
+        );
+        let text = GOOD.replace("6c7b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a10", "nope");
+        let (_, problems) = load(&text, &[("PG_ADMIN", "pw"), (ENCRYPTION_KEY_VAR, KEY)]);
+        assert!(
+            problems.iter().any(|p| p.key == "rotations[0].id"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn no_rotations_need_no_key() {
+        let (r, problems) = load("", &[]);
+        assert!(problems.is_empty() && r.is_empty() && r.keys.is_none());
+    }
+}

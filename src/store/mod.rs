@@ -1,0 +1,259 @@
+//! The embedded store: small per-table traits, and their backends.
+//!
+//! Each trait names one table and one role, so a component asks only for what it uses
+//! (the recorder appends, the relay reads and acknowledges). Today there is one table, the events
+//! outbox, and one backend, SQLite under `data_dir` ([`sqlite::SqliteStore`]). `RotationStore`,
+//! `AttemptStore`, `LeaseStore` and a PostgreSQL backend join later beside these, in the same
+//! shape: traits here, one module per backend.
+
+pub mod error;
+pub mod local;
+pub mod sqlite;
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+pub use self::error::StoreError;
+pub use self::sqlite::SqliteStore;
+
+/// The position of an outbox row. Monotonic and never reused: a later row has a larger number.
+pub type OutboxSeq = i64;
+
+/// An event to put in the outbox. Never holds a secret value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOutboxEvent {
+    /// UUIDv7; the CloudEvents `id` and the `Nats-Msg-Id`, so a re-publish is de-duplicated.
+    pub event_id: Uuid,
+    /// The subject below the configured prefix, e.g. `postgres-credentials.completed`. The prefix
+    /// is added at publish time, so changing it never strands queued events.
+    pub subject: String,
+    /// The message body exactly as it will be published (CloudEvents structured JSON).
+    pub payload: Vec<u8>,
+    /// The rotation the event is about; events of one rotation are published in order.
+    pub rotation_id: String,
+    /// W3C trace context (`traceparent`, `tracestate`) of the originating call.
+    pub trace_headers: Vec<(String, String)>,
+    /// rotator's request id of the originating call.
+    pub request_id: String,
+    /// When the event was written.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An outbox row as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// The row's position.
+    pub seq: OutboxSeq,
+    /// What was appended.
+    pub event: NewOutboxEvent,
+    /// Publish attempts that did not end in an ack.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When JetStream acknowledged it; `None` while it waits.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// The stream sequence of the acknowledged message.
+    pub stream_seq: Option<u64>,
+}
+
+/// One acknowledged publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// The outbox row.
+    pub seq: OutboxSeq,
+    /// The stream sequence in the `PublishAck` (the original one when it was a duplicate).
+    pub stream_seq: u64,
+}
+
+/// How far the relay is behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    /// Events not yet acknowledged by JetStream.
+    pub depth: u64,
+    /// When the oldest waiting event was written.
+    pub oldest_created_at: Option<DateTime<Utc>>,
+}
+
+// === impl Backlog ===
+
+impl Backlog {
+    /// How long the oldest waiting event has waited, as of `now`; zero when nothing waits.
+    pub fn oldest_age(&self, now: DateTime<Utc>) -> Duration {
+        self.oldest_created_at
+            .and_then(|t| (now - t).to_std().ok())
+            .unwrap_or_default()
+    }
+}
+
+/// Appends events to the outbox.
+pub trait WriteOutbox: Send + Sync {
+    /// Durably appends `event`: when this returns `Ok`, the event survives a crash. Appending an
+    /// event id that is already stored is a no-op, so a retried append cannot double an event.
+    ///
+    /// # Errors
+    ///
+    /// The store could not write.
+    fn append(&self, event: NewOutboxEvent) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Reads what waits in the outbox.
+pub trait ReadOutbox: Send + Sync {
+    /// The next batch to publish: up to `limit` unsent events with `seq >= from`, in sequence
+    /// order.
+    ///
+    /// # Errors
+    ///
+    /// The store could not read, or a row is malformed.
+    fn next_batch(
+        &self,
+        from: OutboxSeq,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<OutboxEvent>, StoreError>> + Send;
+
+    /// Depth and oldest age of the unsent events.
+    ///
+    /// # Errors
+    ///
+    /// The store could not read.
+    fn backlog(&self) -> impl Future<Output = Result<Backlog, StoreError>> + Send;
+}
+
+/// Records publish outcomes, and forgets delivered events after their retention.
+pub trait AckOutbox: Send + Sync {
+    /// Marks events sent. Call only after their JetStream `PublishAck`.
+    ///
+    /// # Errors
+    ///
+    /// The store could not write; the events are then published again (and de-duplicated).
+    fn mark_sent(
+        &self,
+        deliveries: &[Delivery],
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Counts a failed publish attempt and keeps its (secret-free) reason.
+    ///
+    /// # Errors
+    ///
+    /// The store could not write.
+    fn mark_failed(
+        &self,
+        seqs: &[OutboxSeq],
+        error: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Deletes events delivered before `before`; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// The store could not write.
+    fn prune_delivered(
+        &self,
+        before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// Everything the events pipeline needs from a store.
+pub trait OutboxStore: WriteOutbox + ReadOutbox + AckOutbox {}
+
+impl<T: WriteOutbox + ReadOutbox + AckOutbox> OutboxStore for T {}
+
+/// The contract every outbox backend must keep; each backend's tests call it.
+#[cfg(test)]
+pub(crate) mod contract {
+    use super::*;
+
+    fn event(n: u32, rotation: &str) -> NewOutboxEvent {
+        NewOutboxEvent {
+            event_id: Uuid::now_v7(),
+            subject: "postgres-credentials.completed".to_owned(),
+            payload: format!("{{\"n\":{n}}}").into_bytes(),
+            rotation_id: rotation.to_owned(),
+            trace_headers: vec![(
+                "traceparent".to_owned(),
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+            )],
+            request_id: format!("req-{n}"),
+            // Backends may keep microseconds only.
+            created_at: DateTime::from_timestamp_micros(Utc::now().timestamp_micros())
+                .expect("now is in range"),
+        }
+    }
+
+    /// Append, read in order, acknowledge, fail, prune, and idempotent append.
+    pub(crate) async fn outbox_contract(store: &impl OutboxStore) {
+        assert_eq!(store.backlog().await.expect("backlog"), Backlog::default());
+        let first = event(1, "r1");
+        store.append(first.clone()).await.expect("append");
+        store
+            .append(first.clone())
+            .await
+            .expect("append is idempotent");
+        for n in 2..=5 {
+            store
+                .append(event(n, &format!("r{n}")))
+                .await
+                .expect("append");
+        }
+        let unsent = store.next_batch(0, 10).await.expect("next batch");
+        assert_eq!(unsent.len(), 5, "the repeated event id is stored once");
+        assert_eq!(unsent[0].event, first, "a row reads back as written");
+        assert!(unsent.windows(2).all(|w| w[0].seq < w[1].seq));
+        assert_eq!(store.next_batch(0, 2).await.expect("batch").len(), 2);
+        let from_third = store.next_batch(unsent[2].seq, 10).await.expect("batch");
+        assert_eq!(from_third.first().map(|e| e.seq), Some(unsent[2].seq));
+        assert_eq!(from_third.len(), 3);
+
+        let backlog = store.backlog().await.expect("backlog");
+        assert_eq!(backlog.depth, 5);
+        assert_eq!(backlog.oldest_created_at, Some(first.created_at));
+
+        store
+            .mark_failed(&[unsent[0].seq, unsent[1].seq], "nats: timed out")
+            .await
+            .expect("mark failed");
+        let again = store.next_batch(0, 1).await.expect("batch");
+        assert_eq!(again[0].attempts, 1);
+        assert_eq!(again[0].last_error.as_deref(), Some("nats: timed out"));
+
+        let at = Utc::now();
+        let deliveries = [
+            Delivery {
+                seq: unsent[0].seq,
+                stream_seq: 7,
+            },
+            Delivery {
+                seq: unsent[2].seq,
+                stream_seq: 8,
+            },
+        ];
+        store.mark_sent(&deliveries, at).await.expect("mark sent");
+        let left: Vec<_> = store
+            .next_batch(0, 10)
+            .await
+            .expect("batch")
+            .into_iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(left, [unsent[1].seq, unsent[3].seq, unsent[4].seq]);
+        assert_eq!(store.backlog().await.expect("backlog").depth, 3);
+
+        let before = at - chrono::Duration::seconds(1);
+        assert_eq!(store.prune_delivered(before).await.expect("prune"), 0);
+        let after = at + chrono::Duration::seconds(1);
+        assert_eq!(store.prune_delivered(after).await.expect("prune"), 2);
+        assert_eq!(store.backlog().await.expect("backlog").depth, 3);
+
+        // A sequence number is never reused, even after its row is pruned.
+        store.append(event(6, "r3")).await.expect("append");
+        store.append(event(7, "r4")).await.expect("append");
+        let batch = store.next_batch(0, 10).await.expect("batch");
+        let max_before = unsent.iter().map(|e| e.seq).max().unwrap_or_default();
+        assert!(batch.last().map(|e| e.seq).unwrap_or_default() > max_before);
+        let rotations: Vec<_> = batch.iter().map(|e| e.event.rotation_id.as_str()).collect();
+        assert_eq!(rotations, ["r2", "r4", "r5", "r3", "r4"]);
+    }
+}

@@ -1,0 +1,111 @@
+//! Crash safety: the real binary aborts (as kill -9 would) right after a random attempt-state
+//! boundary, 50+ times; after each restart both stored credentials log in on a scram-only
+//! PostgreSQL cluster and every attempt ended COMMITTED or FAILED.
+
+#[path = "support/local_server.rs"]
+mod local_server;
+#[path = "support/private_postgres.rs"]
+mod private_postgres;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use local_server::*;
+use private_postgres::{ADMIN_PASSWORD, PrivatePostgres};
+use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
+use rotator::proto::{RotateSecretsRequest, RotationType};
+use tokio::process::{Child, Command};
+
+const BOUNDARIES: [&str; 4] = ["prepared", "applied", "verified", "committed"];
+const RUNS: usize = 52;
+
+fn spawn(
+    config: &std::path::Path,
+    data_dir: &std::path::Path,
+    port: u16,
+    failpoint: Option<&str>,
+) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rotator"));
+    command
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("ROTATOR_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ROTATOR_DATA_DIR", data_dir)
+        .env("ROTATOR_ADMIN_LISTEN", "off")
+        .env("ROTATOR_ENCRYPTION_KEY", KEY)
+        .env("PG_ADMIN", ADMIN_PASSWORD)
+        .env("ROTATOR_LOG_FORMAT", "json")
+        .env_remove("ROTATOR_FAILPOINT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    if let Some(fp) = failpoint {
+        command.env("ROTATOR_FAILPOINT", fp);
+    }
+    command.spawn().expect("spawn rotator")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_at_any_boundary_loses_no_credential() {
+    let pg = PrivatePostgres::shared();
+    pg.create_role("crash_a", "initial-a-Pw1").await;
+    pg.create_role("crash_b", "initial-b-Pw1").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = pg_config(dir.path(), pg.port(), ("crash_a", "crash_b"));
+    let data_dir = dir.path().join("data");
+    let mut crashes = 0;
+    for run in 0..RUNS {
+        let boundary = BOUNDARIES[rand::random_range(0..BOUNDARIES.len())];
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut child = spawn(&config, &data_dir, port, Some(boundary));
+        // The failpoint may fire during start-up (first create, recovery) or on the rotation.
+        let ready = tokio::select! {
+            _ = child.wait() => None,
+            channel = wait_serving(&url, Duration::from_secs(30)) => Some(channel),
+        };
+        if let Some(channel) = ready {
+            let _ = SecretRotationServiceClient::new(channel)
+                .rotate_secrets(RotateSecretsRequest {
+                    r#type: RotationType::PostgresCredentials as i32,
+                    rotation_id: PG_ROTATION.to_owned(),
+                })
+                .await;
+        }
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("the failpoint ends the process")
+            .expect("wait");
+        if !status.success() {
+            crashes += 1;
+        }
+
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut clean = spawn(&config, &data_dir, port, None);
+        let channel = wait_serving(&url, Duration::from_secs(30)).await;
+        let (active, creds) = credentials(&channel, PG_ROTATION).await;
+        assert!(
+            !creds.is_empty(),
+            "run {run} ({boundary}): a credential is issued"
+        );
+        assert!((active as usize) < creds.len());
+        for (user, password) in &creds {
+            assert!(
+                pg_login(pg.port(), user, password).await,
+                "run {run} ({boundary}): stored credential of {user} does not log in"
+            );
+        }
+        clean.start_kill().expect("kill");
+        let _ = clean.wait().await;
+        let states = attempt_states(&data_dir).await;
+        assert!(
+            states.iter().all(|s| s == "committed" || s == "failed"),
+            "run {run} ({boundary}): open attempts remain: {states:?}"
+        );
+    }
+    assert!(
+        crashes >= RUNS / 2,
+        "the failpoints fired ({crashes} crashes)"
+    );
+}

@@ -1,0 +1,143 @@
+//! A local-rotation server for tests: config file, real binary or in-process, readiness by the
+//! health service, and direct logins against the private PostgreSQL cluster.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
+use rotator::proto::{GetGeneratedCredentialsRequest, RotationType, generated_credential};
+use sqlx::ConnectOptions as _;
+use sqlx::Connection as _;
+use tonic::transport::Channel;
+
+/// A fixed test key (32 zero bytes would do, but a random-looking one reads better in logs).
+pub const KEY: &str = "k1:q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=";
+/// The rotation id of the PostgreSQL rotation.
+pub const PG_ROTATION: &str = "6c7b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a10";
+
+/// Writes a config with one PostgreSQL connection and rotation on `port`.
+pub fn pg_config(dir: &Path, port: u16, users: (&str, &str)) -> PathBuf {
+    let path = dir.join("rotator.toml");
+    let text = format!(
+        r#"
+[[connections]]
+name = "pg"
+app = "postgres"
+host = "127.0.0.1"
+port = {port}
+database = "postgres"
+username = "rotator_admin"
+password = "env:PG_ADMIN"
+tls = "disable"
+
+[[rotations]]
+id = "{PG_ROTATION}"
+name = "app-db"
+type = "postgres-credentials"
+connection = "pg"
+rotation_interval_days = 7
+rotate_at_utc = "03:30"
+project_id = "proj"
+environment = "prod"
+parameters = {{ username1 = "{}", username2 = "{}" }}
+secrets_mapping = {{ username = "DB_USER", password = "DB_PASSWORD" }}
+"#,
+        users.0, users.1
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Waits until the server at `url` reports SERVING, or panics after `limit`.
+pub async fn wait_serving(url: &str, limit: Duration) -> Channel {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Ok(channel) = Channel::from_shared(url.to_owned())
+            .expect("url")
+            .connect()
+            .await
+        {
+            let ok = HealthClient::new(channel.clone())
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .is_ok_and(|r| r.into_inner().status == 1);
+            if ok {
+                return channel;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "server not SERVING at {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The stored credentials: (active index, [(username, password)]).
+pub async fn credentials(channel: &Channel, rotation_id: &str) -> (u32, Vec<(String, String)>) {
+    let answer = SecretRotationServiceClient::new(channel.clone())
+        .get_generated_credentials(GetGeneratedCredentialsRequest {
+            r#type: RotationType::PostgresCredentials as i32,
+            rotation_id: rotation_id.to_owned(),
+        })
+        .await
+        .expect("GetGeneratedCredentials")
+        .into_inner();
+    let creds = answer
+        .generated_credentials
+        .into_iter()
+        .map(|c| match c.kind {
+            Some(generated_credential::Kind::PostgresCredentials(c)) => (c.username, c.password),
+            other => panic!("unexpected credential {other:?}"),
+        })
+        .collect();
+    (answer.active_index, creds)
+}
+
+/// Whether `user`/`password` log in over TCP (scram) on the private cluster.
+pub async fn pg_login(port: u16, user: &str, password: &str) -> bool {
+    match sqlx::postgres::PgConnectOptions::new_without_pgpass()
+        .host("127.0.0.1")
+        .port(port)
+        .username(user)
+        .password(password)
+        .database("postgres")
+        .ssl_mode(sqlx::postgres::PgSslMode::Disable)
+        .disable_statement_logging()
+        .connect()
+        .await
+    {
+        Ok(c) => {
+            let _ = c.close().await;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Attempt states in the store file under `data_dir`.
+pub async fn attempt_states(data_dir: &Path) -> Vec<String> {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(data_dir.join("rotator.db"))
+        .read_only(true);
+    let mut conn = options.connect().await.expect("open the store");
+    let states: Vec<String> = sqlx::query_scalar("SELECT state FROM local_attempts")
+        .fetch_all(&mut conn)
+        .await
+        .expect("read attempts");
+    let _ = conn.close().await;
+    states
+}

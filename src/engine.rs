@@ -164,14 +164,31 @@ impl Engine {
                 scheduled: false,
                 request_id: ctx.request_id.clone(),
             };
+            let span = telemetry::spans::rotation(
+                rotation_type,
+                &rotation_id.to_string(),
+                Backend::Local,
+                Trigger::Manual,
+                &ctx.request_id,
+            );
+            let outcome_span = span.clone();
             let task = self.tasks.spawn(
                 async move {
-                    local
+                    let started = Instant::now();
+                    let result = local
                         .rotate(rotation_id, origin)
                         .await
-                        .map_err(ServiceError::from)
+                        .map_err(ServiceError::from);
+                    telemetry::spans::rotation_outcome(
+                        &outcome_span,
+                        rotation_type,
+                        Backend::Local,
+                        result.as_ref().err(),
+                        started.elapsed(),
+                    );
+                    result
                 }
-                .in_current_span(),
+                .instrument(span),
             );
             return wait_for(task, deadline).await;
         }

@@ -451,7 +451,6 @@ pub(crate) async fn in_phase_span<T>(
                 server.address = connection.host.as_str(),
                 server.port = connection.port,
                 error.type = tracing::field::Empty,
-                otel.status_code = tracing::field::Empty,
             )
         };
     }
@@ -464,8 +463,8 @@ pub(crate) async fn in_phase_span<T>(
     };
     let result = work.instrument(span.clone()).await;
     if let Err(e) = &result {
-        span.record("error.type", e.reason());
-        span.record("otel.status_code", "ERROR");
+        // Status error, `error.type` and a redacted `exception` event.
+        crate::telemetry::record_error(&span, e.reason(), &e.to_string());
         tracing::debug!(parent: &span, error = %e, "driver phase failed");
     }
     result

@@ -53,6 +53,21 @@ impl EventsError {
         matches!(self, Self::NoStream(_))
     }
 
+    /// A short, bounded name of the failure, for the `error.type` of metrics and spans.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Settings { .. } => "settings",
+            Self::Connect(_) => "connect",
+            Self::Disconnected => "disconnected",
+            Self::Stream { .. } => "stream",
+            Self::NoStream(_) => "no_stream",
+            Self::AckTimeout => "timeout",
+            Self::Publish(_) => "publish",
+            Self::Encode(_) => "encode",
+            Self::Store(_) => "store",
+        }
+    }
+
     /// Whether the same operation may succeed later without any change (NATS down, slow, busy).
     pub fn is_transient(&self) -> bool {
         match self {

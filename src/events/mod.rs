@@ -12,7 +12,7 @@
 //! - [`recorder`]: appends the event to the outbox before the caller is answered.
 //! - [`relay`]: publishes the outbox in order, ack-gated, with backoff; [`publisher`] is what it
 //!   needs from a broker, [`jetstream`] the NATS implementation; [`backoff`] its delays.
-//! - [`backlog`]: the periodic depth / oldest-age log line.
+//! - [`backlog`]: the periodic depth / oldest-age log line and gauges.
 //!
 //! [`EventsPipeline`] starts all of it for a server.
 
@@ -45,7 +45,7 @@ use crate::store::{Backlog, OutboxStore, StoreError};
 /// the backlog log task.
 ///
 /// Tasks: relay (cancel = wait for its current batch's acks, then a short flush; error = log
-/// and retry forever), backlog log (cancel = abort; error = log).
+/// and retry forever), backlog log and backlog gauges (cancel = abort; error = log).
 #[derive(Debug)]
 pub struct EventsPipeline<S> {
     store: S,
@@ -69,6 +69,11 @@ where
         tasks.spawn(backlog::log_periodically(
             store.clone(),
             config.events.backlog_log_interval,
+            cancel.child_token(),
+        ));
+        tasks.spawn(backlog::export_metrics(
+            store.clone(),
+            backlog::METRICS_SAMPLE_INTERVAL,
             cancel.child_token(),
         ));
         match &config.nats {

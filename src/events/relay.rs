@@ -33,6 +33,7 @@ use chrono::Utc;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::EventsError;
 use super::backoff::Backoff;
@@ -40,6 +41,7 @@ use super::cloudevent::CONTENT_TYPE;
 use super::publisher::{OutgoingMessage, Publisher};
 use super::subject;
 use crate::store::{AckOutbox, Delivery, OutboxEvent, OutboxSeq, ReadOutbox};
+use crate::telemetry;
 
 /// Where the publisher hands acknowledged rows to the marker.
 type Marks = mpsc::UnboundedSender<Vec<Delivery>>;
@@ -284,29 +286,34 @@ where
     }
 
     /// Sends every row of `wave` (stopping at the first send failure), then awaits each ack.
+    /// Each message gets a producer span, from send to ack, in its originating call's trace.
     async fn publish_wave(&self, wave: &[&OutboxEvent], sent: &mut Sent) {
         let mut in_flight = Vec::with_capacity(wave.len());
         for row in wave {
-            match self.publisher.send(self.message(row)).await {
-                Ok(ack) => in_flight.push((row.seq, ack)),
+            let (message, span) = self.message(row);
+            match self.publisher.send(message).instrument(span.clone()).await {
+                Ok(ack) => in_flight.push((row, span, ack)),
                 Err(error) => {
+                    published(row, &span, Err(&error));
                     sent.failed.push(row.seq);
                     sent.error = Some(error);
                     break;
                 }
             }
         }
-        for (seq, ack) in in_flight {
-            match ack.await {
+        for (row, span, ack) in in_flight {
+            match ack.instrument(span.clone()).await {
                 Ok(acked) => {
+                    published(row, &span, Ok(()));
                     sent.duplicates += usize::from(acked.duplicate);
                     sent.delivered.push(Delivery {
-                        seq,
+                        seq: row.seq,
                         stream_seq: acked.stream_seq,
                     });
                 }
                 Err(error) => {
-                    sent.failed.push(seq);
+                    published(row, &span, Err(&error));
+                    sent.failed.push(row.seq);
                     sent.error.get_or_insert(error);
                 }
             }
@@ -326,17 +333,33 @@ where
         }
     }
 
-    fn message(&self, row: &OutboxEvent) -> OutgoingMessage {
-        let mut headers = Vec::with_capacity(2 + row.event.trace_headers.len());
+    /// The message for `row` and the producer span that publishes it. With a tracer, the trace
+    /// headers name the producer span (in the originating call's trace); without one, the
+    /// stored headers of the originating call pass through unchanged.
+    fn message(&self, row: &OutboxEvent) -> (OutgoingMessage, tracing::Span) {
+        let subject = subject::full(&self.options.subject_prefix, &row.event.subject);
+        let message_id = row.event.event_id.to_string();
+        let span = telemetry::producer_span(
+            &subject,
+            &message_id,
+            &row.event.request_id,
+            &row.event.trace_headers,
+        );
+        let mut trace_headers = telemetry::inject_headers(&span);
+        if trace_headers.is_empty() {
+            trace_headers.clone_from(&row.event.trace_headers);
+        }
+        let mut headers = Vec::with_capacity(2 + trace_headers.len());
         headers.push(("content-type".to_owned(), CONTENT_TYPE.to_owned()));
         headers.push(("x-request-id".to_owned(), row.event.request_id.clone()));
-        headers.extend(row.event.trace_headers.iter().cloned());
-        OutgoingMessage {
-            subject: subject::full(&self.options.subject_prefix, &row.event.subject),
-            message_id: row.event.event_id.to_string(),
+        headers.extend(trace_headers);
+        let message = OutgoingMessage {
+            subject,
+            message_id,
             headers,
             payload: row.event.payload.clone(),
-        }
+        };
+        (message, span)
     }
 
     async fn prune(&self) {
@@ -347,6 +370,24 @@ where
             Ok(0) => {}
             Ok(pruned) => tracing::debug!(pruned, "deleted delivered events past their retention"),
             Err(error) => tracing::warn!(%error, "cannot prune delivered events"),
+        }
+    }
+}
+
+/// Records one publish outcome on its span and in the event metrics.
+fn published(row: &OutboxEvent, span: &tracing::Span, result: Result<(), &EventsError>) {
+    match result {
+        Ok(()) => {
+            let outcome = match row.event.subject.rsplit('.').next() {
+                Some("completed") => "completed",
+                Some("failed") => "failed",
+                _ => "other",
+            };
+            telemetry::metrics::event_published(outcome);
+        }
+        Err(error) => {
+            telemetry::record_error(span, error.kind(), &error.to_string());
+            telemetry::metrics::publish_failed(error.kind());
         }
     }
 }

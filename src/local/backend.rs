@@ -33,11 +33,11 @@ use crate::proto::{
     generated_credential,
 };
 use crate::secret::SecretString;
-use crate::store::SqliteStore;
 use crate::store::local::{
     AttemptRow, AttemptStore as _, CommitAttempt, FailAttempt, LeaseOutcome, LeaseStore as _,
     LocalStatus, RotationState, RotationStateStore as _,
 };
+use crate::store::{SqliteStore, in_transaction_span};
 
 /// How long a lease lasts past each fenced write.
 pub use crate::store::sqlite::LOCAL_LEASE_TTL as LEASE_TTL;
@@ -210,10 +210,12 @@ impl LocalBackend {
             .ok_or_else(|| LocalError::NoCredential(id.to_string()))?;
         let rotation_id = id.to_string();
         let attempt_id = Uuid::now_v7();
-        let token = match self
-            .store
-            .acquire(&rotation_id, &attempt_id.to_string(), LEASE_TTL)
-            .await?
+        let token = match in_transaction_span(
+            "acquire lease",
+            self.store
+                .acquire(&rotation_id, &attempt_id.to_string(), LEASE_TTL),
+        )
+        .await?
         {
             LeaseOutcome::Acquired(token) => token,
             LeaseOutcome::HeldBy(holder) => {
@@ -226,7 +228,9 @@ impl LocalBackend {
         let result = self
             .run_under_lease(rotation, driver, attempt_id, token, origin)
             .await;
-        if let Err(error) = self.store.release(&rotation_id, token).await {
+        if let Err(error) =
+            in_transaction_span("release lease", self.store.release(&rotation_id, token)).await
+        {
             tracing::warn!(%rotation_id, %error, "could not release the lease; it expires");
         }
         result
@@ -250,7 +254,9 @@ impl LocalBackend {
         let run = match open {
             Some(mut row) => {
                 // Resume: the last effect is unknown, so the state machine starts from the
-                // stored state with no result.
+                // stored state with no result. The attempt's holder is gone (its lease expired,
+                // or the process restarted): a takeover.
+                crate::telemetry::metrics::lease_taken_over();
                 self.store
                     .adopt(row.attempt_id, &rotation_id, token)
                     .await?;
@@ -304,7 +310,7 @@ impl LocalBackend {
                     error: None,
                     created_at: Utc::now(),
                 };
-                self.store.prepare(&row).await?;
+                in_transaction_span("prepare attempt", self.store.prepare(&row)).await?;
                 failpoint::hit("prepared");
                 Run {
                     rotation,
@@ -349,7 +355,11 @@ impl LocalBackend {
                         last = None;
                         if run.row.state == AttemptState::Prepared {
                             run.row.state = AttemptState::Applied;
-                            self.store.transition(&run.row).await?;
+                            in_transaction_span(
+                                "record attempt state",
+                                self.store.transition(&run.row),
+                            )
+                            .await?;
                             failpoint::hit("applied");
                         }
                     }
@@ -359,7 +369,11 @@ impl LocalBackend {
                     Ok(()) => {
                         last = None;
                         run.row.state = AttemptState::Verified;
-                        self.store.transition(&run.row).await?;
+                        in_transaction_span(
+                            "record attempt state",
+                            self.store.transition(&run.row),
+                        )
+                        .await?;
                         failpoint::hit("verified");
                     }
                     Err(e) => last = Some(self.note_failure(&mut run, e, &mut last_error)),
@@ -373,7 +387,8 @@ impl LocalBackend {
                     run.row.key_id = sealed.key_id;
                     run.row.candidate = sealed.bytes;
                     run.row.regenerations += 1;
-                    self.store.transition(&run.row).await?;
+                    in_transaction_span("record attempt state", self.store.transition(&run.row))
+                        .await?;
                     last = None;
                 }
                 Next::Commit => return self.commit(&run).await,
@@ -448,7 +463,11 @@ impl LocalBackend {
             manual,
             event,
         };
-        self.store.commit(&commit, run.row.fencing_token).await?;
+        in_transaction_span(
+            "commit attempt",
+            self.store.commit(&commit, run.row.fencing_token),
+        )
+        .await?;
         failpoint::hit("committed");
         Ok(view)
     }
@@ -473,8 +492,9 @@ impl LocalBackend {
                 Some(view),
                 Some(ServiceError::Local(failure.clone())),
             )?;
-            self.store
-                .fail(
+            in_transaction_span(
+                "fail attempt",
+                self.store.fail(
                     &FailAttempt {
                         attempt_id: run.row.attempt_id,
                         rotation_id: rotation_id.clone(),
@@ -485,8 +505,9 @@ impl LocalBackend {
                         event,
                     },
                     run.row.fencing_token,
-                )
-                .await?;
+                ),
+            )
+            .await?;
             Ok::<_, LocalError>(())
         }
         .await;

@@ -38,6 +38,17 @@ pub enum StoreError {
 // === impl StoreError ===
 
 impl StoreError {
+    /// A short, bounded name of the failure, for the `error.type` of spans.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::DataDir { .. } | Self::Open(_) | Self::Migrate(_) => "open",
+            Self::Busy(_) => "busy",
+            Self::Query(_) => "query",
+            Self::LostLease => "lost_lease",
+            Self::Corrupt(_) => "corrupt",
+        }
+    }
+
     /// Whether retrying the same operation later may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Busy(_))

@@ -19,6 +19,28 @@ use uuid::Uuid;
 pub use self::error::StoreError;
 pub use self::sqlite::SqliteStore;
 
+/// `db.system.name` of the store, on the spans of its transactions (SQLite is the only backend).
+pub const DB_SYSTEM: &str = "sqlite";
+
+/// Runs one store transaction of a call inside its span (`telemetry::store_transaction_span`),
+/// marking the span failed with the error's kind.
+///
+/// # Errors
+///
+/// `work`'s error, unchanged.
+pub async fn in_transaction_span<T>(
+    operation: &'static str,
+    work: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    use tracing::Instrument as _;
+    let span = crate::telemetry::store_transaction_span(DB_SYSTEM, operation);
+    let result = work.instrument(span.clone()).await;
+    if let Err(error) = &result {
+        crate::telemetry::record_error(&span, error.kind(), &error.to_string());
+    }
+    result
+}
+
 /// The position of an outbox row. Monotonic and never reused: a later row has a larger number.
 pub type OutboxSeq = i64;
 

@@ -170,8 +170,26 @@ pub fn rotation(
 
 /// Records the attempt's outcome on its span and in the rotation metrics.
 pub fn rotation_finished(span: &Span, attempt: &AttemptRecord) {
-    let reason = attempt.failure.as_ref().map(|f| f.classify().reason);
-    let outcome = match &attempt.failure {
+    rotation_outcome(
+        span,
+        attempt.rotation_type,
+        attempt.backend,
+        attempt.failure.as_ref(),
+        attempt.duration,
+    );
+}
+
+/// Records a rotation's outcome on its span and in the rotation metrics, from its parts (for
+/// backends that build their attempt record elsewhere).
+pub fn rotation_outcome(
+    span: &Span,
+    rotation_type: RotationType,
+    backend: Backend,
+    failure: Option<&ServiceError>,
+    duration: std::time::Duration,
+) {
+    let reason = failure.map(|f| f.classify().reason);
+    let outcome = match failure {
         None => metrics::Outcome::Success,
         Some(failure) => {
             record_error(span, failure.classify().reason, &failure.public_message());
@@ -186,11 +204,11 @@ pub fn rotation_finished(span: &Span, attempt: &AttemptRecord) {
         },
     );
     metrics::rotation_finished(
-        attempt.rotation_type.slug().unwrap_or("unspecified"),
-        backend_label(attempt.backend),
+        rotation_type.slug().unwrap_or("unspecified"),
+        backend_label(backend),
         outcome,
         reason,
-        attempt.duration,
+        duration,
     );
 }
 

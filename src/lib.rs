@@ -70,7 +70,14 @@ pub async fn run_on(
     let served = match server::build_engine(&config, Some(events.recorder())) {
         Ok(engine) => match local::start(&config, &store).await {
             Ok(Some(backend)) => {
-                server::run(&config, engine.with_local(backend), listener, shutdown).await
+                let scheduler = local::scheduler::Scheduler::spawn(
+                    std::sync::Arc::clone(&backend),
+                    local::scheduler::PERIOD,
+                );
+                let served =
+                    server::run(&config, engine.with_local(backend), listener, shutdown).await;
+                scheduler.stop();
+                served
             }
             Ok(None) => server::run(&config, engine, listener, shutdown).await,
             Err(error) => Err(error),

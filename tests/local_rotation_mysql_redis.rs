@@ -426,3 +426,69 @@ async fn redis_unreachable_target_fails_after_budget() {
     )
     .await;
 }
+
+/// The scheduler rotates a rotation whose `next_rotation_at` has passed, at start-up, without
+/// any RotateSecrets call: trigger scheduled, `is_last_rotation_manual` false.
+#[tokio::test]
+async fn the_scheduler_rotates_a_due_rotation_without_a_call() {
+    let redis = private_redis::PrivateRedis::shared();
+    let target = Target::Redis { port: redis.port() };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = uuid::Uuid::new_v4().to_string();
+    let path = config(
+        dir.path(),
+        target,
+        redis.port(),
+        private_redis::ADMIN_USER,
+        &id,
+        REDIS_PARAMS,
+    );
+    let (child, channel) = start(dir.path(), &path, private_redis::ADMIN_PASSWORD).await;
+    let first = credentials(&channel, target, &id).await;
+    assert_eq!(first.1.len(), 1);
+    let next = get(&channel, target, &id)
+        .await
+        .next_rotation_at
+        .expect("next");
+    assert!(next.seconds > chrono::Utc::now().timestamp(), "not due yet");
+    stop(child).await;
+
+    // Make it due: next_rotation_at an hour ago (milliseconds since the epoch).
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("data").join("rotator.db"));
+    let mut conn = options.connect().await.expect("open the store");
+    let past = (chrono::Utc::now() - chrono::Duration::hours(1)).timestamp_millis();
+    sqlx::query("UPDATE local_rotations SET next_rotation_at = ? WHERE rotation_id = ?")
+        .bind(past)
+        .bind(&id)
+        .execute(&mut conn)
+        .await
+        .expect("set next_rotation_at");
+    let _ = conn.close().await;
+
+    let (_child, channel) = start(dir.path(), &path, private_redis::ADMIN_PASSWORD).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let rotated = loop {
+        let now = credentials(&channel, target, &id).await;
+        if now.1.len() == 2 {
+            break now;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the due rotation was not rotated"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(rotated.0, 1, "slot 1 is active");
+    assert_eq!(rotated.1[0], first.1[0], "slot 0 kept");
+    assert!(target.login(&rotated.1[1].0, &rotated.1[1].1).await);
+    let got = get(&channel, target, &id).await;
+    assert!(!got.is_last_rotation_manual);
+    assert_eq!(got.rotation_status, RotationStatus::Success as i32);
+    assert!(got.next_rotation_at.expect("next").seconds > chrono::Utc::now().timestamp());
+    let subjects = outbox_subjects(&dir.path().join("data"), &id).await;
+    assert!(
+        subjects.last().is_some_and(|s| s.ends_with(".completed")),
+        "{subjects:?}"
+    );
+}

@@ -173,6 +173,15 @@ impl LocalBackend {
         Ok(())
     }
 
+    /// The ids of stored rotations whose `next_rotation_at` is at or before `now`.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn due_rotation_ids(&self, now: DateTime<Utc>) -> Result<Vec<String>, LocalError> {
+        Ok(self.store.due(now).await?)
+    }
+
     /// The registered rotation `id`, checked against the request's type.
     ///
     /// # Errors

@@ -492,3 +492,70 @@ async fn the_scheduler_rotates_a_due_rotation_without_a_call() {
         "{subjects:?}"
     );
 }
+
+async fn rotate_with_key(
+    channel: &Channel,
+    target: Target,
+    id: &str,
+    key: &str,
+) -> Result<SecretRotation, tonic::Status> {
+    let mut request = tonic::Request::new(RotateSecretsRequest {
+        r#type: target.rotation_type() as i32,
+        rotation_id: id.to_owned(),
+    });
+    request
+        .metadata_mut()
+        .insert("idempotency-key", key.parse().expect("ascii key"));
+    SecretRotationServiceClient::new(channel.clone())
+        .rotate_secrets(request)
+        .await
+        .map(|r| r.into_inner().secret_rotation.expect("rotation"))
+}
+
+/// A second RotateSecrets with an idempotency key already seen answers with the first call's
+/// result and does not rotate again; a new key rotates; a malformed key is refused.
+#[tokio::test]
+async fn an_idempotency_key_already_seen_returns_the_first_result() {
+    let redis = private_redis::PrivateRedis::shared();
+    let target = Target::Redis { port: redis.port() };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = uuid::Uuid::new_v4().to_string();
+    let path = config(
+        dir.path(),
+        target,
+        redis.port(),
+        private_redis::ADMIN_USER,
+        &id,
+        REDIS_PARAMS,
+    );
+    let (_child, channel) = start(dir.path(), &path, private_redis::ADMIN_PASSWORD).await;
+
+    let first = rotate_with_key(&channel, target, &id, "key-1")
+        .await
+        .expect("first");
+    let after_first = credentials(&channel, target, &id).await;
+    let again = rotate_with_key(&channel, target, &id, "key-1")
+        .await
+        .expect("replay");
+    assert_eq!(again.active_index, first.active_index);
+    // The store keeps milliseconds.
+    let millis = |r: &SecretRotation| r.last_rotated_at.map(|t| (t.seconds, t.nanos / 1_000_000));
+    assert_eq!(millis(&again), millis(&first));
+    assert_eq!(
+        credentials(&channel, target, &id).await,
+        after_first,
+        "no second rotation"
+    );
+    let states = local_server::attempt_states(&dir.path().join("data")).await;
+    assert_eq!(states.len(), 2, "first create and one rotation: {states:?}");
+
+    let other = rotate_with_key(&channel, target, &id, "key-2")
+        .await
+        .expect("new key");
+    assert_ne!(other.active_index, first.active_index, "a new key rotates");
+
+    let err = rotate_with_key(&channel, target, &id, "bad key!")
+        .await
+        .expect_err("malformed key");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+}

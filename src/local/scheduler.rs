@@ -130,6 +130,7 @@ async fn run_due(
             let origin = Origin {
                 scheduled: true,
                 request_id: crate::context::new_request_id(),
+                idempotency_key: None,
             };
             let rotation_id = item.rotation_id;
             match backend.rotate(rotation_id, origin).await {

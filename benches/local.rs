@@ -24,6 +24,8 @@ use tokio::time::Instant;
 
 /// Rotations declared (the parallel-vs-serial set).
 const ROTATIONS: usize = 100;
+/// Calls in flight at once in the parallel run.
+const IN_FLIGHT: usize = 16;
 /// Timed rounds of the latency comparison (each: one floor, one RotateSecrets).
 const ROUNDS: usize = 100;
 
@@ -167,10 +169,17 @@ async fn main() {
     }
     let serial = started.elapsed();
     let started = Instant::now();
+    // Bounded: rotator has no per-connection bound on RotateSecrets calls, and 100 at once
+    // exhaust the cluster's max_connections (each apply/verify opens a connection).
+    let bound = std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let mut set = tokio::task::JoinSet::new();
     for i in 0..ROTATIONS {
         let mut client = SecretRotationServiceClient::new(channel.clone());
-        set.spawn(async move { rotate(&mut client, i).await });
+        let bound = std::sync::Arc::clone(&bound);
+        set.spawn(async move {
+            let _permit = bound.acquire_owned().await.expect("open semaphore");
+            rotate(&mut client, i).await;
+        });
     }
     while let Some(r) = set.join_next().await {
         r.expect("join");
@@ -196,6 +205,8 @@ async fn main() {
         percentile(&local, 0.5).as_secs_f64() / percentile(&floor, 0.5).as_secs_f64(),
         percentile(&local, 0.99).as_secs_f64() / percentile(&floor, 0.99).as_secs_f64()
     );
+    println!();
+    println!("Parallel: {IN_FLIGHT} calls in flight.");
     println!();
     println!("| {ROTATIONS} distinct rotations | wall (s) | rotations/s |");
     println!("|---|---|---|");

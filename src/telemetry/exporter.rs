@@ -44,6 +44,7 @@ pub fn span_exporter(target: &OtlpTarget) -> Result<SpanExporter, ExporterError>
                 .with_tonic()
                 .with_endpoint(target.endpoint.clone())
                 .with_timeout(target.timeout)
+                .with_retry_policy(retry_policy())
                 .with_metadata(metadata(target));
             if target.endpoint.starts_with("https:") {
                 builder = builder.with_tls_config(tls());
@@ -55,6 +56,7 @@ pub fn span_exporter(target: &OtlpTarget) -> Result<SpanExporter, ExporterError>
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
             .with_endpoint(target.endpoint.clone())
             .with_timeout(target.timeout)
+            .with_retry_policy(retry_policy())
             .with_headers(headers(target))
             .with_http_client(RuntimeHttpClient::new(target.timeout)?)
             .build()?,
@@ -73,6 +75,7 @@ pub fn metric_exporter(target: &OtlpTarget) -> Result<MetricExporter, ExporterEr
                 .with_tonic()
                 .with_endpoint(target.endpoint.clone())
                 .with_timeout(target.timeout)
+                .with_retry_policy(retry_policy())
                 .with_metadata(metadata(target));
             if target.endpoint.starts_with("https:") {
                 builder = builder.with_tls_config(tls());
@@ -84,10 +87,24 @@ pub fn metric_exporter(target: &OtlpTarget) -> Result<MetricExporter, ExporterEr
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
             .with_endpoint(target.endpoint.clone())
             .with_timeout(target.timeout)
+            .with_retry_policy(retry_policy())
             .with_headers(headers(target))
             .with_http_client(RuntimeHttpClient::new(target.timeout)?)
             .build()?,
     })
+}
+
+/// One retry after a short pause, instead of the SDK's three with up to 1.6 s pauses.
+///
+/// Every attempt clones and re-encodes the whole batch; while a collector is down, three
+/// retries per batch cost more CPU than exporting to a live one (`benches/telemetry.rs`), and
+/// spans queued meanwhile are dropped anyway. One retry still rides over a collector restart.
+fn retry_policy() -> opentelemetry_otlp::RetryPolicy {
+    opentelemetry_otlp::RetryPolicy::default()
+        .with_max_retries(1)
+        .with_initial_delay(Duration::from_millis(250))
+        .with_max_delay(Duration::from_secs(1))
+        .with_max_jitter(Duration::from_millis(100))
 }
 
 fn tls() -> tonic::transport::ClientTlsConfig {

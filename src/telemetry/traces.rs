@@ -74,8 +74,7 @@ pub fn provider(
         SdkTracerProvider::builder()
             .with_resource(resource)
             .with_sampler(sampler(settings.sampler))
-            .with_span_processor(RequestIdProcessor)
-            .with_span_processor(processor)
+            .with_span_processor(RequestIdProcessor(processor))
             .build(),
     ))
 }
@@ -98,11 +97,15 @@ fn sampler(setting: SamplerSetting) -> Sampler {
     }
 }
 
-/// Copies the call's request id from the parent context onto each starting span.
+/// Copies the call's request id from the parent context onto each starting span, then hands
+/// finished spans to the wrapped processor.
+///
+/// It wraps the batch processor rather than sitting beside it because the SDK clones every
+/// finished span once per processor when there are several.
 #[derive(Debug)]
-pub struct RequestIdProcessor;
+pub struct RequestIdProcessor<P>(pub P);
 
-impl SpanProcessor for RequestIdProcessor {
+impl<P: SpanProcessor> SpanProcessor for RequestIdProcessor<P> {
     fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &Context) {
         if let Some(RequestId(id)) = cx.get::<RequestId>() {
             use opentelemetry::trace::Span as _;
@@ -110,16 +113,23 @@ impl SpanProcessor for RequestIdProcessor {
             let value = opentelemetry::StringValue::from(Arc::clone(id));
             span.set_attribute(KeyValue::new(REQUEST_ID, value));
         }
+        self.0.on_start(span, cx);
     }
 
-    fn on_end(&self, _span: SpanData) {}
+    fn on_end(&self, span: SpanData) {
+        self.0.on_end(span);
+    }
 
     fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
+        self.0.force_flush()
     }
 
-    fn shutdown_with_timeout(&self, _timeout: std::time::Duration) -> OTelSdkResult {
-        Ok(())
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource);
     }
 }
 

@@ -26,8 +26,25 @@ use prost::Message as _;
 /// What the collector received.
 #[derive(Default)]
 struct Received {
+    /// Count and drop instead of keeping (benchmarks: memory stays flat, as in a real collector).
+    discard: bool,
+    span_count: usize,
     traces: Vec<ExportTraceServiceRequest>,
     metrics: Vec<ExportMetricsServiceRequest>,
+}
+
+impl Received {
+    fn add_traces(&mut self, request: ExportTraceServiceRequest) {
+        self.span_count += request
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .map(|ss| ss.spans.len())
+            .sum::<usize>();
+        if !self.discard {
+            self.traces.push(request);
+        }
+    }
 }
 
 type Shared = Arc<Mutex<Received>>;
@@ -50,11 +67,21 @@ pub struct CollectedSpan {
 impl OtlpCollector {
     /// An OTLP/gRPC collector.
     pub async fn start_grpc() -> Self {
+        Self::grpc(false).await
+    }
+
+    /// An OTLP/gRPC collector that decodes and counts spans, then drops them.
+    pub async fn start_grpc_discarding() -> Self {
+        Self::grpc(true).await
+    }
+
+    async fn grpc(discard: bool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the collector");
         let addr = listener.local_addr().expect("local addr");
         let received = Shared::default();
+        received.lock().expect("lock").discard = discard;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let service = Sink(Arc::clone(&received));
         tokio::spawn(
@@ -93,7 +120,7 @@ impl OtlpCollector {
                 "/v1/traces",
                 post(|State(r): State<Shared>, body: Bytes| async move {
                     let request = ExportTraceServiceRequest::decode(body).expect("OTLP traces");
-                    r.lock().expect("lock").traces.push(request);
+                    r.lock().expect("lock").add_traces(request);
                     ExportTraceServiceResponse::default().encode_to_vec()
                 }),
             )
@@ -155,6 +182,11 @@ impl OtlpCollector {
         out
     }
 
+    /// How many spans were received so far (kept or not).
+    pub fn span_count(&self) -> usize {
+        self.received.lock().expect("lock").span_count
+    }
+
     /// Every metrics export received so far.
     pub fn metric_exports(&self) -> Vec<ExportMetricsServiceRequest> {
         self.received.lock().expect("lock").metrics.clone()
@@ -181,8 +213,7 @@ impl TraceService for Sink {
         self.0
             .lock()
             .expect("lock")
-            .traces
-            .push(request.into_inner());
+            .add_traces(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }

@@ -9,6 +9,8 @@ pub struct CallContext {
     pub request_id: String,
     /// When the caller stops waiting (from `grpc-timeout`).
     pub deadline: Option<Instant>,
+    /// The caller's `idempotency-key` metadata, when sent (validated like a request id).
+    pub idempotency_key: Option<String>,
 }
 
 impl CallContext {
@@ -17,6 +19,7 @@ impl CallContext {
         Self {
             request_id: new_request_id(),
             deadline: None,
+            idempotency_key: None,
         }
     }
 

@@ -163,6 +163,7 @@ impl Engine {
             let origin = crate::local::backend::Origin {
                 scheduled: false,
                 request_id: ctx.request_id.clone(),
+                idempotency_key: ctx.idempotency_key.clone(),
             };
             let span = telemetry::spans::rotation(
                 rotation_type,

@@ -185,6 +185,7 @@ fn classify_local(e: &crate::local::error::LocalError) -> Classification {
         L::LostLease => class(Code::Aborted, "LEASE_LOST", None),
         L::Crypto(_) => class(Code::Internal, "CREDENTIAL_UNREADABLE", None),
         L::NoCredential(_) => class(Code::FailedPrecondition, "NO_CREDENTIAL_ISSUED", None),
+        L::Replayed { .. } => class(Code::FailedPrecondition, "ROTATION_FAILED_REPLAYED", None),
     }
 }
 

@@ -80,11 +80,23 @@ pub async fn run_on(
     let served = match server::build_engine(&config, Some(events.recorder())) {
         Ok(engine) => match local::start(&config, &store).await {
             Ok(backend) => {
+                let scheduler = backend.as_ref().map(|backend| {
+                    local::scheduler::Scheduler::spawn(
+                        std::sync::Arc::clone(backend),
+                        local::scheduler::PERIOD,
+                    )
+                });
                 let engine = match backend {
                     Some(backend) => engine.with_local(backend),
                     None => engine,
                 };
-                server::run_with_readiness(&config, engine, listener, readiness, shutdown).await
+                let served =
+                    server::run_with_readiness(&config, engine, listener, readiness, shutdown)
+                        .await;
+                if let Some(scheduler) = scheduler {
+                    scheduler.stop();
+                }
+                served
             }
             Err(error) => Err(error),
         },

@@ -49,6 +49,7 @@ impl Admission {
         let fallback = || CallContext {
             request_id: new_request_id(),
             deadline: None,
+            idempotency_key: None,
         };
         let request_id = match metadata.get("x-request-id") {
             None => new_request_id(),
@@ -70,9 +71,25 @@ impl Admission {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout)
             .map(|d| Instant::now() + d);
+        let idempotency_key = match metadata.get("idempotency-key") {
+            None => None,
+            Some(value) => match value.to_str().ok().filter(|v| valid_request_id(v)) {
+                Some(v) => Some(v.to_owned()),
+                None => {
+                    let message = format!(
+                        "idempotency-key must be 1 to {MAX_REQUEST_ID_LEN} characters of A-Z a-z 0-9 . _ : -"
+                    );
+                    return Err(Box::new((
+                        fallback(),
+                        ServiceError::invalid(Field::Metadata, message),
+                    )));
+                }
+            },
+        };
         let ctx = CallContext {
             request_id,
             deadline,
+            idempotency_key,
         };
         let size: usize = metadata
             .clone()

@@ -138,6 +138,7 @@ fn rescue(mut response: http::Response<Body>, request_id: &str) -> http::Respons
         let ctx = CallContext {
             request_id: request_id.to_owned(),
             deadline: None,
+            idempotency_key: None,
         };
         return status::to_status(&ServiceError::Rejected(rejection), &ctx).into_http();
     }

@@ -44,6 +44,8 @@ pub use crate::store::sqlite::LOCAL_LEASE_TTL as LEASE_TTL;
 
 /// First backoff after a transient failure; doubles each time, with full jitter.
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// How often a replayed call looks at a still running attempt.
+const REPLAY_POLL: Duration = Duration::from_millis(50);
 /// Longest backoff.
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
 
@@ -54,6 +56,9 @@ pub struct Origin {
     pub scheduled: bool,
     /// The request id of the call (or a generated one).
     pub request_id: String,
+    /// The caller's idempotency key: a key already seen for the rotation answers with the
+    /// outcome of the attempt it named instead of rotating again.
+    pub idempotency_key: Option<String>,
 }
 
 /// The local backend over the SQLite store.
@@ -153,6 +158,7 @@ impl LocalBackend {
             let origin = Origin {
                 scheduled: row.scheduled,
                 request_id: row.request_id.clone(),
+                idempotency_key: None,
             };
             if let Err(error) = self.rotate(id, origin).await {
                 tracing::warn!(rotation_id = %row.rotation_id, %error, "recovered attempt did not commit");
@@ -164,6 +170,7 @@ impl LocalBackend {
                 let origin = Origin {
                     scheduled: false,
                     request_id: crate::context::new_request_id(),
+                    idempotency_key: None,
                 };
                 if let Err(error) = self.rotate(rotation.id, origin).await {
                     tracing::warn!(rotation_id = %id, %error, "first credential not issued");
@@ -171,6 +178,15 @@ impl LocalBackend {
             }
         }
         Ok(())
+    }
+
+    /// The ids of stored rotations whose `next_rotation_at` is at or before `now`.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn due_rotation_ids(&self, now: DateTime<Utc>) -> Result<Vec<String>, LocalError> {
+        Ok(self.store.due(now).await?)
     }
 
     /// The registered rotation `id`, checked against the request's type.
@@ -209,6 +225,11 @@ impl LocalBackend {
             .get(&id)
             .ok_or_else(|| LocalError::NoCredential(id.to_string()))?;
         let rotation_id = id.to_string();
+        if let Some(key) = &origin.idempotency_key
+            && let Some(seen) = self.store.attempt_for_key(&rotation_id, key).await?
+        {
+            return self.replay(rotation, seen).await;
+        }
         let attempt_id = Uuid::now_v7();
         let token = match in_transaction_span(
             "acquire lease",
@@ -234,6 +255,31 @@ impl LocalBackend {
             tracing::warn!(%rotation_id, %error, "could not release the lease; it expires");
         }
         result
+    }
+
+    /// The outcome of attempt `attempt_id`, named by an idempotency key already seen: the
+    /// rotation as it is now when the attempt committed, its failure when it failed; while it
+    /// runs, waits for it (the caller's deadline bounds the wait).
+    async fn replay(
+        &self,
+        rotation: &LocalRotation,
+        attempt_id: Uuid,
+    ) -> Result<SecretRotation, LocalError> {
+        loop {
+            let row = self.store.attempt(attempt_id).await?;
+            match row.as_ref().map(|r| r.state) {
+                Some(AttemptState::Committed) => return self.get(rotation).await,
+                Some(AttemptState::Failed) => {
+                    return Err(LocalError::Replayed {
+                        attempt_id: attempt_id.to_string(),
+                        message: row.and_then(|r| r.error).unwrap_or_default(),
+                    });
+                }
+                // Recorded but not found: the store lost it; nothing to replay.
+                None => return Err(LocalError::NoCredential(rotation.id.to_string())),
+                Some(_) => tokio::time::sleep(REPLAY_POLL).await,
+            }
+        }
     }
 
     async fn run_under_lease(
@@ -321,6 +367,11 @@ impl LocalBackend {
                 }
             }
         };
+        if let Some(key) = &origin.idempotency_key {
+            self.store
+                .remember_key(&rotation_id, key, run.row.attempt_id)
+                .await?;
+        }
         self.drive(run).await
     }
 

@@ -48,6 +48,14 @@ pub enum LocalError {
     /// The rotation has no credential yet (its first create has not succeeded).
     #[error("rotation {0} has no issued credential yet")]
     NoCredential(String),
+    /// A call with an idempotency key already seen, whose attempt failed: its failure again.
+    #[error("attempt {attempt_id} of this idempotency key failed: {message}")]
+    Replayed {
+        /// The attempt the key named.
+        attempt_id: String,
+        /// Its redacted failure message.
+        message: String,
+    },
 }
 
 impl From<crate::store::StoreError> for LocalError {

@@ -7,6 +7,7 @@
 //! - [`schedule`]: when a rotation is next due.
 //! - [`backend`]: runs attempts under leases, recovery and first create; serves reads.
 //! - [`error`], [`failpoint`]: its error, and the crash test's failpoints.
+//! - [`scheduler`]: the background task that rotates due rotations.
 //! - [`registry`]: the connections and rotations declared in the configuration.
 
 pub mod attempt;
@@ -17,6 +18,7 @@ pub mod failpoint;
 pub mod password;
 pub mod registry;
 pub mod schedule;
+pub mod scheduler;
 
 /// Builds the local backend when rotations are registered, then runs its start-up (recovery of
 /// open attempts, first create) before the server answers anything.

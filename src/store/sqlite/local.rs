@@ -33,6 +33,53 @@ fn ttl_ms(ttl: Duration) -> i64 {
 // === impl SqliteStore (local) ===
 
 impl SqliteStore {
+    /// The attempt that the idempotency `key` of `rotation_id` names, if the key was seen.
+    ///
+    /// # Errors
+    ///
+    /// The query failed or the stored id is not a UUID.
+    pub async fn attempt_for_key(
+        &self,
+        rotation_id: &str,
+        key: &str,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT attempt_id FROM local_idempotency_keys WHERE rotation_id = ? AND key = ?",
+        )
+        .bind(rotation_id)
+        .bind(key)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(StoreError::query)?;
+        id.map(|s| Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    /// Records that `key` of `rotation_id` names `attempt_id` (the first record wins).
+    ///
+    /// # Errors
+    ///
+    /// The query failed.
+    pub async fn remember_key(
+        &self,
+        rotation_id: &str,
+        key: &str,
+        attempt_id: Uuid,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO local_idempotency_keys (rotation_id, key, attempt_id, created_at) \
+             VALUES (?, ?, ?, ?) ON CONFLICT (rotation_id, key) DO NOTHING",
+        )
+        .bind(rotation_id)
+        .bind(key)
+        .bind(attempt_id.to_string())
+        .bind(ms(Utc::now()))
+        .execute(self.pool())
+        .await
+        .map_err(StoreError::query)?;
+        Ok(())
+    }
+
     /// Frees every lease. The SQLite store belongs to one process, so at start-up no other
     /// holder can be alive: a lease left by a crashed process is released at once instead of
     /// after its expiry. Tokens keep growing.

@@ -47,6 +47,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "local",
         include_str!("../../../migrations/sqlite/0002_local.sql"),
     ),
+    (
+        3,
+        "idempotency",
+        include_str!("../../../migrations/sqlite/0003_idempotency.sql"),
+    ),
 ];
 
 /// How long a writer waits for another writer's lock before the call fails as busy.

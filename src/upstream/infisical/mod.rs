@@ -189,6 +189,7 @@ impl Infisical {
         let read_ctx = CallContext {
             request_id: ctx.request_id.clone(),
             deadline: Some(tokio::time::Instant::now() + RECONCILE_BUDGET),
+            idempotency_key: None,
         };
         let Ok(current) = self.get(rotation_type, id, &read_ctx).await else {
             return Err(unknown(cause));

@@ -1,0 +1,229 @@
+//! The auto-rotation scheduler: a background task that, at start and then every [`PERIOD`],
+//! rotates every registered rotation with auto-rotation on whose `next_rotation_at` has passed.
+//!
+//! Each due rotation goes through [`LocalBackend::rotate`], the same path as `RotateSecrets`
+//! (lease, attempt, events), with the scheduled origin: the event's trigger is SCHEDULED and
+//! `is_last_rotation_manual` is false. A final failure sets `next_rotation_at` to the next UTC
+//! day at `rotate_at` (done by the backend's FAIL). Rotations run in parallel, at most
+//! [`PER_CONNECTION`] at a time per connection, so one database is never flooded. Stopping
+//! aborts the task; an attempt cut off mid-way is resumed by recovery like a crashed one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
+use uuid::Uuid;
+
+use super::backend::{LocalBackend, Origin};
+use super::error::LocalError;
+use super::registry::Registry;
+
+/// Time between two scans for due rotations.
+pub const PERIOD: Duration = Duration::from_secs(30);
+/// Scheduled rotations running at once against one connection.
+pub const PER_CONNECTION: usize = 4;
+
+/// A due rotation: its id and the connection it runs against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    /// The rotation id.
+    pub rotation_id: Uuid,
+    /// The name of its connection (the key of the parallelism bound).
+    pub connection: String,
+}
+
+/// Of the rotation ids the store reports due, those still registered with auto-rotation on,
+/// in the store's order. Unknown or unparsable ids (a rotation removed from the config) and
+/// rotations whose auto-rotation was switched off since are skipped.
+pub fn select_due(registry: &Registry, stored_due: &[String]) -> Vec<Due> {
+    stored_due
+        .iter()
+        .filter_map(|id| Uuid::parse_str(id).ok())
+        .filter_map(|id| registry.rotation(id))
+        .filter(|r| r.auto_rotation)
+        .map(|r| Due {
+            rotation_id: r.id,
+            connection: r.connection.clone(),
+        })
+        .collect()
+}
+
+/// The running scheduler; [`Scheduler::stop`] (or drop) aborts it.
+#[derive(Debug)]
+pub struct Scheduler {
+    task: JoinHandle<()>,
+}
+
+// === impl Scheduler ===
+
+impl Scheduler {
+    /// Spawns the scheduler over `backend`, scanning now and every `period`.
+    pub fn spawn(backend: Arc<LocalBackend>, period: Duration) -> Self {
+        let task = tokio::spawn(async move {
+            let limits = Limits::default();
+            let mut interval = tokio::time::interval(period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                if let Err(error) = run_due(&backend, &limits, Utc::now()).await {
+                    tracing::warn!(%error, "the scheduler could not read due rotations");
+                }
+            }
+        });
+        Self { task }
+    }
+
+    /// Aborts the scheduler and any scheduled rotation still running.
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One semaphore per connection name.
+#[derive(Debug, Default)]
+struct Limits {
+    by_connection: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+// === impl Limits ===
+
+impl Limits {
+    fn for_connection(&self, name: &str) -> Arc<Semaphore> {
+        let mut map = self
+            .by_connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(
+            map.entry(name.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(PER_CONNECTION))),
+        )
+    }
+}
+
+/// Rotates every rotation due at `now`, in parallel within the per-connection bounds, and waits
+/// for them all. Outcomes are logged; failures are already recorded by the backend.
+async fn run_due(
+    backend: &Arc<LocalBackend>,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<(), LocalError> {
+    let stored = backend.due_rotation_ids(now).await?;
+    let due = select_due(backend.registry(), &stored);
+    let mut running = JoinSet::new();
+    for item in due {
+        let semaphore = limits.for_connection(&item.connection);
+        let backend = Arc::clone(backend);
+        running.spawn(async move {
+            // The semaphore is never closed, so acquiring only waits.
+            let Ok(_permit) = semaphore.acquire_owned().await else {
+                return;
+            };
+            let origin = Origin {
+                scheduled: true,
+                request_id: crate::context::new_request_id(),
+                idempotency_key: None,
+            };
+            let rotation_id = item.rotation_id;
+            match backend.rotate(rotation_id, origin).await {
+                Ok(_) => tracing::info!(%rotation_id, "scheduled rotation committed"),
+                Err(LocalError::Busy { attempt_id, .. }) => {
+                    tracing::info!(%rotation_id, %attempt_id, "scheduled rotation skipped: an attempt is running");
+                }
+                Err(error) => tracing::warn!(%rotation_id, %error, "scheduled rotation failed"),
+            }
+        });
+    }
+    while running.join_next().await.is_some() {}
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[[connections]]
+name = "pg"
+app = "postgres"
+host = "db.internal"
+port = 5432
+database = "postgres"
+username = "admin"
+password = "env:PG_ADMIN"
+
+[[rotations]]
+id = "6c7b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a10"
+name = "on"
+type = "postgres-credentials"
+connection = "pg"
+parameters = { username1 = "a", username2 = "b" }
+secrets_mapping = { username = "U", password = "P" }
+
+[[rotations]]
+id = "7d8c6b7f-4a8b-4bae-8b5a-7a1a4d2c3b21"
+name = "off"
+type = "postgres-credentials"
+connection = "pg"
+auto_rotation = false
+parameters = { username1 = "c", username2 = "d" }
+secrets_mapping = { username = "U", password = "P" }
+"#;
+
+    fn registry() -> Registry {
+        let env = [
+            ("PG_ADMIN", "pw"),
+            (
+                "ROTATOR_ENCRYPTION_KEY",
+                "k1:q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=",
+            ),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let mut table: toml::Table = CONFIG.parse().expect("toml");
+        let mut problems = Vec::new();
+        let registry = Registry::from_table(&mut table, &env, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        registry
+    }
+
+    #[test]
+    fn only_registered_rotations_with_auto_rotation_on_are_due() {
+        let registry = registry();
+        let stored = vec![
+            "7d8c6b7f-4a8b-4bae-8b5a-7a1a4d2c3b21".to_owned(), // auto-rotation off
+            "00000000-0000-0000-0000-000000000001".to_owned(), // no longer registered
+            "not-a-uuid".to_owned(),
+            "6c7b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a10".to_owned(),
+        ];
+        let due = select_due(&registry, &stored);
+        assert_eq!(
+            due,
+            vec![Due {
+                rotation_id: Uuid::parse_str("6c7b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a10").expect("uuid"),
+                connection: "pg".to_owned(),
+            }]
+        );
+        assert!(select_due(&registry, &[]).is_empty());
+    }
+
+    #[test]
+    fn one_semaphore_per_connection() {
+        let limits = Limits::default();
+        let a = limits.for_connection("a");
+        let again = limits.for_connection("a");
+        let b = limits.for_connection("b");
+        assert!(Arc::ptr_eq(&a, &again));
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_eq!(a.available_permits(), PER_CONNECTION);
+    }
+}

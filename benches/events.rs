@@ -26,7 +26,7 @@ use rotator::events::publisher::{Acked, OutgoingMessage, Publisher};
 use rotator::events::recorder::outbox_row;
 use rotator::events::{Relay, RelayOptions};
 use rotator::proto::{Backend, RotationType, Trigger};
-use rotator::store::{NewOutboxEvent, ReadOutbox as _, SqliteStore, WriteOutbox as _};
+use rotator::store::{NewOutboxEvent, ReadOutbox as _, Store, WriteOutbox as _};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -153,7 +153,7 @@ async fn delete_stream(url: &str, stream: &str) {
 async fn outbox_latency(url: &str) -> Vec<Duration> {
     let names = names("LAT");
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(dir.path()).await.expect("store");
+    let store = Store::open_sqlite(dir.path()).await.expect("store");
     let (acks_tx, mut acks) = mpsc::unbounded_channel();
     let publisher = Timed {
         inner: JetStreamPublisher::new(nats_config(url, &names)),
@@ -218,7 +218,7 @@ async fn raw_latency(url: &str) -> Vec<Duration> {
 async fn outbox_drain(url: &str, rotations: usize) -> Duration {
     let names = names("DRAIN");
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(dir.path()).await.expect("store");
+    let store = Store::open_sqlite(dir.path()).await.expect("store");
     for n in 0..DRAIN_EVENTS {
         store.append(row(n % rotations, n)).await.expect("append");
     }

@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*"; }
 
+# A CI build is built once and thrown away: incremental state would only cost disk.
+[ "${CI:-}" = "true" ] && export CARGO_INCREMENTAL=0
+
 log "tools"
 need_apt=()
 command -v nats-server >/dev/null || need_apt+=(nats-server)
@@ -34,3 +37,4 @@ fi
 log "tests"
 cargo nextest run --locked --no-fail-fast "$@"
 cargo test --locked --doc
+df -h . | tail -1

@@ -51,6 +51,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("ROTATOR_LISTEN", "listen"),
     ("ROTATOR_ADMIN_LISTEN", "admin_listen"),
     ("ROTATOR_DATA_DIR", "data_dir"),
+    ("ROTATOR_STORE_URL", "store_url"),
     ("ROTATOR_MAX_CONCURRENT_CALLS", "max_concurrent_calls"),
     ("ROTATOR_MAX_MESSAGE_BYTES", "max_message_bytes"),
     ("ROTATOR_SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds"),
@@ -130,6 +131,7 @@ struct RawConfig {
     listen: Option<String>,
     admin_listen: Option<String>,
     data_dir: Option<String>,
+    store_url: Option<String>,
     max_concurrent_calls: Option<u32>,
     max_message_bytes: Option<u32>,
     shutdown_grace_seconds: Option<u64>,
@@ -200,6 +202,9 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// Directory of the embedded store. Default `./rotator-data`.
     pub data_dir: PathBuf,
+    /// A PostgreSQL store shared by replicas (`postgres://…`, may hold a password, so an
+    /// `env:`/`file:` reference is accepted); `None` keeps the embedded SQLite store.
+    pub store_url: Option<SecretString>,
     /// Calls served at once; the next one gets `RESOURCE_EXHAUSTED`. Default 256.
     pub max_concurrent_calls: usize,
     /// Largest request or response message in bytes. Default 4 MiB.
@@ -566,6 +571,18 @@ fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Con
             .collect(),
     };
     let data_dir = PathBuf::from(raw.data_dir.unwrap_or_else(|| "./rotator-data".to_owned()));
+    let store_url = resolve_secret("store_url", raw.store_url, env, problems).filter(|url| {
+        let postgres = ["postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| url.expose().starts_with(scheme));
+        if !postgres {
+            problems.push(ConfigProblem {
+                key: "store_url".to_owned(),
+                reason: "must be a PostgreSQL URL (postgres://user@host:port/database)".to_owned(),
+            });
+        }
+        postgres
+    });
     let infisical = raw
         .infisical
         .and_then(|i| validate_infisical(i, env, problems));
@@ -580,6 +597,7 @@ fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Con
         listen,
         admin_listen,
         data_dir,
+        store_url,
         max_concurrent_calls: max_concurrent_calls as usize,
         max_message_bytes: max_message_bytes as usize,
         shutdown_grace: Duration::from_secs(raw.shutdown_grace_seconds.unwrap_or(30)),

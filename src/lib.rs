@@ -11,7 +11,8 @@
 //! - [`local`]: local rotation: passwords, attempt state machine, credential encryption, schedule.
 //! - [`drivers`]: what local rotation does on a target (PostgreSQL, MySQL/MariaDB, Redis).
 //! - [`rotation`]: the 14 rotation types and Infisical's JSON model of a rotation.
-//! - [`store`]: the embedded store (SQLite under `data_dir`): the events outbox.
+//! - [`store`]: the store (embedded SQLite, or PostgreSQL shared by replicas): outbox, local
+//!   rotation state, leases and attempts.
 //! - [`events`]: rotation events: outbox recorder, relay to NATS JetStream, CloudEvents model.
 //! - [`error`]: the service error and its one classification into gRPC codes.
 //! - [`server`]: building and running the gRPC server with health, reflection and drain.
@@ -75,7 +76,7 @@ pub async fn run_on(
         ),
         None => None,
     };
-    let store = store::SqliteStore::open(&config.data_dir).await?;
+    let store = store::Store::open(&config).await?;
     let events = events::EventsPipeline::start(&config, store.clone());
     let served = match server::build_engine(&config, Some(events.recorder())) {
         Ok(engine) => match local::start(&config, &store).await {

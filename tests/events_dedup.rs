@@ -21,7 +21,7 @@ use rotator::events::recorder::outbox_row;
 use rotator::events::{Relay, RelayOptions};
 use rotator::proto::{Backend, RotationType, Trigger};
 use rotator::store::{
-    AckOutbox, Backlog, Delivery, OutboxEvent, OutboxSeq, ReadOutbox, SqliteStore, StoreError,
+    AckOutbox, Backlog, Delivery, OutboxEvent, OutboxSeq, ReadOutbox, Store, StoreError,
     WriteOutbox as _,
 };
 use tokio::sync::{Notify, mpsc};
@@ -33,7 +33,7 @@ const TRACESTATE: &str = "rojo=00f067aa0ba902b7";
 /// A store whose `mark_sent` never returns: the relay process "dies" right after the ack.
 #[derive(Debug, Clone)]
 struct DiesBeforeMarkingSent {
-    inner: SqliteStore,
+    inner: Store,
     acked: mpsc::UnboundedSender<usize>,
 }
 
@@ -98,7 +98,7 @@ fn attempt() -> AttemptRecord {
 async fn a_relay_killed_between_publish_and_mark_sent_is_deduplicated_by_jetstream() {
     let names = unique_names();
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(dir.path()).await.expect("store");
+    let store = Store::open_sqlite(dir.path()).await.expect("store");
     let record = attempt();
     let trace = vec![
         ("traceparent".to_owned(), TRACEPARENT.to_owned()),

@@ -19,7 +19,7 @@ use rotator::events::publisher::Publisher as _;
 use rotator::events::recorder::outbox_row;
 use rotator::events::{Relay, RelayOptions};
 use rotator::proto::{Backend, RotationType, Trigger};
-use rotator::store::{SqliteStore, WriteOutbox as _};
+use rotator::store::{Store, WriteOutbox as _};
 use rotator::upstream::infisical::{HttpFailure, UpstreamError};
 use tokio::sync::Notify;
 
@@ -43,7 +43,7 @@ fn attempt(t: RotationType, request_id: &str, failure: Option<ServiceError>) -> 
 /// Publishes a completed postgres, a failed ldap and a completed ldap event.
 async fn publish_three(names: &Names) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(dir.path()).await.expect("store");
+    let store = Store::open_sqlite(dir.path()).await.expect("store");
     let failure = ServiceError::Upstream(UpstreamError::Http(HttpFailure {
         status: 500,
         error_name: Some("InternalServerError".into()),

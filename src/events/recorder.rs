@@ -39,7 +39,12 @@ impl<S: WriteOutbox> OutboxRecorder<S> {
     /// The event could not be encoded or the store could not write it.
     pub async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<(), EventsError> {
         let row = outbox_row(attempt, crate::telemetry::current_trace_headers())?;
-        crate::store::in_transaction_span("append outbox event", self.store.append(row)).await?;
+        crate::store::in_transaction_span(
+            self.store.system(),
+            "append outbox event",
+            self.store.append(row),
+        )
+        .await?;
         self.wake.notify_one();
         Ok(())
     }

@@ -37,10 +37,10 @@ use crate::store::local::{
     AttemptRow, AttemptStore as _, CommitAttempt, FailAttempt, LeaseOutcome, LeaseStore as _,
     LocalStatus, RotationState, RotationStateStore as _,
 };
-use crate::store::{SqliteStore, in_transaction_span};
+use crate::store::{Store, in_transaction_span};
 
 /// How long a lease lasts past each fenced write.
-pub use crate::store::sqlite::LOCAL_LEASE_TTL as LEASE_TTL;
+pub use crate::store::LEASE_TTL;
 
 /// First backoff after a transient failure; doubles each time, with full jitter.
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
@@ -65,7 +65,7 @@ pub struct Origin {
 #[derive(Debug)]
 pub struct LocalBackend {
     registry: Arc<Registry>,
-    store: SqliteStore,
+    store: Store,
     keys: KeyRing,
     drivers: HashMap<Uuid, RotationDriver>,
     budget: Budget,
@@ -88,7 +88,7 @@ impl LocalBackend {
     /// # Errors
     ///
     /// A rotation whose driver cannot be built, or no key ring although rotations exist.
-    pub fn new(registry: Arc<Registry>, store: SqliteStore) -> Result<Self, LocalError> {
+    pub fn new(registry: Arc<Registry>, store: Store) -> Result<Self, LocalError> {
         let keys = registry
             .keys
             .clone()
@@ -125,6 +125,15 @@ impl LocalBackend {
             drivers,
             budget: Budget::default(),
         })
+    }
+
+    /// Runs one store transaction inside its span, named for this store's database.
+    async fn in_span<T>(
+        &self,
+        operation: &'static str,
+        work: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
+    ) -> Result<T, crate::store::StoreError> {
+        in_transaction_span(self.store.system(), operation, work).await
     }
 
     /// The registry served.
@@ -231,12 +240,13 @@ impl LocalBackend {
             return self.replay(rotation, seen).await;
         }
         let attempt_id = Uuid::now_v7();
-        let token = match in_transaction_span(
-            "acquire lease",
-            self.store
-                .acquire(&rotation_id, &attempt_id.to_string(), LEASE_TTL),
-        )
-        .await?
+        let token = match self
+            .in_span(
+                "acquire lease",
+                self.store
+                    .acquire(&rotation_id, &attempt_id.to_string(), LEASE_TTL),
+            )
+            .await?
         {
             LeaseOutcome::Acquired(token) => token,
             LeaseOutcome::HeldBy(holder) => {
@@ -249,8 +259,9 @@ impl LocalBackend {
         let result = self
             .run_under_lease(rotation, driver, attempt_id, token, origin)
             .await;
-        if let Err(error) =
-            in_transaction_span("release lease", self.store.release(&rotation_id, token)).await
+        if let Err(error) = self
+            .in_span("release lease", self.store.release(&rotation_id, token))
+            .await
         {
             tracing::warn!(%rotation_id, %error, "could not release the lease; it expires");
         }
@@ -307,6 +318,11 @@ impl LocalBackend {
                     .adopt(row.attempt_id, &rotation_id, token)
                     .await?;
                 row.fencing_token = token;
+                if let Some(key) = &origin.idempotency_key {
+                    self.store
+                        .remember_key(&rotation_id, key, row.attempt_id)
+                        .await?;
+                }
                 let aad = associated_data(&rotation_id, row.slot);
                 let plain = self.keys.open(
                     &Sealed {
@@ -356,7 +372,11 @@ impl LocalBackend {
                     error: None,
                     created_at: Utc::now(),
                 };
-                in_transaction_span("prepare attempt", self.store.prepare(&row)).await?;
+                self.in_span(
+                    "prepare attempt",
+                    self.store.prepare(&row, origin.idempotency_key.as_deref()),
+                )
+                .await?;
                 failpoint::hit("prepared");
                 Run {
                     rotation,
@@ -367,11 +387,6 @@ impl LocalBackend {
                 }
             }
         };
-        if let Some(key) = &origin.idempotency_key {
-            self.store
-                .remember_key(&rotation_id, key, run.row.attempt_id)
-                .await?;
-        }
         self.drive(run).await
     }
 
@@ -406,11 +421,8 @@ impl LocalBackend {
                         last = None;
                         if run.row.state == AttemptState::Prepared {
                             run.row.state = AttemptState::Applied;
-                            in_transaction_span(
-                                "record attempt state",
-                                self.store.transition(&run.row),
-                            )
-                            .await?;
+                            self.in_span("record attempt state", self.store.transition(&run.row))
+                                .await?;
                             failpoint::hit("applied");
                         }
                     }
@@ -420,11 +432,8 @@ impl LocalBackend {
                     Ok(()) => {
                         last = None;
                         run.row.state = AttemptState::Verified;
-                        in_transaction_span(
-                            "record attempt state",
-                            self.store.transition(&run.row),
-                        )
-                        .await?;
+                        self.in_span("record attempt state", self.store.transition(&run.row))
+                            .await?;
                         failpoint::hit("verified");
                     }
                     Err(e) => last = Some(self.note_failure(&mut run, e, &mut last_error)),
@@ -438,7 +447,7 @@ impl LocalBackend {
                     run.row.key_id = sealed.key_id;
                     run.row.candidate = sealed.bytes;
                     run.row.regenerations += 1;
-                    in_transaction_span("record attempt state", self.store.transition(&run.row))
+                    self.in_span("record attempt state", self.store.transition(&run.row))
                         .await?;
                     last = None;
                 }
@@ -514,7 +523,7 @@ impl LocalBackend {
             manual,
             event,
         };
-        in_transaction_span(
+        self.in_span(
             "commit attempt",
             self.store.commit(&commit, run.row.fencing_token),
         )
@@ -543,7 +552,7 @@ impl LocalBackend {
                 Some(view),
                 Some(ServiceError::Local(failure.clone())),
             )?;
-            in_transaction_span(
+            self.in_span(
                 "fail attempt",
                 self.store.fail(
                     &FailAttempt {

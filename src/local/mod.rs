@@ -28,7 +28,7 @@ pub mod scheduler;
 /// A rotation that cannot be built, or a store failure during start-up.
 pub async fn start(
     config: &crate::config::Config,
-    store: &crate::store::SqliteStore,
+    store: &crate::store::Store,
 ) -> Result<Option<std::sync::Arc<backend::LocalBackend>>, crate::server::ServeError> {
     if config.local.is_empty() {
         return Ok(None);

@@ -54,21 +54,50 @@ impl StoreError {
         matches!(self, Self::Busy(_))
     }
 
-    /// Classifies a query error: busy/locked and pool exhaustion are transient.
+    /// Classifies a query error: busy/locked, pool exhaustion, a lost connection and
+    /// PostgreSQL's serialization, deadlock and shutdown codes are transient.
     pub(crate) fn query(error: sqlx::Error) -> Self {
         let busy = match &error {
-            sqlx::Error::PoolTimedOut => true,
-            // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes in the low byte.
-            sqlx::Error::Database(db) => db
-                .code()
-                .and_then(|c| c.parse::<i32>().ok())
-                .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| is_transient_code(&code)),
             _ => false,
         };
         if busy {
             Self::Busy(error)
         } else {
             Self::Query(error)
+        }
+    }
+}
+
+/// Whether a database error code (SQLite's number or PostgreSQL's SQLSTATE) says "try again".
+fn is_transient_code(code: &str) -> bool {
+    match code.parse::<i32>() {
+        // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes in the low byte.
+        Ok(sqlite) if !code.starts_with('0') && code.len() < 5 => matches!(sqlite & 0xff, 5 | 6),
+        // serialization_failure, deadlock_detected, lock_not_available, the connection
+        // exception class (08…) and operator intervention (57P…: admin or crash shutdown).
+        _ => {
+            matches!(code, "40001" | "40P01" | "55P03")
+                || code.starts_with("08")
+                || code.starts_with("57P")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_transient_code;
+
+    #[test]
+    fn transient_codes_of_both_databases() {
+        for code in [
+            "5", "6", "517", "262", "40001", "40P01", "55P03", "08006", "57P01",
+        ] {
+            assert!(is_transient_code(code), "{code}");
+        }
+        for code in ["19", "2067", "23505", "42P01", "22001"] {
+            assert!(!is_transient_code(code), "{code}");
         }
     }
 }

@@ -211,12 +211,17 @@ pub trait RotationStateStore: Send + Sync {
 
 /// Attempts, their fenced transitions, and the one-transaction COMMIT / FAIL.
 pub trait AttemptStore: Send + Sync {
-    /// Stores a PREPARED attempt (the intent) under its fencing token.
+    /// Stores a PREPARED attempt (the intent) under its fencing token, and in the same
+    /// transaction the caller's idempotency key naming it, so a crash cannot separate them.
     ///
     /// # Errors
     ///
     /// [`StoreError::LostLease`], or the store could not write.
-    fn prepare(&self, row: &AttemptRow) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn prepare(
+        &self,
+        row: &AttemptRow,
+        idempotency_key: Option<&str>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Moves an open attempt to `row.state`, with `row`'s candidate and counts.
     ///

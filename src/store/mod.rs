@@ -1,14 +1,16 @@
-//! The embedded store: small per-table traits, and their backends.
+//! The store: small per-table traits, and [`Store`], which keeps them on SQLite (embedded, the
+//! default) or PostgreSQL (shared by replicas).
 //!
-//! Each trait names one table and one role, so a component asks only for what it uses
-//! (the recorder appends, the relay reads and acknowledges). Today there is one table, the events
-//! outbox, and one backend, SQLite under `data_dir` ([`sqlite::SqliteStore`]). `RotationStore`,
-//! `AttemptStore`, `LeaseStore` and a PostgreSQL backend join later beside these, in the same
-//! shape: traits here, one module per backend.
+//! Each trait names one table and one role, so a component asks only for what it uses (the
+//! recorder appends, the relay reads and acknowledges, local rotation takes leases and records
+//! attempts). The outbox traits are here, the local-rotation ones in [`local`]; [`db`] opens
+//! the backends, and `outbox.rs` / `local_tables.rs` implement the traits once for both.
 
+pub mod db;
 pub mod error;
 pub mod local;
-pub mod sqlite;
+mod local_tables;
+mod outbox;
 
 use std::future::Future;
 use std::time::Duration;
@@ -16,24 +18,23 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub use self::db::Store;
 pub use self::error::StoreError;
-pub use self::sqlite::SqliteStore;
-
-/// `db.system.name` of the store, on the spans of its transactions (SQLite is the only backend).
-pub const DB_SYSTEM: &str = "sqlite";
+pub use self::local_tables::LEASE_TTL;
 
 /// Runs one store transaction of a call inside its span (`telemetry::store_transaction_span`),
-/// marking the span failed with the error's kind.
+/// marking the span failed with the error's kind. `system` is the store's `db.system.name`.
 ///
 /// # Errors
 ///
 /// `work`'s error, unchanged.
 pub async fn in_transaction_span<T>(
+    system: &'static str,
     operation: &'static str,
     work: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
     use tracing::Instrument as _;
-    let span = crate::telemetry::store_transaction_span(DB_SYSTEM, operation);
+    let span = crate::telemetry::store_transaction_span(system, operation);
     let result = work.instrument(span.clone()).await;
     if let Err(error) = &result {
         crate::telemetry::record_error(&span, error.kind(), &error.to_string());
@@ -112,6 +113,9 @@ impl Backlog {
 
 /// Appends events to the outbox.
 pub trait WriteOutbox: Send + Sync {
+    /// `db.system.name` of the database behind it, for the spans of its transactions.
+    fn system(&self) -> &'static str;
+
     /// Durably appends `event`: when this returns `Ok`, the event survives a crash. Appending an
     /// event id that is already stored is a no-op, so a retried append cannot double an event.
     ///

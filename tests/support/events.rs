@@ -13,7 +13,7 @@ use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::{self, message::StreamMessage};
 use rotator::config::{Config, Env};
 use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
-use rotator::store::{ReadOutbox as _, SqliteStore};
+use rotator::store::{ReadOutbox as _, Store};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -257,8 +257,8 @@ impl EventsServer {
     }
 
     /// The server's outbox, opened beside it (SQLite WAL allows it).
-    pub async fn store(&self) -> SqliteStore {
-        SqliteStore::open(self.data_dir.path())
+    pub async fn store(&self) -> Store {
+        Store::open_sqlite(self.data_dir.path())
             .await
             .expect("open the server's store")
     }

@@ -200,6 +200,8 @@ pub struct Config {
     /// Address of the admin HTTP listener (`/metrics`, `/livez`, `/readyz`); `None` when set to
     /// `"off"`. Default `127.0.0.1:9464`.
     pub admin_listen: Option<SocketAddr>,
+    /// The file it was loaded from, re-read on SIGHUP; `None` for defaults and environment only.
+    pub config_file: Option<PathBuf>,
     /// Directory of the embedded store. Default `./rotator-data`.
     pub data_dir: PathBuf,
     /// A PostgreSQL store shared by replicas (`postgres://…`, may hold a password, so an
@@ -353,7 +355,9 @@ impl Config {
             },
             None => String::new(),
         };
-        Self::from_toml_str(&text, env)
+        let mut config = Self::from_toml_str(&text, env)?;
+        config.config_file = file.map(Path::to_path_buf);
+        Ok(config)
     }
 
     /// Loads the configuration from TOML text and the given environment (what [`Config::load`]
@@ -596,6 +600,7 @@ fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Con
     Config {
         listen,
         admin_listen,
+        config_file: None,
         data_dir,
         store_url,
         max_concurrent_calls: max_concurrent_calls as usize,

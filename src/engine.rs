@@ -161,6 +161,7 @@ impl Engine {
             let local = Arc::clone(local);
             let deadline = ctx.deadline;
             let origin = crate::local::backend::Origin {
+                scope: crate::local::backend::Scope::Rotate,
                 scheduled: false,
                 request_id: ctx.request_id.clone(),
                 idempotency_key: ctx.idempotency_key.clone(),
@@ -276,7 +277,7 @@ impl Engine {
             && let Some(rotation) = local.by_name(name)
             && rotation.rotation_type == rotation_type
         {
-            return Ok(local.get(rotation).await?);
+            return Ok(local.get(&rotation).await?);
         }
         Ok(self
             .upstream(&name.name)?

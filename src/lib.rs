@@ -87,6 +87,12 @@ pub async fn run_on(
                         local::scheduler::PERIOD,
                     )
                 });
+                let reloader = backend.as_ref().map(|backend| {
+                    local::reload::spawn_on_sighup(
+                        std::sync::Arc::clone(backend),
+                        config.config_file.clone(),
+                    )
+                });
                 let engine = match backend {
                     Some(backend) => engine.with_local(backend),
                     None => engine,
@@ -96,6 +102,9 @@ pub async fn run_on(
                         .await;
                 if let Some(scheduler) = scheduler {
                     scheduler.stop();
+                }
+                if let Some(reloader) = reloader {
+                    reloader.abort();
                 }
                 served
             }

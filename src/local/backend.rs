@@ -6,8 +6,7 @@
 //! timestamps, status, outbox event). Recovery at start-up resumes open attempts from their
 //! stored state; a rotation without a stored credential gets slot 0 issued the same way.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -15,22 +14,19 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::attempt::{self, ActionResult, AttemptState, Budget, Next, Spent};
-use super::crypto::{KeyRing, Sealed, associated_data};
+use super::crypto::{Sealed, associated_data};
 use super::error::LocalError;
 use super::failpoint;
+use super::limits::ConnectionLimits;
+use super::registered::Registered;
 use super::registry::{LocalRotation, Registry};
 use super::schedule::Schedule;
-use crate::drivers::mysql::MysqlOptions;
-use crate::drivers::{
-    AnyDriver, Credential, Driver as _, DriverError, DriverErrorKind, DriverOptions,
-    RotationDriver, Slot,
-};
+use crate::drivers::{Credential, Driver as _, DriverError, DriverErrorKind, RotationDriver, Slot};
 use crate::engine::AttemptRecord;
 use crate::error::ServiceError;
 use crate::proto::{
-    Backend, GeneratedCredential, GetGeneratedCredentialsResponse, RotationParameters,
-    RotationStatus, SecretRotation, SecretsMapping, Trigger, UsernamePasswordCredential,
-    generated_credential,
+    Backend, GeneratedCredential, GetGeneratedCredentialsResponse, SecretRotation, Trigger,
+    UsernamePasswordCredential, generated_credential,
 };
 use crate::secret::SecretString;
 use crate::store::local::{
@@ -49,9 +45,24 @@ const REPLAY_POLL: Duration = Duration::from_millis(50);
 /// Longest backoff.
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
 
+/// What a call to [`LocalBackend::rotate`] may do once it holds the lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// Finish an attempt left open, else rotate.
+    #[default]
+    Rotate,
+    /// Finish an attempt left open; nothing else (recovery).
+    ResumeOnly,
+    /// Issue slot 0 when no credential is stored yet; nothing else (start-up, reload). Checked
+    /// under the lease, so two replicas starting together issue it once.
+    FirstCredential,
+}
+
 /// Who asked for an attempt.
 #[derive(Debug, Clone)]
 pub struct Origin {
+    /// What the call may do.
+    pub scope: Scope,
     /// The scheduler (true) or a caller.
     pub scheduled: bool,
     /// The request id of the call (or a generated one).
@@ -61,20 +72,21 @@ pub struct Origin {
     pub idempotency_key: Option<String>,
 }
 
-/// The local backend over the SQLite store.
+/// The local backend over the store.
 #[derive(Debug)]
 pub struct LocalBackend {
-    registry: Arc<Registry>,
+    /// Swapped whole on reload; each call keeps the set it started with.
+    current: RwLock<Arc<Registered>>,
     store: Store,
-    keys: KeyRing,
-    drivers: HashMap<Uuid, RotationDriver>,
     budget: Budget,
+    limits: ConnectionLimits,
 }
 
 /// A running attempt: its row, its plaintext candidate and what it has spent.
 struct Run<'a> {
     rotation: &'a LocalRotation,
     driver: &'a RotationDriver,
+    registered: &'a Registered,
     row: AttemptRow,
     password: SecretString,
     started: Instant,
@@ -83,48 +95,48 @@ struct Run<'a> {
 // === impl LocalBackend ===
 
 impl LocalBackend {
-    /// Builds the drivers of every registered rotation.
+    /// The backend over `store`, serving `registry`.
     ///
     /// # Errors
     ///
     /// A rotation whose driver cannot be built, or no key ring although rotations exist.
-    pub fn new(registry: Arc<Registry>, store: Store) -> Result<Self, LocalError> {
-        let keys = registry
-            .keys
-            .clone()
-            .ok_or(LocalError::Crypto(super::crypto::CryptoError::NoKey))?;
-        let mut drivers = HashMap::new();
-        for rotation in &registry.rotations {
-            let connection =
-                registry
-                    .connections
-                    .get(&rotation.connection)
-                    .ok_or(LocalError::Build(crate::drivers::BuildError::Unsupported(
-                        "missing connection",
-                    )))?;
-            let mut mysql = MysqlOptions::default();
-            if let Some(host) = &connection.mysql_host_part {
-                mysql.host_part.clone_from(host);
-            }
-            let driver = AnyDriver::build(
-                &rotation.id.to_string(),
-                connection.config.clone(),
-                &rotation.parameters,
-                DriverOptions {
-                    mysql,
-                    redis_usernames: None,
-                },
-            )
-            .map_err(LocalError::Build)?;
-            drivers.insert(rotation.id, driver);
-        }
+    pub fn new(registry: Registry, store: Store) -> Result<Self, LocalError> {
         Ok(Self {
-            registry,
+            current: RwLock::new(Arc::new(Registered::build(registry)?)),
             store,
-            keys,
-            drivers,
             budget: Budget::default(),
+            limits: ConnectionLimits::default(),
         })
+    }
+
+    /// The registered set in force now. A call takes it once and keeps it to the end, so a
+    /// reload never changes a running attempt's rotation, driver or keys.
+    pub fn current(&self) -> Arc<Registered> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Replaces the registered set with `registry` (SIGHUP): builds every driver first, so an
+    /// unusable registry changes nothing; creates state rows of new rotations, swaps, then
+    /// issues the first credential of rotations that have none. Calls already running finish
+    /// on the set they started with.
+    ///
+    /// # Errors
+    ///
+    /// The registry cannot be built (nothing changed), or the store failed.
+    pub async fn reload(&self, registry: Registry) -> Result<(), LocalError> {
+        let next = Arc::new(Registered::build(registry)?);
+        for rotation in &next.registry.rotations {
+            self.store
+                .ensure_rotation(&rotation.id.to_string(), None)
+                .await?;
+        }
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&next);
+        tracing::info!(
+            rotations = next.registry.rotations.len(),
+            connections = next.registry.connections.len(),
+            "local registry reloaded"
+        );
+        self.issue_first_credentials(&next).await
     }
 
     /// Runs one store transaction inside its span, named for this store's database.
@@ -136,53 +148,80 @@ impl LocalBackend {
         in_transaction_span(self.store.system(), operation, work).await
     }
 
-    /// The registry served.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
-    /// Start-up: frees leases of a crashed predecessor, creates state rows, resumes open
-    /// attempts, then issues slot 0 of every rotation that has no credential. Failures are
-    /// recorded on the rotation (status failed, event) and logged; they never stop the server.
+    /// Start-up: frees leases of a crashed predecessor (on a store of this process alone),
+    /// creates state rows, resumes open attempts, then issues slot 0 of every rotation that has
+    /// no credential. Failures are recorded on the rotation (status failed, event) and logged;
+    /// they never stop the server.
     ///
     /// # Errors
     ///
     /// The store could not be read or written.
     pub async fn start_up(&self) -> Result<(), LocalError> {
         self.store.break_leases().await?;
-        for rotation in &self.registry.rotations {
+        let current = self.current();
+        for rotation in &current.registry.rotations {
             self.store
                 .ensure_rotation(&rotation.id.to_string(), None)
                 .await?;
         }
+        self.resume_open_attempts().await?;
+        self.issue_first_credentials(&current).await
+    }
+
+    /// Finishes every open attempt of a registered rotation whose lease is free: at start-up,
+    /// and periodically for attempts a crashed replica left on a shared store once their lease
+    /// expired. An attempt whose lease is held is running; it is left alone.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read.
+    pub async fn resume_open_attempts(&self) -> Result<(), LocalError> {
+        let current = self.current();
         for row in self.store.open_attempts().await? {
             let Ok(id) = Uuid::parse_str(&row.rotation_id) else {
                 continue;
             };
-            if self.registry.rotation(id).is_none() {
+            if current.registry.rotation(id).is_none() {
                 tracing::warn!(rotation_id = %row.rotation_id, attempt_id = %row.attempt_id,
                     "an open attempt belongs to a rotation no longer registered; left as is");
                 continue;
             }
             let origin = Origin {
+                scope: Scope::ResumeOnly,
                 scheduled: row.scheduled,
                 request_id: row.request_id.clone(),
                 idempotency_key: None,
             };
-            if let Err(error) = self.rotate(id, origin).await {
-                tracing::warn!(rotation_id = %row.rotation_id, %error, "recovered attempt did not commit");
+            match self.rotate(id, origin).await {
+                Ok(_) | Err(LocalError::Busy { .. }) => {}
+                Err(error) => {
+                    tracing::warn!(rotation_id = %row.rotation_id, %error, "recovered attempt did not commit");
+                }
             }
         }
-        for rotation in &self.registry.rotations {
+        Ok(())
+    }
+
+    /// Issues slot 0 of every rotation of `registered` that has no stored credential.
+    async fn issue_first_credentials(&self, registered: &Registered) -> Result<(), LocalError> {
+        for rotation in &registered.registry.rotations {
             let id = rotation.id.to_string();
-            if self.store.credentials(&id).await?.is_empty() {
-                let origin = Origin {
-                    scheduled: false,
-                    request_id: crate::context::new_request_id(),
-                    idempotency_key: None,
-                };
-                if let Err(error) = self.rotate(rotation.id, origin).await {
-                    tracing::warn!(rotation_id = %id, %error, "first credential not issued");
+            if !self.store.credentials(&id).await?.is_empty() {
+                continue;
+            }
+            let origin = Origin {
+                scope: Scope::FirstCredential,
+                scheduled: false,
+                request_id: crate::context::new_request_id(),
+                idempotency_key: None,
+            };
+            match self.rotate(rotation.id, origin).await {
+                Ok(_) => {}
+                Err(LocalError::Busy { attempt_id, .. }) => {
+                    tracing::info!(rotation_id = %id, %attempt_id, "first credential being issued by another attempt");
+                }
+                Err(error) => {
+                    tracing::warn!(rotation_id = %id, %error, "first credential not issued")
                 }
             }
         }
@@ -207,8 +246,9 @@ impl LocalBackend {
         &self,
         id: Uuid,
         requested: crate::proto::RotationType,
-    ) -> Option<Result<&LocalRotation, LocalError>> {
-        let rotation = self.registry.rotation(id)?;
+    ) -> Option<Result<LocalRotation, LocalError>> {
+        let current = self.current();
+        let rotation = current.registry.rotation(id)?.clone();
         if requested != rotation.rotation_type {
             return Some(Err(LocalError::TypeMismatch {
                 rotation_id: id.to_string(),
@@ -225,20 +265,22 @@ impl LocalBackend {
     ///
     /// [`LocalError::Busy`] when another attempt holds the lease; the attempt's failure.
     pub async fn rotate(&self, id: Uuid, origin: Origin) -> Result<SecretRotation, LocalError> {
-        let rotation = self
-            .registry
-            .rotation(id)
-            .ok_or_else(|| LocalError::NoCredential(id.to_string()))?;
-        let driver = self
-            .drivers
-            .get(&id)
-            .ok_or_else(|| LocalError::NoCredential(id.to_string()))?;
+        let current = self.current();
+        let (rotation, driver) = current.rotation(id)?;
         let rotation_id = id.to_string();
         if let Some(key) = &origin.idempotency_key
             && let Some(seen) = self.store.attempt_for_key(&rotation_id, key).await?
         {
-            return self.replay(rotation, seen).await;
+            return self.replay(&current, rotation, seen).await;
         }
+        let limit = current
+            .registry
+            .connections
+            .get(&rotation.connection)
+            .map_or(super::registry::DEFAULT_MAX_PARALLEL, |c| {
+                c.max_parallel_rotations
+            });
+        let _slot = self.limits.acquire(&rotation.connection, limit).await;
         let attempt_id = Uuid::now_v7();
         let token = match self
             .in_span(
@@ -257,7 +299,7 @@ impl LocalBackend {
             }
         };
         let result = self
-            .run_under_lease(rotation, driver, attempt_id, token, origin)
+            .run_under_lease(&current, rotation, driver, attempt_id, token, origin)
             .await;
         if let Err(error) = self
             .in_span("release lease", self.store.release(&rotation_id, token))
@@ -273,13 +315,14 @@ impl LocalBackend {
     /// runs, waits for it (the caller's deadline bounds the wait).
     async fn replay(
         &self,
+        current: &Registered,
         rotation: &LocalRotation,
         attempt_id: Uuid,
     ) -> Result<SecretRotation, LocalError> {
         loop {
             let row = self.store.attempt(attempt_id).await?;
             match row.as_ref().map(|r| r.state) {
-                Some(AttemptState::Committed) => return self.get(rotation).await,
+                Some(AttemptState::Committed) => return self.view_of(current, rotation).await,
                 Some(AttemptState::Failed) => {
                     return Err(LocalError::Replayed {
                         attempt_id: attempt_id.to_string(),
@@ -295,6 +338,7 @@ impl LocalBackend {
 
     async fn run_under_lease(
         &self,
+        current: &Registered,
         rotation: &LocalRotation,
         driver: &RotationDriver,
         attempt_id: Uuid,
@@ -324,7 +368,7 @@ impl LocalBackend {
                         .await?;
                 }
                 let aad = associated_data(&rotation_id, row.slot);
-                let plain = self.keys.open(
+                let plain = current.keys.open(
                     &Sealed {
                         key_id: row.key_id.clone(),
                         bytes: row.candidate.clone(),
@@ -339,13 +383,20 @@ impl LocalBackend {
                 Run {
                     rotation,
                     driver,
+                    registered: current,
                     row,
                     password,
                     started: Instant::now(),
                 }
             }
+            None if origin.scope == Scope::ResumeOnly => {
+                return self.view_of(current, rotation).await;
+            }
             None => {
                 let stored = self.store.credentials(&rotation_id).await?;
+                if origin.scope == Scope::FirstCredential && !stored.is_empty() {
+                    return self.view_of(current, rotation).await;
+                }
                 let state = self.state(&rotation_id).await?;
                 let slot = if stored.is_empty() {
                     0
@@ -353,7 +404,7 @@ impl LocalBackend {
                     1 - state.active_index.min(1)
                 };
                 let password = driver.password_policy.generate();
-                let sealed = self.keys.seal(
+                let sealed = current.keys.seal(
                     password.expose().as_bytes(),
                     &associated_data(&rotation_id, slot),
                 )?;
@@ -377,10 +428,11 @@ impl LocalBackend {
                     self.store.prepare(&row, origin.idempotency_key.as_deref()),
                 )
                 .await?;
-                failpoint::hit("prepared");
+                failpoint::hit("prepared").await;
                 Run {
                     rotation,
                     driver,
+                    registered: current,
                     row,
                     password,
                     started: Instant::now(),
@@ -423,7 +475,7 @@ impl LocalBackend {
                             run.row.state = AttemptState::Applied;
                             self.in_span("record attempt state", self.store.transition(&run.row))
                                 .await?;
-                            failpoint::hit("applied");
+                            failpoint::hit("applied").await;
                         }
                     }
                     Err(e) => last = Some(self.note_failure(&mut run, e, &mut last_error)),
@@ -434,13 +486,13 @@ impl LocalBackend {
                         run.row.state = AttemptState::Verified;
                         self.in_span("record attempt state", self.store.transition(&run.row))
                             .await?;
-                        failpoint::hit("verified");
+                        failpoint::hit("verified").await;
                     }
                     Err(e) => last = Some(self.note_failure(&mut run, e, &mut last_error)),
                 },
                 Next::Regenerate => {
                     run.password = run.driver.password_policy.generate();
-                    let sealed = self.keys.seal(
+                    let sealed = run.registered.keys.seal(
                         run.password.expose().as_bytes(),
                         &associated_data(&run.row.rotation_id, run.row.slot),
                     )?;
@@ -510,7 +562,7 @@ impl LocalBackend {
         state.is_last_rotation_manual = manual;
         state.last_message = None;
         state.updated_at = now;
-        let view = self.view(run.rotation, &state);
+        let view = super::view::secret_rotation(&run.registered.registry, run.rotation, &state);
         let event = self.event(run, now, Some(view.clone()), None)?;
         let commit = CommitAttempt {
             attempt_id: run.row.attempt_id,
@@ -528,7 +580,7 @@ impl LocalBackend {
             self.store.commit(&commit, run.row.fencing_token),
         )
         .await?;
-        failpoint::hit("committed");
+        failpoint::hit("committed").await;
         Ok(view)
     }
 
@@ -545,7 +597,7 @@ impl LocalBackend {
             state.next_rotation_at = Self::schedule(run.rotation).after_failure(now);
             state.is_last_rotation_manual = manual;
             state.last_message = Some(message.clone());
-            let view = self.view(run.rotation, &state);
+            let view = super::view::secret_rotation(&run.registered.registry, run.rotation, &state);
             let event = self.event(
                 run,
                 now,
@@ -622,8 +674,20 @@ impl LocalBackend {
     ///
     /// The store failed.
     pub async fn get(&self, rotation: &LocalRotation) -> Result<SecretRotation, LocalError> {
+        self.view_of(&self.current(), rotation).await
+    }
+
+    async fn view_of(
+        &self,
+        current: &Registered,
+        rotation: &LocalRotation,
+    ) -> Result<SecretRotation, LocalError> {
         let state = self.state(&rotation.id.to_string()).await?;
-        Ok(self.view(rotation, &state))
+        Ok(super::view::secret_rotation(
+            &current.registry,
+            rotation,
+            &state,
+        ))
     }
 
     /// Every registered rotation of `rotation_type` (all for `Unspecified`) in `project_id`
@@ -637,25 +701,31 @@ impl LocalBackend {
         rotation_type: crate::proto::RotationType,
         project_id: &str,
     ) -> Result<Vec<SecretRotation>, LocalError> {
+        let current = self.current();
         let mut out = Vec::new();
-        for rotation in &self.registry.rotations {
+        for rotation in &current.registry.rotations {
             let type_ok = rotation_type == crate::proto::RotationType::Unspecified
                 || rotation.rotation_type == rotation_type;
             if type_ok && (project_id.is_empty() || rotation.project_id == project_id) {
-                out.push(self.get(rotation).await?);
+                out.push(self.view_of(&current, rotation).await?);
             }
         }
         Ok(out)
     }
 
     /// The registered rotation named `name` in the labels of `lookup`.
-    pub fn by_name(&self, lookup: &crate::proto::RotationName) -> Option<&LocalRotation> {
-        self.registry.rotations.iter().find(|r| {
-            r.name == lookup.name
-                && (lookup.project_id.is_empty() || r.project_id == lookup.project_id)
-                && (lookup.environment.is_empty() || r.environment == lookup.environment)
-                && (lookup.secret_path.is_empty() || r.folder_path == lookup.secret_path)
-        })
+    pub fn by_name(&self, lookup: &crate::proto::RotationName) -> Option<LocalRotation> {
+        self.current()
+            .registry
+            .rotations
+            .iter()
+            .find(|r| {
+                r.name == lookup.name
+                    && (lookup.project_id.is_empty() || r.project_id == lookup.project_id)
+                    && (lookup.environment.is_empty() || r.environment == lookup.environment)
+                    && (lookup.secret_path.is_empty() || r.folder_path == lookup.secret_path)
+            })
+            .cloned()
     }
 
     /// The stored credentials, decrypted, ordered by slot.
@@ -673,13 +743,11 @@ impl LocalBackend {
         if stored.is_empty() {
             return Err(LocalError::NoCredential(rotation_id));
         }
-        let driver = self
-            .drivers
-            .get(&rotation.id)
-            .ok_or_else(|| LocalError::NoCredential(rotation_id.clone()))?;
+        let current = self.current();
+        let (_, driver) = current.rotation(rotation.id)?;
         let mut generated_credentials = Vec::new();
         for c in &stored {
-            let plain = self.keys.open(
+            let plain = current.keys.open(
                 &Sealed {
                     key_id: c.key_id.clone(),
                     bytes: c.ciphertext.clone(),
@@ -713,66 +781,6 @@ impl LocalBackend {
             active_index,
             generated_credentials,
         })
-    }
-
-    fn view(&self, rotation: &LocalRotation, state: &RotationState) -> SecretRotation {
-        let connection = self.registry.connections.get(&rotation.connection);
-        SecretRotation {
-            id: rotation.id.to_string(),
-            name: rotation.name.clone(),
-            description: rotation.description.clone(),
-            is_auto_rotation_enabled: rotation.auto_rotation,
-            active_index: state.active_index,
-            folder_id: String::new(),
-            connection_id: connection.map(|c| c.id.to_string()).unwrap_or_default(),
-            created_at: Some(timestamp(state.created_at)),
-            updated_at: Some(timestamp(state.updated_at)),
-            rotation_interval: rotation.interval_days,
-            rotation_status: match state.status {
-                LocalStatus::Success => RotationStatus::Success,
-                LocalStatus::Failed => RotationStatus::Failed,
-            } as i32,
-            last_rotation_attempted_at: state.last_rotation_attempted_at.map(timestamp),
-            last_rotated_at: state.last_rotated_at.map(timestamp),
-            last_rotation_job_id: None,
-            next_rotation_at: state.next_rotation_at.map(timestamp),
-            is_last_rotation_manual: state.is_last_rotation_manual,
-            connection: connection.map(|c| crate::proto::Connection {
-                app: c.app.as_str().to_owned(),
-                name: c.name.clone(),
-                id: c.id.to_string(),
-            }),
-            environment: Some(crate::proto::Environment {
-                slug: rotation.environment.clone(),
-                name: rotation.environment.clone(),
-                id: String::new(),
-            }),
-            project_id: rotation.project_id.clone(),
-            folder: Some(crate::proto::Folder {
-                id: String::new(),
-                path: rotation.folder_path.clone(),
-            }),
-            rotate_at_utc: Some(crate::proto::RotateAtUtc {
-                hours: rotation.rotate_at.0,
-                minutes: rotation.rotate_at.1,
-            }),
-            last_rotation_message: state.last_message.clone(),
-            r#type: rotation.rotation_type as i32,
-            parameters: Some(RotationParameters {
-                kind: Some(rotation.parameters.clone()),
-            }),
-            secrets_mapping: Some(SecretsMapping {
-                kind: Some(rotation.secrets_mapping.clone()),
-            }),
-            backend: Backend::Local as i32,
-        }
-    }
-}
-
-fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
     }
 }
 

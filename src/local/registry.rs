@@ -45,7 +45,14 @@ pub struct LocalConnection {
     pub config: ConnectionConfig,
     /// MySQL: the accounts' host part (`%` by default).
     pub mysql_host_part: Option<String>,
+    /// Rotations run at once against this connection, manual and scheduled together; more
+    /// wait for a slot. Default [`DEFAULT_MAX_PARALLEL`].
+    pub max_parallel_rotations: usize,
 }
+
+/// Rotations at once per connection unless `max_parallel_rotations` says otherwise: enough to
+/// overlap network waits, few enough that no database sees a burst of sessions.
+pub const DEFAULT_MAX_PARALLEL: usize = 4;
 
 /// One declared rotation.
 #[derive(Debug, Clone)]
@@ -103,6 +110,7 @@ struct RawConnection {
     tls: Option<String>,
     ca_file: Option<String>,
     mysql_host_part: Option<String>,
+    max_parallel_rotations: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -336,6 +344,14 @@ fn connection(
             }
         }
     };
+    let max_parallel_rotations = raw.max_parallel_rotations.unwrap_or(DEFAULT_MAX_PARALLEL);
+    if !(1..=256).contains(&max_parallel_rotations) {
+        push(
+            problems,
+            &format!("{key}.max_parallel_rotations"),
+            "must be between 1 and 256".into(),
+        );
+    }
     let app = app?;
     if problems.len() > before {
         return None;
@@ -353,6 +369,7 @@ fn connection(
             tls: TlsConfig { mode, ca_pem },
         },
         mysql_host_part: raw.mysql_host_part,
+        max_parallel_rotations,
         name: raw.name,
     })
 }

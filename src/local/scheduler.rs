@@ -4,27 +4,24 @@
 //! Each due rotation goes through [`LocalBackend::rotate`], the same path as `RotateSecrets`
 //! (lease, attempt, events), with the scheduled origin: the event's trigger is SCHEDULED and
 //! `is_last_rotation_manual` is false. A final failure sets `next_rotation_at` to the next UTC
-//! day at `rotate_at` (done by the backend's FAIL). Rotations run in parallel, at most
-//! [`PER_CONNECTION`] at a time per connection, so one database is never flooded. Stopping
+//! day at `rotate_at` (done by the backend's FAIL). Rotations run in parallel, within the
+//! per-connection bound that calls share (`local::limits`), so one database is never flooded.
+//! Each scan first resumes attempts left open whose lease has expired (a crashed replica's). Stopping
 //! aborts the task; an attempt cut off mid-way is resumed by recovery like a crashed one.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
 
-use super::backend::{LocalBackend, Origin};
+use super::backend::{LocalBackend, Origin, Scope};
 use super::error::LocalError;
 use super::registry::Registry;
 
 /// Time between two scans for due rotations.
 pub const PERIOD: Duration = Duration::from_secs(30);
-/// Scheduled rotations running at once against one connection.
-pub const PER_CONNECTION: usize = 4;
 
 /// A due rotation: its id and the connection it runs against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,12 +60,14 @@ impl Scheduler {
     /// Spawns the scheduler over `backend`, scanning now and every `period`.
     pub fn spawn(backend: Arc<LocalBackend>, period: Duration) -> Self {
         let task = tokio::spawn(async move {
-            let limits = Limits::default();
             let mut interval = tokio::time::interval(period);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
-                if let Err(error) = run_due(&backend, &limits, Utc::now()).await {
+                if let Err(error) = backend.resume_open_attempts().await {
+                    tracing::warn!(%error, "the scheduler could not read open attempts");
+                }
+                if let Err(error) = run_due(&backend, Utc::now()).await {
                     tracing::warn!(%error, "the scheduler could not read due rotations");
                 }
             }
@@ -88,46 +87,18 @@ impl Drop for Scheduler {
     }
 }
 
-/// One semaphore per connection name.
-#[derive(Debug, Default)]
-struct Limits {
-    by_connection: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
-}
-
-// === impl Limits ===
-
-impl Limits {
-    fn for_connection(&self, name: &str) -> Arc<Semaphore> {
-        let mut map = self
-            .by_connection
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Arc::clone(
-            map.entry(name.to_owned())
-                .or_insert_with(|| Arc::new(Semaphore::new(PER_CONNECTION))),
-        )
-    }
-}
-
-/// Rotates every rotation due at `now`, in parallel within the per-connection bounds, and waits
-/// for them all. Outcomes are logged; failures are already recorded by the backend.
-async fn run_due(
-    backend: &Arc<LocalBackend>,
-    limits: &Limits,
-    now: DateTime<Utc>,
-) -> Result<(), LocalError> {
+/// Rotates every rotation due at `now` and waits for them all; they run in parallel within
+/// the backend's per-connection bounds. Outcomes are logged; failures are already recorded by
+/// the backend.
+async fn run_due(backend: &Arc<LocalBackend>, now: DateTime<Utc>) -> Result<(), LocalError> {
     let stored = backend.due_rotation_ids(now).await?;
-    let due = select_due(backend.registry(), &stored);
+    let due = select_due(&backend.current().registry, &stored);
     let mut running = JoinSet::new();
     for item in due {
-        let semaphore = limits.for_connection(&item.connection);
         let backend = Arc::clone(backend);
         running.spawn(async move {
-            // The semaphore is never closed, so acquiring only waits.
-            let Ok(_permit) = semaphore.acquire_owned().await else {
-                return;
-            };
             let origin = Origin {
+                scope: Scope::Rotate,
                 scheduled: true,
                 request_id: crate::context::new_request_id(),
                 idempotency_key: None,
@@ -214,16 +185,5 @@ secrets_mapping = { username = "U", password = "P" }
             }]
         );
         assert!(select_due(&registry, &[]).is_empty());
-    }
-
-    #[test]
-    fn one_semaphore_per_connection() {
-        let limits = Limits::default();
-        let a = limits.for_connection("a");
-        let again = limits.for_connection("a");
-        let b = limits.for_connection("b");
-        assert!(Arc::ptr_eq(&a, &again));
-        assert!(!Arc::ptr_eq(&a, &b));
-        assert_eq!(a.available_permits(), PER_CONNECTION);
     }
 }

@@ -149,26 +149,34 @@ fn main() {
         bench.run(Path::Direct, 8, 50).await;
         bench.run(Path::Forwarded, 8, 50).await;
 
-        println!("| concurrency | path | throughput (req/s) | p50 (ms) | p99 (ms) |");
-        println!("|---|---|---|---|---|");
-        let mut summary = Vec::new();
-        for (concurrency, per_worker) in [(1usize, 1500usize), (64, 120)] {
-            let (mut direct, mut forwarded) = (Vec::new(), Vec::new());
-            for _ in 0..ROUNDS {
-                direct.push(bench.run(Path::Direct, concurrency, per_worker).await);
-                forwarded.push(bench.run(Path::Forwarded, concurrency, per_worker).await);
+        // The fast fake first (the measure the target names), then an upstream that takes
+        // 5 ms per rotate, closer to a real Infisical behind a network.
+        for (service_time, c1_calls) in [(Duration::ZERO, 1500usize), (Duration::from_millis(5), 300)] {
+            bench.fake.set_rotate_latency(service_time);
+            println!();
+            println!("Upstream rotate service time: {} ms", service_time.as_millis());
+            println!();
+            println!("| concurrency | path | throughput (req/s) | p50 (ms) | p99 (ms) |");
+            println!("|---|---|---|---|---|");
+            let mut summary = Vec::new();
+            for (concurrency, per_worker) in [(1usize, c1_calls), (64, 120)] {
+                let (mut direct, mut forwarded) = (Vec::new(), Vec::new());
+                for _ in 0..ROUNDS {
+                    direct.push(bench.run(Path::Direct, concurrency, per_worker).await);
+                    forwarded.push(bench.run(Path::Forwarded, concurrency, per_worker).await);
+                }
+                let (d, f) = (median(direct), median(forwarded));
+                for (name, s) in [("direct HTTP", &d), ("via rotator", &f)] {
+                    println!("| {concurrency} | {name} | {:.0} | {} | {} |", s.throughput, ms(s.p50), ms(s.p99));
+                }
+                summary.push((concurrency, f.throughput / d.throughput, f.p50.saturating_sub(d.p50), f.p99.saturating_sub(d.p99)));
             }
-            let (d, f) = (median(direct), median(forwarded));
-            for (name, s) in [("direct HTTP", &d), ("via rotator", &f)] {
-                println!("| {concurrency} | {name} | {:.0} | {} | {} |", s.throughput, ms(s.p50), ms(s.p99));
+            println!();
+            println!("| concurrency | throughput ratio (rotator / direct) | added p50 (ms) | added p99 (ms) |");
+            println!("|---|---|---|---|");
+            for (concurrency, ratio, p50, p99) in summary {
+                println!("| {concurrency} | {ratio:.2} | {} | {} |", ms(p50), ms(p99));
             }
-            summary.push((concurrency, f.throughput / d.throughput, f.p50.saturating_sub(d.p50), f.p99.saturating_sub(d.p99)));
-        }
-        println!();
-        println!("| concurrency | throughput ratio (rotator / direct) | added p50 (ms) | added p99 (ms) |");
-        println!("|---|---|---|---|");
-        for (concurrency, ratio, p50, p99) in summary {
-            println!("| {concurrency} | {ratio:.2} | {} | {} |", ms(p50), ms(p99));
         }
         let Bench { fake, server, .. } = bench;
         server.shutdown().await;

@@ -6,10 +6,12 @@
 //! `is_last_rotation_manual` is false. A final failure sets `next_rotation_at` to the next UTC
 //! day at `rotate_at` (done by the backend's FAIL). Rotations run in parallel, within the
 //! per-connection bound that calls share (`local::limits`), so one database is never flooded.
-//! Each scan first resumes attempts left open whose lease has expired (a crashed replica's). Stopping
+//! Each scan first resumes attempts left open whose lease has expired (a crashed replica's), and
+//! ends by counting rotations still due: the `rotator.rotations.overdue` gauge. Stopping
 //! aborts the task; an attempt cut off mid-way is resumed by recovery like a crashed one.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -59,6 +61,11 @@ pub struct Scheduler {
 impl Scheduler {
     /// Spawns the scheduler over `backend`, scanning now and every `period`.
     pub fn spawn(backend: Arc<LocalBackend>, period: Duration) -> Self {
+        let overdue = Arc::new(AtomicU64::new(0));
+        crate::telemetry::metrics::set_overdue_source({
+            let overdue = Arc::clone(&overdue);
+            move || overdue.load(Ordering::Relaxed)
+        });
         let task = tokio::spawn(async move {
             let mut interval = tokio::time::interval(period);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -69,6 +76,16 @@ impl Scheduler {
                 }
                 if let Err(error) = run_due(&backend, Utc::now()).await {
                     tracing::warn!(%error, "the scheduler could not read due rotations");
+                }
+                // Overdue: still due after the scan (held by another attempt, or unreadable).
+                match backend.due_rotation_ids(Utc::now()).await {
+                    Ok(stored) => {
+                        let due = select_due(&backend.current().registry, &stored).len();
+                        overdue.store(due as u64, Ordering::Relaxed);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "the scheduler could not count overdue rotations")
+                    }
                 }
             }
         });

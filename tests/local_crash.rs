@@ -7,14 +7,13 @@ mod local_server;
 #[path = "support/private_postgres.rs"]
 mod private_postgres;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use local_server::*;
 use private_postgres::{ADMIN_PASSWORD, PrivatePostgres};
 use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{RotateSecretsRequest, RotationType};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const BOUNDARIES: [&str; 4] = ["prepared", "applied", "verified", "committed"];
 const RUNS: usize = 52;
@@ -25,20 +24,8 @@ fn spawn(
     port: u16,
     failpoint: Option<&str>,
 ) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_rotator"));
-    command
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("ROTATOR_LISTEN", format!("127.0.0.1:{port}"))
-        .env("ROTATOR_DATA_DIR", data_dir)
-        .env("ROTATOR_ADMIN_LISTEN", "off")
-        .env("ROTATOR_ENCRYPTION_KEY", KEY)
-        .env("PG_ADMIN", ADMIN_PASSWORD)
-        .env("ROTATOR_LOG_FORMAT", "json")
-        .env_remove("ROTATOR_FAILPOINT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
+    let mut command = rotator_command(config, data_dir, port, ("PG_ADMIN", ADMIN_PASSWORD));
+    command.env("ROTATOR_LOG_FORMAT", "json");
     if let Some(fp) = failpoint {
         command.env("ROTATOR_FAILPOINT", fp);
     }

@@ -8,7 +8,6 @@ mod local_server;
 mod private_postgres;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use local_server::*;
@@ -17,27 +16,18 @@ use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{
     GetSecretRotationRequest, RotateSecretsRequest, RotationType, get_secret_rotation_request,
 };
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tonic::transport::Channel;
 
 const ADDED: &str = "1f2e3d4c-5b6a-4798-8a7b-6c5d4e3f2a1b";
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn spawn(config: &Path, data_dir: &Path, port: u16, log: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_rotator"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("ROTATOR_LISTEN", format!("127.0.0.1:{port}"))
-        .env("ROTATOR_DATA_DIR", data_dir)
-        .env("ROTATOR_ADMIN_LISTEN", "off")
-        .env("ROTATOR_ENCRYPTION_KEY", KEY)
+    rotator_command(config, data_dir, port, ("PG_ADMIN", ADMIN_PASSWORD))
         // Every attempt stays mid-way for a moment, so the reload lands while one runs.
         .env("ROTATOR_FAILPOINT", "applied:pause=700")
-        .env("PG_ADMIN", ADMIN_PASSWORD)
         .env("ROTATOR_LOG_FORMAT", "json")
-        .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).expect("log file"))
-        .kill_on_drop(true)
         .spawn()
         .expect("spawn rotator")
 }

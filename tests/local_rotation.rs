@@ -6,7 +6,6 @@ mod local_server;
 #[path = "support/private_postgres.rs"]
 mod private_postgres;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use local_server::*;
@@ -16,7 +15,6 @@ use rotator::proto::{
     Backend, GetSecretRotationRequest, RotateSecretsRequest, RotationStatus, RotationType,
     get_secret_rotation_request,
 };
-use tokio::process::Command;
 
 fn rotate_request() -> RotateSecretsRequest {
     RotateSecretsRequest {
@@ -33,20 +31,14 @@ async fn start(
 ) -> (tokio::process::Child, tonic::transport::Channel) {
     let config = pg_config(dir, port_pg, users);
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_rotator"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("ROTATOR_LISTEN", format!("127.0.0.1:{port}"))
-        .env("ROTATOR_DATA_DIR", dir.join("data"))
-        .env("ROTATOR_ADMIN_LISTEN", "off")
-        .env("ROTATOR_ENCRYPTION_KEY", KEY)
-        .env("PG_ADMIN", admin_password)
-        .env_remove("ROTATOR_FAILPOINT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
+    let child = rotator_command(
+        &config,
+        &dir.join("data"),
+        port,
+        ("PG_ADMIN", admin_password),
+    )
+    .spawn()
+    .expect("spawn");
     let channel = wait_serving(&format!("http://127.0.0.1:{port}"), Duration::from_secs(30)).await;
     (child, channel)
 }

@@ -14,10 +14,9 @@ mod mariadb;
 mod private_redis;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use local_server::{KEY, free_port, wait_serving};
+use local_server::{free_port, rotator_command, wait_serving};
 use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{
     Backend, GetGeneratedCredentialsRequest, GetSecretRotationRequest, RotateSecretsRequest,
@@ -25,7 +24,7 @@ use rotator::proto::{
     get_secret_rotation_request,
 };
 use sqlx::{ConnectOptions as _, Connection as _};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tonic::transport::Channel;
 
 /// The admin password env var every config refers to.
@@ -128,18 +127,7 @@ secrets_mapping = {{ username = "APP_USER", password = "APP_PASSWORD" }}
 /// Starts the binary on `config` with its store under `dir/data`.
 async fn start(dir: &Path, config: &Path, admin_password: &str) -> (Child, Channel) {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_rotator"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("ROTATOR_LISTEN", format!("127.0.0.1:{port}"))
-        .env("ROTATOR_DATA_DIR", dir.join("data"))
-        .env("ROTATOR_ADMIN_LISTEN", "off")
-        .env("ROTATOR_ENCRYPTION_KEY", KEY)
-        .env(ADMIN_ENV, admin_password)
-        .env_remove("ROTATOR_FAILPOINT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
+    let child = rotator_command(config, &dir.join("data"), port, (ADMIN_ENV, admin_password))
         .spawn()
         .expect("spawn");
     // First create runs before the server answers; an unreachable target spends its budget.

@@ -11,7 +11,6 @@ mod private_postgres;
 mod scratch_postgres;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use local_server::*;
@@ -20,7 +19,7 @@ use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{RotateSecretsRequest, RotationType};
 use scratch_postgres::ScratchDatabase;
 use sqlx::Row as _;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tonic::transport::Channel;
 
 const ROUNDS: usize = 8;
@@ -28,19 +27,9 @@ const ROUNDS: usize = 8;
 /// A replica on `port`. Each attempt pauses 300 ms after APPLIED, so the other replica's call
 /// always lands while an attempt is mid-way.
 fn replica(config: &Path, data_dir: &Path, port: u16, store_url: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_rotator"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("ROTATOR_LISTEN", format!("127.0.0.1:{port}"))
-        .env("ROTATOR_DATA_DIR", data_dir)
+    rotator_command(config, data_dir, port, ("PG_ADMIN", ADMIN_PASSWORD))
         .env("ROTATOR_STORE_URL", store_url)
-        .env("ROTATOR_ADMIN_LISTEN", "off")
-        .env("ROTATOR_ENCRYPTION_KEY", KEY)
         .env("ROTATOR_FAILPOINT", "applied:pause=300")
-        .env("PG_ADMIN", ADMIN_PASSWORD)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("spawn rotator")
 }

@@ -28,6 +28,15 @@ fn ttl_ms(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2)
 }
 
+/// A fenced write that changed no row lost its lease.
+fn held(rows_affected: u64) -> Result<(), StoreError> {
+    if rows_affected == 0 {
+        Err(StoreError::LostLease)
+    } else {
+        Ok(())
+    }
+}
+
 fn count(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(0)
 }
@@ -48,11 +57,7 @@ macro_rules! fence {
             .execute(&mut *$tx)
             .await
             .map_err(StoreError::query)?;
-            if done.rows_affected() == 0 {
-                Err(StoreError::LostLease)
-            } else {
-                Ok(())
-            }
+            held(done.rows_affected())
         }
     };
 }
@@ -75,11 +80,7 @@ macro_rules! close_attempt {
             .execute(&mut *$tx)
             .await
             .map_err(StoreError::query)?;
-            if done.rows_affected() == 0 {
-                Err(StoreError::LostLease)
-            } else {
-                Ok(())
-            }
+            held(done.rows_affected())
         }
     };
 }
@@ -408,9 +409,7 @@ impl AttemptStore for Store {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::query)?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::LostLease);
-            }
+            held(done.rows_affected())?;
             tx.commit().await.map_err(StoreError::query)
         })
     }

@@ -141,3 +141,28 @@ pub async fn attempt_states(data_dir: &Path) -> Vec<String> {
     let _ = conn.close().await;
     states
 }
+
+/// The rotator binary serving `config` on `port`, its store under `data_dir`: no admin listener,
+/// the test key, `admin_env` set to the target's admin password, no failpoint, output
+/// discarded, killed on drop. Callers add what differs, then spawn.
+pub fn rotator_command(
+    config: &Path,
+    data_dir: &Path,
+    port: u16,
+    (admin_env, admin_password): (&str, &str),
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rotator"));
+    command
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("ROTATOR_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ROTATOR_DATA_DIR", data_dir)
+        .env("ROTATOR_ADMIN_LISTEN", "off")
+        .env("ROTATOR_ENCRYPTION_KEY", KEY)
+        .env(admin_env, admin_password)
+        .env_remove("ROTATOR_FAILPOINT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    command
+}

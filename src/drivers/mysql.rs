@@ -21,7 +21,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
 
 use super::quote::{mysql_account, mysql_literal};
 use super::redact::Redactor;
-use super::sql_error::{Login, from_sqlx, timed_out};
+use super::sql_error::{Login, connect_within, from_sqlx, timed_out};
 use super::{
     CONNECT_TIMEOUT, ConnectionConfig, Credential, DbSystem, Driver, DriverError, DriverErrorKind,
     OPERATION_TIMEOUT, Phase, Slot, TlsMode, check_target, check_usernames, in_phase_span, invalid,
@@ -190,11 +190,15 @@ impl MysqlDriver {
         redactor: &Redactor<'_>,
     ) -> Result<MySqlConnection, DriverError> {
         let options = self.options(username, password.expose());
-        match tokio::time::timeout(CONNECT_TIMEOUT, MySqlConnection::connect_with(&options)).await {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(from_sqlx(&e, SYSTEM, phase, login, redactor, database_kind)),
-            Err(_) => Err(timed_out(SYSTEM, phase, "the connection")),
-        }
+        connect_within(
+            MySqlConnection::connect_with(&options),
+            SYSTEM,
+            phase,
+            login,
+            redactor,
+            database_kind,
+        )
+        .await
     }
 
     /// Sets `password` on `username` as the admin: reads the session's `sql_mode`, then runs the

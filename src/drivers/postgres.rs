@@ -17,7 +17,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
 
 use super::quote::{pg_identifier, pg_literal};
 use super::redact::Redactor;
-use super::sql_error::{Login, from_sqlx, timed_out};
+use super::sql_error::{Login, connect_within, from_sqlx, timed_out};
 use super::{
     CONNECT_TIMEOUT, ConnectionConfig, Credential, DbSystem, Driver, DriverError, DriverErrorKind,
     OPERATION_TIMEOUT, Phase, Slot, TlsMode, check_target, check_usernames, in_phase_span, invalid,
@@ -143,11 +143,15 @@ impl PostgresDriver {
         redactor: &Redactor<'_>,
     ) -> Result<PgConnection, DriverError> {
         let options = self.options(username, password.expose());
-        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(from_sqlx(&e, SYSTEM, phase, login, redactor, database_kind)),
-            Err(_) => Err(timed_out(SYSTEM, phase, "the connection")),
-        }
+        connect_within(
+            PgConnection::connect_with(&options),
+            SYSTEM,
+            phase,
+            login,
+            redactor,
+            database_kind,
+        )
+        .await
     }
 
     /// Runs `sql` (simple protocol, nothing cached) and closes the connection.

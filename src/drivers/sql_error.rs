@@ -58,6 +58,23 @@ pub(crate) fn from_sqlx(
 }
 
 /// The error for a connect or statement that outlived its timeout.
+/// Awaits `connecting` for at most [`super::CONNECT_TIMEOUT`], mapping its failure as
+/// [`from_sqlx`] does and a timeout as [`timed_out`].
+pub(crate) async fn connect_within<C>(
+    connecting: impl std::future::Future<Output = Result<C, sqlx::Error>>,
+    system: DbSystem,
+    phase: Phase,
+    login: Login,
+    redactor: &Redactor<'_>,
+    database_kind: fn(&dyn DatabaseError, Login) -> DriverErrorKind,
+) -> Result<C, DriverError> {
+    match tokio::time::timeout(super::CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(from_sqlx(&e, system, phase, login, redactor, database_kind)),
+        Err(_) => Err(timed_out(system, phase, "the connection")),
+    }
+}
+
 pub(crate) fn timed_out(system: DbSystem, phase: Phase, what: &str) -> DriverError {
     DriverError::new(
         DriverErrorKind::Timeout,

@@ -14,6 +14,7 @@ use driver_conformance::{
     assert_no_secret, captured_traces, check_contract, error_texts, start_trace_capture,
 };
 use private_postgres::{ADMIN_PASSWORD, ADMIN_USER, PrivatePostgres};
+use rotator::drivers::admin_sessions::AdminSessions;
 use rotator::drivers::quote::{pg_identifier, pg_literal};
 use rotator::drivers::{
     AnyDriver, BuildError, ConnectionConfig, Credential, Driver, DriverErrorKind, DriverOptions,
@@ -441,4 +442,64 @@ async fn tls_modes_check_the_certificate_as_configured() {
         .expect_err("the CA is not a system root");
     assert_eq!(e.kind(), DriverErrorKind::Tls, "{e}");
     assert!(!e.is_transient());
+}
+
+#[tokio::test]
+async fn applies_reuse_one_admin_session_and_survive_its_loss() {
+    // A cluster of its own: this test terminates the admin's sessions.
+    let pg = PrivatePostgres::start();
+    let roles = two_roles(&pg).await;
+    let rd = AnyDriver::build(
+        "3f2c1b8e-0000-4000-8000-000000000002",
+        connection(&pg),
+        &Kind::PostgresCredentials(parameters(&roles[0].username, &roles[1].username)),
+        DriverOptions {
+            postgres_admin_sessions: Some(AdminSessions::new(2)),
+            ..DriverOptions::default()
+        },
+    )
+    .expect("a valid postgres rotation");
+    let admin_sessions = || async {
+        let mut su = pg.superuser().await;
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = '{ADMIN_USER}'"
+        )))
+        .fetch_one(&mut su)
+        .await
+        .expect("count sessions");
+        n
+    };
+    let credential = |slot| Credential {
+        username: rd.driver.username_for(slot).to_owned(),
+        password: rd.password_policy.generate(),
+    };
+
+    rd.driver
+        .apply(&credential(Slot::First))
+        .await
+        .expect("apply");
+    rd.driver
+        .apply(&credential(Slot::Second))
+        .await
+        .expect("apply");
+    assert_eq!(
+        admin_sessions().await,
+        1,
+        "the second apply reused the first's session"
+    );
+
+    pg.execute(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{ADMIN_USER}'"
+    ))
+    .await;
+    let third = credential(Slot::First);
+    rd.driver
+        .apply(&third)
+        .await
+        .expect("a lost session is replaced by a new login");
+    rd.driver
+        .verify(&third)
+        .await
+        .expect("the password was set");
+    assert_eq!(admin_sessions().await, 1);
 }

@@ -11,6 +11,7 @@
 //! - [`error`]: [`DriverError`], [`DriverErrorKind`]; [`redact`]: scrubbing peer text.
 //! - [`quote`], [`scram`]: SQL quoting and client-side SCRAM verifiers.
 
+pub mod admin_sessions;
 pub mod error;
 pub mod mysql;
 pub mod postgres;
@@ -141,6 +142,10 @@ pub struct DriverOptions {
     pub mysql: MysqlOptions,
     /// Redis: the ACL user of each slot; [`RedisDriver::default_usernames`] when absent.
     pub redis_usernames: Option<[String; 2]>,
+    /// PostgreSQL: the idle admin sessions of the rotation's connection, shared by all its
+    /// rotations; a cache of one of its own when absent.
+    pub postgres_admin_sessions:
+        Option<admin_sessions::AdminSessions<sqlx::postgres::PgConnection>>,
 }
 
 /// Why no driver could be built for a rotation.
@@ -253,7 +258,13 @@ impl AnyDriver {
         use rotation_parameters::Kind;
         let (driver, rotation_type, requirements) = match parameters {
             Kind::PostgresCredentials(p) => (
-                Self::Postgres(PostgresDriver::new(connection, p)?),
+                Self::Postgres(PostgresDriver::new(
+                    connection,
+                    p,
+                    options
+                        .postgres_admin_sessions
+                        .unwrap_or_else(|| admin_sessions::AdminSessions::new(1)),
+                )?),
                 RotationType::PostgresCredentials,
                 p.password_requirements.as_ref(),
             ),

@@ -8,13 +8,15 @@
 //! - **revoke**: `ALTER ROLE "<user>" PASSWORD NULL` (no `DROP ROLE`: rotator does not own the
 //!   role's objects).
 //!
-//! One connection per call, 10 s to connect, statement logging off (sqlx would otherwise log the
-//! statement text).
+//! Applies reuse an idle admin session of the connection when one is fresh
+//! ([`AdminSessions`]); every verify is a new login. 10 s to connect, statement logging off (sqlx
+//! would otherwise log the statement text).
 
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
 
+use super::admin_sessions::AdminSessions;
 use super::quote::{pg_identifier, pg_literal};
 use super::redact::Redactor;
 use super::sql_error::{Login, connect_within, from_sqlx, timed_out};
@@ -34,6 +36,8 @@ pub struct PostgresDriver {
     connection: ConnectionConfig,
     /// `username1`, `username2`, trimmed.
     usernames: [String; 2],
+    /// Idle admin sessions, shared with the connection's other rotations.
+    admin_sessions: AdminSessions<PgConnection>,
 }
 
 // === impl PostgresDriver ===
@@ -49,6 +53,7 @@ impl PostgresDriver {
     pub fn new(
         connection: ConnectionConfig,
         parameters: &SqlCredentialsParameters,
+        admin_sessions: AdminSessions<PgConnection>,
     ) -> Result<Self, DriverError> {
         connection.check(SYSTEM)?;
         if parameters.rotation_statement.is_some() {
@@ -70,6 +75,7 @@ impl PostgresDriver {
         Ok(Self {
             connection,
             usernames,
+            admin_sessions,
         })
     }
 
@@ -163,25 +169,49 @@ impl PostgresDriver {
         sql: &str,
         redactor: &Redactor<'_>,
     ) -> Result<(), DriverError> {
-        let run = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn);
-        let result = match tokio::time::timeout(OPERATION_TIMEOUT, run).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(from_sqlx(&e, SYSTEM, phase, login, redactor, database_kind)),
-            Err(_) => Err(timed_out(SYSTEM, phase, "the statement")),
-        };
-        // Best effort: the server ends the session on its own if the goodbye is lost.
-        let _ = tokio::time::timeout(CONNECT_TIMEOUT, conn.close()).await;
+        let result = run(&mut conn, sql)
+            .await
+            .map_err(|e| e.into_driver_error(phase, login, redactor));
+        close(conn).await;
         result
     }
 
+    /// Runs `sql` as the admin, on an idle admin session when a fresh one is kept, else on a new
+    /// login; the session is kept for the next apply when the statement succeeded. A kept
+    /// session the server has closed meanwhile is replaced by a new login (the statements are
+    /// idempotent, so running one again is safe).
     async fn admin_execute(
         &self,
         phase: Phase,
         sql: &str,
         redactor: &Redactor<'_>,
     ) -> Result<(), DriverError> {
+        let taken = self.admin_sessions.take(std::time::Instant::now());
+        for expired in taken.expired {
+            close(expired).await;
+        }
+        if let Some(mut conn) = taken.session {
+            match run(&mut conn, sql).await {
+                Ok(()) => {
+                    self.keep(conn).await;
+                    return Ok(());
+                }
+                Err(RunError::Failed(e)) if !session_lost(&e) => {
+                    close(conn).await;
+                    return Err(from_sqlx(
+                        &e,
+                        SYSTEM,
+                        phase,
+                        Login::Admin,
+                        redactor,
+                        database_kind,
+                    ));
+                }
+                Err(_) => close(conn).await,
+            }
+        }
         let c = &self.connection;
-        let conn = self
+        let mut conn = self
             .connect(
                 phase,
                 Login::Admin,
@@ -190,8 +220,70 @@ impl PostgresDriver {
                 redactor,
             )
             .await?;
-        self.execute(conn, phase, Login::Admin, sql, redactor).await
+        match run(&mut conn, sql).await {
+            Ok(()) => {
+                self.keep(conn).await;
+                Ok(())
+            }
+            Err(e) => {
+                close(conn).await;
+                Err(e.into_driver_error(phase, Login::Admin, redactor))
+            }
+        }
     }
+
+    /// Keeps an admin session for the next apply, or closes it when enough are kept.
+    async fn keep(&self, conn: PgConnection) {
+        if let Some(extra) = self.admin_sessions.put(conn, std::time::Instant::now()) {
+            close(extra).await;
+        }
+    }
+}
+
+/// Why a statement did not succeed.
+enum RunError {
+    Failed(sqlx::Error),
+    TimedOut,
+}
+
+impl RunError {
+    fn into_driver_error(self, phase: Phase, login: Login, redactor: &Redactor<'_>) -> DriverError {
+        match self {
+            Self::Failed(e) => from_sqlx(&e, SYSTEM, phase, login, redactor, database_kind),
+            Self::TimedOut => timed_out(SYSTEM, phase, "the statement"),
+        }
+    }
+}
+
+/// Runs `sql` on `conn` with the simple protocol, within [`OPERATION_TIMEOUT`].
+async fn run(conn: &mut PgConnection, sql: &str) -> Result<(), RunError> {
+    match tokio::time::timeout(
+        OPERATION_TIMEOUT,
+        sqlx::raw_sql(AssertSqlSafe(sql)).execute(conn),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(RunError::Failed(e)),
+        Err(_) => Err(RunError::TimedOut),
+    }
+}
+
+/// Whether a statement failed because its session is gone (closed socket, server shutdown or
+/// terminated backend), as opposed to the statement itself being refused.
+fn session_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("57P") || code.starts_with("08")),
+        _ => false,
+    }
+}
+
+/// Says goodbye, best effort: the server ends the session on its own if it is lost.
+async fn close(conn: PgConnection) {
+    let _ = tokio::time::timeout(CONNECT_TIMEOUT, conn.close()).await;
 }
 
 impl Driver for PostgresDriver {

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::crypto::KeyRing;
 use super::error::LocalError;
 use super::registry::{LocalRotation, Registry};
+use crate::drivers::admin_sessions::AdminSessions;
 use crate::drivers::mysql::MysqlOptions;
 use crate::drivers::{AnyDriver, DriverOptions, RotationDriver};
 
@@ -36,6 +37,8 @@ impl Registered {
             .clone()
             .ok_or(LocalError::Crypto(super::crypto::CryptoError::NoKey))?;
         let mut drivers = HashMap::new();
+        // One admin session cache per connection, shared by its rotations.
+        let mut sessions = HashMap::new();
         for rotation in &registry.rotations {
             let connection =
                 registry
@@ -55,6 +58,14 @@ impl Registered {
                 DriverOptions {
                     mysql,
                     redis_usernames: None,
+                    postgres_admin_sessions: Some(
+                        sessions
+                            .entry(rotation.connection.clone())
+                            .or_insert_with(|| {
+                                AdminSessions::new(connection.max_parallel_rotations)
+                            })
+                            .clone(),
+                    ),
                 },
             )
             .map_err(LocalError::Build)?;

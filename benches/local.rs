@@ -70,6 +70,25 @@ secrets_mapping = {{ username = "U", password = "P" }}
     path
 }
 
+/// CPU time the whole machine has spent (user, nice, system, irq, softirq), from `/proc/stat`:
+/// rotator, PostgreSQL and this client together. Linux only; zero elsewhere.
+fn machine_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .take(7)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4) // idle, iowait
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum();
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
@@ -165,12 +184,13 @@ async fn main() {
     local.sort();
 
     // 100 distinct rotations: serial, then all at once.
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), machine_cpu());
     for i in 0..ROTATIONS {
         rotate(&mut client, i).await;
     }
     let serial = started.elapsed();
-    let started = Instant::now();
+    let serial_cpu = machine_cpu().saturating_sub(cpu_before);
+    let (started, cpu_before) = (Instant::now(), machine_cpu());
     // All at once: rotator's per-connection bound keeps the target's sessions in check.
     let mut set = tokio::task::JoinSet::new();
     for i in 0..ROTATIONS {
@@ -183,6 +203,7 @@ async fn main() {
         r.expect("join");
     }
     let parallel = started.elapsed();
+    let parallel_cpu = machine_cpu().saturating_sub(cpu_before);
 
     let serial_rate = ROTATIONS as f64 / serial.as_secs_f64();
     let parallel_rate = ROTATIONS as f64 / parallel.as_secs_f64();
@@ -209,18 +230,32 @@ async fn main() {
          (max_parallel_rotations)."
     );
     println!();
-    println!("| {ROTATIONS} distinct rotations | wall (s) | rotations/s |");
-    println!("|---|---|---|");
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let cpu_per_rotation = serial_cpu.as_secs_f64() / ROTATIONS as f64;
     println!(
-        "| serial | {:.2} | {serial_rate:.1} |",
-        serial.as_secs_f64()
+        "| {ROTATIONS} distinct rotations | wall (s) | rotations/s | machine CPU per rotation (ms) |"
+    );
+    println!("|---|---|---|---|");
+    println!(
+        "| serial | {:.2} | {serial_rate:.1} | {:.1} |",
+        serial.as_secs_f64(),
+        cpu_per_rotation * 1000.0
     );
     println!(
-        "| parallel | {:.2} | {parallel_rate:.1} |",
-        parallel.as_secs_f64()
+        "| parallel | {:.2} | {parallel_rate:.1} | {:.1} |",
+        parallel.as_secs_f64(),
+        parallel_cpu.as_secs_f64() / ROTATIONS as f64 * 1000.0
     );
     println!(
-        "| ratio parallel / serial | | {:.2}× |",
+        "| ratio parallel / serial | | {:.2}× | |",
         parallel_rate / serial_rate
+    );
+    println!();
+    println!(
+        "CPU ceiling: {cores} cores / {:.1} ms of CPU per rotation = {:.0} rotations/s at most, \
+         {:.1}× the serial rate.",
+        cpu_per_rotation * 1000.0,
+        cores as f64 / cpu_per_rotation,
+        cores as f64 / cpu_per_rotation / serial_rate
     );
 }

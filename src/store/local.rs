@@ -259,8 +259,8 @@ pub trait AttemptStore: Send + Sync {
         attempt_id: Uuid,
     ) -> impl Future<Output = Result<Option<AttemptRow>, StoreError>> + Send;
 
-    /// Slot credential, active index, timestamps, status, message, outbox event and attempt
-    /// state, in one transaction.
+    /// Slot credential, active index, timestamps, status, message, outbox event, attempt state
+    /// and the lease's release, in one transaction.
     ///
     /// # Errors
     ///
@@ -271,7 +271,8 @@ pub trait AttemptStore: Send + Sync {
         token: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Status, message, timestamps, outbox event and attempt state, in one transaction.
+    /// Status, message, timestamps, outbox event, attempt state and the lease's release, in one
+    /// transaction.
     ///
     /// # Errors
     ///

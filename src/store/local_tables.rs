@@ -85,6 +85,25 @@ macro_rules! close_attempt {
     };
 }
 
+/// Frees the lease of `$rotation_id` inside `$tx` if `$token` still holds it. COMMIT and FAIL
+/// end with it, so a finished attempt needs no separate (fsynced) release.
+macro_rules! release_in {
+    ($tx:expr, $rotation_id:expr, $token:expr) => {
+        async {
+            sqlx::query(
+                "UPDATE local_leases SET holder = '', expires_at = 0 \
+                 WHERE rotation_id = $1 AND fencing_token = $2 AND holder <> ''",
+            )
+            .bind($rotation_id)
+            .bind($token)
+            .execute(&mut *$tx)
+            .await
+            .map(|_| ())
+            .map_err(StoreError::query)
+        }
+    };
+}
+
 /// Records an idempotency key inside `$tx` (the first record wins).
 macro_rules! remember_key_in {
     ($tx:expr, $rotation_id:expr, $key:expr, $attempt_id:expr) => {
@@ -217,16 +236,9 @@ impl LeaseStore for Store {
 
     async fn release(&self, rotation_id: &str, token: i64) -> Result<(), StoreError> {
         on_db!(self, |writer, reader, postgres| {
-            sqlx::query(
-                "UPDATE local_leases SET holder = '', expires_at = 0 \
-                 WHERE rotation_id = $1 AND fencing_token = $2",
-            )
-            .bind(rotation_id)
-            .bind(token)
-            .execute(writer)
-            .await
-            .map(|_| ())
-            .map_err(StoreError::query)
+            let mut tx = writer.begin().await.map_err(StoreError::query)?;
+            release_in!(tx, rotation_id, token).await?;
+            tx.commit().await.map_err(StoreError::query)
         })
     }
 }
@@ -494,6 +506,7 @@ impl AttemptStore for Store {
             .await
             .map_err(StoreError::query)?;
             append_in!(tx, postgres, &c.event).await?;
+            release_in!(tx, &c.rotation_id, token).await?;
             tx.commit().await.map_err(StoreError::query)
         })
     }
@@ -519,6 +532,7 @@ impl AttemptStore for Store {
             .await
             .map_err(StoreError::query)?;
             append_in!(tx, postgres, &f.event).await?;
+            release_in!(tx, &f.rotation_id, token).await?;
             tx.commit().await.map_err(StoreError::query)
         })
     }
@@ -626,6 +640,13 @@ mod tests {
 
         store.adopt(row.attempt_id, "r", t2).await.expect("adopt");
         store.commit(&commit, t2).await.expect("commit");
+        assert!(
+            matches!(
+                store.acquire("r", "after", LEASE_TTL).await.expect("lease"),
+                LeaseOutcome::Acquired(_)
+            ),
+            "COMMIT released the lease"
+        );
         let state = store
             .rotation_state("r")
             .await

@@ -273,14 +273,6 @@ impl LocalBackend {
         {
             return self.replay(&current, rotation, seen).await;
         }
-        let limit = current
-            .registry
-            .connections
-            .get(&rotation.connection)
-            .map_or(super::registry::DEFAULT_MAX_PARALLEL, |c| {
-                c.max_parallel_rotations
-            });
-        let _slot = self.limits.acquire(&rotation.connection, limit).await;
         let attempt_id = Uuid::now_v7();
         let token = match self
             .in_span(
@@ -298,6 +290,16 @@ impl LocalBackend {
                 });
             }
         };
+        // The lease first, then the connection's slot: a call for a rotation already running is
+        // refused at once instead of queuing, and recovery never waits behind busy connections.
+        let limit = current
+            .registry
+            .connections
+            .get(&rotation.connection)
+            .map_or(super::registry::DEFAULT_MAX_PARALLEL, |c| {
+                c.max_parallel_rotations
+            });
+        let _slot = self.limits.acquire(&rotation.connection, limit).await;
         let result = self
             .run_under_lease(&current, rotation, driver, attempt_id, token, origin)
             .await;

@@ -307,6 +307,63 @@ async fn unreachable_target_fails_after_budget(
     assert_failed_cleanly(&channel, dir.path(), target, &id, &before).await;
 }
 
+/// A rotation whose admin password became wrong (the server restarted with another one): a
+/// permanent failure at once, no retries; nothing half-done, no password in the answer.
+async fn wrong_admin_password_fails_at_once(
+    target: Target,
+    port: u16,
+    admin: (&str, &str),
+    params: &str,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = uuid::Uuid::new_v4().to_string();
+    let path = config(dir.path(), target, port, admin.0, &id, params);
+    let (child, channel) = start(dir.path(), &path, admin.1).await;
+    rotate(&channel, target, &id)
+        .await
+        .expect("a first rotation");
+    let before = credentials(&channel, target, &id).await;
+    stop(child).await;
+
+    let wrong = "not-the-admin-Pw-7";
+    let (_child, channel) = start(dir.path(), &path, wrong).await;
+    let err = rotate(&channel, target, &id)
+        .await
+        .expect_err("wrong admin password");
+    assert_ne!(err.code(), tonic::Code::Unavailable, "permanent: {err:?}");
+    assert!(!err.message().contains(wrong) && !err.message().contains(admin.1));
+    assert_failed_cleanly(&channel, dir.path(), target, &id, &before).await;
+}
+
+#[tokio::test]
+async fn mysql_wrong_admin_password_fails_cleanly() {
+    let mut accounts = mariadb::Accounts::default();
+    let admin = mariadb::unique("adm");
+    let (a, b) = (mariadb::unique("a"), mariadb::unique("b"));
+    accounts.create_admin(&admin, "admin-Pw-91x").await;
+    accounts.create(&a, "%", "initial-a-Pw1").await;
+    accounts.create(&b, "%", "initial-b-Pw1").await;
+    wrong_admin_password_fails_at_once(
+        Target::Mysql,
+        mariadb::PORT,
+        (&admin, "admin-Pw-91x"),
+        &mysql_params(&a, &b),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn redis_wrong_admin_password_fails_cleanly() {
+    let redis = private_redis::PrivateRedis::shared();
+    wrong_admin_password_fails_at_once(
+        Target::Redis { port: redis.port() },
+        redis.port(),
+        (private_redis::ADMIN_USER, private_redis::ADMIN_PASSWORD),
+        REDIS_PARAMS,
+    )
+    .await;
+}
+
 fn mysql_params(user1: &str, user2: &str) -> String {
     format!("{{ username1 = \"{user1}\", username2 = \"{user2}\" }}")
 }

@@ -5,6 +5,11 @@
 //! Rounds alternate direct and forwarded so machine noise hits both alike; the median round is
 //! reported.
 
+/// The allocator the rotator binary uses (src/main.rs), so the in-process server runs as it
+/// does in production; the direct path (client and fake) gets it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/support/fake_infisical.rs"]
 mod fake_infisical;
 #[path = "../tests/support/rotator.rs"]

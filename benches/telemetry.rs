@@ -13,6 +13,10 @@
 //! between setups so machine noise hits all alike; the median round is reported (the mean for
 //! CPU per request, which /proc counts in 10 ms ticks).
 
+/// The allocator the rotator binary uses (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/support/fake_infisical.rs"]
 mod fake_infisical;
 #[path = "../tests/support/otlp.rs"]

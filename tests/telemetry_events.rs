@@ -75,15 +75,28 @@ async fn the_callers_trace_reaches_the_nats_message_through_a_producer_span() {
         .expect("rotation succeeds");
     let messages =
         events::wait_for_messages(SHARED_NATS, &names.stream, 1, Duration::from_secs(30)).await;
+    // The rotation span ends when its task does, which may be a moment after the answer:
+    // flush until it has reached the collector.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let spans = loop {
+        telemetry.flush().await;
+        let spans = collector.spans();
+        let ended = |name: &str| spans.iter().any(|s| s.span.name == name);
+        if ended("rotate postgres-credentials")
+            && ended("rotator.v1.SecretRotationService/RotateSecrets")
+            || tokio::time::Instant::now() > deadline
+        {
+            break spans;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     server.shutdown().await;
-    telemetry.flush().await;
-    let spans = collector.spans();
     delete_stream(SHARED_NATS, &names.stream).await;
 
     let rotation = spans
         .iter()
         .find(|s| s.span.name == "rotate postgres-credentials")
-        .expect("rotation span");
+        .unwrap_or_else(|| panic!("no rotation span among {:?}", names_of(&spans)));
     let producer = spans
         .iter()
         .find(|s| s.kind() == SpanKind::Producer)

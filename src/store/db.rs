@@ -95,21 +95,32 @@ pub struct Store {
 /// write and read pools (the same pool on PostgreSQL) and `$postgres` to whether it is
 /// PostgreSQL. The body is expanded once per backend, so it is written once and type-checked
 /// against both.
+///
+/// The body runs under no tracing subscriber, so with no current span. sqlx's SQLite worker
+/// thread keeps the span that was current when a command was sent, and can hold it for long
+/// after a transaction (until its next command): a rotation's span would then never end, and
+/// never be exported. The store transaction's own span (`in_transaction_span`) wraps the whole
+/// call, outside; sqlx's own events are not wanted (statement logging is off anyway).
 macro_rules! on_db {
-    ($store:expr, |$writer:ident, $reader:ident, $postgres:ident| $body:expr) => {
+    ($store:expr, |$writer:ident, $reader:ident, $postgres:ident| $body:expr) => {{
+        use tracing::instrument::WithSubscriber as _;
         match &$store.backend {
             $crate::store::db::Backend::Sqlite { writer, reader } => {
                 #[allow(unused_variables)]
                 let ($writer, $reader, $postgres) = (writer, reader, false);
-                $body
+                async { $body }
+                    .with_subscriber(tracing::subscriber::NoSubscriber::default())
+                    .await
             }
             $crate::store::db::Backend::Postgres(pool) => {
                 #[allow(unused_variables)]
                 let ($writer, $reader, $postgres) = (pool, pool, true);
-                $body
+                async { $body }
+                    .with_subscriber(tracing::subscriber::NoSubscriber::default())
+                    .await
             }
         }
-    };
+    }};
 }
 pub(crate) use on_db;
 

@@ -505,7 +505,7 @@ impl AttemptStore for Store {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::query)?;
-            append_in!(tx, postgres, &c.event).await?;
+            append_in!(&mut *tx, postgres, &c.event).await?;
             release_in!(tx, &c.rotation_id, token).await?;
             tx.commit().await.map_err(StoreError::query)
         })
@@ -531,7 +531,7 @@ impl AttemptStore for Store {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::query)?;
-            append_in!(tx, postgres, &f.event).await?;
+            append_in!(&mut *tx, postgres, &f.event).await?;
             release_in!(tx, &f.rotation_id, token).await?;
             tx.commit().await.map_err(StoreError::query)
         })

@@ -12,18 +12,19 @@ use super::{
 /// The advisory lock key that serializes outbox appends on PostgreSQL ("rotator" in ASCII).
 pub(crate) const OUTBOX_LOCK: i64 = 0x0072_6f74_6174_6f72;
 
-/// Appends `event` inside the open transaction `$tx`. On PostgreSQL it first takes the outbox
-/// advisory lock, held until the transaction ends, so a row's `seq` is allocated and made
-/// visible in commit order: the relay's cursor (`seq >= from`) can then never pass a row that
-/// another transaction has yet to commit. SQLite's single writer gives the same order.
+/// Appends `event` through `$exec`, an open transaction (`&mut *tx`). On PostgreSQL it first
+/// takes the outbox advisory lock, held until the transaction ends, so a row's `seq` is
+/// allocated and made visible in commit order: the relay's cursor (`seq >= from`) can then
+/// never pass a row that another transaction has yet to commit. SQLite's single writer gives
+/// the same order.
 macro_rules! append_in {
-    ($tx:expr, $postgres:expr, $event:expr) => {
+    ($exec:expr, $postgres:expr, $event:expr) => {
         async {
             let event: &$crate::store::NewOutboxEvent = $event;
             if $postgres {
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
                     .bind($crate::store::outbox::OUTBOX_LOCK)
-                    .execute(&mut *$tx)
+                    .execute($exec)
                     .await
                     .map_err(StoreError::query)?;
             }
@@ -41,7 +42,7 @@ macro_rules! append_in {
             .bind(trace_headers)
             .bind(&event.request_id)
             .bind(event.created_at.timestamp_micros())
-            .execute(&mut *$tx)
+            .execute($exec)
             .await
             .map_err(StoreError::query)?;
             Ok::<(), StoreError>(())
@@ -60,7 +61,7 @@ impl WriteOutbox for Store {
     async fn append(&self, event: NewOutboxEvent) -> Result<(), StoreError> {
         on_db!(self, |writer, reader, postgres| {
             let mut tx = writer.begin().await.map_err(StoreError::query)?;
-            append_in!(tx, postgres, &event).await?;
+            append_in!(&mut *tx, postgres, &event).await?;
             tx.commit().await.map_err(StoreError::query)
         })
     }

@@ -160,10 +160,14 @@ pub fn rotation(
         rotator.outcome = Empty,
         error.type = Empty,
     );
-    if !span.is_disabled() {
-        // A scheduled rotation has no server span above it; attach the id for its children.
-        let parent = Span::current().context();
-        let _ = span.set_parent(traces::with_request_id(parent, request_id));
+    // Under a server span the rotation span is its child and inherits the call's context (the
+    // request id with it). A scheduled rotation has no span above it: it roots its own trace,
+    // with the id attached for its children.
+    if !span.is_disabled() && Span::current().is_none() {
+        let _ = span.set_parent(traces::with_request_id(
+            opentelemetry::Context::new(),
+            request_id,
+        ));
     }
     span
 }

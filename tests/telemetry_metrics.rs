@@ -152,6 +152,15 @@ async fn rotations_show_up_as_prometheus_text_and_over_otlp() {
     rotator_metrics::set_overdue_source(|| 0);
     rotator_metrics::lease_taken_over();
 
+    // The health detail shows the same outbox figures.
+    let (status, health) = get(&format!("{admin_url}/healthz")).await;
+    assert_eq!(status, 200);
+    let health: serde_json::Value = serde_json::from_str(&health).expect("JSON");
+    assert_eq!(health["outbox"]["depth"], 3);
+    assert_eq!(health["outbox"]["oldest_age_seconds"], 42.0);
+    assert_eq!(health["overdue_rotations"], 0);
+    assert!(health["ready"].is_boolean() && health["waiting"].is_array());
+
     let (status, text) = get(&format!("{admin_url}/metrics")).await;
     assert_eq!(status, 200);
     let m = Exposition::parse(&text);

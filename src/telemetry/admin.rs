@@ -3,7 +3,10 @@
 //! - `GET /metrics`: Prometheus text exposition of every metric;
 //! - `GET /livez`: 200 while the process runs;
 //! - `GET /readyz`: 200 when every registered component is ready, else 503 with the list of
-//!   components that are not (the gRPC server reports itself not ready while it drains).
+//!   components that are not (the gRPC server reports itself not ready while it drains);
+//! - `GET /healthz`: the detail, as JSON: readiness, the components waiting, the events
+//!   outbox's depth and oldest age, and the overdue local rotations. Always 200: it describes,
+//!   `/readyz` decides.
 //!
 //! It is plain HTTP/1.1 and meant for a private interface: it exposes no secret, but metrics
 //! reveal rotation activity. It keeps answering during the gRPC drain so an orchestrator sees
@@ -99,7 +102,7 @@ impl AdminServer {
         let task = tokio::spawn(serve(listener, readiness, async {
             let _ = stopped.await;
         }));
-        tracing::info!(listen = %local_addr, "admin listener serving /metrics, /livez, /readyz");
+        tracing::info!(listen = %local_addr, "admin listener serving /metrics, /livez, /readyz, /healthz");
         Self {
             local_addr,
             stop,
@@ -144,6 +147,7 @@ pub fn router(readiness: Readiness) -> Router {
         .route("/metrics", get(metrics))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
+        .route("/healthz", get(healthz))
         .with_state(readiness)
 }
 
@@ -176,6 +180,26 @@ async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
         }
         (StatusCode::SERVICE_UNAVAILABLE, body)
     }
+}
+
+async fn healthz(State(readiness): State<Readiness>) -> impl IntoResponse {
+    let (ready, waiting) = readiness.report();
+    let outbox = super::metrics::outbox_stats().map(|stats| {
+        serde_json::json!({
+            "depth": stats.depth,
+            "oldest_age_seconds": stats.oldest_age.map(|age| age.as_secs_f64()),
+        })
+    });
+    let body = serde_json::json!({
+        "ready": ready,
+        "waiting": waiting,
+        "outbox": outbox,
+        "overdue_rotations": super::metrics::overdue_rotations(),
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
 }
 
 #[cfg(test)]

@@ -423,6 +423,17 @@ pub fn set_outbox_source(source: impl Fn() -> OutboxStats + Send + Sync + 'stati
     write(&sources().outbox, Arc::new(source) as OutboxSource);
 }
 
+/// The outbox depth and oldest age from the registered source; `None` before the events
+/// pipeline registered one.
+pub fn outbox_stats() -> Option<OutboxStats> {
+    read(&sources().outbox).map(|source| source())
+}
+
+/// The overdue-rotation count from the registered source; `None` without a local scheduler.
+pub fn overdue_rotations() -> Option<u64> {
+    read(&sources().overdue).map(|source| source())
+}
+
 /// Registers the count of overdue rotations (the scheduler's view), read at each collection.
 pub fn set_overdue_source(source: impl Fn() -> u64 + Send + Sync + 'static) {
     write(&sources().overdue, Arc::new(source) as CountSource);

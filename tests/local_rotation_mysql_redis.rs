@@ -337,12 +337,7 @@ async fn wrong_admin_password_fails_at_once(
 
 #[tokio::test]
 async fn mysql_wrong_admin_password_fails_cleanly() {
-    let mut accounts = mariadb::Accounts::default();
-    let admin = mariadb::unique("adm");
-    let (a, b) = (mariadb::unique("a"), mariadb::unique("b"));
-    accounts.create_admin(&admin, "admin-Pw-91x").await;
-    accounts.create(&a, "%", "initial-a-Pw1").await;
-    accounts.create(&b, "%", "initial-b-Pw1").await;
+    let (_accounts, admin, a, b) = mysql_accounts().await;
     wrong_admin_password_fails_at_once(
         Target::Mysql,
         mariadb::PORT,
@@ -364,6 +359,17 @@ async fn redis_wrong_admin_password_fails_cleanly() {
     .await;
 }
 
+/// A MariaDB admin (password `admin-Pw-91x`) and two target users, dropped with the accounts.
+async fn mysql_accounts() -> (mariadb::Accounts, String, String, String) {
+    let mut accounts = mariadb::Accounts::default();
+    let admin = mariadb::unique("adm");
+    let (a, b) = (mariadb::unique("a"), mariadb::unique("b"));
+    accounts.create_admin(&admin, "admin-Pw-91x").await;
+    accounts.create(&a, "%", "initial-a-Pw1").await;
+    accounts.create(&b, "%", "initial-b-Pw1").await;
+    (accounts, admin, a, b)
+}
+
 fn mysql_params(user1: &str, user2: &str) -> String {
     format!("{{ username1 = \"{user1}\", username2 = \"{user2}\" }}")
 }
@@ -372,12 +378,7 @@ const REDIS_PARAMS: &str = "{ permissionScope = \"~app:* +@read +@write\" }";
 
 #[tokio::test]
 async fn mysql_rotations_are_dual_phase() {
-    let mut accounts = mariadb::Accounts::default();
-    let admin = mariadb::unique("adm");
-    let (a, b) = (mariadb::unique("a"), mariadb::unique("b"));
-    accounts.create_admin(&admin, "admin-Pw-91x").await;
-    accounts.create(&a, "%", "initial-a-Pw1").await;
-    accounts.create(&b, "%", "initial-b-Pw1").await;
+    let (_accounts, admin, a, b) = mysql_accounts().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let id = uuid::Uuid::new_v4().to_string();
     let path = config(
@@ -427,12 +428,7 @@ async fn mysql_missing_target_user_fails_cleanly() {
 
 #[tokio::test]
 async fn mysql_unreachable_target_fails_after_budget() {
-    let mut accounts = mariadb::Accounts::default();
-    let admin = mariadb::unique("adm");
-    let (a, b) = (mariadb::unique("a"), mariadb::unique("b"));
-    accounts.create_admin(&admin, "admin-Pw-91x").await;
-    accounts.create(&a, "%", "initial-a-Pw1").await;
-    accounts.create(&b, "%", "initial-b-Pw1").await;
+    let (_accounts, admin, a, b) = mysql_accounts().await;
     unreachable_target_fails_after_budget(
         Target::Mysql,
         mariadb::PORT,

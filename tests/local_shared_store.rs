@@ -151,5 +151,5 @@ async fn two_replicas_never_interleave_an_attempt() {
         child.start_kill().expect("kill");
         let _ = child.wait().await;
     }
-    store.drop_now().await;
+    drop(store);
 }

@@ -375,16 +375,34 @@ pub(crate) mod testing {
             }
         }
 
-        /// Closes the store and drops its scratch database.
+        /// Closes the store; dropping it then drops its scratch database.
         pub(crate) async fn finish(self) {
             self.store.close().await;
-            if let Some(name) = self.database
-                && let Ok(admin) = sqlx::PgPool::connect(&admin_url()).await
-            {
-                let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
-                admin.close().await;
-            }
+        }
+    }
+
+    impl Drop for TestStore {
+        /// Drops the scratch database even when the test failed (from a thread with a runtime
+        /// of its own: this may run inside the test's runtime, or while it unwinds).
+        fn drop(&mut self) {
+            let Some(name) = self.database.take() else {
+                return;
+            };
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                if let Ok(runtime) = runtime {
+                    runtime.block_on(async {
+                        if let Ok(admin) = sqlx::PgPool::connect(&admin_url()).await {
+                            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                            let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
+                            admin.close().await;
+                        }
+                    });
+                }
+            })
+            .join();
         }
     }
 

@@ -1,5 +1,6 @@
 //! A database of its own on the machine's PostgreSQL server (127.0.0.1:5432, trust), for tests
-//! that give rotator a PostgreSQL store. Dropped (with FORCE) by [`ScratchDatabase::drop_now`].
+//! that give rotator a PostgreSQL store. Dropped (with FORCE) when the value is dropped, so a
+//! failing test leaves no database behind on the shared server.
 #![allow(dead_code)]
 
 use sqlx::AssertSqlSafe;
@@ -44,13 +45,29 @@ impl ScratchDatabase {
     pub async fn pool(&self) -> PgPool {
         PgPool::connect(&self.url).await.expect("connect")
     }
+}
 
-    /// Drops the database, closing whatever still uses it.
-    pub async fn drop_now(self) {
-        if let Ok(admin) = PgPool::connect(&admin_url()).await {
-            let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-            let _ = sqlx::query(AssertSqlSafe(drop)).execute(&admin).await;
-            admin.close().await;
-        }
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop may run inside the test's runtime (or while it unwinds): use a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(drop_database(&name));
+            }
+        })
+        .join();
+    }
+}
+
+/// `DROP DATABASE … WITH (FORCE)`, closing whatever still uses it; best effort.
+async fn drop_database(name: &str) {
+    if let Ok(admin) = PgPool::connect(&admin_url()).await {
+        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        let _ = sqlx::query(AssertSqlSafe(drop)).execute(&admin).await;
+        admin.close().await;
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{
-    MetricExporter, SpanExporter, WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _,
+    MetricExporter, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
 };
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 
@@ -39,27 +39,10 @@ pub enum ExporterError {
 /// [`ExporterError`].
 pub fn span_exporter(target: &OtlpTarget) -> Result<SpanExporter, ExporterError> {
     Ok(match target.protocol {
-        Protocol::Grpc => {
-            let mut builder = SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(target.endpoint.clone())
-                .with_timeout(target.timeout)
-                .with_retry_policy(retry_policy())
-                .with_metadata(metadata(target));
-            if target.endpoint.starts_with("https:") {
-                builder = builder.with_tls_config(tls());
-            }
-            builder.build()?
+        Protocol::Grpc => grpc_settings(SpanExporter::builder().with_tonic(), target).build()?,
+        Protocol::HttpProtobuf => {
+            http_settings(SpanExporter::builder().with_http(), target)?.build()?
         }
-        Protocol::HttpProtobuf => SpanExporter::builder()
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(target.endpoint.clone())
-            .with_timeout(target.timeout)
-            .with_retry_policy(retry_policy())
-            .with_headers(headers(target))
-            .with_http_client(RuntimeHttpClient::new(target.timeout)?)
-            .build()?,
     })
 }
 
@@ -70,28 +53,41 @@ pub fn span_exporter(target: &OtlpTarget) -> Result<SpanExporter, ExporterError>
 /// [`ExporterError`].
 pub fn metric_exporter(target: &OtlpTarget) -> Result<MetricExporter, ExporterError> {
     Ok(match target.protocol {
-        Protocol::Grpc => {
-            let mut builder = MetricExporter::builder()
-                .with_tonic()
-                .with_endpoint(target.endpoint.clone())
-                .with_timeout(target.timeout)
-                .with_retry_policy(retry_policy())
-                .with_metadata(metadata(target));
-            if target.endpoint.starts_with("https:") {
-                builder = builder.with_tls_config(tls());
-            }
-            builder.build()?
+        Protocol::Grpc => grpc_settings(MetricExporter::builder().with_tonic(), target).build()?,
+        Protocol::HttpProtobuf => {
+            http_settings(MetricExporter::builder().with_http(), target)?.build()?
         }
-        Protocol::HttpProtobuf => MetricExporter::builder()
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(target.endpoint.clone())
-            .with_timeout(target.timeout)
-            .with_retry_policy(retry_policy())
-            .with_headers(headers(target))
-            .with_http_client(RuntimeHttpClient::new(target.timeout)?)
-            .build()?,
     })
+}
+
+/// The OTLP/gRPC settings of either exporter: endpoint, timeout, retries, headers as metadata,
+/// and TLS for an `https:` endpoint.
+fn grpc_settings<B: WithExportConfig + WithTonicConfig>(builder: B, target: &OtlpTarget) -> B {
+    let builder = builder
+        .with_endpoint(target.endpoint.clone())
+        .with_timeout(target.timeout)
+        .with_retry_policy(retry_policy())
+        .with_metadata(metadata(target));
+    if target.endpoint.starts_with("https:") {
+        builder.with_tls_config(tls())
+    } else {
+        builder
+    }
+}
+
+/// The OTLP/HTTP (protobuf) settings of either exporter, with a client that does its I/O on the
+/// runtime.
+fn http_settings<B: WithExportConfig + WithHttpConfig>(
+    builder: B,
+    target: &OtlpTarget,
+) -> Result<B, ExporterError> {
+    Ok(builder
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(target.endpoint.clone())
+        .with_timeout(target.timeout)
+        .with_retry_policy(retry_policy())
+        .with_headers(headers(target))
+        .with_http_client(RuntimeHttpClient::new(target.timeout)?))
 }
 
 /// One retry after a short pause, instead of the SDK's three with up to 1.6 s pauses.

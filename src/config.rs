@@ -16,7 +16,9 @@ use serde::Deserialize;
 use crate::rotation::RotationType;
 use crate::secret::SecretString;
 
+pub mod registry;
 mod security;
+pub mod telemetry;
 
 pub use self::security::{AuthConfig, AuthMode, IdentityConfig, NetworkConfig, TlsConfig};
 
@@ -230,10 +232,10 @@ pub struct Config {
     /// Outbound address policy for remote targets.
     pub network: NetworkConfig,
     /// Local connections and rotations (`[[connections]]`, `[[rotations]]`) and their key ring.
-    pub local: crate::local::registry::Registry,
+    pub local: registry::Registry,
     /// OpenTelemetry export, sampling and log level, from the standard `OTEL_*` variables and
     /// `RUST_LOG` (never from the file: those variables are the operator's interface).
-    pub telemetry: crate::telemetry::TelemetrySettings,
+    pub telemetry: crate::config::telemetry::TelemetrySettings,
 }
 
 /// How the events outbox and its relay behave.
@@ -387,7 +389,7 @@ impl Config {
         if !mistyped.is_empty() {
             return Err(ConfigError(mistyped));
         }
-        let local = crate::local::registry::Registry::from_table(&mut table, env, &mut problems);
+        let local = registry::Registry::from_table(&mut table, env, &mut problems);
         let raw: RawConfig = match toml::Value::Table(table).try_into() {
             Ok(raw) => raw,
             Err(e) => return Err(problem("config", e.message().to_owned())),
@@ -596,7 +598,7 @@ fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Con
     let auth =
         security::validate_auth(raw.auth.unwrap_or_default(), listen, tls.as_ref(), problems);
     let network = security::validate_network(raw.network.unwrap_or_default());
-    let telemetry = crate::telemetry::TelemetrySettings::from_env(env, problems);
+    let telemetry = crate::config::telemetry::TelemetrySettings::from_env(env, problems);
     Config {
         listen,
         admin_listen,
@@ -614,7 +616,7 @@ fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Con
         tls,
         auth,
         network,
-        local: crate::local::registry::Registry::default(),
+        local: registry::Registry::default(),
         telemetry,
     }
 }

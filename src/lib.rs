@@ -24,12 +24,13 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod crypto;
 pub mod drivers;
 pub mod engine;
-pub mod error;
 pub mod events;
 pub mod local;
 pub mod net;
+pub mod policy;
 pub mod proto;
 pub mod rotation;
 pub mod secret;
@@ -79,7 +80,7 @@ pub async fn run_on(
     let store = store::Store::open(&config).await?;
     let events = events::EventsPipeline::start(&config, store.clone());
     let served = match server::build_engine(&config, Some(events.recorder())) {
-        Ok(engine) => match local::start(&config, &store).await {
+        Ok(engine) => match local::start(&config, &store).await.map_err(Into::into) {
             Ok(backend) => {
                 let scheduler = backend.as_ref().map(|backend| {
                     local::scheduler::Scheduler::spawn(

@@ -8,8 +8,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 
+use super::error::{Field, ServiceError};
 use crate::context::{CallContext, new_request_id};
-use crate::error::{Field, ServiceError};
 
 /// The longest request id we honour.
 pub const MAX_REQUEST_ID_LEN: usize = 128;

@@ -7,8 +7,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 use x509_cert::der::Decode;
@@ -17,18 +15,14 @@ use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
 
 use super::authz::{Action, Policy, Target};
+use super::error::ServiceError;
 use crate::config::{AuthConfig, AuthMode};
 use crate::context::CallContext;
-use crate::error::ServiceError;
+pub use crate::policy::TokenHash;
 use crate::proto::RotationType;
 
 /// The longest bearer token read from a request.
 const MAX_TOKEN_LEN: usize = 4096;
-
-/// The SHA-256 of a bearer token. Tokens are random (see `rotator token generate`), so a fast
-/// hash is enough: brute force is hopeless, and a slow hash on every call would be a DoS lever.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct TokenHash([u8; 32]);
 
 /// A configured identity and what it may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,37 +79,6 @@ pub struct Authenticator {
 /// and reflection carry no per-rotation permission). Open when built with `None`.
 #[derive(Debug, Clone)]
 pub struct RequireIdentity(Option<Arc<Authenticator>>);
-
-// === impl TokenHash ===
-
-impl TokenHash {
-    /// Hashes a token.
-    pub fn of(token: &str) -> Self {
-        Self(Sha256::digest(token.as_bytes()).into())
-    }
-
-    /// Parses 64 hex digits (either case).
-    pub fn from_hex(text: &str) -> Option<Self> {
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(text.trim(), &mut bytes).ok()?;
-        Some(Self(bytes))
-    }
-
-    /// Lowercase hex, as configured.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    fn ct_matches(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
-    }
-}
-
-impl fmt::Debug for TokenHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TokenHash(..)")
-    }
-}
 
 // === impl Caller ===
 

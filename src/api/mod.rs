@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod auth;
 pub mod authz;
+pub mod error;
 pub mod rescue;
 pub mod status;
 pub mod validate;
@@ -18,15 +19,16 @@ use tracing::Instrument;
 use self::admission::Admission;
 use self::auth::{Authenticator, Caller};
 use self::authz::{Action, Target};
+use self::error::ServiceError;
 use crate::context::CallContext;
 use crate::engine::Engine;
-use crate::error::ServiceError;
 use crate::proto::secret_rotation_service_server::{SERVICE_NAME, SecretRotationService};
 use crate::proto::{
     GetGeneratedCredentialsRequest, GetGeneratedCredentialsResponse, GetSecretRotationRequest,
     GetSecretRotationResponse, ListSecretRotationsRequest, ListSecretRotationsResponse,
     RotateSecretsRequest, RotateSecretsResponse, get_secret_rotation_request,
 };
+use crate::rotation::Classify as _;
 use crate::telemetry::spans::{ServerCall, record_rotation};
 
 /// The `rotator.v1.SecretRotationService` implementation.
@@ -79,7 +81,7 @@ impl RotatorApi {
             Err(rejected) => {
                 let (ctx, error) = *rejected;
                 let status = call.span().in_scope(|| reject(&error, &ctx));
-                call.finish(Err(&error));
+                call.finish(Err(&error.failure()));
                 return Err(status);
             }
         };
@@ -93,7 +95,7 @@ impl RotatorApi {
             Err(error) => {
                 let error = ServiceError::Unauthenticated(error);
                 let status = call.span().in_scope(|| reject(&error, &ctx));
-                call.finish(Err(&error));
+                call.finish(Err(&error.failure()));
                 return Err(status);
             }
         };
@@ -109,7 +111,7 @@ impl RotatorApi {
             }
             Err(error) => {
                 let status = call.span().in_scope(|| reject(&error, &ctx));
-                call.finish(Err(&error));
+                call.finish(Err(&error.failure()));
                 Err(status)
             }
         }
@@ -191,7 +193,7 @@ impl SecretRotationService for RotatorApi {
                     }
                     None => {
                         return Err(ServiceError::invalid(
-                            crate::error::Field::RotationId,
+                            self::error::Field::RotationId,
                             "set rotation_id or by_name",
                         ));
                     }
@@ -247,9 +249,10 @@ impl SecretRotationService for RotatorApi {
                     &ctx,
                 )?;
                 record_rotation(rotation_type, &id);
-                self.engine
+                Ok(self
+                    .engine
                     .generated_credentials(rotation_type, rotation_id, &ctx)
-                    .await
+                    .await?)
             },
         )
         .await

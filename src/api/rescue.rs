@@ -18,9 +18,9 @@ use tonic::body::Body;
 use tonic::{Code, Status};
 
 use super::admission::valid_request_id;
+use super::error::ServiceError;
 use super::status;
 use crate::context::{CallContext, new_request_id};
-use crate::error::ServiceError;
 
 /// Why tonic refused a request before a handler ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,8 +5,11 @@ use tonic::Status;
 use tonic::metadata::MetadataMap;
 use tonic_types::{ErrorDetails, StatusExt};
 
+use super::error::ServiceError;
 use crate::context::CallContext;
-use crate::error::ServiceError;
+use crate::engine::EngineError;
+use crate::rotation::Classify as _;
+use crate::upstream::infisical::UpstreamError;
 
 /// The `ErrorInfo.domain` of every rotator error.
 pub const ERROR_DOMAIN: &str = "rotator.v1";
@@ -14,7 +17,7 @@ pub const ERROR_DOMAIN: &str = "rotator.v1";
 /// Builds the status for `error`, logging internal detail under the request id.
 pub fn to_status(error: &ServiceError, ctx: &CallContext) -> Status {
     let class = error.classify();
-    if let ServiceError::Internal(detail) = error {
+    if let ServiceError::Engine(EngineError::TaskFailed(detail)) = error {
         tracing::error!(request_id = %ctx.request_id, %detail, "internal error");
     }
     let mut info =
@@ -22,7 +25,7 @@ pub fn to_status(error: &ServiceError, ctx: &CallContext) -> Status {
     if let Some(req_id) = error.upstream_req_id() {
         info.insert("upstream_req_id".to_owned(), req_id.to_owned());
     }
-    if let ServiceError::Upstream(crate::upstream::infisical::UpstreamError::Http(f)) = error {
+    if let ServiceError::Engine(EngineError::Upstream(UpstreamError::Http(f))) = error {
         info.insert("upstream_status".to_owned(), f.status.to_string());
         if let Some(name) = &f.error_name {
             info.insert("upstream_error".to_owned(), name.clone());

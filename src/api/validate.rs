@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::error::{Field, ServiceError};
+use super::error::{Field, ServiceError};
 use crate::proto::{RotationName, RotationType};
 
 /// The longest name, project id, environment or path accepted.

@@ -171,7 +171,7 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Serve { config } => serve(config).await,
             Command::Keygen => {
-                println!("{}", crate::local::crypto::generate_key());
+                println!("{}", crate::crypto::generate_key());
                 ExitCode::SUCCESS
             }
             Command::Events(command) => events::run(command).await,

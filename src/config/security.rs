@@ -10,9 +10,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
 use super::ConfigProblem;
-use crate::api::auth::TokenHash;
-use crate::api::authz::{Action, Grant, Pattern, Policy, TypeScope};
 use crate::net::AddressPolicy;
+use crate::policy::{Action, Grant, Pattern, Policy, TokenHash, TypeScope};
 use crate::secret::SecretString;
 
 /// Largest certificate, key or CA file read.

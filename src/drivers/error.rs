@@ -4,16 +4,10 @@
 
 use std::fmt;
 
-/// The target system, as OpenTelemetry's `db.system` names it.
+/// The target system, as OpenTelemetry's `db.system` names it (or the peer's name for systems
+/// that are not databases, e.g. `aws.iam`). Each driver declares its own in its descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DbSystem {
-    /// PostgreSQL.
-    Postgresql,
-    /// MySQL or MariaDB (one wire protocol, one driver).
-    Mysql,
-    /// Redis.
-    Redis,
-}
+pub struct DbSystem(&'static str);
 
 /// The driver operation, one span each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,6 +20,10 @@ pub enum Phase {
     Revoke,
     /// Logging in as the admin, changing nothing.
     Probe,
+    /// Asking a provider for a new secret it creates (issued secrets).
+    Issue,
+    /// Listing a provider's secrets (issued secrets: recovery's reconciliation).
+    List,
     /// Building a driver from its configuration (nothing is sent).
     Build,
 }
@@ -56,6 +54,8 @@ pub enum DriverErrorKind {
     PermissionDenied,
     /// The target's password policy refused the password (permanent; a new password may pass).
     PasswordRejected,
+    /// The provider holds as many secrets as it allows (permanent until one is removed).
+    LimitReached,
     /// TLS could not be set up or the certificate was refused (permanent).
     Tls,
     /// The driver's input is unusable: a bad parameter, username or password (permanent;
@@ -78,13 +78,14 @@ pub struct DriverError {
 // === impl DbSystem ===
 
 impl DbSystem {
+    /// A system by its OpenTelemetry name.
+    pub const fn new(name: &'static str) -> Self {
+        Self(name)
+    }
+
     /// The OpenTelemetry `db.system` value.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Postgresql => "postgresql",
-            Self::Mysql => "mysql",
-            Self::Redis => "redis",
-        }
+        self.0
     }
 }
 
@@ -104,6 +105,8 @@ impl Phase {
             Self::Verify => "verify",
             Self::Revoke => "revoke",
             Self::Probe => "probe",
+            Self::Issue => "issue",
+            Self::List => "list",
             Self::Build => "build",
         }
     }
@@ -129,6 +132,7 @@ impl DriverErrorKind {
             | Self::UserNotFound
             | Self::PermissionDenied
             | Self::PasswordRejected
+            | Self::LimitReached
             | Self::Tls
             | Self::InvalidInput
             | Self::Server => false,
@@ -148,6 +152,7 @@ impl DriverErrorKind {
             Self::UserNotFound => "DRIVER_USER_NOT_FOUND",
             Self::PermissionDenied => "DRIVER_PERMISSION_DENIED",
             Self::PasswordRejected => "DRIVER_PASSWORD_REJECTED",
+            Self::LimitReached => "DRIVER_LIMIT_REACHED",
             Self::Tls => "DRIVER_TLS",
             Self::InvalidInput => "DRIVER_INVALID_INPUT",
             Self::Server => "DRIVER_SERVER_ERROR",
@@ -165,6 +170,7 @@ impl DriverErrorKind {
             Self::UserNotFound => "user not found",
             Self::PermissionDenied => "permission denied",
             Self::PasswordRejected => "password rejected by the server's policy",
+            Self::LimitReached => "the provider's limit of secrets is reached",
             Self::Tls => "TLS failure",
             Self::InvalidInput => "invalid input",
             Self::Server => "server error",
@@ -231,7 +237,7 @@ mod tests {
     fn display_names_system_phase_and_kind() {
         let e = DriverError::new(
             DriverErrorKind::UserNotFound,
-            DbSystem::Postgresql,
+            DbSystem::new("postgresql"),
             Phase::Apply,
             "role \"app\" does not exist",
         );
@@ -253,6 +259,7 @@ mod tests {
             UserNotFound,
             PermissionDenied,
             PasswordRejected,
+            LimitReached,
             Tls,
             InvalidInput,
             Server,
@@ -266,6 +273,6 @@ mod tests {
             .collect();
         reasons.sort_unstable();
         reasons.dedup();
-        assert_eq!(reasons.len(), 12, "reasons are distinct");
+        assert_eq!(reasons.len(), 13, "reasons are distinct");
     }
 }

@@ -23,14 +23,53 @@ use super::quote::{mysql_account, mysql_literal};
 use super::redact::Redactor;
 use super::sql_error::{Login, connect_within, from_sqlx, timed_out};
 use super::{
-    CONNECT_TIMEOUT, ConnectionConfig, Credential, DbSystem, Driver, DriverError, DriverErrorKind,
-    OPERATION_TIMEOUT, Phase, Slot, TlsMode, check_target, check_usernames, in_phase_span, invalid,
+    BuildContext, Built, CONNECT_TIMEOUT, ConnectionConfig, Credential, DbSystem, Descriptor,
+    Driver, DriverError, DriverErrorKind, OPERATION_TIMEOUT, Operations, Phase, TlsMode, invalid,
 };
-use crate::local::password::PasswordPolicy;
-use crate::proto::{RotationType, SqlCredentialsParameters};
+use crate::drivers::password::PasswordPolicy;
+use crate::proto::{RotationType, SqlCredentialsParameters, rotation_parameters};
+use crate::rotation::{CredentialShape, SecretSource};
 use crate::secret::SecretString;
 
-const SYSTEM: DbSystem = DbSystem::Mysql;
+const SYSTEM: DbSystem = DbSystem::new("mysql");
+
+/// The connection option naming the accounts' host part (`%` when absent).
+pub const HOST_PART_OPTION: &str = "mysql_host_part";
+/// The connection option choosing how passwords travel: `plaintext` (default) or
+/// `native-hash`.
+pub const PASSWORD_FORM_OPTION: &str = "mysql_password_form";
+
+/// `mysql-credentials` on MySQL or MariaDB.
+pub static DESCRIPTOR: Descriptor = Descriptor {
+    app: "mysql",
+    default_port: 3306,
+    rotation_types: &[RotationType::MysqlCredentials],
+    shape: CredentialShape::UsernamePassword,
+    source: SecretSource::Chosen,
+    system: SYSTEM,
+    operations: Operations {
+        apply: "ALTER USER",
+        verify: "LOGIN",
+        revoke: "ALTER USER",
+        probe: "SELECT",
+    },
+    options: &[HOST_PART_OPTION, PASSWORD_FORM_OPTION],
+    build,
+};
+
+fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
+    let rotation_parameters::Kind::MysqlCredentials(parameters) = ctx.parameters else {
+        return Err(ctx.wrong_parameters(SYSTEM));
+    };
+    let options = MysqlOptions::from_table(ctx.options)?;
+    let driver = MysqlDriver::new(ctx.connection.clone(), parameters, options)?;
+    let usernames = driver.usernames.clone();
+    Ok(Built::chosen(
+        driver,
+        usernames,
+        parameters.password_requirements.as_ref(),
+    ))
+}
 
 /// How the new password travels in `ALTER USER`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,6 +93,44 @@ pub struct MysqlOptions {
     pub host_part: String,
     /// How the password is sent.
     pub password_form: MysqlPasswordForm,
+}
+
+impl MysqlOptions {
+    /// Reads `mysql_host_part` and `mysql_password_form` from a connection's options.
+    ///
+    /// # Errors
+    ///
+    /// [`DriverErrorKind::InvalidInput`] naming the option (never its value).
+    pub fn from_table(options: &toml::Table) -> Result<Self, DriverError> {
+        let mut parsed = Self::default();
+        if let Some(value) = options.get(HOST_PART_OPTION) {
+            let host = value
+                .as_str()
+                .filter(|h| !h.trim().is_empty())
+                .ok_or_else(|| {
+                    invalid(
+                        SYSTEM,
+                        Phase::Build,
+                        format!("{HOST_PART_OPTION} must be a non-empty string"),
+                    )
+                })?;
+            host.clone_into(&mut parsed.host_part);
+        }
+        if let Some(value) = options.get(PASSWORD_FORM_OPTION) {
+            parsed.password_form = match value.as_str() {
+                Some("plaintext") => MysqlPasswordForm::Plaintext,
+                Some("native-hash") => MysqlPasswordForm::NativeHash,
+                _ => {
+                    return Err(invalid(
+                        SYSTEM,
+                        Phase::Build,
+                        format!("{PASSWORD_FORM_OPTION} must be plaintext or native-hash"),
+                    ));
+                }
+            };
+        }
+        Ok(parsed)
+    }
 }
 
 impl Default for MysqlOptions {
@@ -90,7 +167,6 @@ impl MysqlDriver {
         parameters: &SqlCredentialsParameters,
         options: MysqlOptions,
     ) -> Result<Self, DriverError> {
-        connection.check(SYSTEM)?;
         if parameters.rotation_statement.is_some() {
             return Err(invalid(
                 SYSTEM,
@@ -102,7 +178,6 @@ impl MysqlDriver {
             parameters.username1.trim().to_owned(),
             parameters.username2.trim().to_owned(),
         ];
-        check_usernames(SYSTEM, &usernames, &connection.admin_username)?;
         for u in &usernames {
             mysql_account(u, &options.host_part, true)
                 .map_err(|e| invalid(SYSTEM, Phase::Build, format!("account {u:?}: {e}")))?;
@@ -114,47 +189,9 @@ impl MysqlDriver {
         })
     }
 
-    /// The account name of `slot` (without the host part).
-    pub fn username_for(&self, slot: Slot) -> &str {
-        &self.usernames[slot.index()]
-    }
-
     /// The host part of the accounts.
     pub fn host_part(&self) -> &str {
         &self.options.host_part
-    }
-
-    /// Logs in as the admin and runs `SELECT 1`.
-    ///
-    /// # Errors
-    ///
-    /// See [`Driver::verify`].
-    pub async fn probe(&self) -> Result<(), DriverError> {
-        let c = &self.connection;
-        in_phase_span(
-            SYSTEM,
-            Phase::Probe,
-            "SELECT",
-            c,
-            &c.admin_username,
-            async {
-                let redactor = Redactor::new([c.admin_password.expose()]);
-                let mut conn = self
-                    .connect(
-                        Phase::Probe,
-                        Login::Admin,
-                        &c.admin_username,
-                        &c.admin_password,
-                        &redactor,
-                    )
-                    .await?;
-                let result =
-                    run(&mut conn, Phase::Probe, Login::Admin, "SELECT 1", &redactor).await;
-                close(conn).await;
-                result
-            },
-        )
-        .await
     }
 
     fn options(&self, username: &str, password: &str) -> MySqlConnectOptions {
@@ -248,99 +285,63 @@ impl MysqlDriver {
 
 impl Driver for MysqlDriver {
     async fn apply(&self, credential: &Credential) -> Result<(), DriverError> {
-        let user = credential.username.as_str();
-        in_phase_span(
-            SYSTEM,
-            Phase::Apply,
-            "ALTER USER",
-            &self.connection,
-            user,
-            async {
-                check_target(
-                    SYSTEM,
-                    Phase::Apply,
-                    user,
-                    &self.usernames,
-                    &self.connection.admin_username,
-                )?;
-                if credential.password.is_empty() {
-                    return Err(invalid(SYSTEM, Phase::Apply, "the password is empty"));
-                }
-                let redactor = Redactor::new([
-                    credential.password.expose(),
-                    self.connection.admin_password.expose(),
-                ]);
-                self.set_password(Phase::Apply, user, &credential.password, &redactor)
-                    .await
-            },
-        )
-        .await
+        let redactor = Redactor::new([
+            credential.secret.expose(),
+            self.connection.admin_password.expose(),
+        ]);
+        self.set_password(Phase::Apply, &credential.id, &credential.secret, &redactor)
+            .await
     }
 
     async fn verify(&self, credential: &Credential) -> Result<(), DriverError> {
-        let user = credential.username.as_str();
-        in_phase_span(
-            SYSTEM,
+        let redactor = Redactor::new([
+            credential.secret.expose(),
+            self.connection.admin_password.expose(),
+        ]);
+        let mut conn = self
+            .connect(
+                Phase::Verify,
+                Login::Target,
+                &credential.id,
+                &credential.secret,
+                &redactor,
+            )
+            .await?;
+        let result = run(
+            &mut conn,
             Phase::Verify,
-            "LOGIN",
-            &self.connection,
-            user,
-            async {
-                if credential.password.is_empty() {
-                    return Err(invalid(SYSTEM, Phase::Verify, "the password is empty"));
-                }
-                let redactor = Redactor::new([
-                    credential.password.expose(),
-                    self.connection.admin_password.expose(),
-                ]);
-                let mut conn = self
-                    .connect(
-                        Phase::Verify,
-                        Login::Target,
-                        user,
-                        &credential.password,
-                        &redactor,
-                    )
-                    .await?;
-                let result = run(
-                    &mut conn,
-                    Phase::Verify,
-                    Login::Target,
-                    "SELECT 1",
-                    &redactor,
-                )
-                .await;
-                close(conn).await;
-                result
-            },
+            Login::Target,
+            "SELECT 1",
+            &redactor,
         )
-        .await
+        .await;
+        close(conn).await;
+        result
     }
 
-    async fn revoke(&self, username: &str) -> Result<(), DriverError> {
-        in_phase_span(
-            SYSTEM,
-            Phase::Revoke,
-            "ALTER USER",
-            &self.connection,
-            username,
-            async {
-                check_target(
-                    SYSTEM,
-                    Phase::Revoke,
-                    username,
-                    &self.usernames,
-                    &self.connection.admin_username,
-                )?;
-                let discarded =
-                    PasswordPolicy::default_for(RotationType::MysqlCredentials).generate();
-                let redactor =
-                    Redactor::new([discarded.expose(), self.connection.admin_password.expose()]);
-                self.set_password(Phase::Revoke, username, &discarded, &redactor)
-                    .await
-            },
-        )
-        .await
+    async fn revoke(&self, id: &str) -> Result<(), DriverError> {
+        let discarded = PasswordPolicy::default_for(RotationType::MysqlCredentials).generate();
+        let redactor = Redactor::new([discarded.expose(), self.connection.admin_password.expose()]);
+        self.set_password(Phase::Revoke, id, &discarded, &redactor)
+            .await
+    }
+
+    /// Logs in as the admin and runs `SELECT 1`.
+    async fn probe(&self) -> Result<(), DriverError> {
+        let c = &self.connection;
+        let redactor = Redactor::new([c.admin_password.expose()]);
+        let mut conn = self
+            .connect(
+                Phase::Probe,
+                Login::Admin,
+                &c.admin_username,
+                &c.admin_password,
+                &redactor,
+            )
+            .await?;
+        let result = run(&mut conn, Phase::Probe, Login::Admin, "SELECT 1", &redactor).await;
+        close(conn).await;
+        result
     }
 }
 

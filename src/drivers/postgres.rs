@@ -21,14 +21,49 @@ use super::quote::{pg_identifier, pg_literal};
 use super::redact::Redactor;
 use super::sql_error::{Login, connect_within, from_sqlx, timed_out};
 use super::{
-    CONNECT_TIMEOUT, ConnectionConfig, Credential, DbSystem, Driver, DriverError, DriverErrorKind,
-    OPERATION_TIMEOUT, Phase, Slot, TlsMode, check_target, check_usernames, in_phase_span, invalid,
+    BuildContext, Built, CONNECT_TIMEOUT, ConnectionConfig, Credential, DbSystem, Descriptor,
+    Driver, DriverError, DriverErrorKind, OPERATION_TIMEOUT, Operations, Phase, TlsMode, invalid,
     scram,
 };
-use crate::proto::SqlCredentialsParameters;
+use crate::proto::{RotationType, SqlCredentialsParameters, rotation_parameters};
+use crate::rotation::{CredentialShape, SecretSource};
 use crate::secret::SecretString;
 
-const SYSTEM: DbSystem = DbSystem::Postgresql;
+const SYSTEM: DbSystem = DbSystem::new("postgresql");
+
+/// `postgres-credentials` on PostgreSQL.
+pub static DESCRIPTOR: Descriptor = Descriptor {
+    app: "postgres",
+    default_port: 5432,
+    rotation_types: &[RotationType::PostgresCredentials],
+    shape: CredentialShape::UsernamePassword,
+    source: SecretSource::Chosen,
+    system: SYSTEM,
+    operations: Operations {
+        apply: "ALTER ROLE",
+        verify: "LOGIN",
+        revoke: "ALTER ROLE",
+        probe: "SELECT",
+    },
+    options: &[],
+    build,
+};
+
+fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
+    let rotation_parameters::Kind::PostgresCredentials(parameters) = ctx.parameters else {
+        return Err(ctx.wrong_parameters(SYSTEM));
+    };
+    let sessions = ctx
+        .shared
+        .get_or_init(|| AdminSessions::<PgConnection>::new(ctx.shared.max_parallel()));
+    let driver = PostgresDriver::new(ctx.connection.clone(), parameters, sessions)?;
+    let usernames = driver.usernames.clone();
+    Ok(Built::chosen(
+        driver,
+        usernames,
+        parameters.password_requirements.as_ref(),
+    ))
+}
 
 /// The PostgreSQL driver of one rotation.
 #[derive(Debug, Clone)]
@@ -55,7 +90,6 @@ impl PostgresDriver {
         parameters: &SqlCredentialsParameters,
         admin_sessions: AdminSessions<PgConnection>,
     ) -> Result<Self, DriverError> {
-        connection.check(SYSTEM)?;
         if parameters.rotation_statement.is_some() {
             return Err(invalid(
                 SYSTEM,
@@ -67,7 +101,6 @@ impl PostgresDriver {
             parameters.username1.trim().to_owned(),
             parameters.username2.trim().to_owned(),
         ];
-        check_usernames(SYSTEM, &usernames, &connection.admin_username)?;
         for u in &usernames {
             pg_identifier(u)
                 .map_err(|e| invalid(SYSTEM, Phase::Build, format!("username {u:?}: {e}")))?;
@@ -77,42 +110,6 @@ impl PostgresDriver {
             usernames,
             admin_sessions,
         })
-    }
-
-    /// The role of `slot`.
-    pub fn username_for(&self, slot: Slot) -> &str {
-        &self.usernames[slot.index()]
-    }
-
-    /// Logs in as the admin and runs `SELECT 1`.
-    ///
-    /// # Errors
-    ///
-    /// See [`Driver::verify`].
-    pub async fn probe(&self) -> Result<(), DriverError> {
-        let admin = &self.connection.admin_username;
-        in_phase_span(
-            SYSTEM,
-            Phase::Probe,
-            "SELECT",
-            &self.connection,
-            admin,
-            async {
-                let redactor = Redactor::new([self.connection.admin_password.expose()]);
-                let conn = self
-                    .connect(
-                        Phase::Probe,
-                        Login::Admin,
-                        admin,
-                        &self.connection.admin_password,
-                        &redactor,
-                    )
-                    .await?;
-                self.execute(conn, Phase::Probe, Login::Admin, "SELECT 1", &redactor)
-                    .await
-            },
-        )
-        .await
     }
 
     fn options(&self, username: &str, password: &str) -> PgConnectOptions {
@@ -288,109 +285,76 @@ async fn close(conn: PgConnection) {
 
 impl Driver for PostgresDriver {
     async fn apply(&self, credential: &Credential) -> Result<(), DriverError> {
-        let user = credential.username.as_str();
-        in_phase_span(
-            SYSTEM,
-            Phase::Apply,
-            "ALTER ROLE",
-            &self.connection,
-            user,
-            async {
-                check_target(
+        let password = credential.secret.clone();
+        // 4096 rounds of HMAC: off the async workers.
+        let verifier = tokio::task::spawn_blocking(move || scram::verifier(&password))
+            .await
+            .map_err(|_| {
+                invalid(
                     SYSTEM,
                     Phase::Apply,
-                    user,
-                    &self.usernames,
-                    &self.connection.admin_username,
-                )?;
-                let password = credential.password.clone();
-                // 4096 rounds of HMAC: off the async workers.
-                let verifier = tokio::task::spawn_blocking(move || scram::verifier(&password))
-                    .await
-                    .map_err(|_| {
-                        invalid(
-                            SYSTEM,
-                            Phase::Apply,
-                            "the verifier computation was cancelled",
-                        )
-                    })?
-                    .map_err(|e| invalid(SYSTEM, Phase::Apply, e.to_string()))?;
-                let role = pg_identifier(user)
-                    .map_err(|e| invalid(SYSTEM, Phase::Apply, e.to_string()))?;
-                let literal = pg_literal(verifier.expose())
-                    .map_err(|e| invalid(SYSTEM, Phase::Apply, e.to_string()))?;
-                let sql = SecretString::new(format!("ALTER ROLE {role} PASSWORD {literal}"));
-                let redactor = Redactor::new([
-                    credential.password.expose(),
-                    verifier.expose(),
-                    self.connection.admin_password.expose(),
-                ]);
-                self.admin_execute(Phase::Apply, sql.expose(), &redactor)
-                    .await
-            },
-        )
-        .await
+                    "the verifier computation was cancelled",
+                )
+            })?
+            .map_err(|e| invalid(SYSTEM, Phase::Apply, e.to_string()))?;
+        let role = pg_identifier(&credential.id)
+            .map_err(|e| invalid(SYSTEM, Phase::Apply, e.to_string()))?;
+        let literal = pg_literal(verifier.expose())
+            .map_err(|e| invalid(SYSTEM, Phase::Apply, e.to_string()))?;
+        let sql = SecretString::new(format!("ALTER ROLE {role} PASSWORD {literal}"));
+        let redactor = Redactor::new([
+            credential.secret.expose(),
+            verifier.expose(),
+            self.connection.admin_password.expose(),
+        ]);
+        self.admin_execute(Phase::Apply, sql.expose(), &redactor)
+            .await
     }
 
     async fn verify(&self, credential: &Credential) -> Result<(), DriverError> {
-        let user = credential.username.as_str();
-        in_phase_span(
-            SYSTEM,
-            Phase::Verify,
-            "LOGIN",
-            &self.connection,
-            user,
-            async {
-                if credential.password.is_empty() {
-                    return Err(invalid(SYSTEM, Phase::Verify, "the password is empty"));
-                }
-                let redactor = Redactor::new([
-                    credential.password.expose(),
-                    self.connection.admin_password.expose(),
-                ]);
-                let conn = self
-                    .connect(
-                        Phase::Verify,
-                        Login::Target,
-                        user,
-                        &credential.password,
-                        &redactor,
-                    )
-                    .await?;
-                self.execute(conn, Phase::Verify, Login::Target, "SELECT 1", &redactor)
-                    .await
-            },
+        let redactor = Redactor::new([
+            credential.secret.expose(),
+            self.connection.admin_password.expose(),
+        ]);
+        let conn = self
+            .connect(
+                Phase::Verify,
+                Login::Target,
+                &credential.id,
+                &credential.secret,
+                &redactor,
+            )
+            .await?;
+        self.execute(conn, Phase::Verify, Login::Target, "SELECT 1", &redactor)
+            .await
+    }
+
+    async fn revoke(&self, id: &str) -> Result<(), DriverError> {
+        let role = pg_identifier(id).map_err(|e| invalid(SYSTEM, Phase::Revoke, e.to_string()))?;
+        let redactor = Redactor::new([self.connection.admin_password.expose()]);
+        self.admin_execute(
+            Phase::Revoke,
+            &format!("ALTER ROLE {role} PASSWORD NULL"),
+            &redactor,
         )
         .await
     }
 
-    async fn revoke(&self, username: &str) -> Result<(), DriverError> {
-        in_phase_span(
-            SYSTEM,
-            Phase::Revoke,
-            "ALTER ROLE",
-            &self.connection,
-            username,
-            async {
-                check_target(
-                    SYSTEM,
-                    Phase::Revoke,
-                    username,
-                    &self.usernames,
-                    &self.connection.admin_username,
-                )?;
-                let role = pg_identifier(username)
-                    .map_err(|e| invalid(SYSTEM, Phase::Revoke, e.to_string()))?;
-                let redactor = Redactor::new([self.connection.admin_password.expose()]);
-                self.admin_execute(
-                    Phase::Revoke,
-                    &format!("ALTER ROLE {role} PASSWORD NULL"),
-                    &redactor,
-                )
-                .await
-            },
-        )
-        .await
+    /// Logs in as the admin and runs `SELECT 1`.
+    async fn probe(&self) -> Result<(), DriverError> {
+        let admin = &self.connection.admin_username;
+        let redactor = Redactor::new([self.connection.admin_password.expose()]);
+        let conn = self
+            .connect(
+                Phase::Probe,
+                Login::Admin,
+                admin,
+                &self.connection.admin_password,
+                &redactor,
+            )
+            .await?;
+        self.execute(conn, Phase::Probe, Login::Admin, "SELECT 1", &redactor)
+            .await
     }
 }
 

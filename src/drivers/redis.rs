@@ -29,13 +29,48 @@ use redis::{
 use super::redact::Redactor;
 use super::sql_error::Login;
 use super::{
-    CONNECT_TIMEOUT, ConnectionConfig, Credential, DbSystem, Driver, DriverError, DriverErrorKind,
-    OPERATION_TIMEOUT, Phase, Slot, TlsMode, check_target, check_usernames, in_phase_span, invalid,
+    BuildContext, Built, CONNECT_TIMEOUT, ConnectionConfig, Credential, DbSystem, Descriptor,
+    Driver, DriverError, DriverErrorKind, OPERATION_TIMEOUT, Operations, Phase, TlsMode, invalid,
 };
-use crate::proto::RedisCredentialsParameters;
+use crate::proto::{RedisCredentialsParameters, RotationType, rotation_parameters};
+use crate::rotation::{CredentialShape, SecretSource};
 use crate::secret::SecretString;
 
-const SYSTEM: DbSystem = DbSystem::Redis;
+const SYSTEM: DbSystem = DbSystem::new("redis");
+
+/// `redis-credentials` on Redis (ACL users).
+pub static DESCRIPTOR: Descriptor = Descriptor {
+    app: "redis",
+    default_port: 6379,
+    rotation_types: &[RotationType::RedisCredentials],
+    shape: CredentialShape::UsernamePassword,
+    source: SecretSource::Chosen,
+    system: SYSTEM,
+    operations: Operations {
+        apply: "ACL SETUSER",
+        verify: "AUTH",
+        revoke: "ACL DELUSER",
+        probe: "ACL WHOAMI",
+    },
+    options: &[],
+    build,
+};
+
+fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
+    let rotation_parameters::Kind::RedisCredentials(parameters) = ctx.parameters else {
+        return Err(ctx.wrong_parameters(SYSTEM));
+    };
+    let usernames = ctx
+        .usernames
+        .cloned()
+        .unwrap_or_else(|| RedisDriver::default_usernames(ctx.rotation_id));
+    let driver = RedisDriver::new(ctx.connection.clone(), parameters, &usernames)?;
+    Ok(Built::chosen(
+        driver,
+        usernames,
+        parameters.password_requirements.as_ref(),
+    ))
+}
 
 /// ACL rules a permission scope must not contain: they would change the user's passwords or
 /// switch it off, which is the driver's job.
@@ -45,8 +80,6 @@ const RESERVED_RULES: &[&str] = &["on", "off", "nopass", "resetpass", "reset"];
 #[derive(Debug, Clone)]
 pub struct RedisDriver {
     connection: ConnectionConfig,
-    /// The ACL user of slot 0 and slot 1.
-    usernames: [String; 2],
     /// The permission scope, one ACL rule per element (selectors kept whole).
     scope: Vec<String>,
 }
@@ -64,12 +97,10 @@ impl RedisDriver {
     pub fn new(
         connection: ConnectionConfig,
         parameters: &RedisCredentialsParameters,
-        usernames: [String; 2],
+        usernames: &[String; 2],
     ) -> Result<Self, DriverError> {
-        connection.check(SYSTEM)?;
         let scope = parse_scope(&parameters.permission_scope)?;
-        check_usernames(SYSTEM, &usernames, &connection.admin_username)?;
-        for u in &usernames {
+        for u in usernames {
             if u.chars().any(|c| c.is_whitespace() || c.is_control()) || u == "default" {
                 return Err(invalid(
                     SYSTEM,
@@ -78,11 +109,7 @@ impl RedisDriver {
                 ));
             }
         }
-        Ok(Self {
-            connection,
-            usernames,
-            scope,
-        })
+        Ok(Self { connection, scope })
     }
 
     /// The slot users used when the configuration names none: `rotator-<rotation id>-0` and
@@ -101,38 +128,9 @@ impl RedisDriver {
         [format!("rotator-{id}-0"), format!("rotator-{id}-1")]
     }
 
-    /// The ACL user of `slot`.
-    pub fn username_for(&self, slot: Slot) -> &str {
-        &self.usernames[slot.index()]
-    }
-
     /// The ACL rules each slot user gets.
     pub fn scope(&self) -> &[String] {
         &self.scope
-    }
-
-    /// Logs in as the admin and runs `ACL WHOAMI`.
-    ///
-    /// # Errors
-    ///
-    /// See [`Driver::verify`].
-    pub async fn probe(&self) -> Result<(), DriverError> {
-        let c = &self.connection;
-        in_phase_span(
-            SYSTEM,
-            Phase::Probe,
-            "ACL WHOAMI",
-            c,
-            &c.admin_username,
-            async {
-                let redactor = Redactor::new([c.admin_password.expose()]);
-                let mut conn = self.admin_connection(Phase::Probe, &redactor).await?;
-                let mut cmd = redis::cmd("ACL");
-                cmd.arg("WHOAMI");
-                query(&mut conn, &cmd, Phase::Probe, &redactor).await
-            },
-        )
-        .await
     }
 
     fn client(
@@ -254,113 +252,70 @@ impl RedisDriver {
 
 impl Driver for RedisDriver {
     async fn apply(&self, credential: &Credential) -> Result<(), DriverError> {
-        let user = credential.username.as_str();
-        in_phase_span(
-            SYSTEM,
-            Phase::Apply,
-            "ACL SETUSER",
-            &self.connection,
-            user,
-            async {
-                check_target(
+        let password_hash = acl_password_hash(&credential.secret);
+        let redactor = Redactor::new([
+            credential.secret.expose(),
+            password_hash.expose(),
+            self.connection.admin_password.expose(),
+        ]);
+        let mut conn = self.admin_connection(Phase::Apply, &redactor).await?;
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("SETUSER")
+            .arg(&credential.id)
+            .arg("reset")
+            .arg("on")
+            .arg(format!("#{}", password_hash.expose()))
+            .arg(&self.scope);
+        if let Err(e) = cmd.query_async::<()>(&mut conn).await {
+            let mut err = from_redis(&e, Phase::Apply, Login::Admin, &redactor);
+            // A rule the server does not understand: the scope is wrong, nothing changed.
+            if matches!(e.kind(), ErrorKind::Server(ServerErrorKind::ResponseError)) {
+                err = DriverError::new(
+                    DriverErrorKind::InvalidInput,
                     SYSTEM,
                     Phase::Apply,
-                    user,
-                    &self.usernames,
-                    &self.connection.admin_username,
-                )?;
-                if credential.password.is_empty() {
-                    return Err(invalid(SYSTEM, Phase::Apply, "the password is empty"));
-                }
-                let password_hash = acl_password_hash(&credential.password);
-                let redactor = Redactor::new([
-                    credential.password.expose(),
-                    password_hash.expose(),
-                    self.connection.admin_password.expose(),
-                ]);
-                let mut conn = self.admin_connection(Phase::Apply, &redactor).await?;
-                let mut cmd = redis::cmd("ACL");
-                cmd.arg("SETUSER")
-                    .arg(user)
-                    .arg("reset")
-                    .arg("on")
-                    .arg(format!("#{}", password_hash.expose()))
-                    .arg(&self.scope);
-                if let Err(e) = cmd.query_async::<()>(&mut conn).await {
-                    let mut err = from_redis(&e, Phase::Apply, Login::Admin, &redactor);
-                    // A rule the server does not understand: the scope is wrong, nothing changed.
-                    if matches!(e.kind(), ErrorKind::Server(ServerErrorKind::ResponseError)) {
-                        err = DriverError::new(
-                            DriverErrorKind::InvalidInput,
-                            SYSTEM,
-                            Phase::Apply,
-                            err.detail().to_owned(),
-                        );
-                    }
-                    return Err(err);
-                }
-                self.save(&mut conn, Phase::Apply, &redactor).await
-            },
-        )
-        .await
+                    err.detail().to_owned(),
+                );
+            }
+            return Err(err);
+        }
+        self.save(&mut conn, Phase::Apply, &redactor).await
     }
 
     async fn verify(&self, credential: &Credential) -> Result<(), DriverError> {
-        let user = credential.username.as_str();
-        in_phase_span(
-            SYSTEM,
+        let redactor = Redactor::new([
+            credential.secret.expose(),
+            self.connection.admin_password.expose(),
+        ]);
+        // Connecting sends AUTH and fails unless it succeeds; no command is needed after it
+        // (the scope may not even allow PING).
+        self.connect(
             Phase::Verify,
-            "AUTH",
-            &self.connection,
-            user,
-            async {
-                if credential.password.is_empty() {
-                    return Err(invalid(SYSTEM, Phase::Verify, "the password is empty"));
-                }
-                let redactor = Redactor::new([
-                    credential.password.expose(),
-                    self.connection.admin_password.expose(),
-                ]);
-                // Connecting sends AUTH and fails unless it succeeds; no command is needed after it
-                // (the scope may not even allow PING).
-                self.connect(
-                    Phase::Verify,
-                    Login::Target,
-                    user,
-                    credential.password.expose(),
-                    &redactor,
-                )
-                .await
-                .map(drop)
-            },
+            Login::Target,
+            &credential.id,
+            credential.secret.expose(),
+            &redactor,
         )
         .await
+        .map(drop)
     }
 
-    async fn revoke(&self, username: &str) -> Result<(), DriverError> {
-        in_phase_span(
-            SYSTEM,
-            Phase::Revoke,
-            "ACL DELUSER",
-            &self.connection,
-            username,
-            async {
-                check_target(
-                    SYSTEM,
-                    Phase::Revoke,
-                    username,
-                    &self.usernames,
-                    &self.connection.admin_username,
-                )?;
-                let redactor = Redactor::new([self.connection.admin_password.expose()]);
-                let mut conn = self.admin_connection(Phase::Revoke, &redactor).await?;
-                let mut cmd = redis::cmd("ACL");
-                cmd.arg("DELUSER").arg(username);
-                query(&mut conn, &cmd, Phase::Revoke, &redactor).await?;
-                self.save(&mut conn, Phase::Revoke, &redactor).await
-            },
-        )
-        .await
+    async fn revoke(&self, id: &str) -> Result<(), DriverError> {
+        let redactor = Redactor::new([self.connection.admin_password.expose()]);
+        let mut conn = self.admin_connection(Phase::Revoke, &redactor).await?;
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("DELUSER").arg(id);
+        query(&mut conn, &cmd, Phase::Revoke, &redactor).await?;
+        self.save(&mut conn, Phase::Revoke, &redactor).await
+    }
+
+    /// Logs in as the admin and runs `ACL WHOAMI`.
+    async fn probe(&self) -> Result<(), DriverError> {
+        let redactor = Redactor::new([self.connection.admin_password.expose()]);
+        let mut conn = self.admin_connection(Phase::Probe, &redactor).await?;
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("WHOAMI");
+        query(&mut conn, &cmd, Phase::Probe, &redactor).await
     }
 }
 

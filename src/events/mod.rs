@@ -4,8 +4,8 @@
 //! # Layout
 //!
 //! In data-flow order:
-//! - [`model`]: the event of one [`AttemptRecord`](crate::engine::AttemptRecord); failures
-//!   classified by [`ServiceError::classify`](crate::error::ServiceError::classify).
+//! - [`model`]: the event of one [`AttemptRecord`](crate::rotation::AttemptRecord), with the
+//!   attempt's classified [`Failure`](crate::rotation::Failure).
 //! - [`redact`]: scrubbing and capping failure messages.
 //! - [`cloudevent`]: the CloudEvents 1.0 structured JSON message, `data` in proto3 JSON.
 //! - [`subject`]: subjects `PREFIX.<type-slug>.<completed|failed>`.
@@ -35,10 +35,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use self::error::EventsError;
-pub use self::recorder::OutboxRecorder;
+pub use self::recorder::{AttemptRecorder, OutboxRecorder};
 pub use self::relay::{Relay, RelayOptions};
 use crate::config::Config;
-use crate::engine::AttemptRecorder;
 use crate::store::{Backlog, OutboxStore, StoreError};
 
 /// The running events pipeline of a server: the recorder the engine calls, the relay task and
@@ -99,7 +98,7 @@ where
         }
     }
 
-    /// The recorder for [`crate::server::build_engine`].
+    /// The recorder the engine reports forwarded attempts to.
     pub fn recorder(&self) -> Arc<dyn AttemptRecorder> {
         Arc::new(OutboxRecorder::new(
             self.store.clone(),

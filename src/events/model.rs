@@ -1,11 +1,11 @@
 //! The event model: one `RotationCompleted` or `RotationFailed` per attempt, built from the
-//! engine's [`AttemptRecord`]. Only identifiers, timings and a scrubbed message: never a secret.
+//! [`AttemptRecord`]. Only identifiers, timings and a scrubbed message: never a secret.
 
 use tonic::Code;
 
 use super::redact::redact_message;
-use crate::engine::AttemptRecord;
 use crate::proto::{RotationAttempt, RotationCompleted, RotationFailed, RotationType};
+use crate::rotation::AttemptRecord;
 
 /// Whether an attempt succeeded; the last token of the event's subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,13 +82,13 @@ impl RotationEvent {
             None => Self::Completed(RotationCompleted {
                 attempt: Some(attempt),
             }),
-            Some(error) => {
-                let class = error.classify();
+            Some(failure) => {
+                let class = failure.classification;
                 Self::Failed(RotationFailed {
                     attempt: Some(attempt),
                     code: code_name(class.code).to_owned(),
                     retryable: class.retry_after.is_some(),
-                    message: redact_message(&error.public_message(), &[]),
+                    message: redact_message(&failure.message, &[]),
                     reason: class.reason.to_owned(),
                 })
             }
@@ -175,11 +175,10 @@ pub fn trace_id_of(trace_headers: &[(String, String)]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ServiceError;
     use crate::proto::{Backend, Environment, Folder, SecretRotation, Trigger};
-    use crate::upstream::infisical::{HttpFailure, UpstreamError};
+    use crate::rotation::{Classification, Failure};
 
-    fn record(failure: Option<ServiceError>) -> AttemptRecord {
+    fn record(failure: Option<Failure>) -> AttemptRecord {
         AttemptRecord {
             event_id: uuid::Uuid::now_v7(),
             time: chrono::Utc::now(),
@@ -204,10 +203,7 @@ mod tests {
             attempt_number: 1,
             duration: std::time::Duration::from_millis(1500),
             request_id: "req-1".into(),
-            upstream_req_id: failure
-                .as_ref()
-                .and_then(|f| f.upstream_req_id())
-                .map(str::to_owned),
+            upstream_req_id: failure.as_ref().and_then(|f| f.upstream_req_id.clone()),
             failure,
         }
     }
@@ -231,17 +227,15 @@ mod tests {
     }
 
     #[test]
-    fn a_failure_is_classified_once_and_scrubbed() {
-        let failure = ServiceError::Upstream(UpstreamError::Http(HttpFailure {
-            status: 500,
-            error_name: Some("InternalServerError".into()),
+    fn a_failure_keeps_its_classification_and_is_scrubbed() {
+        let failure = Failure {
+            classification: Classification::new(Code::Internal, "UPSTREAM_ROTATION_FAILED", None),
             message: format!(
                 "Infisical encountered an issue: password=hunter2 {}",
                 "x".repeat(2000)
             ),
-            req_id: Some("req-up-1".into()),
-            retry_after: None,
-        }));
+            upstream_req_id: Some("req-up-1".into()),
+        };
         let RotationEvent::Failed(event) =
             RotationEvent::from_attempt(&record(Some(failure)), None)
         else {

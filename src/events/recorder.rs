@@ -13,8 +13,21 @@ use super::EventsError;
 use super::cloudevent::CloudEvent;
 use super::model::{RotationEvent, trace_id_of};
 use super::subject;
-use crate::engine::{AttemptRecord, AttemptRecorder};
+use crate::rotation::AttemptRecord;
 use crate::store::{NewOutboxEvent, WriteOutbox};
+
+/// Where the engine's attempt records go; the outbox recorder implements it.
+pub trait AttemptRecorder: Send + Sync + fmt::Debug {
+    /// Durably records an attempt before the caller is answered.
+    ///
+    /// # Errors
+    ///
+    /// The event could not be encoded or written.
+    fn record(
+        &self,
+        attempt: AttemptRecord,
+    ) -> Pin<Box<dyn Future<Output = Result<(), EventsError>> + Send + '_>>;
+}
 
 /// Records attempts as outbox rows.
 pub struct OutboxRecorder<S> {
@@ -76,12 +89,8 @@ impl<S: WriteOutbox + 'static> AttemptRecorder for OutboxRecorder<S> {
     fn record(
         &self,
         attempt: AttemptRecord,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
-        Box::pin(async move {
-            self.record_attempt(&attempt)
-                .await
-                .map_err(|e| e.to_string())
-        })
+    ) -> Pin<Box<dyn Future<Output = Result<(), EventsError>> + Send + '_>> {
+        Box::pin(async move { self.record_attempt(&attempt).await })
     }
 }
 

@@ -9,20 +9,7 @@
 //!    └ transient failures: retry with backoff until the budget is spent, then FAILED
 //! ```
 
-/// Where an attempt stands; stored with the attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AttemptState {
-    /// Intent committed: the candidate credential (encrypted) and the target slot are stored.
-    Prepared,
-    /// The target has (or may have) the candidate.
-    Applied,
-    /// A fresh login with the candidate succeeded.
-    Verified,
-    /// Slot updated, active index flipped, outbox event written. Final.
-    Committed,
-    /// Gave up; the stored credentials are unchanged. Final.
-    Failed,
-}
+pub use crate::rotation::AttemptState;
 
 /// What the last action returned, as the state machine needs to know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

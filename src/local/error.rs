@@ -1,11 +1,15 @@
-//! Why a local rotation call failed. Classified into gRPC only by `crate::error`.
+//! Why a local rotation call failed, and its classification.
 
+use tonic::Code;
+
+use crate::crypto::CryptoError;
 use crate::drivers::{BuildError, DriverError};
-use crate::local::crypto::CryptoError;
 use crate::proto::RotationType;
+use crate::rotation::failure::{Classification, Classify, RETRY_SOON};
+use crate::store::StoreError;
 
 /// A local backend failure. Never carries a secret.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum LocalError {
     /// Another attempt holds the rotation's lease.
     #[error("rotation {rotation_id} is being rotated by attempt {attempt_id}; retry when it ends")]
@@ -27,24 +31,26 @@ pub enum LocalError {
     },
     /// The target refused or could not be reached; the stored credentials are unchanged.
     #[error("the rotation failed; the stored credentials are unchanged: {0}")]
-    Driver(DriverError),
+    Driver(#[source] DriverError),
     /// The rotation cannot run with its configuration.
     #[error("the local rotation is misconfigured: {0}")]
-    Build(BuildError),
+    Build(#[source] BuildError),
+    /// The registry does not fit the drivers (unknown app, option or type, bad parameters),
+    /// named by config key.
+    #[error("the local registry does not fit the drivers: {}", crate::config::ConfigError(.0.clone()))]
+    Misconfigured(Vec<crate::config::ConfigProblem>),
     /// The store failed.
-    #[error("the local store failed: {message}")]
-    Store {
-        /// Secret-free detail.
-        message: String,
-        /// Whether retrying soon may pass.
-        transient: bool,
-    },
+    #[error("the local store failed: {0}")]
+    Store(#[source] StoreError),
+    /// The attempt's event could not be encoded.
+    #[error("the attempt's event could not be encoded: {0}")]
+    Event(#[source] crate::events::EventsError),
     /// Another holder took the lease mid-attempt; this one stopped writing.
     #[error("the rotation's lease was taken over; this attempt stopped")]
     LostLease,
     /// A stored credential could not be decrypted.
     #[error("a stored credential cannot be decrypted: {0}")]
-    Crypto(CryptoError),
+    Crypto(#[source] CryptoError),
     /// The rotation has no credential yet (its first create has not succeeded).
     #[error("rotation {0} has no issued credential yet")]
     NoCredential(String),
@@ -58,14 +64,11 @@ pub enum LocalError {
     },
 }
 
-impl From<crate::store::StoreError> for LocalError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<StoreError> for LocalError {
+    fn from(e: StoreError) -> Self {
         match e {
-            crate::store::StoreError::LostLease => Self::LostLease,
-            other => Self::Store {
-                transient: other.is_transient(),
-                message: other.to_string(),
-            },
+            StoreError::LostLease => Self::LostLease,
+            other => Self::Store(other),
         }
     }
 }
@@ -73,5 +76,34 @@ impl From<crate::store::StoreError> for LocalError {
 impl From<CryptoError> for LocalError {
     fn from(e: CryptoError) -> Self {
         Self::Crypto(e)
+    }
+}
+
+impl Classify for LocalError {
+    fn classify(&self) -> Classification {
+        let class = Classification::new;
+        match self {
+            Self::Busy { .. } => class(Code::Aborted, "ROTATION_IN_PROGRESS", None),
+            Self::TypeMismatch { .. } => {
+                class(Code::InvalidArgument, "ROTATION_TYPE_MISMATCH", None)
+            }
+            Self::Driver(d) if d.is_transient() => class(Code::Unavailable, d.reason(), None),
+            Self::Driver(d) => class(Code::FailedPrecondition, d.reason(), None),
+            Self::Build(_) | Self::Misconfigured(_) => class(
+                Code::FailedPrecondition,
+                "LOCAL_ROTATION_MISCONFIGURED",
+                None,
+            ),
+            Self::Store(e) if e.is_transient() => {
+                class(Code::Unavailable, "STORE_BUSY", RETRY_SOON)
+            }
+            Self::Store(_) | Self::Event(_) => class(Code::Internal, "STORE_FAILED", None),
+            Self::LostLease => class(Code::Aborted, "LEASE_LOST", None),
+            Self::Crypto(_) => class(Code::Internal, "CREDENTIAL_UNREADABLE", None),
+            Self::NoCredential(_) => class(Code::FailedPrecondition, "NO_CREDENTIAL_ISSUED", None),
+            Self::Replayed { .. } => {
+                class(Code::FailedPrecondition, "ROTATION_FAILED_REPLAYED", None)
+            }
+        }
     }
 }

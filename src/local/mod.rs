@@ -1,29 +1,29 @@
 //! Local rotation: the pieces rotator needs to rotate credentials itself, crash-safely, without
 //! Infisical.
 //!
-//! - [`password`]: password requirements (validation, per-type symbol rules) and the generator.
 //! - [`attempt`]: the attempt state machine as pure decisions.
-//! - [`crypto`]: AES-256-GCM key ring for credentials at rest.
 //! - [`schedule`]: when a rotation is next due.
-//! - [`backend`]: runs attempts under leases, recovery and first create; serves reads.
+//! - [`backend`]: leases, recovery and first create; [`run`]: one attempt's state machine;
+//!   [`issued`]: the steps of provider-issued secrets; [`reads`]: get, list, credentials.
 //! - [`error`], [`failpoint`]: its error, and the crash test's failpoints.
 //! - [`scheduler`]: the background task that rotates due rotations.
-//! - [`registry`]: the connections and rotations declared in the configuration.
-//! - [`registered`]: the registry with its keys and built drivers, swapped whole on reload.
+//! - [`registered`]: the registry (declared in the configuration, [`crate::config::registry`])
+//!   checked against the drivers' descriptors, with its keys and built drivers; swapped whole on
+//!   reload.
 //! - [`reload`]: SIGHUP re-reads the configuration file and swaps the registered set.
 //! - [`limits`]: rotations at once per connection, for calls and the scheduler alike.
 //! - [`view`]: a local rotation in the API's `SecretRotation` shape.
 
 pub mod attempt;
 pub mod backend;
-pub mod crypto;
 pub mod error;
 pub mod failpoint;
+mod issued;
 pub mod limits;
-pub mod password;
+mod reads;
 pub mod registered;
-pub mod registry;
 pub mod reload;
+mod run;
 pub mod schedule;
 pub mod scheduler;
 pub mod view;
@@ -37,11 +37,28 @@ pub mod view;
 pub async fn start(
     config: &crate::config::Config,
     store: &crate::store::Store,
-) -> Result<Option<std::sync::Arc<backend::LocalBackend>>, crate::server::ServeError> {
+) -> Result<Option<std::sync::Arc<backend::LocalBackend>>, error::LocalError> {
     if config.local.is_empty() {
         return Ok(None);
     }
     let backend = backend::LocalBackend::new(config.local.clone(), store.clone())?;
     backend.start_up().await?;
     Ok(Some(std::sync::Arc::new(backend)))
+}
+
+/// Checks the configuration's local registry against the drivers (apps, options, types,
+/// parameters) without building anything that talks to a target: what `serve` reports with the
+/// other configuration problems before it binds a port.
+pub fn check(config: &crate::config::Config) -> Vec<crate::config::ConfigProblem> {
+    if config.local.is_empty() {
+        return Vec::new();
+    }
+    match registered::Registered::build(config.local.clone()) {
+        Ok(_) => Vec::new(),
+        Err(error::LocalError::Misconfigured(problems)) => problems,
+        Err(other) => vec![crate::config::ConfigProblem {
+            key: "rotations".to_owned(),
+            reason: other.to_string(),
+        }],
+    }
 }

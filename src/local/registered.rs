@@ -1,16 +1,20 @@
 //! [`Registered`]: one consistent set of what the local backend serves (the registry, its key
 //! ring and a built driver per rotation), swapped whole on reload.
+//!
+//! Building it is where the configuration meets the drivers: each connection's `app` must name
+//! a registered driver and its extra keys must be that driver's options; each rotation's type
+//! must be one its connection's driver rotates. Every problem is reported at once, by config key.
 
 use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use super::crypto::KeyRing;
 use super::error::LocalError;
-use super::registry::{LocalRotation, Registry};
-use crate::drivers::admin_sessions::AdminSessions;
-use crate::drivers::mysql::MysqlOptions;
-use crate::drivers::{AnyDriver, DriverOptions, RotationDriver};
+use crate::config::ConfigProblem;
+use crate::config::registry::{LocalConnection, LocalRotation, Registry};
+use crate::crypto::{CryptoError, KeyRing};
+use crate::drivers::shared::ConnectionShared;
+use crate::drivers::{ConnectionConfig, Descriptor, DriverOptions, LocalDriver};
 
 /// The registry, its key ring and the drivers built from it.
 #[derive(Debug)]
@@ -20,56 +24,74 @@ pub struct Registered {
     /// The keys that seal stored credentials.
     pub keys: KeyRing,
     /// One driver per rotation id.
-    pub drivers: HashMap<Uuid, RotationDriver>,
+    pub drivers: HashMap<Uuid, LocalDriver>,
 }
 
 // === impl Registered ===
 
 impl Registered {
-    /// Builds the driver of every rotation in `registry`.
+    /// Builds the driver of every rotation in `registry`. Sends nothing.
     ///
     /// # Errors
     ///
-    /// A rotation whose driver cannot be built, or no key ring although rotations exist.
+    /// [`LocalError::Misconfigured`] with every problem found, by config key; no key ring
+    /// although rotations exist.
     pub fn build(registry: Registry) -> Result<Self, LocalError> {
         let keys = registry
             .keys
             .clone()
-            .ok_or(LocalError::Crypto(super::crypto::CryptoError::NoKey))?;
-        let mut drivers = HashMap::new();
-        // One admin session cache per connection, shared by its rotations.
-        let mut sessions = HashMap::new();
-        for rotation in &registry.rotations {
-            let connection =
-                registry
-                    .connections
-                    .get(&rotation.connection)
-                    .ok_or(LocalError::Build(crate::drivers::BuildError::Unsupported(
-                        "missing connection",
-                    )))?;
-            let mut mysql = MysqlOptions::default();
-            if let Some(host) = &connection.mysql_host_part {
-                mysql.host_part.clone_from(host);
-            }
-            let driver = AnyDriver::build(
-                &rotation.id.to_string(),
-                connection.config.clone(),
-                &rotation.parameters,
-                DriverOptions {
-                    mysql,
-                    redis_usernames: None,
-                    postgres_admin_sessions: Some(
-                        sessions
-                            .entry(rotation.connection.clone())
-                            .or_insert_with(|| {
-                                AdminSessions::new(connection.max_parallel_rotations)
-                            })
-                            .clone(),
+            .ok_or(LocalError::Crypto(CryptoError::NoKey))?;
+        let mut problems = Vec::new();
+        let mut connections: HashMap<
+            &str,
+            (&LocalConnection, &'static Descriptor, ConnectionShared),
+        > = HashMap::new();
+        for connection in registry.connections.values() {
+            let Some(descriptor) = crate::drivers::for_app(&connection.app) else {
+                problems.push(problem(
+                    format!("{}.app", connection.key),
+                    format!(
+                        "no local driver for app {:?}; drivers exist for {}",
+                        connection.app,
+                        known_apps()
                     ),
-                },
-            )
-            .map_err(LocalError::Build)?;
-            drivers.insert(rotation.id, driver);
+                ));
+                continue;
+            };
+            let shared = ConnectionShared::new(connection.max_parallel_rotations);
+            connections.insert(&connection.name, (connection, descriptor, shared));
+        }
+        let mut drivers = HashMap::new();
+        for rotation in &registry.rotations {
+            let Some((connection, descriptor, shared)) =
+                connections.get(rotation.connection.as_str())
+            else {
+                // An unknown connection is the file's problem (reported there); a connection
+                // without a driver is reported above.
+                continue;
+            };
+            if !descriptor.rotation_types.contains(&rotation.rotation_type) {
+                problems.push(problem(
+                    format!("{}.connection", rotation.key),
+                    format!(
+                        "connection {:?} is a {} connection, which rotates {}",
+                        rotation.connection,
+                        descriptor.app,
+                        slugs(descriptor)
+                    ),
+                ));
+                continue;
+            }
+            match build_one(rotation, connection, descriptor, shared) {
+                Ok(driver) => {
+                    drivers.insert(rotation.id, driver);
+                }
+                Err(reason) => problems.push(problem(rotation.key.clone(), reason)),
+            }
+        }
+        if !problems.is_empty() {
+            problems.sort_by(|a, b| a.key.cmp(&b.key));
+            return Err(LocalError::Misconfigured(problems));
         }
         Ok(Self {
             registry,
@@ -83,10 +105,50 @@ impl Registered {
     /// # Errors
     ///
     /// [`LocalError::NoCredential`] when `id` is not registered.
-    pub fn rotation(&self, id: Uuid) -> Result<(&LocalRotation, &RotationDriver), LocalError> {
+    pub fn rotation(&self, id: Uuid) -> Result<(&LocalRotation, &LocalDriver), LocalError> {
         let missing = || LocalError::NoCredential(id.to_string());
         let rotation = self.registry.rotation(id).ok_or_else(missing)?;
         let driver = self.drivers.get(&id).ok_or_else(missing)?;
         Ok((rotation, driver))
     }
+}
+
+fn build_one(
+    rotation: &LocalRotation,
+    connection: &LocalConnection,
+    descriptor: &'static Descriptor,
+    shared: &ConnectionShared,
+) -> Result<LocalDriver, String> {
+    crate::drivers::build(
+        &rotation.id.to_string(),
+        ConnectionConfig::from_spec(&connection.target, descriptor.default_port),
+        &rotation.parameters,
+        DriverOptions {
+            options: connection.options.clone(),
+            usernames: None,
+            shared: Some(shared.clone()),
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn problem(key: String, reason: String) -> ConfigProblem {
+    ConfigProblem { key, reason }
+}
+
+fn known_apps() -> String {
+    crate::drivers::DRIVERS
+        .iter()
+        .map(|d| d.app)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn slugs(descriptor: &Descriptor) -> String {
+    descriptor
+        .rotation_types
+        .iter()
+        .filter_map(|t| t.slug())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::backend::{LocalBackend, Origin, Scope};
 use super::error::LocalError;
-use super::registry::Registry;
+use crate::config::registry::Registry;
 
 /// Time between two scans for due rotations.
 pub const PERIOD: Duration = Duration::from_secs(30);

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::registry::{LocalRotation, Registry};
+use crate::config::registry::{LocalRotation, Registry};
 use crate::proto::{Backend, RotationParameters, RotationStatus, SecretRotation, SecretsMapping};
 use crate::store::local::{LocalStatus, RotationState};
 

@@ -53,6 +53,12 @@ macro_rules! per_type {
             })
         }
 
+        /// The rotation type of typed parameters.
+        pub fn type_of_parameters(k: &rotation_parameters::Kind) -> RotationType {
+            use rotation_parameters::Kind;
+            match k { $(Kind::$variant(_) => RotationType::$variant,)* }
+        }
+
         fn parameters_to_json(k: &rotation_parameters::Kind) -> Value {
             use rotation_parameters::Kind;
             match k { $(Kind::$variant(p) => serde_json::to_value(p).unwrap_or(Value::Null),)* }

@@ -1,6 +1,19 @@
-//! The rotation domain: the 14 rotation types and their upstream names.
+//! The rotation domain: the 14 rotation types and their upstream names, the shape of each
+//! type's credential, one attempt's record and the plain failure value errors classify into.
+//!
+//! - [`credential`]: generated-credential shapes, who chooses the secret, rendering.
+//! - [`attempt`]: [`AttemptState`] and [`AttemptRecord`].
+//! - [`failure`]: [`Classify`], [`Classification`], [`Failure`].
+//! - [`json`]: Infisical JSON ↔ proto.
 
+pub mod attempt;
+pub mod credential;
+pub mod failure;
 pub mod json;
+
+pub use self::attempt::{AttemptRecord, AttemptState};
+pub use self::credential::{Credential, CredentialShape, SecretSource};
+pub use self::failure::{Classification, Classify, Failure};
 
 pub use crate::proto::RotationType;
 

@@ -54,12 +54,14 @@ macro_rules! migrations {
 }
 
 /// Every SQLite migration, in version order.
-const SQLITE_MIGRATIONS: &[MigrationSource] =
-    migrations!("sqlite": (1, "outbox"), (2, "local"), (3, "idempotency"));
+const SQLITE_MIGRATIONS: &[MigrationSource] = migrations!(
+    "sqlite": (1, "outbox"), (2, "local"), (3, "idempotency"), (4, "credential_ids")
+);
 
 /// Every PostgreSQL migration, in version order: the same tables as SQLite's.
-const POSTGRES_MIGRATIONS: &[MigrationSource] =
-    migrations!("postgres": (1, "outbox"), (2, "local"), (3, "idempotency"));
+const POSTGRES_MIGRATIONS: &[MigrationSource] = migrations!(
+    "postgres": (1, "outbox"), (2, "local"), (3, "idempotency"), (4, "credential_ids")
+);
 
 /// How long a SQLite writer waits for another process's lock before the call fails as busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{NewOutboxEvent, StoreError};
-use crate::local::attempt::AttemptState;
+use crate::rotation::AttemptState;
 
 /// A rotation's stored status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +55,9 @@ pub struct StoredCredential {
     pub key_id: String,
     /// Nonce, ciphertext and tag.
     pub ciphertext: Vec<u8>,
+    /// The login name of a chosen secret or the provider's id of an issued one; `None` in
+    /// rows stored before ids were (the slot's configured user).
+    pub id: Option<String>,
 }
 
 /// The outcome of asking for a lease.
@@ -79,8 +82,13 @@ pub struct AttemptRow {
     pub state: AttemptState,
     /// The key that sealed the candidate.
     pub key_id: String,
-    /// The sealed candidate password.
+    /// The sealed candidate secret (empty while an issued secret is not yet issued).
     pub candidate: Vec<u8>,
+    /// The candidate's id: the user of a chosen secret; the provider's id of an issued one,
+    /// once the provider answered.
+    pub candidate_id: Option<String>,
+    /// Issued secrets: the ids the provider held when the attempt was prepared.
+    pub ids_before: Option<Vec<String>>,
     /// The fencing token of the lease it runs under.
     pub fencing_token: i64,
     /// True when the scheduler started it.
@@ -110,6 +118,8 @@ pub struct CommitAttempt {
     pub key_id: String,
     /// The sealed candidate.
     pub ciphertext: Vec<u8>,
+    /// The candidate's id (user or provider's id).
+    pub credential_id: Option<String>,
     /// When.
     pub at: DateTime<Utc>,
     /// The next scheduled rotation.

@@ -298,7 +298,7 @@ impl RotationStateStore for Store {
     async fn credentials(&self, rotation_id: &str) -> Result<Vec<StoredCredential>, StoreError> {
         on_db!(self, |writer, reader, postgres| {
             let rows = sqlx::query(
-                "SELECT slot, key_id, ciphertext FROM local_credentials \
+                "SELECT slot, key_id, ciphertext, credential_id FROM local_credentials \
                  WHERE rotation_id = $1 ORDER BY slot",
             )
             .bind(rotation_id)
@@ -311,6 +311,7 @@ impl RotationStateStore for Store {
                         slot: count(r.int("slot")?),
                         key_id: r.text("key_id")?,
                         ciphertext: r.bytes("ciphertext")?,
+                        id: r.opt_text("credential_id")?,
                     })
                 })
                 .collect()
@@ -341,6 +342,10 @@ fn decode_attempt(row: &impl Columns) -> Result<AttemptRow, StoreError> {
         state: parse_state(&row.text("state")?)?,
         key_id: row.text("key_id")?,
         candidate: row.bytes("candidate")?,
+        candidate_id: row.opt_text("candidate_id")?,
+        ids_before: row
+            .opt_text("ids_before")?
+            .map(|ids| ids.lines().map(str::to_owned).collect()),
         fencing_token: row.int("fencing_token")?,
         scheduled: row.text("trigger_kind")? == "scheduled",
         request_id: row.text("request_id")?,
@@ -364,8 +369,8 @@ impl AttemptStore for Store {
             sqlx::query(
                 "INSERT INTO local_attempts (attempt_id, rotation_id, slot, state, key_id, \
                  candidate, fencing_token, trigger_kind, request_id, transient, regenerations, \
-                 created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                 created_at, updated_at, candidate_id, ids_before) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             )
             .bind(row.attempt_id.to_string())
             .bind(&row.rotation_id)
@@ -380,6 +385,8 @@ impl AttemptStore for Store {
             .bind(i64::from(row.regenerations))
             .bind(now)
             .bind(now)
+            .bind(&row.candidate_id)
+            .bind(row.ids_before.as_ref().map(|ids| ids.join("\n")))
             .execute(&mut *tx)
             .await
             .map_err(StoreError::query)?;
@@ -406,8 +413,9 @@ impl AttemptStore for Store {
             fence!(tx, &row.rotation_id, row.fencing_token).await?;
             let done = sqlx::query(
                 "UPDATE local_attempts SET state = $1, key_id = $2, candidate = $3, \
-                 transient = $4, regenerations = $5, updated_at = $6 \
-                 WHERE attempt_id = $7 AND fencing_token = $8 \
+                 transient = $4, regenerations = $5, updated_at = $6, candidate_id = $7, \
+                 ids_before = $8 \
+                 WHERE attempt_id = $9 AND fencing_token = $10 \
                  AND state IN ('prepared', 'applied', 'verified')",
             )
             .bind(state_name(row.state))
@@ -416,6 +424,8 @@ impl AttemptStore for Store {
             .bind(i64::from(row.transient))
             .bind(i64::from(row.regenerations))
             .bind(ms(Utc::now()))
+            .bind(&row.candidate_id)
+            .bind(row.ids_before.as_ref().map(|ids| ids.join("\n")))
             .bind(row.attempt_id.to_string())
             .bind(row.fencing_token)
             .execute(&mut *tx)
@@ -477,15 +487,17 @@ impl AttemptStore for Store {
             close_attempt!(tx, c.attempt_id, token, "committed", None::<&str>).await?;
             sqlx::query(
                 "INSERT INTO local_credentials (rotation_id, slot, key_id, ciphertext, \
-                 updated_at) VALUES ($1, $2, $3, $4, $5) \
+                 updated_at, credential_id) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (rotation_id, slot) DO UPDATE SET key_id = excluded.key_id, \
-                 ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+                 ciphertext = excluded.ciphertext, updated_at = excluded.updated_at, \
+                 credential_id = excluded.credential_id",
             )
             .bind(&c.rotation_id)
             .bind(i64::from(c.slot))
             .bind(&c.key_id)
             .bind(&c.ciphertext)
             .bind(at)
+            .bind(&c.credential_id)
             .execute(&mut *tx)
             .await
             .map_err(StoreError::query)?;
@@ -541,7 +553,7 @@ impl AttemptStore for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::local::attempt::AttemptState;
+    use crate::rotation::AttemptState;
     use crate::store::ReadOutbox as _;
 
     fn event(rotation: &str) -> crate::store::NewOutboxEvent {
@@ -578,6 +590,8 @@ mod tests {
             state: AttemptState::Prepared,
             key_id: "k".into(),
             candidate: vec![1, 2, 3],
+            candidate_id: Some("app_b".into()),
+            ids_before: Some(vec!["key-a".into(), "key-b".into()]),
             fencing_token: t1,
             scheduled: false,
             request_id: "q".into(),
@@ -592,7 +606,13 @@ mod tests {
             Some(row.attempt_id),
             "the key is stored with the intent"
         );
-        assert_eq!(store.open_attempts().await.expect("open").len(), 1);
+        let open = store.open_attempts().await.expect("open");
+        assert_eq!(open.len(), 1);
+        assert_eq!(
+            open[0].ids_before, row.ids_before,
+            "ids round-trip in order"
+        );
+        assert_eq!(open[0].candidate_id, row.candidate_id);
 
         // A crashed holder's lease is broken at start-up when the store is this process's
         // alone; a shared store's lease may be a live replica's, so it waits for release or
@@ -622,6 +642,7 @@ mod tests {
             slot: 1,
             key_id: "k".into(),
             ciphertext: vec![9],
+            credential_id: Some("app_b".into()),
             at: Utc::now(),
             next_rotation_at: None,
             manual: true,
@@ -653,7 +674,13 @@ mod tests {
             .expect("state")
             .expect("row");
         assert_eq!(state.active_index, 1);
-        assert_eq!(store.credentials("r").await.expect("creds").len(), 1);
+        let stored = store.credentials("r").await.expect("creds");
+        assert_eq!(stored.len(), 1);
+        assert_eq!(
+            stored[0].id.as_deref(),
+            Some("app_b"),
+            "the id is stored with it"
+        );
         assert_eq!(store.backlog().await.expect("backlog").depth, 1);
         assert!(store.open_attempts().await.expect("open").is_empty());
         let done = store

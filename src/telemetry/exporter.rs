@@ -16,7 +16,7 @@ use opentelemetry_otlp::{
 };
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 
-use super::settings::{OtlpTarget, Protocol};
+use crate::config::telemetry::{OtlpTarget, Protocol};
 
 /// Why an exporter could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! Observability: log lines, OpenTelemetry traces with W3C propagation, and metrics.
 //!
-//! - [`settings`]: the standard `OTEL_*` variables and `RUST_LOG`, read through the injectable
-//!   environment map with the rest of the configuration.
+//! Settings (the standard `OTEL_*` variables and `RUST_LOG`) are read with the rest of the
+//! configuration, in [`crate::config::telemetry`].
 //! - [`traces`], [`exporter`]: the tracer provider, sampler, bounded batch export over OTLP
 //!   (gRPC or HTTP/protobuf), and the request id on every span.
 //! - [`spans`], [`upstream`]: the span of each gRPC call, rotation, upstream HTTP request,
@@ -21,7 +21,6 @@ pub mod logs;
 pub mod metrics;
 pub mod propagation;
 pub mod redact;
-pub mod settings;
 pub mod spans;
 pub mod traces;
 pub mod upstream;
@@ -35,9 +34,9 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::{Layer as _, Registry};
 
 pub use self::propagation::{current_trace_headers, inject_headers};
-pub use self::settings::TelemetrySettings;
 pub use self::spans::{driver_phase_span, producer_span, record_error, store_transaction_span};
 use crate::config::LogFormat;
+pub use crate::config::telemetry::TelemetrySettings;
 
 /// Why telemetry could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@ use opentelemetry::propagation::{
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::settings::Propagators;
+use crate::config::telemetry::Propagators;
 
 static PROPAGATOR: OnceLock<TextMapCompositePropagator> = OnceLock::new();
 

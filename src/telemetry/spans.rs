@@ -21,9 +21,8 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::{metrics, propagation, redact, traces};
-use crate::engine::AttemptRecord;
-use crate::error::ServiceError;
 use crate::proto::{Backend, RotationType, Trigger};
+use crate::rotation::{AttemptRecord, Failure};
 
 /// One gRPC call being served: its server span, its duration and its in-flight count.
 ///
@@ -88,17 +87,17 @@ impl ServerCall {
     /// The span status is error for the codes the gRPC semantic conventions count as server
     /// faults (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS);
     /// every failure, including the caller's own, still gets its exception event and code.
-    pub fn finish(mut self, result: Result<(), &ServiceError>) {
+    pub fn finish(mut self, result: Result<(), &Failure>) {
         self.finished = true;
         let code = match result {
             Ok(()) => tonic::Code::Ok,
-            Err(error) => {
-                let class = error.classify();
+            Err(failure) => {
+                let class = failure.classification;
                 if is_server_fault(class.code) {
-                    record_error(&self.span, class.reason, &error.public_message());
+                    record_error(&self.span, class.reason, &failure.message);
                 } else {
                     self.span.record("error.type", class.reason);
-                    add_exception_event(&self.span, class.reason, &error.public_message());
+                    add_exception_event(&self.span, class.reason, &failure.message);
                 }
                 class.code
             }
@@ -189,14 +188,14 @@ pub fn rotation_outcome(
     span: &Span,
     rotation_type: RotationType,
     backend: Backend,
-    failure: Option<&ServiceError>,
+    failure: Option<&Failure>,
     duration: std::time::Duration,
 ) {
-    let reason = failure.map(|f| f.classify().reason);
+    let reason = failure.map(Failure::reason);
     let outcome = match failure {
         None => metrics::Outcome::Success,
         Some(failure) => {
-            record_error(span, failure.classify().reason, &failure.public_message());
+            record_error(span, failure.reason(), &failure.message);
             metrics::Outcome::Failure
         }
     };

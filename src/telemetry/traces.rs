@@ -18,7 +18,7 @@ use opentelemetry_sdk::trace::{
 };
 
 use super::exporter::{self, ExporterError};
-use super::settings::{SamplerSetting, TelemetrySettings};
+use crate::config::telemetry::{SamplerSetting, TelemetrySettings};
 
 /// The instrumentation scope of rotator's spans.
 pub const TRACER_NAME: &str = "rotator";

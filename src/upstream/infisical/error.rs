@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
+use tonic::Code;
+
+use crate::rotation::failure::{Classification, Classify, RETRY_SOON};
 
 /// An error answer from Infisical (`{reqId, statusCode, message, error, details?}`).
 #[derive(Debug, Clone)]
@@ -192,9 +195,198 @@ impl UpstreamError {
     }
 }
 
+impl Classify for UpstreamError {
+    /// The codes the spec recommends for each upstream status (spec `infisical-api.md`).
+    fn classify(&self) -> Classification {
+        classify_upstream(self)
+    }
+
+    fn upstream_req_id(&self) -> Option<&str> {
+        self.req_id()
+    }
+}
+
+fn classify_upstream(e: &UpstreamError) -> Classification {
+    match e {
+        UpstreamError::Http(f) => match f.status {
+            400 if f.is_rotation_in_progress() => Classification::new(
+                Code::Aborted,
+                "UPSTREAM_ROTATION_IN_PROGRESS",
+                Some(Duration::from_secs(5)),
+            ),
+            400 if f.is_plan_restriction() => {
+                Classification::new(Code::FailedPrecondition, "UPSTREAM_PLAN_RESTRICTED", None)
+            }
+            400 if f.is_type_mismatch() => {
+                Classification::new(Code::InvalidArgument, "ROTATION_TYPE_MISMATCH", None)
+            }
+            400 => Classification::new(Code::FailedPrecondition, "UPSTREAM_REJECTED", None),
+            401 => Classification::new(Code::Unauthenticated, "UPSTREAM_UNAUTHENTICATED", None),
+            403 if f.is_token_rejection() => {
+                Classification::new(Code::Unauthenticated, "UPSTREAM_UNAUTHENTICATED", None)
+            }
+            403 => Classification::new(Code::PermissionDenied, "UPSTREAM_PERMISSION_DENIED", None),
+            404 if f.req_id.is_none() => {
+                Classification::new(Code::InvalidArgument, "UPSTREAM_TYPE_UNSUPPORTED", None)
+            }
+            404 => Classification::new(Code::NotFound, "ROTATION_NOT_FOUND", None),
+            422 => Classification::new(Code::InvalidArgument, "UPSTREAM_VALIDATION_FAILED", None),
+            429 => Classification::new(
+                Code::ResourceExhausted,
+                "UPSTREAM_RATE_LIMITED",
+                f.retry_after.or(Some(Duration::from_secs(60))),
+            ),
+            500 => Classification::new(Code::Internal, "UPSTREAM_ROTATION_FAILED", None),
+            502 | 503 => Classification::new(Code::Unavailable, "UPSTREAM_UNAVAILABLE", RETRY_SOON),
+            504 => Classification::new(Code::DeadlineExceeded, "UPSTREAM_TIMEOUT", None),
+            _ => Classification::new(Code::Internal, "UPSTREAM_ERROR", None),
+        },
+        UpstreamError::Connect(_) => {
+            Classification::new(Code::Unavailable, "UPSTREAM_UNREACHABLE", RETRY_SOON)
+        }
+        UpstreamError::Timeout { sent: false } => {
+            Classification::new(Code::DeadlineExceeded, "DEADLINE_EXCEEDED", None)
+        }
+        UpstreamError::Timeout { sent: true } => {
+            Classification::new(Code::DeadlineExceeded, "UPSTREAM_TIMEOUT", None)
+        }
+        UpstreamError::Transport(_) => {
+            Classification::new(Code::Unavailable, "UPSTREAM_CONNECTION_LOST", RETRY_SOON)
+        }
+        UpstreamError::Decode(_) => {
+            Classification::new(Code::Internal, "UPSTREAM_BAD_ANSWER", None)
+        }
+        UpstreamError::LoginBackoff { retry_in } => {
+            Classification::new(Code::Unavailable, "UPSTREAM_LOGIN_BACKOFF", Some(*retry_in))
+        }
+        // Never advise a retry: the rotation may have happened.
+        UpstreamError::OutcomeUnknown { cause } => {
+            let code = match classify_upstream(cause).code {
+                Code::DeadlineExceeded => Code::DeadlineExceeded,
+                Code::Unavailable => Code::Unavailable,
+                _ => Code::Internal,
+            };
+            Classification::new(code, "ROTATION_OUTCOME_UNKNOWN", None)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn http(status: u16, error: &str, message: &str, req_id: Option<&str>) -> UpstreamError {
+        UpstreamError::Http(HttpFailure {
+            status,
+            error_name: Some(error.into()),
+            message: message.into(),
+            req_id: req_id.map(Into::into),
+            retry_after: None,
+        })
+    }
+
+    #[test]
+    fn upstream_statuses_map_as_the_spec_recommends() {
+        let r = Some("req-abcdefghijklmn");
+        let cases = [
+            (
+                http(
+                    400,
+                    "BadRequest",
+                    "A rotation is already in progress. Please try again shortly.",
+                    r,
+                ),
+                Code::Aborted,
+            ),
+            (
+                http(
+                    400,
+                    "BadRequest",
+                    "Failed to rotate secret rotation secrets due to plan restriction. Upgrade plan to rotate secret rotation secrets.",
+                    r,
+                ),
+                Code::FailedPrecondition,
+            ),
+            (
+                http(
+                    400,
+                    "BadRequest",
+                    "Secret Rotation with ID \"x\" is not configured for Auth0 Client Secret",
+                    r,
+                ),
+                Code::InvalidArgument,
+            ),
+            (
+                http(401, "UnauthorizedError", "Token missing", r),
+                Code::Unauthenticated,
+            ),
+            (
+                http(
+                    403,
+                    "TokenError",
+                    "Your token has expired. Please re-authenticate.",
+                    r,
+                ),
+                Code::Unauthenticated,
+            ),
+            (
+                http(
+                    403,
+                    "PermissionDenied",
+                    "You are not allowed to rotate-secrets on secret-rotation",
+                    r,
+                ),
+                Code::PermissionDenied,
+            ),
+            (http(404, "NotFound", "Could not find", r), Code::NotFound),
+            (
+                http(404, "Not Found", "Route POST:/x not found", None),
+                Code::InvalidArgument,
+            ),
+            (
+                http(422, "ValidationFailure", "rotationId: Invalid uuid", r),
+                Code::InvalidArgument,
+            ),
+            (
+                http(
+                    429,
+                    "RateLimitExceeded",
+                    "Rate limit exceeded. Please try again in 3 seconds",
+                    r,
+                ),
+                Code::ResourceExhausted,
+            ),
+            (
+                http(
+                    500,
+                    "InternalServerError",
+                    "Infisical encountered an issue",
+                    r,
+                ),
+                Code::Internal,
+            ),
+            (http(503, "ServiceUnavailable", "x", r), Code::Unavailable),
+            (
+                http(504, "GatewayTimeoutError", "Timeout error", r),
+                Code::DeadlineExceeded,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.classify().code, code, "{error}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_outcome_never_advises_a_retry() {
+        let e = UpstreamError::OutcomeUnknown {
+            cause: Box::new(UpstreamError::Timeout { sent: true }),
+        };
+        let c = e.classify();
+        assert_eq!(
+            (c.code, c.reason, c.retry_after),
+            (Code::DeadlineExceeded, "ROTATION_OUTCOME_UNKNOWN", None)
+        );
+    }
 
     #[test]
     fn a_422_array_message_becomes_one_readable_line() {

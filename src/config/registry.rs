@@ -1,6 +1,11 @@
 //! The local registry: the connections and rotations this server rotates itself, declared in the
 //! configuration file as `[[connections]]` and `[[rotations]]`, plus the credentials key ring.
 //!
+//! This is the file's grammar only. What an `app` means (its default port, its driver-specific
+//! connection options, the rotation types it serves) is each driver's to say: the local backend
+//! checks a registry against the drivers' descriptors before it serves it, naming the same
+//! config keys (`connections[0].app`, `rotations[2].type`) as the problems found here.
+//!
 //! Parameters and secrets mappings use Infisical's camelCase field names and are read with the
 //! same per-type serde derives as a forwarded rotation, so a rotation moves between Infisical and
 //! the local registry without rewriting its parameters.
@@ -11,8 +16,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::config::{ConfigProblem, Env};
-use crate::drivers::{ConnectionConfig, TlsConfig, TlsMode};
-use crate::local::crypto::KeyRing;
+use crate::crypto::KeyRing;
 use crate::proto::{RotationType, rotation_parameters, secrets_mapping};
 use crate::secret::SecretString;
 
@@ -21,30 +25,23 @@ pub const ENCRYPTION_KEY_VAR: &str = "ROTATOR_ENCRYPTION_KEY";
 /// A file holding the keys, comma- or newline-separated.
 pub const ENCRYPTION_KEY_FILE_VAR: &str = "ROTATOR_ENCRYPTION_KEY_FILE";
 
-/// A target system's app, as Infisical names it in `connection.app`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum App {
-    /// PostgreSQL.
-    Postgres,
-    /// MySQL or MariaDB.
-    Mysql,
-    /// Redis.
-    Redis,
-}
-
 /// One declared connection.
 #[derive(Debug, Clone)]
 pub struct LocalConnection {
     /// Its name; rotations refer to it.
     pub name: String,
+    /// Where it is declared, e.g. `connections[0]`, for problems found later.
+    pub key: String,
     /// A stable id derived from the name (Infisical's `connectionId` has this place).
     pub id: Uuid,
-    /// The app.
-    pub app: App,
-    /// How to reach and log in to the target as its admin.
-    pub config: ConnectionConfig,
-    /// MySQL: the accounts' host part (`%` by default).
-    pub mysql_host_part: Option<String>,
+    /// The app, as Infisical names it in `connection.app` (`postgres`, `mysql`, `redis`, ...).
+    pub app: String,
+    /// How to reach and log in to the target as its admin; the port is the app's default when
+    /// absent.
+    pub target: TargetSpec,
+    /// Every other key of the connection's table: its driver's options (e.g. MySQL's
+    /// `mysql_host_part`), checked by that driver.
+    pub options: toml::Table,
     /// Rotations run at once against this connection, manual and scheduled together; more
     /// wait for a slot. Default [`DEFAULT_MAX_PARALLEL`].
     pub max_parallel_rotations: usize,
@@ -54,11 +51,52 @@ pub struct LocalConnection {
 /// overlap network waits, few enough that no database sees a burst of sessions.
 pub const DEFAULT_MAX_PARALLEL: usize = 4;
 
+/// How to reach and log in to a target as its admin ("rotator") user, as declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSpec {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port; the app's default when absent.
+    pub port: Option<u16>,
+    /// The database to connect to (empty for none).
+    pub database: String,
+    /// The admin login, allowed to change the target users' passwords.
+    pub admin_username: String,
+    /// The admin password (empty for none).
+    pub admin_password: SecretString,
+    /// Transport security.
+    pub tls: TlsConfig,
+}
+
+/// Transport security for a target connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Whether and how strictly TLS is used.
+    pub mode: TlsMode,
+    /// A CA certificate (PEM) to trust instead of the system roots; empty counts as absent.
+    pub ca_pem: Option<String>,
+}
+
+/// TLS modes, after PostgreSQL's `sslmode` (upstream's `sslEnabled` / `sslRejectUnauthorized`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TlsMode {
+    /// No TLS (`sslEnabled: false`). Passwords then cross the network in the clear for MySQL
+    /// and Redis, so this must be chosen explicitly.
+    Disable,
+    /// TLS without certificate checks (`sslRejectUnauthorized: false`).
+    Require,
+    /// TLS, certificate chain and host name checked (`sslRejectUnauthorized: true`).
+    #[default]
+    VerifyFull,
+}
+
 /// One declared rotation.
 #[derive(Debug, Clone)]
 pub struct LocalRotation {
     /// Its id.
     pub id: Uuid,
+    /// Where it is declared, e.g. `rotations[2]`, for problems found later.
+    pub key: String,
     /// Its name.
     pub name: String,
     /// Its type.
@@ -96,8 +134,8 @@ pub struct Registry {
     pub keys: Option<KeyRing>,
 }
 
+/// The keys every connection has; any other key is its driver's option.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawConnection {
     name: String,
     app: String,
@@ -109,8 +147,9 @@ struct RawConnection {
     password: Option<String>,
     tls: Option<String>,
     ca_file: Option<String>,
-    mysql_host_part: Option<String>,
     max_parallel_rotations: Option<usize>,
+    #[serde(flatten)]
+    options: toml::Table,
 }
 
 #[derive(Deserialize)]
@@ -130,46 +169,6 @@ struct RawRotation {
     environment: Option<String>,
     folder_path: Option<String>,
     description: Option<String>,
-}
-
-// === impl App ===
-
-impl App {
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "postgres" => Some(Self::Postgres),
-            "mysql" => Some(Self::Mysql),
-            "redis" => Some(Self::Redis),
-            _ => None,
-        }
-    }
-
-    /// Infisical's app slug.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Postgres => "postgres",
-            Self::Mysql => "mysql",
-            Self::Redis => "redis",
-        }
-    }
-
-    fn default_port(self) -> u16 {
-        match self {
-            Self::Postgres => 5432,
-            Self::Mysql => 3306,
-            Self::Redis => 6379,
-        }
-    }
-
-    /// The app a rotation type needs.
-    pub fn for_type(t: RotationType) -> Option<Self> {
-        match t {
-            RotationType::PostgresCredentials => Some(Self::Postgres),
-            RotationType::MysqlCredentials => Some(Self::Mysql),
-            RotationType::RedisCredentials => Some(Self::Redis),
-            _ => None,
-        }
-    }
 }
 
 // === impl Registry ===
@@ -197,7 +196,7 @@ impl Registry {
                     continue;
                 }
             };
-            if let Some(c) = connection(raw, &key, env, problems) {
+            if let Some(c) = connection(raw, key.clone(), env, problems) {
                 if registry.connections.contains_key(&c.name) {
                     push(
                         problems,
@@ -221,7 +220,7 @@ impl Registry {
                     continue;
                 }
             };
-            if let Some(r) = rotation(raw, &key, &registry.connections, problems) {
+            if let Some(r) = rotation(raw, key.clone(), &registry.connections, problems) {
                 if registry.rotations.iter().any(|o| o.id == r.id) {
                     push(
                         problems,
@@ -280,18 +279,13 @@ fn array(
 
 fn connection(
     raw: RawConnection,
-    key: &str,
+    key: String,
     env: &Env,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<LocalConnection> {
     let before = problems.len();
-    let app = App::parse(&raw.app);
-    if app.is_none() {
-        push(
-            problems,
-            &format!("{key}.app"),
-            "must be postgres, mysql or redis".into(),
-        );
+    if raw.app.trim().is_empty() {
+        push(problems, &format!("{key}.app"), "is empty".into());
     }
     if raw.name.trim().is_empty() {
         push(problems, &format!("{key}.name"), "is empty".into());
@@ -352,23 +346,23 @@ fn connection(
             "must be between 1 and 256".into(),
         );
     }
-    let app = app?;
     if problems.len() > before {
         return None;
     }
     let id = derived_id(&raw.name);
     Some(LocalConnection {
         id,
-        app,
-        config: ConnectionConfig {
+        key,
+        app: raw.app,
+        target: TargetSpec {
             host: raw.host,
-            port: raw.port.unwrap_or_else(|| app.default_port()),
+            port: raw.port,
             database: raw.database,
             admin_username: raw.username,
             admin_password: password,
             tls: TlsConfig { mode, ca_pem },
         },
-        mysql_host_part: raw.mysql_host_part,
+        options: raw.options,
         max_parallel_rotations,
         name: raw.name,
     })
@@ -385,7 +379,7 @@ fn derived_id(name: &str) -> Uuid {
 
 fn rotation(
     raw: RawRotation,
-    key: &str,
+    key: String,
     connections: &HashMap<String, LocalConnection>,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<LocalRotation> {
@@ -394,31 +388,19 @@ fn rotation(
         .map_err(|_| push(problems, &format!("{key}.id"), "must be a UUID".into()))
         .ok();
     let rotation_type = RotationType::parse(&raw.rotation_type);
-    let app = rotation_type.and_then(App::for_type);
-    if app.is_none() {
+    if rotation_type.is_none() {
         push(
             problems,
             &format!("{key}.type"),
-            "local rotation supports postgres-credentials, mysql-credentials and redis-credentials"
-                .into(),
+            "is not a rotation type (e.g. postgres-credentials)".into(),
         );
     }
-    match connections.get(&raw.connection) {
-        None => push(
+    if !connections.contains_key(&raw.connection) {
+        push(
             problems,
             &format!("{key}.connection"),
             format!("no connection named {:?}", raw.connection),
-        ),
-        Some(c) if app.is_some_and(|a| a != c.app) => push(
-            problems,
-            &format!("{key}.connection"),
-            format!(
-                "connection {:?} is a {} connection",
-                raw.connection,
-                c.app.as_str()
-            ),
-        ),
-        Some(_) => {}
+        );
     }
     let interval_days = raw.rotation_interval_days.unwrap_or(30);
     if interval_days == 0 {
@@ -439,7 +421,7 @@ fn rotation(
             (0, 0)
         }),
     };
-    let typed = rotation_type.filter(|_| app.is_some()).and_then(|t| {
+    let typed = rotation_type.and_then(|t| {
         let parameters = json_of(raw.parameters.clone())
             .and_then(|v| crate::rotation::json::parameters_from_json(t, v))
             .map_err(|e| push(problems, &format!("{key}.parameters"), e.to_string()))
@@ -456,6 +438,7 @@ fn rotation(
     }
     Some(LocalRotation {
         id: id?,
+        key,
         name: raw.name,
         rotation_type,
         connection: raw.connection,
@@ -573,8 +556,10 @@ secrets_mapping = { username = "DB_USER", password = "DB_PASSWORD" }
         assert!(
             matches!(rot.parameters, rotation_parameters::Kind::PostgresCredentials(ref p) if p.username2 == "app_b")
         );
-        assert_eq!(r.connections["pg"].config.port, 5433);
-        assert_eq!(r.connections["pg"].config.admin_password.expose(), "pw");
+        assert_eq!(r.connections["pg"].target.port, Some(5433));
+        assert_eq!(r.connections["pg"].target.admin_password.expose(), "pw");
+        assert_eq!(r.connections["pg"].app, "postgres");
+        assert!(r.connections["pg"].options.is_empty());
         assert!(r.keys.is_some());
     }
 
@@ -599,7 +584,7 @@ secrets_mapping = { username = "DB_USER", password = "DB_PASSWORD" }
     fn a_rotation_needs_a_key_and_a_matching_connection() {
         let (_, problems) = load(GOOD, &[("PG_ADMIN", "pw")]);
         assert_eq!(problems[0].key, ENCRYPTION_KEY_VAR);
-        let text = GOOD.replace("postgres-credentials", "redis-credentials");
+        let text = GOOD.replace("connection = \"pg\"", "connection = \"nope\"");
         let (_, problems) = load(&text, &[("PG_ADMIN", "pw"), (ENCRYPTION_KEY_VAR, KEY)]);
         assert!(
             problems.iter().any(|p| p.key == "rotations[0].connection"),

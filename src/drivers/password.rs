@@ -99,7 +99,7 @@ impl PasswordPolicy {
     /// # Examples
     ///
     /// ```
-    /// use rotator::local::password::PasswordPolicy;
+    /// use rotator::drivers::password::PasswordPolicy;
     /// use rotator::proto::{PasswordRequirements, RequiredCharacters, RotationType};
     ///
     /// let requirements = PasswordRequirements {
@@ -109,7 +109,7 @@ impl PasswordPolicy {
     /// };
     /// let policy = PasswordPolicy::for_type(RotationType::PostgresCredentials, Some(&requirements))?;
     /// assert_eq!(policy.generate().expose().len(), 32);
-    /// # Ok::<(), rotator::local::password::PasswordError>(())
+    /// # Ok::<(), rotator::drivers::password::PasswordError>(())
     /// ```
     pub fn for_type(
         rotation_type: RotationType,

@@ -1,67 +1,34 @@
 //! The engine routes each call to a backend, runs rotations in tracked tasks so a cancelled call
-//! cannot cut one short, and reports every rotation attempt to the attempt recorder (the outbox).
+//! cannot cut one short, and reports every forwarded attempt to the attempt recorder (the
+//! outbox); local attempts write their event in their own commit.
+
+pub mod error;
 
 use std::collections::HashSet;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
+pub use self::error::EngineError;
+use crate::config::registry::LocalRotation;
 use crate::context::CallContext;
-use crate::error::ServiceError;
+use crate::events::AttemptRecorder;
+use crate::local::backend::{LocalBackend, Origin, Scope};
 use crate::proto::{
     Backend, GetGeneratedCredentialsResponse, RotationName, RotationType, SecretRotation, Trigger,
 };
+use crate::rotation::{AttemptRecord, Classify as _};
 use crate::telemetry;
 use crate::upstream::infisical::Infisical;
 
 /// Answer a little before the caller's deadline so the caller gets our status, not a transport
 /// timeout.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(10);
-
-/// The outcome of one rotation attempt, as recorded for events. Never holds a secret.
-#[derive(Debug, Clone)]
-pub struct AttemptRecord {
-    /// Unique id of the event; also its de-duplication id.
-    pub event_id: Uuid,
-    /// When the attempt ended.
-    pub time: DateTime<Utc>,
-    /// The rotation.
-    pub rotation_id: String,
-    /// The rotation's type.
-    pub rotation_type: RotationType,
-    /// The rotation as it stands after the attempt, where known.
-    pub rotation: Option<SecretRotation>,
-    /// Which backend served it.
-    pub backend: Backend,
-    /// What started it.
-    pub trigger: Trigger,
-    /// 1 for the first attempt of a run.
-    pub attempt_number: u32,
-    /// How long the attempt took.
-    pub duration: Duration,
-    /// Our request id.
-    pub request_id: String,
-    /// Infisical's `reqId`, when there was one.
-    pub upstream_req_id: Option<String>,
-    /// The failure, if the attempt failed.
-    pub failure: Option<ServiceError>,
-}
-
-/// Where attempt records go; the events outbox implements it.
-pub trait AttemptRecorder: Send + Sync + std::fmt::Debug {
-    /// Durably records an attempt before the caller is answered.
-    fn record(
-        &self,
-        attempt: AttemptRecord,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
-}
 
 /// Routes and orchestrates calls.
 #[derive(Debug, Clone)]
@@ -70,7 +37,7 @@ pub struct Engine {
     enabled_types: Arc<HashSet<RotationType>>,
     recorder: Option<Arc<dyn AttemptRecorder>>,
     tasks: TaskTracker,
-    local: Option<Arc<crate::local::backend::LocalBackend>>,
+    local: Option<Arc<LocalBackend>>,
 }
 
 // === impl Engine ===
@@ -94,7 +61,7 @@ impl Engine {
     /// Serves the rotations of the local registry with `local` (DESIGN §4: a registered id is
     /// served locally; others are forwarded when Infisical is configured).
     #[must_use]
-    pub fn with_local(mut self, local: Arc<crate::local::backend::LocalBackend>) -> Self {
+    pub fn with_local(mut self, local: Arc<LocalBackend>) -> Self {
         self.local = Some(local);
         self
     }
@@ -104,13 +71,7 @@ impl Engine {
         &self,
         rotation_type: RotationType,
         id: Uuid,
-    ) -> Result<
-        Option<(
-            &Arc<crate::local::backend::LocalBackend>,
-            crate::local::registry::LocalRotation,
-        )>,
-        ServiceError,
-    > {
+    ) -> Result<Option<(&Arc<LocalBackend>, LocalRotation)>, EngineError> {
         let Some(local) = &self.local else {
             return Ok(None);
         };
@@ -130,18 +91,18 @@ impl Engine {
         self.infisical.as_ref()
     }
 
-    fn check_enabled(&self, rotation_type: RotationType) -> Result<(), ServiceError> {
+    fn check_enabled(&self, rotation_type: RotationType) -> Result<(), EngineError> {
         if self.enabled_types.contains(&rotation_type) {
             Ok(())
         } else {
-            Err(ServiceError::TypeNotEnabled(rotation_type))
+            Err(EngineError::TypeNotEnabled(rotation_type))
         }
     }
 
-    fn upstream(&self, what: &str) -> Result<&Arc<Infisical>, ServiceError> {
+    fn upstream(&self, what: &str) -> Result<&Arc<Infisical>, EngineError> {
         self.infisical
             .as_ref()
-            .ok_or_else(|| ServiceError::NoBackend(what.to_owned()))
+            .ok_or_else(|| EngineError::NoBackend(what.to_owned()))
     }
 
     /// Rotates one rotation. The work runs in a tracked task: if the caller goes away or its
@@ -149,19 +110,19 @@ impl Engine {
     ///
     /// # Errors
     ///
-    /// Routing failures, the backend's failure, or [`ServiceError::DeadlineExceeded`].
+    /// Routing failures, the backend's failure, or [`EngineError::DeadlineExceeded`].
     pub async fn rotate(
         &self,
         rotation_type: RotationType,
         rotation_id: Uuid,
         ctx: CallContext,
-    ) -> Result<SecretRotation, ServiceError> {
+    ) -> Result<SecretRotation, EngineError> {
         self.check_enabled(rotation_type)?;
         if let Some((local, _)) = self.local_rotation(rotation_type, rotation_id)? {
             let local = Arc::clone(local);
             let deadline = ctx.deadline;
-            let origin = crate::local::backend::Origin {
-                scope: crate::local::backend::Scope::Rotate,
+            let origin = Origin {
+                scope: Scope::Rotate,
                 scheduled: false,
                 request_id: ctx.request_id.clone(),
                 idempotency_key: ctx.idempotency_key.clone(),
@@ -180,12 +141,12 @@ impl Engine {
                     let result = local
                         .rotate(rotation_id, origin)
                         .await
-                        .map_err(ServiceError::from);
+                        .map_err(EngineError::from);
                     telemetry::spans::rotation_outcome(
                         &outcome_span,
                         rotation_type,
                         Backend::Local,
-                        result.as_ref().err(),
+                        result.as_ref().err().map(|e| e.failure()).as_ref(),
                         started.elapsed(),
                     );
                     result
@@ -211,7 +172,8 @@ impl Engine {
             let result = infisical
                 .rotate(rotation_type, &id, &ctx)
                 .await
-                .map_err(ServiceError::from);
+                .map_err(EngineError::from);
+            let failure = result.as_ref().err().map(|e| e.failure());
             let attempt = AttemptRecord {
                 event_id: Uuid::now_v7(),
                 time: Utc::now(),
@@ -223,12 +185,8 @@ impl Engine {
                 attempt_number: 1,
                 duration: started.elapsed(),
                 request_id: ctx.request_id.clone(),
-                upstream_req_id: result
-                    .as_ref()
-                    .err()
-                    .and_then(|e| e.upstream_req_id())
-                    .map(str::to_owned),
-                failure: result.as_ref().err().cloned(),
+                upstream_req_id: failure.as_ref().and_then(|f| f.upstream_req_id.clone()),
+                failure,
             };
             telemetry::spans::rotation_finished(&attempt_span, &attempt);
             if let Some(recorder) = recorder
@@ -252,7 +210,7 @@ impl Engine {
         rotation_type: RotationType,
         rotation_id: Uuid,
         ctx: &CallContext,
-    ) -> Result<SecretRotation, ServiceError> {
+    ) -> Result<SecretRotation, EngineError> {
         self.check_enabled(rotation_type)?;
         if let Some((local, rotation)) = self.local_rotation(rotation_type, rotation_id)? {
             return Ok(local.get(&rotation).await?);
@@ -271,7 +229,7 @@ impl Engine {
         rotation_type: RotationType,
         name: &RotationName,
         ctx: &CallContext,
-    ) -> Result<SecretRotation, ServiceError> {
+    ) -> Result<SecretRotation, EngineError> {
         self.check_enabled(rotation_type)?;
         if let Some(local) = &self.local
             && let Some(rotation) = local.by_name(name)
@@ -295,7 +253,7 @@ impl Engine {
         rotation_type: RotationType,
         project_id: &str,
         ctx: &CallContext,
-    ) -> Result<Vec<SecretRotation>, ServiceError> {
+    ) -> Result<Vec<SecretRotation>, EngineError> {
         if rotation_type != RotationType::Unspecified {
             self.check_enabled(rotation_type)?;
         }
@@ -324,7 +282,7 @@ impl Engine {
         rotation_type: RotationType,
         rotation_id: Uuid,
         ctx: &CallContext,
-    ) -> Result<GetGeneratedCredentialsResponse, ServiceError> {
+    ) -> Result<GetGeneratedCredentialsResponse, EngineError> {
         self.check_enabled(rotation_type)?;
         if let Some((local, rotation)) = self.local_rotation(rotation_type, rotation_id)? {
             return Ok(local.generated_credentials(&rotation).await?);
@@ -339,9 +297,9 @@ impl Engine {
 
 /// Waits for a rotation task, answering a little before the caller's deadline.
 async fn wait_for(
-    task: tokio::task::JoinHandle<Result<SecretRotation, ServiceError>>,
+    task: tokio::task::JoinHandle<Result<SecretRotation, EngineError>>,
     deadline: Option<Instant>,
-) -> Result<SecretRotation, ServiceError> {
+) -> Result<SecretRotation, EngineError> {
     let joined = match deadline {
         Some(deadline) => match tokio::time::timeout_at(
             deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline),
@@ -350,9 +308,9 @@ async fn wait_for(
         .await
         {
             Ok(joined) => joined,
-            Err(_) => return Err(ServiceError::DeadlineExceeded),
+            Err(_) => return Err(EngineError::DeadlineExceeded),
         },
         None => task.await,
     };
-    joined.map_err(|e| ServiceError::Internal(format!("rotation task failed: {e}")))?
+    joined.map_err(EngineError::TaskFailed)?
 }

@@ -1,0 +1,525 @@
+//! One attempt under the rotation's lease: PREPARE (or resume), then the state machine of
+//! [`attempt`](super::attempt) until it commits or fails, every transition stored (and fenced)
+//! before the next action.
+//!
+//! A chosen secret is generated and sealed at PREPARE, before the target is touched. An issued
+//! secret has no value yet at PREPARE: the provider's ids are listed and recorded first, and
+//! what the provider returns is sealed in the store in the write that marks the attempt APPLIED,
+//! before anything else happens ([`issued`](super::issued)).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::attempt::{self, ActionResult, AttemptState, Next, Spent};
+use super::backend::{LocalBackend, Origin, Scope};
+use super::error::LocalError;
+use super::failpoint;
+use super::registered::Registered;
+use super::schedule::Schedule;
+use crate::config::registry::LocalRotation;
+use crate::crypto::{CryptoError, Sealed, associated_data};
+use crate::drivers::{Driver as _, DriverError, DriverErrorKind, LocalDriver, Phase, Slot};
+use crate::proto::{Backend, SecretRotation, Trigger};
+use crate::rotation::{AttemptRecord, Classify as _, Credential};
+use crate::secret::SecretString;
+use crate::store::local::{
+    AttemptRow, AttemptStore as _, CommitAttempt, FailAttempt, LocalStatus, RotationStateStore as _,
+};
+
+/// First backoff after a transient failure; doubles each time, with full jitter.
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// Longest backoff.
+const BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+/// A running attempt: its row, its plaintext candidate and what it has spent.
+pub(super) struct Run<'a> {
+    pub(super) rotation: &'a LocalRotation,
+    pub(super) driver: &'a LocalDriver,
+    pub(super) registered: &'a Registered,
+    pub(super) row: AttemptRow,
+    /// The candidate; `None` while an issued secret is not issued yet.
+    pub(super) candidate: Option<Credential>,
+    pub(super) started: Instant,
+}
+
+// === impl LocalBackend (attempts) ===
+
+impl LocalBackend {
+    /// Resumes the rotation's open attempt, or prepares a new one, and drives it to its end.
+    pub(super) async fn run_under_lease(
+        &self,
+        current: &Registered,
+        rotation: &LocalRotation,
+        driver: &LocalDriver,
+        attempt_id: Uuid,
+        token: i64,
+        origin: Origin,
+    ) -> Result<SecretRotation, LocalError> {
+        let rotation_id = rotation.id.to_string();
+        let open = self
+            .store()
+            .open_attempts()
+            .await?
+            .into_iter()
+            .find(|a| a.rotation_id == rotation_id);
+        let run = match open {
+            Some(row) => {
+                self.resume(current, rotation, driver, row, token, &origin)
+                    .await?
+            }
+            None if origin.scope == Scope::ResumeOnly => {
+                return self.view_of(current, rotation).await;
+            }
+            None => {
+                let stored = self.store().credentials(&rotation_id).await?;
+                if origin.scope == Scope::FirstCredential && !stored.is_empty() {
+                    return self.view_of(current, rotation).await;
+                }
+                let slot = if stored.is_empty() {
+                    0
+                } else {
+                    1 - self.state(&rotation_id).await?.active_index.min(1)
+                };
+                self.prepare(current, rotation, driver, attempt_id, token, slot, &origin)
+                    .await?
+            }
+        };
+        self.drive(run).await
+    }
+
+    /// Resume: the last effect is unknown, so the state machine starts from the stored state
+    /// with no result. The attempt's holder is gone (its lease expired, or the process
+    /// restarted): a takeover.
+    async fn resume<'a>(
+        &self,
+        current: &'a Registered,
+        rotation: &'a LocalRotation,
+        driver: &'a LocalDriver,
+        mut row: AttemptRow,
+        token: i64,
+        origin: &Origin,
+    ) -> Result<Run<'a>, LocalError> {
+        let rotation_id = &row.rotation_id;
+        crate::telemetry::metrics::lease_taken_over();
+        self.store()
+            .adopt(row.attempt_id, rotation_id, token)
+            .await?;
+        row.fencing_token = token;
+        if let Some(key) = &origin.idempotency_key {
+            self.store()
+                .remember_key(rotation_id, key, row.attempt_id)
+                .await?;
+        }
+        let candidate = if row.candidate.is_empty() {
+            None
+        } else {
+            let plain = current.keys.open(
+                &Sealed {
+                    key_id: row.key_id.clone(),
+                    bytes: row.candidate.clone(),
+                },
+                &associated_data(rotation_id, row.slot),
+            )?;
+            let secret =
+                String::from_utf8(plain).map_err(|_| LocalError::Crypto(CryptoError::Open))?;
+            let id = match (&row.candidate_id, driver) {
+                (Some(id), _) => id.clone(),
+                (None, LocalDriver::Chosen(d)) => d.driver.username_for(slot_of(&row)).to_owned(),
+                (None, LocalDriver::Issued(_)) => String::new(),
+            };
+            Some(Credential {
+                id,
+                secret: SecretString::new(secret),
+            })
+        };
+        tracing::info!(%rotation_id, attempt_id = %row.attempt_id, state = ?row.state, "resuming an open attempt");
+        Ok(Run {
+            rotation,
+            driver,
+            registered: current,
+            row,
+            candidate,
+            started: Instant::now(),
+        })
+    }
+
+    /// PREPARE: the intent (slot; for a chosen secret its sealed candidate) is stored before
+    /// the target is touched.
+    #[allow(clippy::too_many_arguments)]
+    async fn prepare<'a>(
+        &self,
+        current: &'a Registered,
+        rotation: &'a LocalRotation,
+        driver: &'a LocalDriver,
+        attempt_id: Uuid,
+        token: i64,
+        slot: u32,
+        origin: &Origin,
+    ) -> Result<Run<'a>, LocalError> {
+        let rotation_id = rotation.id.to_string();
+        let mut row = AttemptRow {
+            attempt_id,
+            rotation_id: rotation_id.clone(),
+            slot,
+            state: AttemptState::Prepared,
+            key_id: String::new(),
+            candidate: Vec::new(),
+            candidate_id: None,
+            ids_before: None,
+            fencing_token: token,
+            scheduled: origin.scheduled,
+            request_id: origin.request_id.clone(),
+            transient: 0,
+            regenerations: 0,
+            error: None,
+            created_at: Utc::now(),
+        };
+        let candidate = match driver {
+            LocalDriver::Chosen(d) => {
+                let credential = Credential {
+                    id: d
+                        .driver
+                        .username_for(Slot::from_index(slot).unwrap_or(Slot::First))
+                        .to_owned(),
+                    secret: d.password_policy.generate(),
+                };
+                seal_into(&mut row, current, &credential)?;
+                Some(credential)
+            }
+            LocalDriver::Issued(_) => None,
+        };
+        self.in_span(
+            "prepare attempt",
+            self.store()
+                .prepare(&row, origin.idempotency_key.as_deref()),
+        )
+        .await?;
+        failpoint::hit("prepared").await;
+        Ok(Run {
+            rotation,
+            driver,
+            registered: current,
+            row,
+            candidate,
+            started: Instant::now(),
+        })
+    }
+
+    /// Runs the state machine from the run's stored state until it commits or fails.
+    async fn drive(&self, mut run: Run<'_>) -> Result<SecretRotation, LocalError> {
+        let mut last: Option<ActionResult> = None;
+        let mut last_error: Option<DriverError> = None;
+        loop {
+            let spent = Spent {
+                transient: run.row.transient,
+                regenerations: run.row.regenerations,
+            };
+            let action = match attempt::next(run.row.state, last, spent, self.budget()) {
+                Next::RetryAfterBackoff(retry) => {
+                    tokio::time::sleep(backoff(run.row.transient)).await;
+                    match retry {
+                        attempt::Retry::Apply => Next::Apply,
+                        attempt::Retry::Verify => Next::Verify,
+                    }
+                }
+                other => other,
+            };
+            let outcome = match action {
+                Next::Apply => self.apply(&mut run).await,
+                Next::Verify => self.verify(&mut run).await,
+                Next::Regenerate => {
+                    self.regenerate(&mut run).await?;
+                    Ok(())
+                }
+                Next::Commit => match self.retire_replaced(&run).await {
+                    Ok(()) => return self.commit(&run).await,
+                    Err(Step::Store(e)) => return Err(e),
+                    Err(Step::Driver(e)) => {
+                        if e.is_transient() && run.row.transient < self.budget().transient_retries {
+                            run.row.transient += 1;
+                            tokio::time::sleep(backoff(run.row.transient)).await;
+                            continue;
+                        }
+                        // The replaced secret stays; withdraw the new one and keep the stored
+                        // credentials as they were.
+                        self.withdraw_candidate(&run).await;
+                        return Err(self.fail(&run, e).await);
+                    }
+                },
+                Next::Fail | Next::Done => {
+                    let error = last_error.unwrap_or_else(|| {
+                        DriverError::new(
+                            DriverErrorKind::Server,
+                            run.driver.system(),
+                            Phase::Apply,
+                            "the attempt ended without a result",
+                        )
+                    });
+                    self.withdraw_candidate(&run).await;
+                    return Err(self.fail(&run, error).await);
+                }
+                Next::RetryAfterBackoff(_) => Ok(()),
+            };
+            last = match outcome {
+                Ok(()) => None,
+                Err(Step::Store(e)) => return Err(e),
+                Err(Step::Driver(e)) => Some(note_failure(&mut run, e, &mut last_error)),
+            };
+        }
+    }
+
+    /// Sets (chosen) or issues and seals (issued) the candidate; APPLIED is recorded.
+    async fn apply(&self, run: &mut Run<'_>) -> Result<(), Step> {
+        match (run.driver, &run.candidate) {
+            (LocalDriver::Chosen(d), Some(candidate)) => d.driver.apply(candidate).await?,
+            (LocalDriver::Issued(issuer), _) => {
+                // Issued secrets reach APPLIED inside `issue`: the provider's answer is sealed
+                // in the same write.
+                return self.issue(run, issuer).await;
+            }
+            (LocalDriver::Chosen(d), None) => {
+                return Err(Step::Driver(DriverError::new(
+                    DriverErrorKind::InvalidInput,
+                    d.driver.system(),
+                    Phase::Apply,
+                    "the attempt has no stored candidate",
+                )));
+            }
+        }
+        if run.row.state == AttemptState::Prepared {
+            run.row.state = AttemptState::Applied;
+            self.record(&run.row).await?;
+            failpoint::hit("applied").await;
+        }
+        Ok(())
+    }
+
+    /// Logs in with the candidate on a fresh connection; VERIFIED is recorded.
+    async fn verify(&self, run: &mut Run<'_>) -> Result<(), Step> {
+        let Some(candidate) = &run.candidate else {
+            // Resumed at APPLIED without a sealed value: impossible by construction (the value
+            // is sealed in the write that records APPLIED); issue again.
+            run.row.state = AttemptState::Prepared;
+            return Ok(());
+        };
+        match run.driver {
+            LocalDriver::Chosen(d) => d.driver.verify(candidate).await?,
+            LocalDriver::Issued(issuer) => issuer.verify(candidate).await?,
+        }
+        run.row.state = AttemptState::Verified;
+        self.record(&run.row).await?;
+        failpoint::hit("verified").await;
+        Ok(())
+    }
+
+    /// A new candidate after the target refused one (password policy); still PREPARED.
+    async fn regenerate(&self, run: &mut Run<'_>) -> Result<(), LocalError> {
+        match run.driver {
+            LocalDriver::Chosen(d) => {
+                let credential = Credential {
+                    id: d.driver.username_for(slot_of(&run.row)).to_owned(),
+                    secret: d.password_policy.generate(),
+                };
+                seal_into(&mut run.row, run.registered, &credential)?;
+                run.candidate = Some(credential);
+            }
+            LocalDriver::Issued(_) => {
+                // An issued secret is the provider's: nothing to regenerate here; issue again.
+                run.row.state = AttemptState::Prepared;
+            }
+        }
+        run.row.regenerations += 1;
+        self.in_span("record attempt state", self.store().transition(&run.row))
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn record(&self, row: &AttemptRow) -> Result<(), LocalError> {
+        Ok(self
+            .in_span("record attempt state", self.store().transition(row))
+            .await?)
+    }
+
+    async fn commit(&self, run: &Run<'_>) -> Result<SecretRotation, LocalError> {
+        let rotation_id = &run.row.rotation_id;
+        let now = Utc::now();
+        let manual = !run.row.scheduled;
+        let mut state = self.state(rotation_id).await?;
+        state.active_index = run.row.slot;
+        state.status = LocalStatus::Success;
+        state.last_rotated_at = Some(now);
+        state.last_rotation_attempted_at = Some(now);
+        state.next_rotation_at = schedule(run.rotation).after_success(now, manual);
+        state.is_last_rotation_manual = manual;
+        state.last_message = None;
+        state.updated_at = now;
+        let view = super::view::secret_rotation(&run.registered.registry, run.rotation, &state);
+        let event = self.event(run, now, Some(view.clone()), None)?;
+        let commit = CommitAttempt {
+            attempt_id: run.row.attempt_id,
+            rotation_id: rotation_id.clone(),
+            slot: run.row.slot,
+            key_id: run.row.key_id.clone(),
+            ciphertext: run.row.candidate.clone(),
+            credential_id: run.candidate.as_ref().map(|c| c.id.clone()),
+            at: now,
+            next_rotation_at: state.next_rotation_at,
+            manual,
+            event,
+        };
+        self.in_span(
+            "commit attempt",
+            self.store().commit(&commit, run.row.fencing_token),
+        )
+        .await?;
+        failpoint::hit("committed").await;
+        Ok(view)
+    }
+
+    async fn fail(&self, run: &Run<'_>, error: DriverError) -> LocalError {
+        let rotation_id = &run.row.rotation_id;
+        let now = Utc::now();
+        let manual = !run.row.scheduled;
+        let message = format!("{}: {error}", error.reason());
+        let failure = LocalError::Driver(error);
+        let result = async {
+            let mut state = self.state(rotation_id).await?;
+            state.status = LocalStatus::Failed;
+            state.last_rotation_attempted_at = Some(now);
+            state.next_rotation_at = schedule(run.rotation).after_failure(now);
+            state.is_last_rotation_manual = manual;
+            state.last_message = Some(message.clone());
+            let view = super::view::secret_rotation(&run.registered.registry, run.rotation, &state);
+            let event = self.event(run, now, Some(view), Some(failure.failure()))?;
+            self.in_span(
+                "fail attempt",
+                self.store().fail(
+                    &FailAttempt {
+                        attempt_id: run.row.attempt_id,
+                        rotation_id: rotation_id.clone(),
+                        at: now,
+                        next_rotation_at: state.next_rotation_at,
+                        manual,
+                        message,
+                        event,
+                    },
+                    run.row.fencing_token,
+                ),
+            )
+            .await?;
+            Ok::<_, LocalError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => failure,
+            Err(e) => e,
+        }
+    }
+
+    fn event(
+        &self,
+        run: &Run<'_>,
+        now: DateTime<Utc>,
+        rotation: Option<SecretRotation>,
+        failure: Option<crate::rotation::Failure>,
+    ) -> Result<crate::store::NewOutboxEvent, LocalError> {
+        let record = AttemptRecord {
+            event_id: Uuid::now_v7(),
+            time: now,
+            rotation_id: run.row.rotation_id.clone(),
+            rotation_type: run.rotation.rotation_type,
+            rotation,
+            backend: Backend::Local,
+            trigger: if run.row.scheduled {
+                Trigger::Scheduled
+            } else {
+                Trigger::Manual
+            },
+            attempt_number: 1 + run.row.transient,
+            duration: run.started.elapsed(),
+            request_id: run.row.request_id.clone(),
+            upstream_req_id: None,
+            failure,
+        };
+        crate::events::recorder::outbox_row(&record, crate::telemetry::current_trace_headers())
+            .map_err(LocalError::Event)
+    }
+}
+
+/// Why a step of the state machine stopped: the driver's failure (classified, retried by the
+/// state machine) or the store's (the attempt stops; recovery resumes it).
+pub(super) enum Step {
+    Driver(DriverError),
+    Store(LocalError),
+}
+
+impl From<DriverError> for Step {
+    fn from(e: DriverError) -> Self {
+        Self::Driver(e)
+    }
+}
+
+impl From<LocalError> for Step {
+    fn from(e: LocalError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// Seals `credential` as the row's candidate (rotation id and slot as associated data).
+pub(super) fn seal_into(
+    row: &mut AttemptRow,
+    current: &Registered,
+    credential: &Credential,
+) -> Result<(), LocalError> {
+    let sealed = current.keys.seal(
+        credential.secret.expose().as_bytes(),
+        &associated_data(&row.rotation_id, row.slot),
+    )?;
+    row.key_id = sealed.key_id;
+    row.candidate = sealed.bytes;
+    row.candidate_id = Some(credential.id.clone());
+    Ok(())
+}
+
+pub(super) fn slot_of(row: &AttemptRow) -> Slot {
+    Slot::from_index(row.slot).unwrap_or(Slot::First)
+}
+
+fn note_failure(
+    run: &mut Run<'_>,
+    error: DriverError,
+    last_error: &mut Option<DriverError>,
+) -> ActionResult {
+    let result = if error.is_transient() {
+        run.row.transient += 1;
+        ActionResult::Transient
+    } else if error.kind() == DriverErrorKind::PasswordRejected {
+        ActionResult::CandidateRejected
+    } else {
+        ActionResult::Permanent
+    };
+    tracing::info!(rotation_id = %run.row.rotation_id, attempt_id = %run.row.attempt_id,
+        reason = error.reason(), ?result, "driver action failed");
+    *last_error = Some(error);
+    result
+}
+
+fn schedule(rotation: &LocalRotation) -> Schedule {
+    Schedule {
+        auto_rotation: rotation.auto_rotation,
+        interval_days: rotation.interval_days,
+        rotate_at_hours: rotation.rotate_at.0,
+        rotate_at_minutes: rotation.rotate_at.1,
+    }
+}
+
+/// Full-jitter exponential backoff for the `n`th transient failure.
+fn backoff(n: u32) -> Duration {
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1u32 << n.min(16))
+        .min(BACKOFF_CAP);
+    ceiling.mul_f64(rand::random::<f64>())
+}

@@ -3,27 +3,8 @@
 //! Built only from the vendor contract in `shared/spec/` (`infisical-api.md`, the auth0 rotate OpenAPI
 //! seed, `rotation-types.md` and `lifecycle.md`), never from rotator's client code.
 //!
-//! Dev-dependencies. Exact lines (axum with default features; nothing else is used):
-//!
-//! ```toml
-//! [dev-dependencies]
-//! axum = "0.8"
-//! tokio = { version = "1", features = ["full"] }
-//! serde = { version = "1", features = ["derive"] }
-//! serde_json = "1"
-//! uuid = { version = "1", features = ["v4", "serde"] }
-//! chrono = { version = "0.4", features = ["serde", "clock"] }
-//! rand = "0.9"
-//! # only tests/fake_infisical_selftest.rs uses reqwest:
-//! reqwest = { version = "0.13", default-features = false, features = ["json", "rustls"] }
-//! ```
-//!
-//! In rotator's Cargo.toml every one of these except axum is already a normal dependency with the
-//! needed features (integration tests and benches can use those), so `axum = "0.8"` under
-//! `[dev-dependencies]` is the only line that must be there. Checked against rotator's feature
-//! set (chrono without default features but with std/clock/serde; its clippy lints).
-//!
-//! Use it with `#[path = "support/fake_infisical.rs"] mod fake_infisical;`.
+//! Tests use it as `rotator_testkit::fake_infisical`; reqwest is only used by
+//! `tests/fake_infisical_selftest.rs`, the fake itself is axum on tokio.
 //!
 //! Layout of this file:
 //!   1. public constants, `FakeConfig`, `Route`
@@ -43,7 +24,6 @@
 //!   -> body parsing (empty or bad JSON -> 500 `Something went wrong`) -> validation (422)
 //!   -> plan gate (400) -> existence (404) -> permission (403) -> type/app match (400)
 //!   -> rotation lock (400 "already in progress") -> the work.
-#![allow(dead_code)]
 // Handlers return `Result<_, Response>` for early error answers; the size does not matter here.
 #![allow(clippy::result_large_err)]
 
@@ -1653,17 +1633,15 @@ impl AsyncWrite for CuttableStream {
     }
 }
 
-/// Connect info handed to handlers: the peer and the connection's cut switch.
+/// Connect info handed to handlers: the connection's cut switch.
 #[derive(Clone)]
 struct ConnInfo {
-    remote: SocketAddr,
     handle: Arc<ConnHandle>,
 }
 
 impl Connected<IncomingStream<'_, CuttableListener>> for ConnInfo {
     fn connect_info(stream: IncomingStream<'_, CuttableListener>) -> Self {
         ConnInfo {
-            remote: *stream.remote_addr(),
             handle: stream.io().handle.clone(),
         }
     }

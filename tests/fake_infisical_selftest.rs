@@ -1,4 +1,4 @@
-//! Self-tests of the fake Infisical server (tests/support/fake_infisical.rs), over real HTTP.
+//! Self-tests of the fake Infisical server (`rotator_testkit::fake_infisical`), over real HTTP.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;

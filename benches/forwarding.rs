@@ -10,16 +10,11 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[path = "../tests/support/fake_infisical.rs"]
-mod fake_infisical;
-#[path = "../tests/support/rotator.rs"]
-mod rotator_server;
-
 use std::time::Duration;
 
-use fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
 use rotator::proto::{RotateSecretsRequest, RotationType};
-use rotator_server::{TestServer, forwarding_env};
+use rotator_testkit::fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
+use rotator_testkit::rotator_server::{TestServer, forwarding_env};
 use tokio::time::Instant;
 
 const ROUNDS: usize = 3;

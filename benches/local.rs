@@ -5,20 +5,15 @@
 //! Run: `cargo bench --bench local` (starts its own scram-only PostgreSQL cluster; prints a
 //! Markdown table for docs/benchmarks.md).
 
-#[path = "../tests/support/local_server.rs"]
-mod local_server;
-#[path = "../tests/support/private_postgres.rs"]
-mod private_postgres;
-
 use std::fmt::Write as _;
 use std::process::Stdio;
 use std::time::Duration;
 
-use local_server::{KEY, free_port, pg_login, wait_serving};
-use private_postgres::{ADMIN_PASSWORD, ADMIN_USER, PrivatePostgres};
 use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{RotateSecretsRequest, RotationType};
 use rotator::secret::SecretString;
+use rotator_testkit::local_server::{KEY, free_port, pg_login, wait_serving};
+use rotator_testkit::private_postgres::{ADMIN_PASSWORD, ADMIN_USER, PrivatePostgres};
 use sqlx::{AssertSqlSafe, ConnectOptions as _};
 use tokio::time::Instant;
 

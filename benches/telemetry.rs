@@ -17,21 +17,14 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[path = "../tests/support/fake_infisical.rs"]
-mod fake_infisical;
-#[path = "../tests/support/otlp.rs"]
-mod otlp;
-#[path = "../tests/support/rotator.rs"]
-mod rotator_server;
-
 use std::time::Duration;
 
-use fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
-use otlp::OtlpCollector;
 use rotator::config::{Config, Env, LogFormat};
 use rotator::proto::{RotateSecretsRequest, RotationType};
 use rotator::telemetry::Telemetry;
-use rotator_server::{TestServer, forwarding_env};
+use rotator_testkit::fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
+use rotator_testkit::otlp::OtlpCollector;
+use rotator_testkit::rotator_server::{TestServer, forwarding_env};
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
 

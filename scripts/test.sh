@@ -23,7 +23,7 @@ command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 
 log "format and lints"
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "proto lint (buf, STANDARD rules)"
 if command -v npm >/dev/null; then
@@ -35,6 +35,6 @@ else
 fi
 
 log "tests"
-cargo nextest run --locked --no-fail-fast "$@"
-cargo test --locked --doc
+cargo nextest run --workspace --locked --no-fail-fast "$@"
+cargo test --workspace --locked --doc
 df -h . | tail -1

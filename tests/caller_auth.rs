@@ -3,16 +3,8 @@
 //! permissions by action, type and rotation pattern, gated health and reflection, and the CLI.
 //! Every denial carries the request id and reaches no backend.
 
-#[path = "support/fake_infisical.rs"]
-mod fake_infisical;
-#[path = "support/log_capture.rs"]
-mod log_capture;
-#[path = "support/secure.rs"]
-mod secure;
-
 use std::collections::HashMap;
 
-use fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical, PROJECT_ID};
 use rotator::config::Env;
 use rotator::proto::get_secret_rotation_request::Lookup;
 use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
@@ -20,7 +12,11 @@ use rotator::proto::{
     GetGeneratedCredentialsRequest, GetSecretRotationRequest, ListSecretRotationsRequest,
     RotateSecretsRequest, RotationName, RotationType,
 };
-use secure::{Pki, SecureServer, Transport, reason_and_request_id, token_hash, with_token};
+use rotator_testkit::fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical, PROJECT_ID};
+use rotator_testkit::log_capture;
+use rotator_testkit::secure::{
+    Pki, SecureServer, Transport, reason_and_request_id, token_hash, with_token,
+};
 use tonic::Code;
 use tonic::transport::Channel;
 use uuid::Uuid;

@@ -1,14 +1,9 @@
 //! The `rotator` binary: the client commands against a real server, and `serve`'s start-up checks.
 
-#[path = "support/fake_infisical.rs"]
-mod fake_infisical;
-#[path = "support/rotator.rs"]
-mod rotator_server;
-
 use std::process::{Command, Output};
 
-use fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical, PROJECT_ID};
-use rotator_server::{TestServer, forwarding_env};
+use rotator_testkit::fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical, PROJECT_ID};
+use rotator_testkit::rotator_server::{TestServer, forwarding_env};
 
 fn rotator(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rotator"))

@@ -1,20 +1,6 @@
 //! The MySQL driver against the shared MariaDB on 127.0.0.1:3306 (accounts unique per test,
 //! dropped afterwards).
 
-#[path = "support/driver_conformance.rs"]
-mod driver_conformance;
-#[path = "support/mariadb.rs"]
-mod mariadb;
-#[path = "support/private_mariadb.rs"]
-mod private_mariadb;
-#[path = "support/test_ca.rs"]
-mod test_ca;
-
-use driver_conformance::{
-    assert_no_secret, captured_traces, check_contract, error_texts, start_trace_capture,
-};
-use mariadb::{Accounts, unique};
-use private_mariadb::PrivateMariaDb;
 use rotator::drivers::mysql::{MysqlOptions, MysqlPasswordForm};
 use rotator::drivers::quote::mysql_literal;
 use rotator::drivers::{
@@ -24,6 +10,12 @@ use rotator::drivers::{
 use rotator::proto::rotation_parameters::Kind;
 use rotator::proto::{PasswordRequirements, RequiredCharacters, SqlCredentialsParameters};
 use rotator::secret::SecretString;
+use rotator_testkit::driver_conformance::{
+    assert_no_secret, captured_traces, check_contract, error_texts, start_trace_capture,
+};
+use rotator_testkit::mariadb::{Accounts, unique};
+use rotator_testkit::private_mariadb::PrivateMariaDb;
+use rotator_testkit::{mariadb, test_ca};
 use sqlx::{AssertSqlSafe, Row as _};
 
 const ADMIN_PASSWORD: &str = "admin-pw-Mx72";

@@ -1,19 +1,8 @@
 //! The PostgreSQL driver against a private PostgreSQL 15 cluster with `scram-sha-256` host auth
 //! (started by the test; the machine's shared server trusts every password and proves nothing).
 
-#[path = "support/driver_conformance.rs"]
-mod driver_conformance;
-#[path = "support/private_postgres.rs"]
-mod private_postgres;
-#[path = "support/test_ca.rs"]
-mod test_ca;
-
 use std::sync::Arc;
 
-use driver_conformance::{
-    assert_no_secret, captured_traces, check_contract, error_texts, start_trace_capture,
-};
-use private_postgres::{ADMIN_PASSWORD, ADMIN_USER, PrivatePostgres};
 use rotator::drivers::admin_sessions::AdminSessions;
 use rotator::drivers::quote::{pg_identifier, pg_literal};
 use rotator::drivers::{
@@ -23,6 +12,11 @@ use rotator::drivers::{
 use rotator::proto::rotation_parameters::Kind;
 use rotator::proto::{PasswordRequirements, RequiredCharacters, SqlCredentialsParameters};
 use rotator::secret::SecretString;
+use rotator_testkit::driver_conformance::{
+    assert_no_secret, captured_traces, check_contract, error_texts, start_trace_capture,
+};
+use rotator_testkit::private_postgres::{ADMIN_PASSWORD, ADMIN_USER, PrivatePostgres};
+use rotator_testkit::test_ca;
 use sqlx::{AssertSqlSafe, Row as _};
 
 fn connection(pg: &PrivatePostgres) -> ConnectionConfig {

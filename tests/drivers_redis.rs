@@ -1,19 +1,8 @@
 //! The Redis driver against private `redis-server`s with ACL users (with and without an ACL
 //! file), started by the test.
 
-#[path = "support/driver_conformance.rs"]
-mod driver_conformance;
-#[path = "support/private_redis.rs"]
-mod private_redis;
-#[path = "support/test_ca.rs"]
-mod test_ca;
-
 use std::collections::BTreeSet;
 
-use driver_conformance::{
-    assert_no_secret, captured_traces, check_contract, error_texts, start_trace_capture,
-};
-use private_redis::{ADMIN_PASSWORD, ADMIN_USER, PrivateRedis};
 use rotator::drivers::{
     AnyDriver, BuildError, ConnectionConfig, Credential, Driver, DriverErrorKind, DriverOptions,
     RotationDriver, Slot, TlsConfig, TlsMode,
@@ -21,6 +10,11 @@ use rotator::drivers::{
 use rotator::proto::rotation_parameters::Kind;
 use rotator::proto::{PasswordRequirements, RedisCredentialsParameters, RequiredCharacters};
 use rotator::secret::SecretString;
+use rotator_testkit::driver_conformance::{
+    assert_no_secret, captured_traces, check_contract, error_texts, start_trace_capture,
+};
+use rotator_testkit::private_redis::{ADMIN_PASSWORD, ADMIN_USER, PrivateRedis};
+use rotator_testkit::test_ca;
 use sha2::Digest as _;
 
 const SCOPE: &str = "~app:* +@read +@write";

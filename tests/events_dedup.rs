@@ -2,17 +2,10 @@
 //! outbox still holds it, so the next relay publishes it again, and the stream's duplicate window
 //! (`Nats-Msg-Id` = event id) keeps exactly one copy. Also: the trace headers travel.
 
-#[path = "support/events.rs"]
-mod events_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use events_support::{
-    Names, SHARED_NATS, delete_stream, header, nats_env, stream_messages, unique_names,
-    wait_for_messages,
-};
 use rotator::config::{Config, NatsConfig};
 use rotator::engine::AttemptRecord;
 use rotator::events::jetstream::JetStreamPublisher;
@@ -23,6 +16,10 @@ use rotator::proto::{Backend, RotationType, Trigger};
 use rotator::store::{
     AckOutbox, Backlog, Delivery, OutboxEvent, OutboxSeq, ReadOutbox, Store, StoreError,
     WriteOutbox as _,
+};
+use rotator_testkit::events::{
+    Names, SHARED_NATS, delete_stream, header, nats_env, stream_messages, unique_names,
+    wait_for_messages,
 };
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;

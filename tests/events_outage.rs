@@ -3,22 +3,15 @@
 //! in the outbox, and once NATS is back every event is in the stream exactly once, in order per
 //! rotation.
 
-#[path = "support/events.rs"]
-mod events_support;
-#[path = "support/fake_infisical.rs"]
-mod fake_infisical;
-#[path = "support/rotator.rs"]
-mod rotator_server;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use events_support::{
+use rotator::proto::{RotateSecretsRequest, RotationType};
+use rotator_testkit::events::{
     EventsServer, PrivateNats, header, nats_env, stream_messages, unique_names, wait_for_messages,
 };
-use fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
-use rotator::proto::{RotateSecretsRequest, RotationType};
-use rotator_server::forwarding_env;
+use rotator_testkit::fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
+use rotator_testkit::rotator_server::forwarding_env;
 use tokio::time::Instant;
 use tonic::Request;
 

@@ -3,26 +3,19 @@
 //! envelope, proto3 JSON data, NATS headers); no event for a call rejected before any backend;
 //! no generated secret in any published byte.
 
-#[path = "support/events.rs"]
-mod events_support;
-#[path = "support/fake_infisical.rs"]
-mod fake_infisical;
-#[path = "support/rotator.rs"]
-mod rotator_server;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use events_support::{
-    EventsServer, Names, SHARED_NATS, delete_stream, header, nats_env, stream_messages,
-    unique_names, wait_for_messages,
-};
-use fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
 use rotator::config::Env;
 use rotator::events::cloudevent::{CONTENT_TYPE, CloudEvent};
 use rotator::proto::{RotateSecretsRequest, RotationType};
 use rotator::rotation::TYPES;
-use rotator_server::forwarding_env;
+use rotator_testkit::events::{
+    EventsServer, Names, SHARED_NATS, delete_stream, header, nats_env, stream_messages,
+    unique_names, wait_for_messages,
+};
+use rotator_testkit::fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
+use rotator_testkit::rotator_server::forwarding_env;
 use serde_json::Value;
 use tonic::Request;
 use tonic_types::StatusExt as _;

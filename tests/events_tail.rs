@@ -1,16 +1,10 @@
 //! `rotator events tail` against the shared NATS: replays the stream with `--from-start`, filters
 //! by type and outcome, prints readable lines or the CloudEvents JSON.
 
-#[path = "support/events.rs"]
-mod events_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use events_support::{
-    Names, SHARED_NATS, delete_stream, nats_env, unique_names, wait_for_messages,
-};
 use rotator::config::Config;
 use rotator::engine::AttemptRecord;
 use rotator::error::ServiceError;
@@ -21,6 +15,9 @@ use rotator::events::{Relay, RelayOptions};
 use rotator::proto::{Backend, RotationType, Trigger};
 use rotator::store::{Store, WriteOutbox as _};
 use rotator::upstream::infisical::{HttpFailure, UpstreamError};
+use rotator_testkit::events::{
+    Names, SHARED_NATS, delete_stream, nats_env, unique_names, wait_for_messages,
+};
 use tokio::sync::Notify;
 
 fn attempt(t: RotationType, request_id: &str, failure: Option<ServiceError>) -> AttemptRecord {

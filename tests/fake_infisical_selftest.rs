@@ -1,13 +1,10 @@
-//! Self-tests of the fake Infisical server (tests/support/fake_infisical.rs), over real HTTP.
+//! Self-tests of the fake Infisical server (`rotator_testkit::fake_infisical`), over real HTTP.
 #![allow(clippy::unwrap_used)]
-
-#[path = "support/fake_infisical.rs"]
-mod fake_infisical;
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use fake_infisical::*;
+use rotator_testkit::fake_infisical::*;
 use serde_json::{Value, json};
 use uuid::Uuid;
 

@@ -1,20 +1,18 @@
 //! RotateSecrets, Get, List and GetGeneratedCredentials forwarded to a fake Infisical, through a
 //! real gRPC client over TCP: every field of all 14 types, token handling, health, reflection.
 
-#[path = "support/fake_infisical.rs"]
-mod fake_infisical;
-#[path = "support/rotator.rs"]
-mod rotator_server;
-
 use std::time::Duration;
 
-use fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeConfig, FakeInfisical, PROJECT_ID};
 use rotator::proto::{
     GetGeneratedCredentialsRequest, GetSecretRotationRequest, ListSecretRotationsRequest,
     RotateSecretsRequest, RotationName, RotationType, get_secret_rotation_request::Lookup,
 };
 use rotator::rotation::{TYPES, json};
-use rotator_server::{TestServer, forwarding_env};
+use rotator_testkit::fake_infisical;
+use rotator_testkit::fake_infisical::{
+    CLIENT_ID, CLIENT_SECRET, FakeConfig, FakeInfisical, PROJECT_ID,
+};
+use rotator_testkit::rotator_server::{TestServer, forwarding_env};
 use serde_json::Value;
 
 async fn forwarding_to(fake: &FakeInfisical) -> TestServer {

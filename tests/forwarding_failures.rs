@@ -1,17 +1,12 @@
 //! Every upstream failure maps to the right gRPC status with the rich error details, and no
 //! RotateSecrets call ever sends rotate-secrets twice where that could rotate twice.
 
-#[path = "support/fake_infisical.rs"]
-mod fake_infisical;
-#[path = "support/rotator.rs"]
-mod rotator_server;
-
 use std::time::Duration;
 
-use fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical, Route};
 use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{GetGeneratedCredentialsRequest, RotateSecretsRequest, RotationType};
-use rotator_server::{TestServer, forwarding_env};
+use rotator_testkit::fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical, Route};
+use rotator_testkit::rotator_server::{TestServer, forwarding_env};
 use serde_json::json;
 use tonic::Code;
 use tonic::transport::Channel;

@@ -5,16 +5,10 @@
 //! request id; nothing reaches Infisical; the upstream rotation is unchanged; the server still
 //! answers its health check with SERVING.
 
-#[path = "support/fake_infisical.rs"]
-mod fake_infisical;
-#[path = "support/secure.rs"]
-mod secure;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical, PROJECT_ID};
 use http::{HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use rotator::proto::get_secret_rotation_request::Lookup;
@@ -23,7 +17,10 @@ use rotator::proto::{
     GetGeneratedCredentialsRequest, GetSecretRotationRequest, ListSecretRotationsRequest,
     RotateSecretsRequest, RotationName, RotationType,
 };
-use secure::{SecureServer, Transport, reason_and_request_id, token_hash, with_token};
+use rotator_testkit::fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical, PROJECT_ID};
+use rotator_testkit::secure::{
+    SecureServer, Transport, reason_and_request_id, token_hash, with_token,
+};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;

@@ -2,17 +2,12 @@
 //! boundary, 50+ times; after each restart both stored credentials log in on a scram-only
 //! PostgreSQL cluster and every attempt ended COMMITTED or FAILED.
 
-#[path = "support/local_server.rs"]
-mod local_server;
-#[path = "support/private_postgres.rs"]
-mod private_postgres;
-
 use std::time::Duration;
 
-use local_server::*;
-use private_postgres::{ADMIN_PASSWORD, PrivatePostgres};
 use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{RotateSecretsRequest, RotationType};
+use rotator_testkit::local_server::*;
+use rotator_testkit::private_postgres::{ADMIN_PASSWORD, PrivatePostgres};
 use tokio::process::Child;
 
 const BOUNDARIES: [&str; 4] = ["prepared", "applied", "verified", "committed"];
@@ -24,7 +19,13 @@ fn spawn(
     port: u16,
     failpoint: Option<&str>,
 ) -> Child {
-    let mut command = rotator_command(config, data_dir, port, ("PG_ADMIN", ADMIN_PASSWORD));
+    let mut command = rotator_command(
+        env!("CARGO_BIN_EXE_rotator"),
+        config,
+        data_dir,
+        port,
+        ("PG_ADMIN", ADMIN_PASSWORD),
+    );
     command.env("ROTATOR_LOG_FORMAT", "json");
     if let Some(fp) = failpoint {
         command.env("ROTATOR_FAILPOINT", fp);

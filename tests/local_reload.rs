@@ -2,20 +2,15 @@
 //! and is served, a renamed one answers with its new name, a call running during the reload
 //! completes, and a file that does not validate changes nothing.
 
-#[path = "support/local_server.rs"]
-mod local_server;
-#[path = "support/private_postgres.rs"]
-mod private_postgres;
-
 use std::path::Path;
 use std::time::Duration;
 
-use local_server::*;
-use private_postgres::{ADMIN_PASSWORD, PrivatePostgres};
 use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{
     GetSecretRotationRequest, RotateSecretsRequest, RotationType, get_secret_rotation_request,
 };
+use rotator_testkit::local_server::*;
+use rotator_testkit::private_postgres::{ADMIN_PASSWORD, PrivatePostgres};
 use tokio::process::Child;
 use tonic::transport::Channel;
 
@@ -23,13 +18,19 @@ const ADDED: &str = "1f2e3d4c-5b6a-4798-8a7b-6c5d4e3f2a1b";
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn spawn(config: &Path, data_dir: &Path, port: u16, log: &Path) -> Child {
-    rotator_command(config, data_dir, port, ("PG_ADMIN", ADMIN_PASSWORD))
-        // Every attempt stays mid-way for a moment, so the reload lands while one runs.
-        .env("ROTATOR_FAILPOINT", "applied:pause=700")
-        .env("ROTATOR_LOG_FORMAT", "json")
-        .stderr(std::fs::File::create(log).expect("log file"))
-        .spawn()
-        .expect("spawn rotator")
+    rotator_command(
+        env!("CARGO_BIN_EXE_rotator"),
+        config,
+        data_dir,
+        port,
+        ("PG_ADMIN", ADMIN_PASSWORD),
+    )
+    // Every attempt stays mid-way for a moment, so the reload lands while one runs.
+    .env("ROTATOR_FAILPOINT", "applied:pause=700")
+    .env("ROTATOR_LOG_FORMAT", "json")
+    .stderr(std::fs::File::create(log).expect("log file"))
+    .spawn()
+    .expect("spawn rotator")
 }
 
 fn hangup(child: &Child) {

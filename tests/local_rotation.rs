@@ -1,20 +1,15 @@
 //! Local PostgreSQL rotation through the real binary against a scram-only cluster: first create,
 //! dual-phase rotations, clean failure with a wrong admin password.
 
-#[path = "support/local_server.rs"]
-mod local_server;
-#[path = "support/private_postgres.rs"]
-mod private_postgres;
-
 use std::time::Duration;
 
-use local_server::*;
-use private_postgres::{ADMIN_PASSWORD, PrivatePostgres};
 use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{
     Backend, GetSecretRotationRequest, RotateSecretsRequest, RotationStatus, RotationType,
     get_secret_rotation_request,
 };
+use rotator_testkit::local_server::*;
+use rotator_testkit::private_postgres::{ADMIN_PASSWORD, PrivatePostgres};
 
 fn rotate_request() -> RotateSecretsRequest {
     RotateSecretsRequest {
@@ -32,6 +27,7 @@ async fn start(
     let config = pg_config(dir, port_pg, users);
     let port = free_port();
     let child = rotator_command(
+        env!("CARGO_BIN_EXE_rotator"),
         &config,
         &dir.join("data"),
         port,

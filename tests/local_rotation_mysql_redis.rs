@@ -6,23 +6,17 @@
 //!
 //! Needs the shared MariaDB on 127.0.0.1:3306 (root, no password) and `redis-server` on PATH.
 
-#[path = "support/local_server.rs"]
-mod local_server;
-#[path = "support/mariadb.rs"]
-mod mariadb;
-#[path = "support/private_redis.rs"]
-mod private_redis;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use local_server::{free_port, rotator_command, wait_serving};
 use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{
     Backend, GetGeneratedCredentialsRequest, GetSecretRotationRequest, RotateSecretsRequest,
     RotationStatus, RotationType, SecretRotation, generated_credential,
     get_secret_rotation_request,
 };
+use rotator_testkit::local_server::{free_port, rotator_command, wait_serving};
+use rotator_testkit::{local_server, mariadb, private_redis};
 use sqlx::{ConnectOptions as _, Connection as _};
 use tokio::process::Child;
 use tonic::transport::Channel;
@@ -127,9 +121,15 @@ secrets_mapping = {{ username = "APP_USER", password = "APP_PASSWORD" }}
 /// Starts the binary on `config` with its store under `dir/data`.
 async fn start(dir: &Path, config: &Path, admin_password: &str) -> (Child, Channel) {
     let port = free_port();
-    let child = rotator_command(config, &dir.join("data"), port, (ADMIN_ENV, admin_password))
-        .spawn()
-        .expect("spawn");
+    let child = rotator_command(
+        env!("CARGO_BIN_EXE_rotator"),
+        config,
+        &dir.join("data"),
+        port,
+        (ADMIN_ENV, admin_password),
+    )
+    .spawn()
+    .expect("spawn");
     // First create runs before the server answers; an unreachable target spends its budget.
     let channel = wait_serving(&format!("http://127.0.0.1:{port}"), Duration::from_secs(60)).await;
     (child, channel)

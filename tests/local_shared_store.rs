@@ -3,21 +3,14 @@
 //! attempts in the store never overlap, each one saw the one before it (slots alternate), each
 //! closed attempt has exactly one event, and the stored credentials log in.
 
-#[path = "support/local_server.rs"]
-mod local_server;
-#[path = "support/private_postgres.rs"]
-mod private_postgres;
-#[path = "support/scratch_postgres.rs"]
-mod scratch_postgres;
-
 use std::path::Path;
 use std::time::Duration;
 
-use local_server::*;
-use private_postgres::{ADMIN_PASSWORD, PrivatePostgres};
 use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{RotateSecretsRequest, RotationType};
-use scratch_postgres::ScratchDatabase;
+use rotator_testkit::local_server::*;
+use rotator_testkit::private_postgres::{ADMIN_PASSWORD, PrivatePostgres};
+use rotator_testkit::scratch_postgres::ScratchDatabase;
 use sqlx::Row as _;
 use tokio::process::Child;
 use tonic::transport::Channel;
@@ -27,11 +20,17 @@ const ROUNDS: usize = 8;
 /// A replica on `port`. Each attempt pauses 300 ms after APPLIED, so the other replica's call
 /// always lands while an attempt is mid-way.
 fn replica(config: &Path, data_dir: &Path, port: u16, store_url: &str) -> Child {
-    rotator_command(config, data_dir, port, ("PG_ADMIN", ADMIN_PASSWORD))
-        .env("ROTATOR_STORE_URL", store_url)
-        .env("ROTATOR_FAILPOINT", "applied:pause=300")
-        .spawn()
-        .expect("spawn rotator")
+    rotator_command(
+        env!("CARGO_BIN_EXE_rotator"),
+        config,
+        data_dir,
+        port,
+        ("PG_ADMIN", ADMIN_PASSWORD),
+    )
+    .env("ROTATOR_STORE_URL", store_url)
+    .env("ROTATOR_FAILPOINT", "applied:pause=300")
+    .spawn()
+    .expect("spawn rotator")
 }
 
 async fn rotate(channel: &Channel) -> Result<(), tonic::Status> {

@@ -10,24 +10,17 @@
 //! span fields. Published events and OTLP exports are captured by their own suites: add their
 //! payloads to [`Haystack`] (see `haystack.add(..)` below) to cover them here too.
 
-#[path = "support/fake_infisical.rs"]
-mod fake_infisical;
-#[path = "support/log_capture.rs"]
-mod log_capture;
-#[path = "support/secure.rs"]
-mod secure;
-
 use std::collections::HashMap;
 
-use fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical, PROJECT_ID, Route};
-use log_capture::Capture;
 use rotator::proto::get_secret_rotation_request::Lookup;
 use rotator::proto::{
     GetGeneratedCredentialsRequest, GetSecretRotationRequest, ListSecretRotationsRequest,
     RotateSecretsRequest, RotationType,
 };
 use rotator::rotation::{TYPES, json};
-use secure::{Pki, SecureServer, Transport, token_hash, with_token};
+use rotator_testkit::fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical, PROJECT_ID, Route};
+use rotator_testkit::log_capture::Capture;
+use rotator_testkit::secure::{Pki, SecureServer, Transport, token_hash, with_token};
 use serde_json::{Value, json};
 use tonic_types::StatusExt;
 

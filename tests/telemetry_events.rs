@@ -3,30 +3,20 @@
 //! and published by the relay to JetStream (the shared NATS on 127.0.0.1:4222) under a producer
 //! span of the same trace. The spans go to an OTLP collector inside the test.
 
-#[path = "support/events.rs"]
-mod events;
-#[path = "support/fake_infisical.rs"]
-mod fake_infisical;
-#[path = "support/log_lines.rs"]
-mod log_lines;
-#[path = "support/otlp.rs"]
-mod otlp;
-#[path = "support/prometheus.rs"]
-mod prometheus;
-#[path = "support/rotator.rs"]
-mod rotator_server;
-
 use std::time::Duration;
 
-use events::{EventsServer, SHARED_NATS, delete_stream, header, nats_env, unique_names};
-use fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
-use log_lines::LogCapture;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use otlp::OtlpCollector;
 use rotator::config::{Config, LogFormat};
 use rotator::proto::{RotateSecretsRequest, RotationType};
 use rotator::telemetry::Telemetry;
-use rotator_server::forwarding_env;
+use rotator_testkit::events::{
+    EventsServer, SHARED_NATS, delete_stream, header, nats_env, unique_names,
+};
+use rotator_testkit::fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
+use rotator_testkit::log_lines::LogCapture;
+use rotator_testkit::otlp::OtlpCollector;
+use rotator_testkit::rotator_server::forwarding_env;
+use rotator_testkit::{events, otlp, prometheus};
 
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";

@@ -3,25 +3,18 @@
 //! attempt); every span ends and is exported, and no generated password is in any of them.
 //! The server runs in this process (`rotator::run_on`) against a private scram PostgreSQL.
 
-#[path = "support/local_server.rs"]
-mod local_server;
-#[path = "support/log_lines.rs"]
-mod log_lines;
-#[path = "support/otlp.rs"]
-mod otlp;
-#[path = "support/private_postgres.rs"]
-mod private_postgres;
-
 use std::time::Duration;
 
-use local_server::{KEY, PG_ROTATION, credentials, free_port, pg_config, wait_serving};
-use log_lines::LogCapture;
-use otlp::{CollectedSpan, OtlpCollector};
-use private_postgres::{ADMIN_PASSWORD, PrivatePostgres};
 use rotator::config::{Config, Env, LogFormat};
 use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{RotateSecretsRequest, RotationType};
 use rotator::telemetry::Telemetry;
+use rotator_testkit::local_server::{
+    KEY, PG_ROTATION, credentials, free_port, pg_config, wait_serving,
+};
+use rotator_testkit::log_lines::LogCapture;
+use rotator_testkit::otlp::{CollectedSpan, OtlpCollector};
+use rotator_testkit::private_postgres::{ADMIN_PASSWORD, PrivatePostgres};
 
 const CALLER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const REQUEST_ID: &str = "local-trace-1";

@@ -2,19 +2,12 @@
 //! the call's request id and rotation id, no trace ids, nothing propagated upstream, and a level
 //! chosen by `RUST_LOG`.
 
-#[path = "support/fake_infisical.rs"]
-mod fake_infisical;
-#[path = "support/log_lines.rs"]
-mod log_lines;
-#[path = "support/rotator.rs"]
-mod rotator_server;
-
-use fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
-use log_lines::LogCapture;
 use rotator::config::{Config, LogFormat};
 use rotator::proto::{RotateSecretsRequest, RotationType};
 use rotator::telemetry::Telemetry;
-use rotator_server::{TestServer, forwarding_env};
+use rotator_testkit::fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
+use rotator_testkit::log_lines::LogCapture;
+use rotator_testkit::rotator_server::{TestServer, forwarding_env};
 use serde_json::Value;
 
 struct Logged {

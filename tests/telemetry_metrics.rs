@@ -5,25 +5,10 @@
 //! Metrics are process-wide (like OpenTelemetry's global meter provider), so this file holds one
 //! test that owns them; its counts are exact.
 
-#[path = "support/fake_infisical.rs"]
-mod fake_infisical;
-#[path = "support/log_lines.rs"]
-mod log_lines;
-#[path = "support/otlp.rs"]
-mod otlp;
-#[path = "support/prometheus.rs"]
-mod prometheus;
-#[path = "support/rotator.rs"]
-mod rotator_server;
-
 use std::time::Duration;
 
-use fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
-use log_lines::LogCapture;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point;
-use otlp::OtlpCollector;
-use prometheus::Exposition;
 use rotator::config::{Config, LogFormat};
 use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{
@@ -33,7 +18,12 @@ use rotator::proto::{
 use rotator::telemetry::Telemetry;
 use rotator::telemetry::admin::{AdminServer, Readiness};
 use rotator::telemetry::metrics::{self as rotator_metrics, OutboxStats};
-use rotator_server::forwarding_env;
+use rotator_testkit::fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
+use rotator_testkit::log_lines::LogCapture;
+use rotator_testkit::otlp;
+use rotator_testkit::otlp::OtlpCollector;
+use rotator_testkit::prometheus::Exposition;
+use rotator_testkit::rotator_server::forwarding_env;
 
 const PG: &str = "postgres-credentials";
 const DASHBOARD: &str = include_str!("../deploy/grafana/rotator-dashboard.json");

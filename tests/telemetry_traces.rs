@@ -6,25 +6,17 @@
 //! Each test installs its own subscriber for its own (current-thread) runtime, so tests run in
 //! parallel without sharing a tracer.
 
-#[path = "support/fake_infisical.rs"]
-mod fake_infisical;
-#[path = "support/log_lines.rs"]
-mod log_lines;
-#[path = "support/otlp.rs"]
-mod otlp;
-#[path = "support/rotator.rs"]
-mod rotator_server;
-
 use std::collections::HashMap;
 
-use fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
-use log_lines::LogCapture;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use otlp::{CollectedSpan, OtlpCollector};
 use rotator::config::{Config, Env, LogFormat};
 use rotator::proto::{GetGeneratedCredentialsRequest, RotateSecretsRequest, RotationType};
 use rotator::telemetry::Telemetry;
-use rotator_server::{TestServer, forwarding_env};
+use rotator_testkit::fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
+use rotator_testkit::log_lines::LogCapture;
+use rotator_testkit::otlp;
+use rotator_testkit::otlp::{CollectedSpan, OtlpCollector};
+use rotator_testkit::rotator_server::{TestServer, forwarding_env};
 use serde_json::Value;
 use uuid::Uuid;
 

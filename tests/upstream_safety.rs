@@ -1,19 +1,14 @@
 //! Upstream safety: `network.deny_private_addresses` refuses loopback/private targets (checked
 //! on the resolved addresses), while the default lets the tests' loopback fake through.
 
-#[path = "support/fake_infisical.rs"]
-mod fake_infisical;
-#[path = "support/secure.rs"]
-mod secure;
-
 use std::collections::HashMap;
 
-use fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
 use rotator::config::{Config, Env};
 use rotator::proto::{RotateSecretsRequest, RotationType};
 use rotator::server::ServeError;
 use rotator::upstream::infisical::BuildError;
-use secure::{SecureServer, Transport, reason_and_request_id};
+use rotator_testkit::fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
+use rotator_testkit::secure::{SecureServer, Transport, reason_and_request_id};
 
 fn env(url: &str, deny: bool) -> Env {
     HashMap::from([

@@ -1,7 +1,6 @@
 //! An OpenTelemetry collector inside the test: OTLP/gRPC (`TraceService`, `MetricsService`) or
 //! OTLP/HTTP protobuf (`POST /v1/traces`, `/v1/metrics`) on 127.0.0.1:0, keeping what it receives
 //! for assertions. Stopped on drop.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,7 +1,6 @@
 //! Fixtures for the security tests: a throwaway PKI made with rcgen (no key is committed), a
 //! rotator server configured from TOML text (for `[tls]` and `[[auth.identities]]`, which
 //! environment variables cannot express), and clients over plaintext, TLS or mutual TLS.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,4 @@
 //! A real rotator server on a loopback port, for integration tests.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,6 +1,5 @@
 //! A local-rotation server for tests: config file, real binary or in-process, readiness by the
 //! health service, and direct logins against the private PostgreSQL cluster.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -142,16 +141,18 @@ pub async fn attempt_states(data_dir: &Path) -> Vec<String> {
     states
 }
 
-/// The rotator binary serving `config` on `port`, its store under `data_dir`: no admin listener,
-/// the test key, `admin_env` set to the target's admin password, no failpoint, output
+/// The rotator binary at `binary` (the test's `env!("CARGO_BIN_EXE_rotator")`, which only the
+/// root package's tests see) serving `config` on `port`, its store under `data_dir`: no admin
+/// listener, the test key, `admin_env` set to the target's admin password, no failpoint, output
 /// discarded, killed on drop. Callers add what differs, then spawn.
 pub fn rotator_command(
+    binary: &str,
     config: &Path,
     data_dir: &Path,
     port: u16,
     (admin_env, admin_password): (&str, &str),
 ) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rotator"));
+    let mut command = tokio::process::Command::new(binary);
     command
         .args(["serve", "--config"])
         .arg(config)

@@ -1,7 +1,6 @@
 //! A database of its own on the machine's PostgreSQL server (127.0.0.1:5432, trust), for tests
 //! that give rotator a PostgreSQL store. Dropped (with FORCE) when the value is dropped, so a
 //! failing test leaves no database behind on the shared server.
-#![allow(dead_code)]
 
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgPool;

@@ -1,6 +1,5 @@
 //! A tracing writer that keeps every formatted log line in memory, for tests that assert on
 //! what was (or was never) logged.
-#![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
 

@@ -1,7 +1,6 @@
 //! Accounts on the shared MariaDB (127.0.0.1:3306, `root` without a password), unique per test
 //! and dropped when the [`Accounts`] guard drops (through the `mariadb` client, so it also runs
 //! when a test panics).
-#![allow(dead_code)]
 
 use std::process::Command;
 

@@ -1,7 +1,6 @@
 //! A private Redis 7 server with ACL users: `default` off and an `admin` user with every right.
 //! With an ACL file (so `ACL SAVE` works) or without one. Started on a free loopback port,
 //! ready when the admin's PING answers, stopped by PID when dropped.
-#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::PathBuf;

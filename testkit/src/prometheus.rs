@@ -1,6 +1,5 @@
 //! A small parser for the Prometheus text exposition format (0.0.4), so tests assert on samples
 //! and types instead of searching the text.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
 

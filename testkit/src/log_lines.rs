@@ -1,5 +1,4 @@
 //! Captures rotator's log lines in memory, for assertions on what they carry (and never carry).
-#![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
 

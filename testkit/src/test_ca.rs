@@ -1,6 +1,5 @@
 //! A throwaway certificate authority and a server certificate for 127.0.0.1 / localhost, made
 //! with the `openssl` command line, for tests of the drivers' TLS modes.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,7 +1,6 @@
 //! Fixtures for the events tests: per-test subject prefixes and stream names, a private
 //! restartable nats-server, reading a stream back, and a rotator server run through
 //! `rotator::run_on` (store + events pipeline + gRPC) on a loopback port.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -5,7 +5,6 @@
 //! works; applying the same credential again works; a wrong password is refused with a permanent
 //! `LoginRejected`; the replaced password stops working; no error text, `Debug` output or trace
 //! line holds a password; every phase ran in its span with the database attributes.
-#![allow(dead_code)]
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -4,7 +4,6 @@
 //!
 //! [`PrivatePostgres::shared`] hands out one cluster per test binary; it stops (by `pg_ctl`, on
 //! the postmaster's PID file) when the last test holding it drops it.
-#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,6 @@
 //! A private MariaDB server started by the test with extra server options (e.g. a `sql_mode`
 //! the shared server must not be switched to). root logs in through the unix socket only; the
 //! setup runs through the `mariadb` client. Stopped by PID when dropped.
-#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,43 @@
+//! Fixtures for rotator's integration tests and benches, used as an ordinary dev-dependency
+//! (`use rotator_testkit::fake_infisical::FakeInfisical;`).
+//!
+//! # Layout
+//!
+//! rotator under test:
+//! - [`rotator_server`]: a real rotator server on a loopback port, configured from env maps.
+//! - [`secure`]: a throwaway rcgen PKI, a server configured from TOML, plaintext/TLS/mTLS clients.
+//! - [`local_server`]: a local-rotation server (binary or in-process) and logins to check passwords.
+//! - [`events`]: unique NATS names, a private restartable nats-server, stream reads, `run_on`.
+//!
+//! Its peers:
+//! - [`fake_infisical`]: a fake Infisical built from the vendor contract, with failure injection.
+//! - [`otlp`]: an OTLP collector (gRPC and HTTP/protobuf) keeping spans and metrics.
+//! - [`scratch_postgres`]: a database of its own on the shared PostgreSQL, dropped on drop.
+//! - [`private_postgres`]: a private PostgreSQL 15 cluster with `scram-sha-256` logins.
+//! - [`mariadb`]: accounts on the shared MariaDB, unique per test, dropped on drop.
+//! - [`private_mariadb`]: a private MariaDB server with extra server options.
+//! - [`private_redis`]: a private Redis 7 server with ACL users.
+//! - [`test_ca`]: a throwaway CA and server certificate (openssl) for the drivers' TLS modes.
+//! - [`driver_conformance`]: the driver contract (`docs/specs/driver.md`) as one harness.
+//!
+//! What it said:
+//! - [`log_capture`]: a tracing writer keeping every formatted line.
+//! - [`log_lines`]: rotator's JSON log lines captured in memory, parsed per line.
+//! - [`prometheus`]: a parser of the Prometheus text format.
+
+pub mod driver_conformance;
+pub mod events;
+pub mod fake_infisical;
+pub mod local_server;
+pub mod log_capture;
+pub mod log_lines;
+pub mod mariadb;
+pub mod otlp;
+pub mod private_mariadb;
+pub mod private_postgres;
+pub mod private_redis;
+pub mod prometheus;
+pub mod rotator_server;
+pub mod scratch_postgres;
+pub mod secure;
+pub mod test_ca;

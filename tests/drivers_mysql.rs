@@ -1,7 +1,7 @@
 //! The MySQL driver against the shared MariaDB on 127.0.0.1:3306 (accounts unique per test,
 //! dropped afterwards).
 
-use rotator::drivers::mysql::{MysqlOptions, MysqlPasswordForm};
+use rotator::drivers::mysql::{HOST_PART_OPTION, PASSWORD_FORM_OPTION};
 use rotator::drivers::quote::mysql_literal;
 use rotator::drivers::{
     AnyDriver, BuildError, ConnectionConfig, Credential, Driver, DriverErrorKind, DriverOptions,
@@ -53,13 +53,18 @@ fn build(
         connection,
         &Kind::MysqlCredentials(p),
         DriverOptions {
-            mysql: MysqlOptions {
-                host_part: host_part.unwrap_or("%").to_owned(),
-                password_form: MysqlPasswordForm::Plaintext,
-            },
+            options: mysql_options(host_part.unwrap_or("%"), "plaintext"),
             ..DriverOptions::default()
         },
     )
+}
+
+/// The connection options of the MySQL driver, as a `[[connections]]` table holds them.
+fn mysql_options(host_part: &str, password_form: &str) -> toml::Table {
+    toml::Table::from_iter([
+        (HOST_PART_OPTION.to_owned(), host_part.into()),
+        (PASSWORD_FORM_OPTION.to_owned(), password_form.into()),
+    ])
 }
 
 /// An admin and two target accounts on host `%`, with known initial passwords.
@@ -79,8 +84,8 @@ async fn fixture() -> Fixture {
         let password = format!("initial-{slot}-{}", uuid::Uuid::new_v4().simple());
         accounts.create(&user, "%", &password).await;
         targets.push(Credential {
-            username: user,
-            password: SecretString::new(password),
+            id: user,
+            secret: SecretString::new(password),
         });
     }
     Fixture {
@@ -94,7 +99,7 @@ impl Fixture {
     fn driver(&self) -> RotationDriver {
         build(
             connection(&self.admin),
-            parameters(&self.targets[0].username, &self.targets[1].username),
+            parameters(&self.targets[0].id, &self.targets[1].id),
             None,
         )
         .expect("a valid mysql rotation")
@@ -107,7 +112,7 @@ async fn the_contract_holds_on_both_slots_with_default_and_symbol_heavy_password
     let rd = f.driver();
     check_contract(&rd.driver, &rd.password_policy, Slot::First).await;
 
-    let mut p = parameters(&f.targets[0].username, &f.targets[1].username);
+    let mut p = parameters(&f.targets[0].id, &f.targets[1].id);
     p.password_requirements = Some(PasswordRequirements {
         length: 40,
         required: Some(RequiredCharacters {
@@ -130,8 +135,8 @@ async fn two_rotations_keep_the_previous_credential_and_kill_the_one_before() {
         password_policy,
     } = f.driver();
     let credential = |slot| Credential {
-        username: driver.username_for(slot).to_owned(),
-        password: password_policy.generate(),
+        id: driver.username_for(slot).to_owned(),
+        secret: password_policy.generate(),
     };
     let p1 = credential(Slot::First);
     driver.apply(&p1).await.expect("issue P1");
@@ -159,10 +164,10 @@ async fn failures_are_classified_and_leave_the_password_unchanged() {
     let mut f = fixture().await;
     let rd = f.driver();
     let new = Credential {
-        username: f.targets[0].username.clone(),
-        password: rd.password_policy.generate(),
+        id: f.targets[0].id.clone(),
+        secret: rd.password_policy.generate(),
     };
-    let p = || parameters(&f.targets[0].username, &f.targets[1].username);
+    let p = || parameters(&f.targets[0].id, &f.targets[1].id);
     let mut errors = Vec::new();
 
     let mut closed = connection(&f.admin);
@@ -192,14 +197,14 @@ async fn failures_are_classified_and_leave_the_password_unchanged() {
     let missing = unique("missing");
     let e = build(
         connection(&f.admin),
-        parameters(&missing, &f.targets[1].username),
+        parameters(&missing, &f.targets[1].id),
         None,
     )
     .expect("valid")
     .driver
     .apply(&Credential {
-        username: missing,
-        password: new.password.clone(),
+        id: missing,
+        secret: new.secret.clone(),
     })
     .await
     .expect_err("no such account");
@@ -227,8 +232,8 @@ async fn failures_are_classified_and_leave_the_password_unchanged() {
     errors.push(e);
 
     let texts = error_texts(&errors);
-    assert_no_secret(&[&new.password], texts.iter().map(String::as_str));
-    assert_no_secret(&[&new.password], [captured_traces().as_str()]);
+    assert_no_secret(&[&new.secret], texts.iter().map(String::as_str));
+    assert_no_secret(&[&new.secret], [captured_traces().as_str()]);
 }
 
 #[tokio::test]
@@ -248,8 +253,8 @@ async fn the_account_host_part_is_configurable() {
     let e = rd
         .driver
         .apply(&Credential {
-            username: u2.clone(),
-            password: rd.password_policy.generate(),
+            id: u2.clone(),
+            secret: rd.password_policy.generate(),
         })
         .await
         .expect_err("'u'@'%' does not exist");
@@ -332,19 +337,16 @@ async fn the_native_hash_form_keeps_the_password_out_of_mariadbs_logs() {
             c.clone(),
             &Kind::MysqlCredentials(parameters("u1", "u2")),
             DriverOptions {
-                mysql: MysqlOptions {
-                    password_form: form,
-                    ..MysqlOptions::default()
-                },
+                options: mysql_options("%", form),
                 ..DriverOptions::default()
             },
         )
         .expect("valid")
     };
-    let hashed = driver_with(MysqlPasswordForm::NativeHash);
+    let hashed = driver_with("native-hash");
     let c1 = Credential {
-        username: "u1".into(),
-        password: hashed.password_policy.generate(),
+        id: "u1".into(),
+        secret: hashed.password_policy.generate(),
     };
     hashed
         .driver
@@ -359,10 +361,10 @@ async fn the_native_hash_form_keeps_the_password_out_of_mariadbs_logs() {
     hashed.driver.apply(&c1).await.expect("idempotent");
     check_contract(&hashed.driver, &hashed.password_policy, Slot::Second).await;
 
-    let plain = driver_with(MysqlPasswordForm::Plaintext);
+    let plain = driver_with("plaintext");
     let c2 = Credential {
-        username: "u2".into(),
-        password: plain.password_policy.generate(),
+        id: "u2".into(),
+        secret: plain.password_policy.generate(),
     };
     plain.driver.apply(&c2).await.expect("apply as plaintext");
     plain
@@ -374,13 +376,13 @@ async fn the_native_hash_form_keeps_the_password_out_of_mariadbs_logs() {
     let general =
         std::fs::read_to_string(server.data_dir().join("general.log")).unwrap_or_default();
     let binlog = server.binlog_text();
-    let hash = rotator::drivers::mysql::native_password_hash(&c1.password);
+    let hash = rotator::drivers::mysql::native_password_hash(&c1.secret);
     for log in [&general, &binlog] {
         assert!(log.contains(hash.expose()), "the hash form reached the log");
-        assert_no_secret(&[&c1.password], [log.as_str()]);
+        assert_no_secret(&[&c1.secret], [log.as_str()]);
         // The server's behaviour docs/drivers.md warns about; if this fails, update the docs.
         assert!(
-            log.contains(c2.password.expose()),
+            log.contains(c2.secret.expose()),
             "MariaDB logs the plaintext form"
         );
     }
@@ -391,8 +393,8 @@ async fn revoke_kills_the_password_and_is_idempotent() {
     let f = fixture().await;
     let rd = f.driver();
     let c = check_contract(&rd.driver, &rd.password_policy, Slot::Second).await;
-    rd.driver.revoke(&c.username).await.expect("revoke");
-    rd.driver.revoke(&c.username).await.expect("revoke again");
+    rd.driver.revoke(&c.id).await.expect("revoke");
+    rd.driver.revoke(&c.id).await.expect("revoke again");
     let e = rd.driver.verify(&c).await.expect_err("revoked");
     assert_eq!(e.kind(), DriverErrorKind::LoginRejected);
 }
@@ -405,8 +407,8 @@ async fn unsafe_requests_are_refused_before_anything_is_sent() {
     let e = rd
         .driver
         .apply(&Credential {
-            username: f.admin.clone(),
-            password: rd.password_policy.generate(),
+            id: f.admin.clone(),
+            secret: rd.password_policy.generate(),
         })
         .await
         .expect_err("never the admin");
@@ -414,14 +416,14 @@ async fn unsafe_requests_are_refused_before_anything_is_sent() {
     let e = rd
         .driver
         .apply(&Credential {
-            username: "root".into(),
-            password: rd.password_policy.generate(),
+            id: "root".into(),
+            secret: rd.password_policy.generate(),
         })
         .await
         .expect_err("not a rotation user");
     assert_eq!(e.kind(), DriverErrorKind::InvalidInput);
 
-    let mut custom = parameters(&f.targets[0].username, &f.targets[1].username);
+    let mut custom = parameters(&f.targets[0].id, &f.targets[1].id);
     custom.rotation_statement =
         Some("ALTER USER '{{username}}'@'%' IDENTIFIED BY '{{password}}'".into());
     assert!(matches!(

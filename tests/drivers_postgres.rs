@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use rotator::drivers::admin_sessions::AdminSessions;
 use rotator::drivers::quote::{pg_identifier, pg_literal};
+use rotator::drivers::shared::ConnectionShared;
 use rotator::drivers::{
     AnyDriver, BuildError, ConnectionConfig, Credential, Driver, DriverErrorKind, DriverOptions,
     RotationDriver, Slot, TlsConfig, TlsMode, scram,
@@ -67,18 +67,15 @@ async fn two_roles(pg: &PrivatePostgres) -> [Credential; 2] {
         let password = SecretString::new(format!("initial-{slot}-{}", uuid::Uuid::new_v4()));
         pg.create_role(&name, password.expose()).await;
         out.push(Credential {
-            username: name,
-            password,
+            id: name,
+            secret: password,
         });
     }
     [out.remove(0), out.remove(0)]
 }
 
 fn setup(pg: &Arc<PrivatePostgres>, roles: &[Credential; 2]) -> RotationDriver {
-    build(
-        connection(pg),
-        parameters(&roles[0].username, &roles[1].username),
-    )
+    build(connection(pg), parameters(&roles[0].id, &roles[1].id))
 }
 
 #[tokio::test]
@@ -88,7 +85,7 @@ async fn the_contract_holds_on_both_slots_with_default_and_symbol_heavy_password
     let rd = setup(&pg, &roles);
     check_contract(&rd.driver, &rd.password_policy, Slot::First).await;
 
-    let mut p = parameters(&roles[0].username, &roles[1].username);
+    let mut p = parameters(&roles[0].id, &roles[1].id);
     p.password_requirements = Some(PasswordRequirements {
         length: 40,
         required: Some(RequiredCharacters {
@@ -112,8 +109,8 @@ async fn two_rotations_keep_the_previous_credential_and_kill_the_one_before() {
         password_policy,
     } = setup(&pg, &roles);
     let credential = |slot| Credential {
-        username: driver.username_for(slot).to_owned(),
-        password: password_policy.generate(),
+        id: driver.username_for(slot).to_owned(),
+        secret: password_policy.generate(),
     };
 
     // Create: slot 0 gets P1.
@@ -145,23 +142,23 @@ async fn only_a_scram_verifier_reaches_the_server() {
     let roles = two_roles(&pg).await;
     let rd = setup(&pg, &roles);
     let c = Credential {
-        username: roles[0].username.clone(),
-        password: rd.password_policy.generate(),
+        id: roles[0].id.clone(),
+        secret: rd.password_policy.generate(),
     };
     rd.driver.apply(&c).await.expect("apply");
 
     let log = pg.server_log();
     assert!(
         log.lines().any(|l| l.contains("ALTER ROLE")
-            && l.contains(&c.username)
+            && l.contains(&c.id)
             && l.contains("PASSWORD 'SCRAM-SHA-256$4096:")),
         "the server log shows the ALTER ROLE with a verifier"
     );
-    assert_no_secret(&[&c.password], [log.as_str()]);
+    assert_no_secret(&[&c.secret], [log.as_str()]);
 
     let mut su = pg.superuser().await;
     let stored: String = sqlx::query("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
-        .bind(&c.username)
+        .bind(&c.id)
         .fetch_one(&mut su)
         .await
         .expect("the role's verifier")
@@ -206,8 +203,8 @@ async fn failures_are_classified_and_leave_the_password_unchanged() {
     let roles = two_roles(&pg).await;
     let rd = setup(&pg, &roles);
     let new = Credential {
-        username: roles[0].username.clone(),
-        password: rd.password_policy.generate(),
+        id: roles[0].id.clone(),
+        secret: rd.password_policy.generate(),
     };
     let mut errors = Vec::new();
 
@@ -217,7 +214,7 @@ async fn failures_are_classified_and_leave_the_password_unchanged() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
         l.local_addr().expect("addr").port()
     };
-    let rd_closed = build(closed, parameters(&roles[0].username, &roles[1].username));
+    let rd_closed = build(closed, parameters(&roles[0].id, &roles[1].id));
     let e = rd_closed.driver.apply(&new).await.expect_err("no server");
     assert_eq!(e.kind(), DriverErrorKind::Unreachable, "{e}");
     assert!(e.is_transient());
@@ -226,10 +223,7 @@ async fn failures_are_classified_and_leave_the_password_unchanged() {
     // Wrong admin password: permanent.
     let mut bad_admin = connection(&pg);
     bad_admin.admin_password = SecretString::new("not-the-admin-password");
-    let rd_bad = build(
-        bad_admin,
-        parameters(&roles[0].username, &roles[1].username),
-    );
+    let rd_bad = build(bad_admin, parameters(&roles[0].id, &roles[1].id));
     let e = rd_bad.driver.apply(&new).await.expect_err("bad admin");
     assert_eq!(e.kind(), DriverErrorKind::AdminLoginRejected, "{e}");
     assert!(!e.is_transient());
@@ -244,12 +238,12 @@ async fn failures_are_classified_and_leave_the_password_unchanged() {
 
     // The target user does not exist: permanent.
     let missing = unique("missing");
-    let rd_missing = build(connection(&pg), parameters(&missing, &roles[1].username));
+    let rd_missing = build(connection(&pg), parameters(&missing, &roles[1].id));
     let e = rd_missing
         .driver
         .apply(&Credential {
-            username: missing.clone(),
-            password: new.password.clone(),
+            id: missing.clone(),
+            secret: new.secret.clone(),
         })
         .await
         .expect_err("no such role");
@@ -263,10 +257,7 @@ async fn failures_are_classified_and_leave_the_password_unchanged() {
     let mut weak_conn = connection(&pg);
     weak_conn.admin_username = weak;
     weak_conn.admin_password = SecretString::new("weak-admin-pw");
-    let rd_weak = build(
-        weak_conn,
-        parameters(&roles[0].username, &roles[1].username),
-    );
+    let rd_weak = build(weak_conn, parameters(&roles[0].id, &roles[1].id));
     let e = rd_weak.driver.apply(&new).await.expect_err("no privilege");
     assert_eq!(e.kind(), DriverErrorKind::PermissionDenied, "{e}");
     errors.push(e);
@@ -281,8 +272,8 @@ async fn failures_are_classified_and_leave_the_password_unchanged() {
     errors.push(e);
 
     let texts = error_texts(&errors);
-    assert_no_secret(&[&new.password], texts.iter().map(String::as_str));
-    assert_no_secret(&[&new.password], [captured_traces().as_str()]);
+    assert_no_secret(&[&new.secret], texts.iter().map(String::as_str));
+    assert_no_secret(&[&new.secret], [captured_traces().as_str()]);
     assert!(
         captured_traces().contains("error.type=\"DRIVER_ADMIN_LOGIN_REJECTED\""),
         "a failed phase records error.type on its span"
@@ -331,8 +322,8 @@ async fn revoke_kills_the_password_and_is_idempotent() {
     let roles = two_roles(&pg).await;
     let rd = setup(&pg, &roles);
     let c = check_contract(&rd.driver, &rd.password_policy, Slot::Second).await;
-    rd.driver.revoke(&c.username).await.expect("revoke");
-    rd.driver.revoke(&c.username).await.expect("revoke again");
+    rd.driver.revoke(&c.id).await.expect("revoke");
+    rd.driver.revoke(&c.id).await.expect("revoke again");
     let e = rd.driver.verify(&c).await.expect_err("revoked");
     assert_eq!(e.kind(), DriverErrorKind::LoginRejected);
 }
@@ -345,8 +336,8 @@ async fn unsafe_requests_are_refused_before_anything_is_sent() {
     rd.driver.probe().await.expect("the admin logs in");
 
     let as_admin = Credential {
-        username: ADMIN_USER.into(),
-        password: rd.password_policy.generate(),
+        id: ADMIN_USER.into(),
+        secret: rd.password_policy.generate(),
     };
     let e = rd
         .driver
@@ -355,8 +346,8 @@ async fn unsafe_requests_are_refused_before_anything_is_sent() {
         .expect_err("never the admin");
     assert_eq!(e.kind(), DriverErrorKind::InvalidInput);
     let stranger = Credential {
-        username: "postgres".into(),
-        password: rd.password_policy.generate(),
+        id: "postgres".into(),
+        secret: rd.password_policy.generate(),
     };
     let e = rd
         .driver
@@ -371,7 +362,7 @@ async fn unsafe_requests_are_refused_before_anything_is_sent() {
         .expect_err("not a rotation user");
     assert_eq!(e.kind(), DriverErrorKind::InvalidInput);
 
-    let mut custom = parameters(&roles[0].username, &roles[1].username);
+    let mut custom = parameters(&roles[0].id, &roles[1].id);
     custom.rotation_statement =
         Some("ALTER USER \"{{username}}\" WITH PASSWORD '{{password}}'".into());
     let built = AnyDriver::build(
@@ -383,7 +374,7 @@ async fn unsafe_requests_are_refused_before_anything_is_sent() {
     assert!(
         matches!(built, Err(BuildError::Invalid(e)) if e.kind() == DriverErrorKind::InvalidInput)
     );
-    let same = parameters(&roles[0].username, &roles[0].username);
+    let same = parameters(&roles[0].id, &roles[0].id);
     assert!(
         AnyDriver::build(
             "x",
@@ -393,7 +384,7 @@ async fn unsafe_requests_are_refused_before_anything_is_sent() {
         )
         .is_err()
     );
-    let long = parameters(&"x".repeat(64), &roles[0].username);
+    let long = parameters(&"x".repeat(64), &roles[0].id);
     assert!(
         AnyDriver::build(
             "x",
@@ -420,7 +411,7 @@ async fn tls_modes_check_the_certificate_as_configured() {
     let with_tls = |mode, ca_pem: Option<String>| {
         let mut c = connection(&pg);
         c.tls = TlsConfig { mode, ca_pem };
-        build(c, parameters(&roles[0].username, &roles[1].username))
+        build(c, parameters(&roles[0].id, &roles[1].id))
     };
 
     let verified = with_tls(TlsMode::VerifyFull, Some(ca.ca_pem.clone()));
@@ -446,9 +437,9 @@ async fn applies_reuse_one_admin_session_and_survive_its_loss() {
     let rd = AnyDriver::build(
         "3f2c1b8e-0000-4000-8000-000000000002",
         connection(&pg),
-        &Kind::PostgresCredentials(parameters(&roles[0].username, &roles[1].username)),
+        &Kind::PostgresCredentials(parameters(&roles[0].id, &roles[1].id)),
         DriverOptions {
-            postgres_admin_sessions: Some(AdminSessions::new(2)),
+            shared: Some(ConnectionShared::new(2)),
             ..DriverOptions::default()
         },
     )
@@ -464,8 +455,8 @@ async fn applies_reuse_one_admin_session_and_survive_its_loss() {
         n
     };
     let credential = |slot| Credential {
-        username: rd.driver.username_for(slot).to_owned(),
-        password: rd.password_policy.generate(),
+        id: rd.driver.username_for(slot).to_owned(),
+        secret: rd.password_policy.generate(),
     };
 
     rd.driver

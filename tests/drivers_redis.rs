@@ -92,8 +92,8 @@ async fn two_rotations_keep_the_previous_credential_and_kill_the_one_before_with
         password_policy,
     } = build(connection(server.port()), parameters(SCOPE)).expect("valid");
     let credential = |slot| Credential {
-        username: driver.username_for(slot).to_owned(),
-        password: password_policy.generate(),
+        id: driver.username_for(slot).to_owned(),
+        secret: password_policy.generate(),
     };
     let p1 = credential(Slot::First);
     driver.apply(&p1).await.expect("issue P1");
@@ -132,20 +132,20 @@ async fn the_acl_file_holds_only_a_hash_and_survives_a_restart() {
     let mut server = PrivateRedis::start(true);
     let rd = build(connection(server.port()), parameters(SCOPE)).expect("valid");
     let c = Credential {
-        username: rd.driver.username_for(Slot::First).to_owned(),
-        password: rd.password_policy.generate(),
+        id: rd.driver.username_for(Slot::First).to_owned(),
+        secret: rd.password_policy.generate(),
     };
     rd.driver.apply(&c).await.expect("apply");
 
     let file = server.acl_file();
-    let hash = hex(&sha2::Sha256::digest(c.password.expose().as_bytes()));
+    let hash = hex(&sha2::Sha256::digest(c.secret.expose().as_bytes()));
     let line = file
         .lines()
-        .find(|l| l.starts_with(&format!("user {} ", c.username)))
+        .find(|l| l.starts_with(&format!("user {} ", c.id)))
         .expect("ACL SAVE wrote the slot user");
     assert!(line.contains(&format!("#{hash}")), "{line}");
     assert!(line.contains("~app:*"), "the scope is saved: {line}");
-    assert_no_secret(&[&c.password], [file.as_str()]);
+    assert_no_secret(&[&c.secret], [file.as_str()]);
 
     server.restart();
     rd.driver
@@ -166,12 +166,12 @@ async fn the_permission_scope_is_what_the_user_gets() {
     let server = PrivateRedis::shared();
     let rd = build(connection(server.port()), parameters(SCOPE)).expect("valid");
     let c = Credential {
-        username: rd.driver.username_for(Slot::Second).to_owned(),
-        password: rd.password_policy.generate(),
+        id: rd.driver.username_for(Slot::Second).to_owned(),
+        secret: rd.password_policy.generate(),
     };
     rd.driver.apply(&c).await.expect("apply");
     let mut conn = server
-        .connect(&c.username, c.password.expose())
+        .connect(&c.id, c.secret.expose())
         .expect("the slot user logs in");
     redis::cmd("SET")
         .arg("app:key")
@@ -208,13 +208,13 @@ async fn failures_are_classified_and_leave_the_password_unchanged() {
     };
     let rd = build_for(connection(server.port()), SCOPE);
     let old = Credential {
-        username: rd.driver.username_for(Slot::First).to_owned(),
-        password: rd.password_policy.generate(),
+        id: rd.driver.username_for(Slot::First).to_owned(),
+        secret: rd.password_policy.generate(),
     };
     rd.driver.apply(&old).await.expect("the initial credential");
     let new = Credential {
-        username: old.username.clone(),
-        password: rd.password_policy.generate(),
+        id: old.id.clone(),
+        secret: rd.password_policy.generate(),
     };
     let mut errors = Vec::new();
 
@@ -257,8 +257,8 @@ async fn failures_are_classified_and_leave_the_password_unchanged() {
     let e = ghost
         .driver
         .verify(&Credential {
-            username: other.driver.username_for(Slot::First).to_owned(),
-            password: new.password.clone(),
+            id: other.driver.username_for(Slot::First).to_owned(),
+            secret: new.secret.clone(),
         })
         .await
         .expect_err("no such user");
@@ -275,13 +275,10 @@ async fn failures_are_classified_and_leave_the_password_unchanged() {
 
     let texts = error_texts(&errors);
     assert_no_secret(
-        &[&new.password, &old.password],
+        &[&new.secret, &old.secret],
         texts.iter().map(String::as_str),
     );
-    assert_no_secret(
-        &[&new.password, &old.password],
-        [captured_traces().as_str()],
-    );
+    assert_no_secret(&[&new.secret, &old.secret], [captured_traces().as_str()]);
 }
 
 #[tokio::test]
@@ -289,11 +286,11 @@ async fn revoke_deletes_the_slot_user_and_is_idempotent() {
     let server = PrivateRedis::shared();
     let rd = build(connection(server.port()), parameters(SCOPE)).expect("valid");
     let c = check_contract(&rd.driver, &rd.password_policy, Slot::Second).await;
-    rd.driver.revoke(&c.username).await.expect("revoke");
-    rd.driver.revoke(&c.username).await.expect("revoke again");
+    rd.driver.revoke(&c.id).await.expect("revoke");
+    rd.driver.revoke(&c.id).await.expect("revoke again");
     let e = rd.driver.verify(&c).await.expect_err("revoked");
     assert_eq!(e.kind(), DriverErrorKind::LoginRejected);
-    assert!(!acl_users(&server).contains(&c.username));
+    assert!(!acl_users(&server).contains(&c.id));
 }
 
 /// What dies when (docs/drivers.md): Redis checks a password only at AUTH, so a connection
@@ -304,16 +301,16 @@ async fn an_open_connection_outlives_a_password_change_but_not_a_revoke() {
     let rd = build(connection(server.port()), parameters(SCOPE)).expect("valid");
     let user = rd.driver.username_for(Slot::First).to_owned();
     let first = Credential {
-        username: user.clone(),
-        password: rd.password_policy.generate(),
+        id: user.clone(),
+        secret: rd.password_policy.generate(),
     };
     rd.driver.apply(&first).await.expect("apply");
     let mut open = server
-        .connect(&user, first.password.expose())
+        .connect(&user, first.secret.expose())
         .expect("log in");
     let second = Credential {
-        username: user.clone(),
-        password: rd.password_policy.generate(),
+        id: user.clone(),
+        secret: rd.password_policy.generate(),
     };
     rd.driver.apply(&second).await.expect("change the password");
     redis::cmd("GET")
@@ -336,8 +333,8 @@ async fn unsafe_requests_are_refused_before_anything_is_sent() {
         let e = rd
             .driver
             .apply(&Credential {
-                username: user.into(),
-                password: rd.password_policy.generate(),
+                id: user.into(),
+                secret: rd.password_policy.generate(),
             })
             .await
             .expect_err("not a slot user");
@@ -358,7 +355,7 @@ async fn unsafe_requests_are_refused_before_anything_is_sent() {
         connection(server.port()),
         &Kind::RedisCredentials(parameters(SCOPE)),
         DriverOptions {
-            redis_usernames: Some(users),
+            usernames: Some(users),
             ..DriverOptions::default()
         },
     );

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rotator::config::{Config, NatsConfig};
-use rotator::engine::AttemptRecord;
 use rotator::events::jetstream::JetStreamPublisher;
 use rotator::events::publisher::Publisher as _;
 use rotator::events::recorder::outbox_row;
 use rotator::events::{Relay, RelayOptions};
 use rotator::proto::{Backend, RotationType, Trigger};
+use rotator::rotation::AttemptRecord;
 use rotator::store::{
     AckOutbox, Backlog, Delivery, OutboxEvent, OutboxSeq, ReadOutbox, Store, StoreError,
     WriteOutbox as _,

@@ -6,13 +6,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use rotator::config::Config;
-use rotator::engine::AttemptRecord;
-use rotator::error::ServiceError;
 use rotator::events::jetstream::JetStreamPublisher;
 use rotator::events::publisher::Publisher as _;
 use rotator::events::recorder::outbox_row;
 use rotator::events::{Relay, RelayOptions};
 use rotator::proto::{Backend, RotationType, Trigger};
+use rotator::rotation::{AttemptRecord, Classify as _, Failure};
 use rotator::store::{Store, WriteOutbox as _};
 use rotator::upstream::infisical::{HttpFailure, UpstreamError};
 use rotator_testkit::events::{
@@ -20,7 +19,7 @@ use rotator_testkit::events::{
 };
 use tokio::sync::Notify;
 
-fn attempt(t: RotationType, request_id: &str, failure: Option<ServiceError>) -> AttemptRecord {
+fn attempt(t: RotationType, request_id: &str, failure: Option<Failure>) -> AttemptRecord {
     AttemptRecord {
         event_id: uuid::Uuid::now_v7(),
         time: Utc::now(),
@@ -41,13 +40,14 @@ fn attempt(t: RotationType, request_id: &str, failure: Option<ServiceError>) -> 
 async fn publish_three(names: &Names) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open_sqlite(dir.path()).await.expect("store");
-    let failure = ServiceError::Upstream(UpstreamError::Http(HttpFailure {
+    let failure = UpstreamError::Http(HttpFailure {
         status: 500,
         error_name: Some("InternalServerError".into()),
         message: "Infisical encountered an issue: invalid credentials".into(),
         req_id: Some("req-tail".into()),
         retry_after: None,
-    }));
+    })
+    .failure();
     for record in [
         attempt(RotationType::PostgresCredentials, "tail-1", None),
         attempt(RotationType::LdapPassword, "tail-2", Some(failure)),

@@ -146,6 +146,7 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rotation::Classify as _;
 
     #[test]
     fn grpc_timeout_values_parse_and_garbage_does_not() {

@@ -305,6 +305,20 @@ impl Driver for AnyDriver {
 // === impl AnyIssuer ===
 
 impl AnyIssuer {
+    /// An issued-secret driver behind the preamble, without the catalogue: for engine tests
+    /// with a fake provider (production drivers are built by [`build`]).
+    pub fn new(
+        issuer: impl super::Issuer,
+        descriptor: &'static Descriptor,
+        connection: ConnectionConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(issuer),
+            descriptor,
+            connection: Arc::new(connection),
+        }
+    }
+
     /// The target system.
     pub fn system(&self) -> DbSystem {
         self.descriptor.system

@@ -20,12 +20,9 @@ pub mod admin_sessions;
 pub mod contract;
 pub mod dispatch;
 pub mod error;
-pub mod mysql;
 pub mod password;
-pub mod postgres;
 pub mod quote;
 pub mod redact;
-pub mod redis;
 pub mod scram;
 pub mod shared;
 mod sql_error;
@@ -45,12 +42,18 @@ pub use crate::config::registry::{TlsConfig, TlsMode};
 pub use crate::rotation::Credential;
 use crate::secret::SecretString;
 
-/// Every local driver. Adding one is its file, and one line here.
-pub static DRIVERS: &[&Descriptor] = &[
-    &postgres::DESCRIPTOR,
-    &mysql::DESCRIPTOR,
-    &redis::DESCRIPTOR,
-];
+/// Declares each driver's module and registers its `DESCRIPTOR` in [`DRIVERS`].
+macro_rules! register {
+    ($($driver:ident),* $(,)?) => {
+        $(pub mod $driver;)*
+
+        /// Every local driver, in registration order.
+        pub static DRIVERS: &[&Descriptor] = &[$(&$driver::DESCRIPTOR),*];
+    };
+}
+
+// Adding a driver: its file in this folder, and its name here.
+register!(postgres, mysql, redis);
 
 /// How long a driver waits for a connection (TCP, TLS and login), as upstream.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -85,6 +85,17 @@ impl LocalBackend {
         })
     }
 
+    /// The backend over `store`, serving a registered set built elsewhere (engine tests).
+    #[cfg(test)]
+    pub(crate) fn with_registered(registered: Registered, store: Store) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(registered)),
+            store,
+            budget: Budget::default(),
+            limits: ConnectionLimits::default(),
+        }
+    }
+
     pub(super) fn store(&self) -> &Store {
         &self.store
     }

@@ -1,7 +1,8 @@
 //! Failpoints for the crash and concurrency tests, inert unless `ROTATOR_FAILPOINT` is set
 //! (read once):
 //! - `<boundary>` aborts the process (as `kill -9` would end it) right after that attempt-state
-//!   boundary is durable: `prepared`, `applied`, `verified` or `committed`;
+//!   boundary is durable: `prepared`, `applied`, `verified` or `committed` (and `issued`: a
+//!   provider has issued a secret that is not recorded yet);
 //! - `<boundary>:pause=<ms>` holds the attempt there for that long, so a test can act while an
 //!   attempt is known to be mid-way (a second replica's call, a reload).
 

@@ -19,6 +19,8 @@ pub mod backend;
 pub mod error;
 pub mod failpoint;
 mod issued;
+#[cfg(test)]
+mod issued_tests;
 pub mod limits;
 mod reads;
 pub mod registered;

@@ -100,6 +100,20 @@ impl Registered {
         })
     }
 
+    /// A registered set with drivers built elsewhere (engine tests with fake providers).
+    #[cfg(test)]
+    pub(crate) fn with_drivers(
+        registry: Registry,
+        keys: KeyRing,
+        drivers: HashMap<Uuid, LocalDriver>,
+    ) -> Self {
+        Self {
+            registry,
+            keys,
+            drivers,
+        }
+    }
+
     /// The rotation `id` and its driver.
     ///
     /// # Errors

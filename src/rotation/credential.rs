@@ -183,7 +183,7 @@ mod tests {
     fn a_credential_renders_as_its_own_type() {
         let credential = Credential {
             id: "AKIAEXAMPLE".into(),
-            secret: SecretString::new("s3cr3t".into()),
+            secret: SecretString::new("s3cr3t"),
         };
         let aws = rotation_parameters::Kind::AwsIamUserSecret(Default::default());
         assert_eq!(

@@ -9,8 +9,8 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use rotator::drivers::password::PasswordPolicy;
 use rotator::drivers::{AnyDriver, Credential, Driver, DriverError, DriverErrorKind, Slot};
-use rotator::local::password::PasswordPolicy;
 use rotator::secret::SecretString;
 use tracing_subscriber::fmt::format::FmtSpan;
 
@@ -106,8 +106,8 @@ pub fn assert_phase_span(phase: &str, system: &str, user: &str) {
 /// A credential for `slot` with a freshly generated password.
 pub fn new_credential(driver: &AnyDriver, policy: &PasswordPolicy, slot: Slot) -> Credential {
     Credential {
-        username: driver.username_for(slot).to_owned(),
-        password: policy.generate(),
+        id: driver.username_for(slot).to_owned(),
+        secret: policy.generate(),
     }
 }
 
@@ -116,7 +116,7 @@ pub async fn check_contract(driver: &AnyDriver, policy: &PasswordPolicy, slot: S
     start_trace_capture();
     let system = driver.system().as_str();
     let first = new_credential(driver, policy, slot);
-    let user = first.username.clone();
+    let user = first.id.clone();
 
     driver.apply(&first).await.expect("apply a new credential");
     driver
@@ -160,7 +160,7 @@ pub async fn check_contract(driver: &AnyDriver, policy: &PasswordPolicy, slot: S
         "{replaced}"
     );
 
-    let secrets = [&first.password, &wrong.password, &second.password];
+    let secrets = [&first.secret, &wrong.secret, &second.secret];
     let texts = error_texts(&[refused, replaced]);
     assert_no_secret(&secrets, texts.iter().map(String::as_str));
     assert_no_secret(

@@ -146,7 +146,8 @@ pub fn build(
             },
             SecretSource::Chosen,
         ) => {
-            check_usernames(system, &usernames, &connection.admin_username)?;
+            let dual_phase = rotation_type.info().is_some_and(|t| t.dual_phase);
+            check_usernames(system, &usernames, &connection.admin_username, dual_phase)?;
             let password_policy = PasswordPolicy::for_type(rotation_type, requirements.as_ref())?;
             Ok(LocalDriver::Chosen(RotationDriver {
                 driver: AnyDriver {
@@ -486,18 +487,20 @@ fn check_target(
     Ok(())
 }
 
-/// Checks the two slot usernames of a rotation.
+/// Checks the two slot usernames of a rotation. A single-phase type has one principal, named
+/// for both slots.
 fn check_usernames(
     system: DbSystem,
     usernames: &[String; 2],
     admin: &str,
+    dual_phase: bool,
 ) -> Result<(), DriverError> {
     let [a, b] = usernames;
     let problem = if a.is_empty() {
         Some("Username1 Required".to_owned())
     } else if b.is_empty() {
         Some("Username2 Required".to_owned())
-    } else if a == b {
+    } else if dual_phase && a == b {
         Some("the two usernames must differ: the second slot is what keeps the previous credential alive".to_owned())
     } else if a == admin || b == admin {
         Some(format!(

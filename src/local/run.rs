@@ -78,7 +78,11 @@ impl LocalBackend {
                 if origin.scope == Scope::FirstCredential && !stored.is_empty() {
                     return self.view_of(current, rotation).await;
                 }
-                let slot = if stored.is_empty() {
+                // Dual-phase types write the inactive slot, so the active credential keeps
+                // working for one more interval; single-phase types (one credential, replaced
+                // in place) always write slot 0.
+                let dual_phase = rotation.rotation_type.info().is_some_and(|t| t.dual_phase);
+                let slot = if stored.is_empty() || !dual_phase {
                     0
                 } else {
                     1 - self.state(&rotation_id).await?.active_index.min(1)

@@ -25,6 +25,9 @@ log "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+log "module layering (no import cycle between top-level modules of src/)"
+python3 scripts/module_cycles.py
+
 log "proto lint (buf, STANDARD rules)"
 if command -v npm >/dev/null; then
   buf_dir=${BUF_DIR:-/tmp/rotator-buf}

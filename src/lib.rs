@@ -83,13 +83,10 @@ pub async fn run_on(
         Ok(engine) => match local::start(&config, &store).await.map_err(Into::into) {
             Ok(backend) => {
                 let scheduler = backend.as_ref().map(|backend| {
-                    local::scheduler::Scheduler::spawn(
-                        std::sync::Arc::clone(backend),
-                        local::scheduler::PERIOD,
-                    )
+                    local::Scheduler::spawn(std::sync::Arc::clone(backend), local::SCHEDULER_PERIOD)
                 });
                 let reloader = backend.as_ref().map(|backend| {
-                    local::reload::spawn_on_sighup(
+                    local::spawn_on_sighup(
                         std::sync::Arc::clone(backend),
                         config.config_file.clone(),
                     )

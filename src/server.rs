@@ -41,7 +41,7 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     /// The local backend could not start.
     #[error(transparent)]
-    Local(#[from] crate::local::error::LocalError),
+    Local(#[from] crate::local::LocalError),
     /// The embedded store could not be opened.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

@@ -149,3 +149,77 @@ fn serve_refuses_a_bad_config_naming_the_key_and_not_the_secret() {
     assert!(stderr.contains("infisical.client_id"), "{stderr}");
     assert!(!stderr.contains("very-secret-value-123"), "{stderr}");
 }
+
+/// The registry is checked against the drivers before any port is bound: an unknown app, an
+/// option no driver reads and a rotation on a connection of another app are reported together,
+/// by key, with exit 64.
+#[test]
+fn serve_refuses_a_registry_the_drivers_cannot_serve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("rotator.toml");
+    std::fs::write(
+        &file,
+        r#"
+data_dir = "data"
+
+[[connections]]
+name = "ldap"
+app = "no-such-app"
+host = "127.0.0.1"
+username = "admin"
+
+[[connections]]
+name = "pg"
+app = "postgres"
+host = "127.0.0.1"
+username = "rotator_admin"
+tls = "disable"
+mysql_host_part = "%"
+
+[[connections]]
+name = "cache"
+app = "redis"
+host = "127.0.0.1"
+username = "admin"
+tls = "disable"
+
+[[rotations]]
+id = "6c7b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a10"
+name = "app-db"
+type = "postgres-credentials"
+connection = "pg"
+parameters = { username1 = "app_a", username2 = "app_b" }
+secrets_mapping = { username = "DB_USER", password = "DB_PASSWORD" }
+
+[[rotations]]
+id = "6c7b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a11"
+name = "wrong-app"
+type = "postgres-credentials"
+connection = "cache"
+parameters = { username1 = "app_c", username2 = "app_d" }
+secrets_mapping = { username = "DB_USER", password = "DB_PASSWORD" }
+"#,
+    )
+    .expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_rotator"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&file)
+        .current_dir(dir.path())
+        .env(
+            "ROTATOR_ENCRYPTION_KEY",
+            "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .env("ROTATOR_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("run");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    for key in [
+        "connections[0].app",
+        "connections[1].mysql_host_part",
+        "rotations[1].connection",
+    ] {
+        assert!(stderr.contains(key), "{key} missing from: {stderr}");
+    }
+}

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use rotator::drivers::ConnectionShared;
 use rotator::drivers::quote::{pg_identifier, pg_literal};
-use rotator::drivers::shared::ConnectionShared;
 use rotator::drivers::{
     AnyDriver, BuildError, ConnectionConfig, Credential, Driver, DriverErrorKind, DriverOptions,
     RotationDriver, Slot, TlsConfig, TlsMode, scram,

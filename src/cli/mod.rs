@@ -228,6 +228,13 @@ async fn serve(config_file: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // The registry against the drivers (apps, options, types, parameters): reported like the
+    // file's own problems, before any port is bound.
+    let problems = crate::local::check(&config);
+    if !problems.is_empty() {
+        eprint!("{}", crate::config::ConfigError(problems));
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let telemetry = match crate::telemetry::Telemetry::builder(&config.telemetry, config.log_format)
         .install()
     {

@@ -16,15 +16,15 @@
 //! - [`password`]: password requirements and the generator of chosen secrets.
 //! - [`quote`], [`scram`], [`admin_sessions`], [`shared`]: helpers some drivers share.
 
-pub mod admin_sessions;
-pub mod contract;
-pub mod dispatch;
+mod admin_sessions;
+mod contract;
+mod dispatch;
 pub mod error;
 pub mod password;
 pub mod quote;
-pub mod redact;
+mod redact;
 pub mod scram;
-pub mod shared;
+mod shared;
 mod sql_error;
 
 use std::time::Duration;
@@ -38,6 +38,7 @@ pub use self::dispatch::{
     for_type,
 };
 pub use self::error::{DbSystem, DriverError, DriverErrorKind, Phase};
+pub use self::shared::ConnectionShared;
 pub use crate::config::registry::{TlsConfig, TlsMode};
 pub use crate::rotation::Credential;
 use crate::secret::SecretString;

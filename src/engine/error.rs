@@ -2,7 +2,7 @@
 
 use tonic::Code;
 
-use crate::local::error::LocalError;
+use crate::local::LocalError;
 use crate::proto::RotationType;
 use crate::rotation::failure::{Classification, Classify};
 use crate::upstream::infisical::UpstreamError;

@@ -18,7 +18,7 @@ pub use self::error::EngineError;
 use crate::config::registry::LocalRotation;
 use crate::context::CallContext;
 use crate::events::AttemptRecorder;
-use crate::local::backend::{LocalBackend, Origin, Scope};
+use crate::local::{LocalBackend, Origin, Scope};
 use crate::proto::{
     Backend, GetGeneratedCredentialsResponse, RotationName, RotationType, SecretRotation, Trigger,
 };

@@ -16,17 +16,17 @@ pub enum EventsError {
     },
     /// The client could not connect to NATS.
     #[error("cannot connect to NATS: {0}")]
-    Connect(String),
+    Connect(#[source] async_nats::ConnectError),
     /// The client is connected to no server right now (it keeps reconnecting by itself).
     #[error("NATS is disconnected")]
     Disconnected,
     /// The stream could not be created or updated.
-    #[error("cannot create or update JetStream stream {stream}: {detail}")]
+    #[error("cannot create or update JetStream stream {stream}: {source}")]
     Stream {
         /// The stream name.
         stream: String,
         /// The server's answer.
-        detail: String,
+        source: async_nats::jetstream::context::CreateStreamError,
     },
     /// No stream listens on the subject (deleted, or its subjects changed).
     #[error("no JetStream stream accepts subject {0}")]
@@ -36,7 +36,7 @@ pub enum EventsError {
     AckTimeout,
     /// Any other publish failure.
     #[error("publish failed: {0}")]
-    Publish(String),
+    Publish(#[source] async_nats::jetstream::context::PublishError),
     /// The event could not be encoded.
     #[error("cannot encode the event: {0}")]
     Encode(String),

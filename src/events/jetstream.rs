@@ -67,10 +67,7 @@ pub async fn connect(nats: &NatsConfig, name: &str) -> Result<async_nats::Client
     if let Some(ca) = &nats.tls_ca_file {
         options = options.add_root_certificates(ca.clone());
     }
-    options
-        .connect(servers)
-        .await
-        .map_err(|e| EventsError::Connect(e.to_string()))
+    options.connect(servers).await.map_err(EventsError::Connect)
 }
 
 /// The stream that stores every event under the prefix.
@@ -128,14 +125,13 @@ impl Publisher for JetStreamPublisher {
             })
             .await?;
         let config = stream_config(&self.nats);
-        let info =
-            context
-                .create_or_update_stream(config)
-                .await
-                .map_err(|e| EventsError::Stream {
-                    stream: self.nats.stream.name.clone(),
-                    detail: e.to_string(),
-                })?;
+        let info = context
+            .create_or_update_stream(config)
+            .await
+            .map_err(|source| EventsError::Stream {
+                stream: self.nats.stream.name.clone(),
+                source,
+            })?;
         tracing::info!(
             stream = %info.config.name,
             subjects = ?info.config.subjects,
@@ -159,9 +155,9 @@ impl Publisher for JetStreamPublisher {
                 publish(message.message_id, &message.headers, message.payload)?,
             )
             .await
-            .map_err(|e| publish_error(&subject, &e))?;
+            .map_err(|e| publish_error(&subject, e))?;
         Ok(Box::pin(async move {
-            let ack = ack.await.map_err(|e| publish_error(&subject, &e))?;
+            let ack = ack.await.map_err(|e| publish_error(&subject, e))?;
             Ok(Acked {
                 stream_seq: ack.sequence,
                 duplicate: ack.duplicate,
@@ -192,10 +188,10 @@ fn publish(
     Ok(PublishMessage::build().payload(payload.into()).headers(map))
 }
 
-fn publish_error(subject: &str, error: &PublishError) -> EventsError {
+fn publish_error(subject: &str, error: PublishError) -> EventsError {
     match error.kind() {
         PublishErrorKind::StreamNotFound => EventsError::NoStream(subject.to_owned()),
         PublishErrorKind::TimedOut => EventsError::AckTimeout,
-        _ => EventsError::Publish(error.to_string()),
+        _ => EventsError::Publish(error),
     }
 }

@@ -11,11 +11,10 @@
 
 pub use crate::rotation::AttemptState;
 
-/// What the last action returned, as the state machine needs to know it.
+/// How the last action failed, as the state machine needs to know it. A success is no
+/// result: the engine records the new state and asks again with `None`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActionResult {
-    /// It worked.
-    Ok,
     /// It failed in a way that may pass on retry (network, timeout, 5xx).
     Transient,
     /// The target refused this candidate (password policy): a new one may pass.
@@ -79,7 +78,8 @@ pub struct Spent {
     pub regenerations: u32,
 }
 
-/// The next action for an attempt in `state` (on recovery, `last` is `None`: nothing is known).
+/// The next action for an attempt in `state`, given how the last action failed (`None` after a
+/// success, which the engine has recorded as `state`, and on recovery, when nothing is known).
 pub fn next(state: AttemptState, last: Option<ActionResult>, spent: Spent, budget: Budget) -> Next {
     use ActionResult as R;
     use AttemptState as S;
@@ -97,7 +97,6 @@ pub fn next(state: AttemptState, last: Option<ActionResult>, spent: Spent, budge
         (S::Prepared, None) => Next::Apply,
         (S::Applied, None) => Next::Verify,
         (S::Verified, None) => Next::Commit,
-        (S::Prepared, Some(R::Ok)) => Next::Verify,
         (S::Prepared, Some(R::Transient)) => transient(Retry::Apply),
         (S::Prepared, Some(R::CandidateRejected)) => {
             if spent.regenerations < budget.regenerations {
@@ -107,11 +106,9 @@ pub fn next(state: AttemptState, last: Option<ActionResult>, spent: Spent, budge
             }
         }
         (S::Prepared, Some(R::Permanent)) => Next::Fail,
-        (S::Applied, Some(R::Ok)) => Next::Commit,
         (S::Applied, Some(R::Transient)) => transient(Retry::Verify),
         // The target does not take the candidate although apply said yes: apply it again.
         (S::Applied, Some(R::CandidateRejected | R::Permanent)) => transient(Retry::Apply),
-        (S::Verified, Some(R::Ok)) => Next::Done,
         (S::Verified, Some(_)) => Next::Commit,
     }
 }
@@ -131,22 +128,13 @@ mod tests {
             next(AttemptState::Prepared, None, Spent::default(), B),
             Next::Apply
         );
+        // A success is recorded as the next state, then the machine is asked again.
         assert_eq!(
-            next(
-                AttemptState::Prepared,
-                Some(ActionResult::Ok),
-                Spent::default(),
-                B
-            ),
+            next(AttemptState::Applied, None, Spent::default(), B),
             Next::Verify
         );
         assert_eq!(
-            next(
-                AttemptState::Applied,
-                Some(ActionResult::Ok),
-                Spent::default(),
-                B
-            ),
+            next(AttemptState::Verified, None, Spent::default(), B),
             Next::Commit
         );
         assert_eq!(

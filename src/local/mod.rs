@@ -14,21 +14,27 @@
 //! - [`limits`]: rotations at once per connection, for calls and the scheduler alike.
 //! - [`view`]: a local rotation in the API's `SecretRotation` shape.
 
-pub mod attempt;
-pub mod backend;
-pub mod error;
-pub mod failpoint;
+mod attempt;
+mod backend;
+mod error;
+mod failpoint;
 mod issued;
 #[cfg(test)]
 mod issued_tests;
-pub mod limits;
+mod limits;
 mod reads;
-pub mod registered;
-pub mod reload;
+mod registered;
+mod reload;
 mod run;
-pub mod schedule;
-pub mod scheduler;
-pub mod view;
+mod schedule;
+mod scheduler;
+mod view;
+
+pub use self::backend::{LEASE_TTL, LocalBackend, Origin, Scope};
+pub use self::error::LocalError;
+pub use self::failpoint::FAILPOINT_VAR;
+pub use self::reload::{reload, spawn_on_sighup};
+pub use self::scheduler::{PERIOD as SCHEDULER_PERIOD, Scheduler};
 
 /// Builds the local backend when rotations are registered, then runs its start-up (recovery of
 /// open attempts, first create) before the server answers anything.

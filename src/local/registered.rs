@@ -13,8 +13,7 @@ use super::error::LocalError;
 use crate::config::ConfigProblem;
 use crate::config::registry::{LocalConnection, LocalRotation, Registry};
 use crate::crypto::{CryptoError, KeyRing};
-use crate::drivers::shared::ConnectionShared;
-use crate::drivers::{ConnectionConfig, Descriptor, DriverOptions, LocalDriver};
+use crate::drivers::{ConnectionConfig, ConnectionShared, Descriptor, DriverOptions, LocalDriver};
 
 /// The registry, its key ring and the drivers built from it.
 #[derive(Debug)]
@@ -58,8 +57,21 @@ impl Registered {
                 ));
                 continue;
             };
-            let shared = ConnectionShared::new(connection.max_parallel_rotations);
-            connections.insert(&connection.name, (connection, descriptor, shared));
+            let unknown: Vec<&String> = connection
+                .options
+                .keys()
+                .filter(|key| !descriptor.options.contains(&key.as_str()))
+                .collect();
+            for key in &unknown {
+                problems.push(problem(
+                    format!("{}.{key}", connection.key),
+                    format!("not a key of a {} connection", descriptor.app),
+                ));
+            }
+            if unknown.is_empty() {
+                let shared = ConnectionShared::new(connection.max_parallel_rotations);
+                connections.insert(&connection.name, (connection, descriptor, shared));
+            }
         }
         let mut drivers = HashMap::new();
         for rotation in &registry.rotations {
@@ -67,7 +79,7 @@ impl Registered {
                 connections.get(rotation.connection.as_str())
             else {
                 // An unknown connection is the file's problem (reported there); a connection
-                // without a driver is reported above.
+                // without a driver or with unknown keys is reported above.
                 continue;
             };
             if !descriptor.rotation_types.contains(&rotation.rotation_type) {

@@ -3,22 +3,26 @@
 //!
 //! # Layout
 //!
-//! In data-flow order:
+//! In data-flow order (each module imports only from the modules listed after it; see
+//! `docs/architecture.md`, "Layers"):
+//! - [`cli`], [`server`]: the binary's commands; building and running the gRPC server with health,
+//!   reflection and drain.
 //! - [`api`]: the tonic service: admission (request id, deadline, limits), caller
-//!   authentication and authorization, validation, statuses.
-//! - [`engine`]: routing to a backend, tracked rotation tasks, attempt records.
-//! - [`upstream`]: the Infisical REST client, its token manager and error classification.
-//! - [`local`]: local rotation: passwords, attempt state machine, credential encryption, schedule.
-//! - [`drivers`]: what local rotation does on a target (PostgreSQL, MySQL/MariaDB, Redis).
-//! - [`rotation`]: the 14 rotation types and Infisical's JSON model of a rotation.
+//!   authentication and authorization, validation, the api's errors and the one `Status` mapping.
+//! - [`engine`]: routing to a backend, tracked rotation tasks, forwarded attempt records.
+//! - [`events`]: rotation events: outbox recorder, relay to NATS JetStream, CloudEvents model.
+//! - [`local`]: local rotation: leases, attempts (chosen and issued secrets), recovery, scheduler.
 //! - [`store`]: the store (embedded SQLite, or PostgreSQL shared by replicas): outbox, local
 //!   rotation state, leases and attempts.
-//! - [`events`]: rotation events: outbox recorder, relay to NATS JetStream, CloudEvents model.
-//! - [`error`]: the service error and its one classification into gRPC codes.
-//! - [`server`]: building and running the gRPC server with health, reflection and drain.
+//! - [`drivers`]: what local rotation does on a target, one file per driver.
+//! - [`upstream`]: the Infisical REST client, its token manager and error classification.
 //! - [`telemetry`]: spans, W3C propagation, metrics, JSON logs, the admin listener.
-//! - [`net`]: the outbound address policy (refuse private targets) drivers and upstreams call.
-//! - [`config`], [`secret`], [`context`], [`proto`], [`cli`]: support.
+//! - [`config`]: defaults, file, environment; the local registry's grammar; OTEL settings.
+//! - [`policy`], [`crypto`]: the permission model; the credentials key ring.
+//! - [`rotation`]: the 14 rotation types, credential shapes, attempt records, classified
+//!   failures, Infisical's JSON model.
+//! - [`proto`], [`secret`], [`net`], [`context`]: generated messages, redacting strings, the
+//!   outbound address policy, the call context.
 
 pub mod api;
 pub mod cli;

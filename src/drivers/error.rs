@@ -1,5 +1,5 @@
 //! The driver error: what failed, where, and whether retrying can help. Never holds a secret:
-//! every text from a peer goes through [`Redactor::scrub`](super::redact::Redactor::scrub)
+//! every text from a peer goes through `Redactor::scrub`
 //! before it lands here.
 
 use std::fmt;
@@ -182,7 +182,7 @@ impl DriverErrorKind {
 
 impl DriverError {
     /// A new error. `detail` must hold no secret: scrub peer text with
-    /// [`Redactor::scrub`](super::redact::Redactor::scrub) first. Public so that fakes of
+    /// `Redactor::scrub` first. Public so that fakes of
     /// [`Driver`](super::Driver) in engine tests can fail with any kind.
     pub fn new(
         kind: DriverErrorKind,

@@ -11,10 +11,10 @@
 //! - [`postgres`]: `ALTER ROLE … PASSWORD '<SCRAM-SHA-256 verifier>'`.
 //! - [`mysql`]: `ALTER USER '<user>'@'<host>' IDENTIFIED BY '<literal>'` (MySQL, MariaDB).
 //! - [`redis`]: one ACL user per slot, `ACL SETUSER … #<sha256>`, then `ACL SAVE`.
-//! - [`contract`]: the traits and the descriptor; [`dispatch`]: lookup, build, preamble.
-//! - [`error`]: [`DriverError`], [`DriverErrorKind`]; [`redact`]: scrubbing peer text.
+//! - `contract`: the traits and the descriptor; `dispatch`: lookup, build, preamble.
+//! - [`error`]: [`DriverError`], [`DriverErrorKind`]; `redact`: scrubbing peer text.
 //! - [`password`]: password requirements and the generator of chosen secrets.
-//! - [`quote`], [`scram`], [`admin_sessions`], [`shared`]: helpers some drivers share.
+//! - [`quote`], [`scram`], `admin_sessions`, `shared`: helpers some drivers share.
 
 mod admin_sessions;
 mod contract;

@@ -9,7 +9,7 @@
 //!   role's objects).
 //!
 //! Applies reuse an idle admin session of the connection when one is fresh
-//! ([`AdminSessions`]); every verify is a new login. 10 s to connect, statement logging off (sqlx
+//! (`AdminSessions`); every verify is a new login. 10 s to connect, statement logging off (sqlx
 //! would otherwise log the statement text).
 
 use sqlx::error::DatabaseError;

@@ -1,18 +1,18 @@
 //! Local rotation: the pieces rotator needs to rotate credentials itself, crash-safely, without
 //! Infisical.
 //!
-//! - [`attempt`]: the attempt state machine as pure decisions.
-//! - [`schedule`]: when a rotation is next due.
-//! - [`backend`]: leases, recovery and first create; [`run`]: one attempt's state machine;
-//!   [`issued`]: the steps of provider-issued secrets; [`reads`]: get, list, credentials.
-//! - [`error`], [`failpoint`]: its error, and the crash test's failpoints.
-//! - [`scheduler`]: the background task that rotates due rotations.
-//! - [`registered`]: the registry (declared in the configuration, [`crate::config::registry`])
+//! - `attempt`: the attempt state machine as pure decisions.
+//! - `schedule`: when a rotation is next due.
+//! - `backend`: leases, recovery and first create; `run`: one attempt's state machine;
+//!   `issued`: the steps of provider-issued secrets; `reads`: get, list, credentials.
+//! - `error`, `failpoint`: its error, and the crash test's failpoints.
+//! - `scheduler`: the background task that rotates due rotations.
+//! - `registered`: the registry (declared in the configuration, [`crate::config::registry`])
 //!   checked against the drivers' descriptors, with its keys and built drivers; swapped whole on
 //!   reload.
-//! - [`reload`]: SIGHUP re-reads the configuration file and swaps the registered set.
-//! - [`limits`]: rotations at once per connection, for calls and the scheduler alike.
-//! - [`view`]: a local rotation in the API's `SecretRotation` shape.
+//! - `reload`: SIGHUP re-reads the configuration file and swaps the registered set.
+//! - `limits`: rotations at once per connection, for calls and the scheduler alike.
+//! - `view`: a local rotation in the API's `SecretRotation` shape.
 
 mod attempt;
 mod backend;

@@ -45,6 +45,28 @@ pub(super) struct Run<'a> {
     pub(super) started: Instant,
 }
 
+// === impl Run ===
+
+impl<'a> Run<'a> {
+    /// A run of the attempt in `row`, timed from now.
+    fn start(
+        rotation: &'a LocalRotation,
+        driver: &'a LocalDriver,
+        registered: &'a Registered,
+        row: AttemptRow,
+        candidate: Option<Credential>,
+    ) -> Self {
+        Self {
+            rotation,
+            driver,
+            registered,
+            row,
+            candidate,
+            started: Instant::now(),
+        }
+    }
+}
+
 // === impl LocalBackend (attempts) ===
 
 impl LocalBackend {
@@ -140,14 +162,7 @@ impl LocalBackend {
             })
         };
         tracing::info!(%rotation_id, attempt_id = %row.attempt_id, state = ?row.state, "resuming an open attempt");
-        Ok(Run {
-            rotation,
-            driver,
-            registered: current,
-            row,
-            candidate,
-            started: Instant::now(),
-        })
+        Ok(Run::start(rotation, driver, current, row, candidate))
     }
 
     /// PREPARE: the intent (slot; for a chosen secret its sealed candidate) is stored before
@@ -202,14 +217,7 @@ impl LocalBackend {
         )
         .await?;
         failpoint::hit("prepared").await;
-        Ok(Run {
-            rotation,
-            driver,
-            registered: current,
-            row,
-            candidate,
-            started: Instant::now(),
-        })
+        Ok(Run::start(rotation, driver, current, row, candidate))
     }
 
     /// Runs the state machine from the run's stored state until it commits or fails.

@@ -196,8 +196,8 @@ impl RedisDriver {
         .await
         {
             Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(from_redis(&e, phase, login, redactor)),
-            Err(_) => Err(timed_out(phase)),
+            Ok(Err(e)) => Err(from_redis(&e, phase, login, redactor).before_sending()),
+            Err(_) => Err(timed_out(phase).before_sending()),
         }
     }
 

@@ -70,8 +70,10 @@ pub(crate) async fn connect_within<C>(
 ) -> Result<C, DriverError> {
     match tokio::time::timeout(super::CONNECT_TIMEOUT, connecting).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(from_sqlx(&e, system, phase, login, redactor, database_kind)),
-        Err(_) => Err(timed_out(system, phase, "the connection")),
+        Ok(Err(e)) => {
+            Err(from_sqlx(&e, system, phase, login, redactor, database_kind).before_sending())
+        }
+        Err(_) => Err(timed_out(system, phase, "the connection").before_sending()),
     }
 }
 

@@ -18,6 +18,7 @@
 //! - [`private_mariadb`]: a private MariaDB server with extra server options.
 //! - [`private_redis`]: a private Redis 7 server with ACL users.
 //! - [`test_ca`]: a throwaway CA and server certificate (openssl) for the drivers' TLS modes.
+//! - [`tcp_gate`]: a forwarder in front of a real server that a test shuts and opens again.
 //! - [`driver_conformance`]: the driver contract (`docs/specs/driver.md`) as one harness.
 //!
 //! What it said:
@@ -40,4 +41,5 @@ pub mod prometheus;
 pub mod rotator_server;
 pub mod scratch_postgres;
 pub mod secure;
+pub mod tcp_gate;
 pub mod test_ca;

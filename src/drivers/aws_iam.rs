@@ -16,7 +16,7 @@
 //!   two, which could delete a key rotator never managed or the active one (spec §14 item 8).
 //! - **list**: `ListAccessKeys(UserName)`, every page.
 //!
-//! Why the admin retry lives here and not in a transient kind: a key that IAM has not yet
+//! Why verify retries itself rather than answering a transient kind: a key that IAM has not yet
 //! propagated and a key that is wrong answer alike (`InvalidClientTokenId`), so only time tells
 //! them apart. Retrying inside verify, bounded, keeps `LoginRejected` permanent (a wrong key is
 //! never retried by the engine forever) while absorbing the propagation delay.
@@ -97,11 +97,11 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
 /// The connection options of the `aws` app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsOptions {
-    /// `region`: the region of rotations whose parameters name none.
+    /// `region`: the region of rotations whose parameters name none. Since v0.1.
     pub region: Option<String>,
-    /// `sts_endpoint`: where verify sends `GetCallerIdentity`.
+    /// `sts_endpoint`: where verify sends `GetCallerIdentity`. Since v0.1.
     pub sts_endpoint: Option<String>,
-    /// `verify_retry_seconds`: how long verify retries a rejected new key.
+    /// `verify_retry_seconds`: how long verify retries a rejected new key. Since v0.1.
     pub verify_retry: Duration,
 }
 
@@ -162,8 +162,6 @@ pub enum QueryError {
     Transport(reqwest::Error),
     /// The request could not be signed (a malformed key id or URL).
     Sign(String),
-    /// A 2xx answer that is not the XML it should be.
-    Reply(&'static str),
 }
 
 /// Whose key signed a call: decides how a rejected signature is classified.
@@ -680,7 +678,6 @@ impl std::fmt::Display for QueryError {
             } => write!(f, "HTTP {status} {code}: {message}"),
             Self::Transport(e) => f.write_str(&without_url(e)),
             Self::Sign(m) => write!(f, "cannot sign the request: {m}"),
-            Self::Reply(m) => f.write_str(m),
         }
     }
 }
@@ -791,7 +788,6 @@ fn classify(e: &QueryError, phase: Phase, signer: Signer, redactor: &Redactor<'_
         QueryError::Transport(t) if t.is_connect() && is_tls_failure(t) => DriverErrorKind::Tls,
         QueryError::Transport(_) => DriverErrorKind::Unreachable,
         QueryError::Sign(_) => DriverErrorKind::InvalidInput,
-        QueryError::Reply(_) => DriverErrorKind::Server,
     };
     DriverError::new(kind, SYSTEM, phase, redactor.scrub(&e.to_string()))
 }

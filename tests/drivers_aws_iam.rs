@@ -513,3 +513,44 @@ async fn kill_at_issued_applied_or_verified_leaves_exactly_the_stored_keys() {
         stop(child).await;
     }
 }
+
+/// Upstream deleted the oldest key when the user had two, an unmanaged one included (spec §14
+/// item 8). rotator leaves a key it never recorded alone: the rotation fails with the cap
+/// reached, and the unmanaged key and the stored one keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmanaged_key_is_never_deleted_even_at_the_cap() {
+    let moto = Moto::shared().await;
+    let user = unique_user("shared");
+    moto.create_user(&user).await;
+    let unmanaged = moto.create_access_key(&user).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = uuid::Uuid::new_v4().to_string();
+    let config = config(dir.path(), &moto, &id, &user);
+    let (child, channel) = start(&moto, &config, &dir.path().join("data")).await;
+
+    let (_, keys) = stored(&channel, &id).await;
+    assert_eq!(
+        keys.len(),
+        1,
+        "first create issues slot 0 next to the unmanaged key"
+    );
+    let failed = rotate(&channel, &id).await;
+    assert!(
+        !matches!(failed, Ok(RotationStatus::Success)),
+        "no room for slot 1 without deleting the unmanaged key: {failed:?}"
+    );
+    let (_, after) = stored(&channel, &id).await;
+    assert_eq!(after, keys, "the stored key is unchanged");
+    let mut expected: BTreeSet<String> = keys.iter().map(|k| k.id.clone()).collect();
+    expected.insert(unmanaged.id.clone());
+    assert_eq!(moto.access_key_ids(&user).await, expected);
+    assert!(
+        moto.caller_arn(&unmanaged).await.is_some(),
+        "the unmanaged key still works"
+    );
+    assert!(
+        moto.caller_arn(&keys[0]).await.is_some(),
+        "the stored key still works"
+    );
+    stop(child).await;
+}

@@ -17,6 +17,7 @@
 //! - [`mariadb`]: accounts on the shared MariaDB, unique per test, dropped on drop.
 //! - [`private_mariadb`]: a private MariaDB server with extra server options.
 //! - [`private_redis`]: a private Redis 7 server with ACL users.
+//! - [`moto`]: a private moto server (AWS IAM and STS emulator) with signatures enforced.
 //! - [`test_ca`]: a throwaway CA and server certificate (openssl) for the drivers' TLS modes.
 //! - [`tcp_gate`]: a forwarder in front of a real server that a test shuts and opens again.
 //! - [`driver_conformance`]: the driver contract (`docs/specs/driver.md`) as one harness.
@@ -33,6 +34,7 @@ pub mod local_server;
 pub mod log_capture;
 pub mod log_lines;
 pub mod mariadb;
+pub mod moto;
 pub mod otlp;
 pub mod private_mariadb;
 pub mod private_postgres;

@@ -11,10 +11,12 @@
 //! - [`postgres`]: `ALTER ROLE … PASSWORD '<SCRAM-SHA-256 verifier>'`.
 //! - [`mysql`]: `ALTER USER '<user>'@'<host>' IDENTIFIED BY '<literal>'` (MySQL, MariaDB).
 //! - [`redis`]: one ACL user per slot, `ACL SETUSER … #<sha256>`, then `ACL SAVE`.
+//! - [`okta_client_secret`]: Okta app client secrets (create, deactivate + delete; token check).
+//! - [`databricks_sp_secret`]: Databricks service principal OAuth secrets (M2M admin token).
 //! - [`contract`]: the traits and the descriptor; [`dispatch`]: lookup, build, preamble.
 //! - [`error`]: [`DriverError`], [`DriverErrorKind`]; [`redact`]: scrubbing peer text.
 //! - [`password`]: password requirements and the generator of chosen secrets.
-//! - [`quote`], [`scram`], [`admin_sessions`], [`shared`]: helpers some drivers share.
+//! - [`quote`], [`scram`], [`admin_sessions`], [`shared`], `rest`: helpers some drivers share.
 
 pub mod admin_sessions;
 pub mod contract;
@@ -23,6 +25,7 @@ pub mod error;
 pub mod password;
 pub mod quote;
 pub mod redact;
+pub(crate) mod rest;
 pub mod scram;
 pub mod shared;
 mod sql_error;
@@ -53,7 +56,13 @@ macro_rules! register {
 }
 
 // Adding a driver: its file in this folder, and its name here.
-register!(postgres, mysql, redis);
+register!(
+    postgres,
+    mysql,
+    redis,
+    okta_client_secret,
+    databricks_sp_secret,
+);
 
 /// How long a driver waits for a connection (TCP, TLS and login), as upstream.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

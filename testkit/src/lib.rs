@@ -6,6 +6,7 @@
 //! rotator under test:
 //! - [`rotator_server`]: a real rotator server on a loopback port, configured from env maps.
 //! - [`secure`]: a throwaway rcgen PKI, a server configured from TOML, plaintext/TLS/mTLS clients.
+//! - [`issued_local`]: local rotations of issued client secrets through the binary, read back.
 //! - [`local_server`]: a local-rotation server (binary or in-process) and logins to check passwords.
 //! - [`events`]: unique NATS names, a private restartable nats-server, stream reads, `run_on`.
 //!
@@ -34,6 +35,7 @@ pub mod fake_databricks;
 pub mod fake_http;
 pub mod fake_infisical;
 pub mod fake_okta;
+pub mod issued_local;
 pub mod local_server;
 pub mod log_capture;
 pub mod log_lines;

@@ -13,10 +13,12 @@
 //! - [`redis`]: one ACL user per slot, `ACL SETUSER … #<sha256>`, then `ACL SAVE`.
 //! - [`aws_iam`]: IAM access keys (issued): `CreateAccessKey`, `GetCallerIdentity` with the new
 //!   key, `DeleteAccessKey` of exactly the replaced id.
+//! - [`okta_client_secret`]: Okta app client secrets (create, deactivate + delete; token check).
+//! - [`databricks_sp_secret`]: Databricks service principal OAuth secrets (M2M admin token).
 //! - `contract`: the traits and the descriptor; `dispatch`: lookup, build, preamble.
 //! - [`error`]: [`DriverError`], [`DriverErrorKind`]; `redact`: scrubbing peer text.
 //! - [`password`]: password requirements and the generator of chosen secrets.
-//! - [`quote`], [`scram`], `admin_sessions`, `shared`: helpers some drivers share.
+//! - [`quote`], [`scram`], `admin_sessions`, `shared`, `rest`: helpers some drivers share.
 
 mod admin_sessions;
 mod contract;
@@ -25,6 +27,7 @@ pub mod error;
 pub mod password;
 pub mod quote;
 mod redact;
+mod rest;
 pub mod scram;
 mod shared;
 mod sql_error;
@@ -56,7 +59,14 @@ macro_rules! register {
 }
 
 // Adding a driver: its file in this folder, and its name here.
-register!(postgres, mysql, redis, aws_iam);
+register!(
+    postgres,
+    mysql,
+    redis,
+    aws_iam,
+    okta_client_secret,
+    databricks_sp_secret,
+);
 
 /// How long a driver waits for a connection (TCP, TLS and login), as upstream.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -6,11 +6,15 @@
 //! rotator under test:
 //! - [`rotator_server`]: a real rotator server on a loopback port, configured from env maps.
 //! - [`secure`]: a throwaway rcgen PKI, a server configured from TOML, plaintext/TLS/mTLS clients.
+//! - [`issued_local`]: local rotations of issued client secrets through the binary, read back.
 //! - [`local_server`]: a local-rotation server (binary or in-process) and logins to check passwords.
 //! - [`events`]: unique NATS names, a private restartable nats-server, stream reads, `run_on`.
 //!
 //! Its peers:
 //! - [`fake_infisical`]: a fake Infisical built from the vendor contract, with failure injection.
+//! - [`fake_okta`]: a fake Okta org (client secrets API, token endpoint), with failure injection.
+//! - [`fake_databricks`]: a fake Databricks (service principal secrets, OAuth M2M), with failures.
+//! - [`fake_http`]: what those two fakes share (loopback server, failures, Basic auth, forms).
 //! - [`otlp`]: an OTLP collector (gRPC and HTTP/protobuf) keeping spans and metrics.
 //! - [`scratch_postgres`]: a database of its own on the shared PostgreSQL, dropped on drop.
 //! - [`private_postgres`]: a private PostgreSQL 15 cluster with `scram-sha-256` logins.
@@ -29,7 +33,11 @@
 
 pub mod driver_conformance;
 pub mod events;
+pub mod fake_databricks;
+pub mod fake_http;
 pub mod fake_infisical;
+pub mod fake_okta;
+pub mod issued_local;
 pub mod local_server;
 pub mod log_capture;
 pub mod log_lines;

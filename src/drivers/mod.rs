@@ -11,15 +11,19 @@
 //! - [`postgres`]: `ALTER ROLE … PASSWORD '<SCRAM-SHA-256 verifier>'`.
 //! - [`mysql`]: `ALTER USER '<user>'@'<host>' IDENTIFIED BY '<literal>'` (MySQL, MariaDB).
 //! - [`redis`]: one ACL user per slot, `ACL SETUSER … #<sha256>`, then `ACL SAVE`.
+//! - [`azure_client_secret`]: Microsoft Graph `addPassword` / `removePassword` (issued).
+//! - [`auth0_client_secret`]: Auth0 Management API `PATCH client_secret` (chosen, single-phase).
 //! - [`contract`]: the traits and the descriptor; [`dispatch`]: lookup, build, preamble.
 //! - [`error`]: [`DriverError`], [`DriverErrorKind`]; [`redact`]: scrubbing peer text.
 //! - [`password`]: password requirements and the generator of chosen secrets.
-//! - [`quote`], [`scram`], [`admin_sessions`], [`shared`]: helpers some drivers share.
+//! - [`quote`], [`scram`], [`admin_sessions`], [`shared`]: helpers some drivers share;
+//!   [`http_api`]: the HTTP client, token cache and status classes of the HTTP API drivers.
 
 pub mod admin_sessions;
 pub mod contract;
 pub mod dispatch;
 pub mod error;
+pub mod http_api;
 pub mod password;
 pub mod quote;
 pub mod redact;
@@ -53,7 +57,13 @@ macro_rules! register {
 }
 
 // Adding a driver: its file in this folder, and its name here.
-register!(postgres, mysql, redis);
+register!(
+    postgres,
+    mysql,
+    redis,
+    azure_client_secret,
+    auth0_client_secret
+);
 
 /// How long a driver waits for a connection (TCP, TLS and login), as upstream.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

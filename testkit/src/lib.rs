@@ -11,6 +11,8 @@
 //!
 //! Its peers:
 //! - [`fake_infisical`]: a fake Infisical built from the vendor contract, with failure injection.
+//! - [`fake_azure`]: the Microsoft identity platform token endpoint and Graph application
+//!   passwords; [`fake_auth0`]: Auth0's `/oauth/token` and Management API client routes.
 //! - [`otlp`]: an OTLP collector (gRPC and HTTP/protobuf) keeping spans and metrics.
 //! - [`scratch_postgres`]: a database of its own on the shared PostgreSQL, dropped on drop.
 //! - [`private_postgres`]: a private PostgreSQL 15 cluster with `scram-sha-256` logins.
@@ -27,6 +29,8 @@
 
 pub mod driver_conformance;
 pub mod events;
+pub mod fake_auth0;
+pub mod fake_azure;
 pub mod fake_infisical;
 pub mod local_server;
 pub mod log_capture;

@@ -228,24 +228,33 @@ impl Auth0Driver {
             .await
     }
 
-    /// One Management API call as the M2M app; a refused token is forgotten.
+    /// One Management API call as the M2M app. A token the API refuses (401: revoked, or the
+    /// grant changed) is forgotten and the call made once more with a new one; a 401 means the
+    /// call did nothing, so repeating it is safe.
     async fn management(
         &self,
         phase: Phase,
-        request: reqwest::RequestBuilder,
+        request: impl Fn() -> reqwest::RequestBuilder,
         redactor: &Redactor<'_>,
     ) -> Result<Reply, DriverError> {
-        let token = self.admin_token(phase, redactor).await?;
-        let redactor = redactor.also(token.expose());
-        let reply =
-            http_api::send(request.bearer_auth(token.expose()), SYSTEM, phase, &redactor).await?;
-        if reply.status.as_u16() == 401 {
-            self.token.0.clear().await;
-        }
-        if reply.status.is_success() {
-            Ok(reply)
-        } else {
-            Err(management_error(&reply, phase, &redactor))
+        let mut fresh = false;
+        loop {
+            let token = self.admin_token(phase, redactor).await?;
+            let redactor = redactor.also(token.expose());
+            let reply =
+                http_api::send(request().bearer_auth(token.expose()), SYSTEM, phase, &redactor)
+                    .await?;
+            if reply.status.is_success() {
+                return Ok(reply);
+            }
+            if reply.status.as_u16() == 401 {
+                self.token.0.clear().await;
+                if !fresh {
+                    fresh = true;
+                    continue;
+                }
+            }
+            return Err(management_error(&reply, phase, &redactor));
         }
     }
 
@@ -267,10 +276,9 @@ impl Driver for Auth0Driver {
             credential.secret.expose(),
             self.admin.admin_password.expose(),
         ]);
-        let request = self
-            .http
-            .patch(self.client_url(&credential.id, None))
-            .json(&json!({ "client_secret": credential.secret.expose() }));
+        let url = self.client_url(&credential.id, None);
+        let body = json!({ "client_secret": credential.secret.expose() });
+        let request = || self.http.patch(url.clone()).json(&body);
         self.management(Phase::Apply, request, &redactor)
             .await
             .map(drop)
@@ -307,7 +315,8 @@ impl Driver for Auth0Driver {
 
     async fn revoke(&self, id: &str) -> Result<(), DriverError> {
         let redactor = Redactor::new([self.admin.admin_password.expose()]);
-        let request = self.http.post(self.client_url(id, Some("rotate-secret")));
+        let url = self.client_url(id, Some("rotate-secret"));
+        let request = || self.http.post(url.clone());
         match self.management(Phase::Revoke, request, &redactor).await {
             // The answer shows the new secret: dropped unread.
             Ok(_) => Ok(()),

@@ -237,24 +237,33 @@ impl AzureDriver {
             .await
     }
 
-    /// One Graph call as the admin; a refused token is forgotten.
+    /// One Graph call as the admin. A token Graph refuses (401: revoked, or signed with a
+    /// rotated key) is forgotten and the call made once more with a new one; a 401 means the
+    /// call did nothing, so repeating it is safe.
     async fn graph(
         &self,
         phase: Phase,
-        request: reqwest::RequestBuilder,
+        request: impl Fn() -> reqwest::RequestBuilder,
         redactor: &Redactor<'_>,
     ) -> Result<Reply, DriverError> {
-        let token = self.admin_token(phase, redactor).await?;
-        let redactor = redactor.also(token.expose());
-        let reply =
-            http_api::send(request.bearer_auth(token.expose()), SYSTEM, phase, &redactor).await?;
-        if reply.status.as_u16() == 401 {
-            self.token.0.clear().await;
-        }
-        if reply.status.is_success() {
-            Ok(reply)
-        } else {
-            Err(graph_error(&reply, phase, &redactor))
+        let mut fresh = false;
+        loop {
+            let token = self.admin_token(phase, redactor).await?;
+            let redactor = redactor.also(token.expose());
+            let reply =
+                http_api::send(request().bearer_auth(token.expose()), SYSTEM, phase, &redactor)
+                    .await?;
+            if reply.status.is_success() {
+                return Ok(reply);
+            }
+            if reply.status.as_u16() == 401 {
+                self.token.0.clear().await;
+                if !fresh {
+                    fresh = true;
+                    continue;
+                }
+            }
+            return Err(graph_error(&reply, phase, &redactor));
         }
     }
 
@@ -285,7 +294,8 @@ impl Issuer for AzureDriver {
         let body = json!({
             "passwordCredential": { "displayName": display_name, "endDateTime": end }
         });
-        let request = self.http.post(self.action("addPassword")).json(&body);
+        let url = self.action("addPassword");
+        let request = || self.http.post(url.clone()).json(&body);
         let reply = self.graph(Phase::Issue, request, &redactor).await?;
         let key_id = http_api::text(&reply.body, "keyId");
         let secret = http_api::text(&reply.body, "secretText");
@@ -329,10 +339,9 @@ impl Issuer for AzureDriver {
             return Ok(());
         }
         let redactor = self.redactor();
-        let request = self
-            .http
-            .post(self.action("removePassword"))
-            .json(&json!({ "keyId": id }));
+        let url = self.action("removePassword");
+        let body = json!({ "keyId": id });
+        let request = || self.http.post(url.clone()).json(&body);
         self.graph(Phase::Revoke, request, &redactor).await.map(drop)
     }
 
@@ -347,7 +356,9 @@ impl AzureDriver {
         let mut url = self.application.clone();
         url.query_pairs_mut()
             .append_pair("$select", "passwordCredentials");
-        let reply = self.graph(phase, self.http.get(url), &redactor).await?;
+        let reply = self
+            .graph(phase, || self.http.get(url.clone()), &redactor)
+            .await?;
         let Some(credentials) = reply
             .body
             .get("passwordCredentials")

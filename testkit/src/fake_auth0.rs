@@ -23,6 +23,9 @@
 //! while (Auth0: "up to thirty seconds"); [`FakeAuth0::revoke_tokens`],
 //! [`FakeAuth0::rotate_admin_secret`] and [`FakeAuth0::set_admin_scopes`] take access away.
 
+// Handlers return `Result<_, Response>` for early error answers; the size does not matter here.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

@@ -31,6 +31,9 @@
 //! refused for a while, [`FakeAzure::revoke_tokens`] and [`FakeAzure::remove_admin_secret`]
 //! take the admin's access away.
 
+// Handlers return `Result<_, Response>` for early error answers; the size does not matter here.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -561,7 +564,9 @@ fn graph_call<'a>(
         .applications
         .get(object_id)
         .is_some_and(|a| a.app.app_id == caller);
-    if !caller_writes && !(owned_self && !write) {
+    // Application.ReadWrite.All, or an app reading itself.
+    let allowed = caller_writes || (owned_self && !write);
+    if !allowed {
         return Err(graph_error(
             StatusCode::FORBIDDEN,
             "Authorization_RequestDenied",

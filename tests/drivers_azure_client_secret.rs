@@ -20,7 +20,7 @@ use rotator::secret::SecretString;
 use rotator_testkit::driver_conformance::{
     assert_no_secret, assert_phase_span, captured_traces, error_texts, start_trace_capture,
 };
-use rotator_testkit::fake_azure::{App, Endpoint, FakeAzure};
+use rotator_testkit::fake_azure::{App, Endpoint, FakeAzure, PERSONAL_ACCOUNT_CAP};
 use rotator_testkit::local_server::{attempt_states, free_port, rotator_command, wait_serving};
 use tokio::process::Child;
 use tonic::transport::Channel;
@@ -467,7 +467,7 @@ async fn assert_fake_holds_exactly_the_stored(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_rotation_through_the_binary_keeps_two_live_secrets() {
+async fn local_rotation_through_the_binary_keeps_two_live_secrets_even_at_the_cap() {
     let fake = FakeAzure::start().await;
     let app = fake.add_app();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -483,7 +483,10 @@ async fn local_rotation_through_the_binary_keeps_two_live_secrets() {
     assert_eq!((active, creds.len()), (1, 2));
     assert_fake_holds_exactly_the_stored(&fake, &app, &channel, "second").await;
     let first_key = creds[0].0.clone();
-    rotate(&channel).await.expect("rotate again");
+    // The app now holds as many passwords as it may: the engine removes the slot's replaced key
+    // before issuing the new one, and the active key keeps working throughout.
+    fake.set_cap(Some(PERSONAL_ACCOUNT_CAP));
+    rotate(&channel).await.expect("rotate again, at the cap");
     let (active, creds) = stored(&channel).await;
     assert_eq!(active, 0);
     assert!(

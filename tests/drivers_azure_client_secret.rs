@@ -374,6 +374,28 @@ secrets_mapping = {{ clientId = "AZURE_CLIENT_ID", clientSecret = "AZURE_CLIENT_
     path
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_refuses_an_interval_over_909_days_at_start_without_calling_azure() {
+    let fake = FakeAzure::start().await;
+    let app = fake.add_app();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config(dir.path(), &fake, &app);
+    let text = std::fs::read_to_string(&path).expect("read config");
+    std::fs::write(
+        &path,
+        text.replace("rotation_interval_days = 7", "rotation_interval_days = 910"),
+    )
+    .expect("write config");
+    let mut child = spawn(&fake, &path, &dir.path().join("data"), free_port(), None);
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("a rotation that cannot work ends the start")
+        .expect("wait");
+    assert!(!status.success(), "refused at start");
+    assert_eq!((fake.token_requests(), fake.graph_requests()), (0, 0));
+    assert_eq!(fake.live_secrets(&app.object_id), 0);
+}
+
 fn spawn(
     fake: &FakeAzure,
     config: &Path,

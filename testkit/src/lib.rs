@@ -15,6 +15,8 @@
 //! - [`fake_okta`]: a fake Okta org (client secrets API, token endpoint), with failure injection.
 //! - [`fake_databricks`]: a fake Databricks (service principal secrets, OAuth M2M), with failures.
 //! - [`fake_http`]: what those two fakes share (loopback server, failures, Basic auth, forms).
+//! - [`fake_azure`]: the Microsoft identity platform token endpoint and Graph application
+//!   passwords; [`fake_auth0`]: Auth0's `/oauth/token` and Management API client routes.
 //! - [`otlp`]: an OTLP collector (gRPC and HTTP/protobuf) keeping spans and metrics.
 //! - [`scratch_postgres`]: a database of its own on the shared PostgreSQL, dropped on drop.
 //! - [`private_postgres`]: a private PostgreSQL 15 cluster with `scram-sha-256` logins.
@@ -33,6 +35,8 @@
 
 pub mod driver_conformance;
 pub mod events;
+pub mod fake_auth0;
+pub mod fake_azure;
 pub mod fake_databricks;
 pub mod fake_http;
 pub mod fake_infisical;

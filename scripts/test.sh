@@ -40,4 +40,7 @@ fi
 log "tests"
 cargo nextest run --workspace --locked --no-fail-fast "$@"
 cargo test --workspace --locked --doc
+
+log "python client (clients/python/test.sh: example.py against the real binary)"
+clients/python/test.sh
 df -h . | tail -1

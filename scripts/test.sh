@@ -16,6 +16,10 @@ need_apt=()
 command -v nats-server >/dev/null || need_apt+=(nats-server)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql)
+# The Python client's test makes a venv: Debian's python3 needs python3-venv for that.
+if command -v python3 >/dev/null && ! python3 -c 'import ensurepip' 2>/dev/null; then
+  need_apt+=(python3-venv)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi

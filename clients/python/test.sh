@@ -32,7 +32,7 @@ if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
   python3 -m venv "$venv" &&
     "$venv/bin/pip" install -q --disable-pip-version-check -e clients/python &&
     echo "$stamp" >"$venv/.stamp" ||
-    { fail "install clients/python into $venv"; finish; }
+    { fail "install clients/python into $venv (Debian: apt-get install python3-venv)"; finish; }
 fi
 py="$venv/bin/python"
 

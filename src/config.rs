@@ -507,6 +507,15 @@ fn unknown_variables(env: &Env) -> Vec<ConfigProblem> {
         .collect()
 }
 
+/// Every key the configuration file may hold (leaves, dotted; arrays of tables without an index,
+/// e.g. `connections.host`), for documentation checks. Driver options of a connection
+/// (`mysql_host_part`) are the drivers' and not listed.
+pub fn known_keys() -> Vec<String> {
+    let mut keys = Vec::new();
+    schema::leaf_paths(schema::ROOT, "", &mut keys);
+    keys
+}
+
 fn problem(key: &str, reason: String) -> ConfigError {
     ConfigError(vec![ConfigProblem {
         key: key.to_owned(),

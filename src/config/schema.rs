@@ -160,6 +160,20 @@ pub(super) const ROOT: &[Field] = &[
     Field("rotations", Kind::Tables(ROTATION)),
 ];
 
+/// Every key path the file may hold, leaves only, arrays of tables without an index
+/// (`connections.host`, `auth.identities.permissions.actions`).
+pub(super) fn leaf_paths(fields: &[Field], prefix: &str, out: &mut Vec<String>) {
+    for field in fields {
+        let path = join(prefix, field.0);
+        match field.1 {
+            Kind::Table(inner) | Kind::Tables(inner) | Kind::OpenTables(inner) => {
+                leaf_paths(inner, &path, out);
+            }
+            _ => out.push(path),
+        }
+    }
+}
+
 /// Checks `table` against `fields`: every key of the wrong type or unknown is reported by its
 /// path and removed, so what is left deserializes.
 pub(super) fn check(

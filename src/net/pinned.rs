@@ -48,6 +48,8 @@ pub enum PinnedError {
 #[derive(Debug)]
 struct Refusal(String);
 
+// === impl Refusal ===
+
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -105,36 +107,9 @@ impl PinnedVerifier {
 
     /// What to do about a certificate full verification refused.
     fn explain(&self, error: &rustls::Error, server: &ServerName<'_>) -> rustls::Error {
-        let key = &self.key;
         let server = server.to_str();
         let advice = match error {
-            rustls::Error::InvalidCertificate(e) => match e {
-                CertificateError::NotValidForName
-                | CertificateError::NotValidForNameContext { .. } => format!(
-                    "the server certificate does not name {server}: connect with a name the \
-                     certificate covers, or reissue it with subjectAltName={server} \
-                     (or put that exact certificate in {key} to pin it)"
-                ),
-                CertificateError::Expired
-                | CertificateError::ExpiredContext { .. }
-                | CertificateError::NotValidYet
-                | CertificateError::NotValidYetContext { .. } => format!(
-                    "the server certificate of {server} is outside its validity period: renew \
-                     it (or check this host's clock)"
-                ),
-                CertificateError::UnknownIssuer => format!(
-                    "the server certificate of {server} is not signed by a CA in {key} or the \
-                     system roots: put its issuing CA, or the server's own certificate, in {key}"
-                ),
-                CertificateError::Other(why) => format!(
-                    "the server certificate of {server} is refused ({why}); if it is \
-                     self-signed, put that exact certificate in {key}"
-                ),
-                other => format!(
-                    "the server certificate of {server} is refused ({other}); if it is \
-                     self-signed, put that exact certificate in {key}"
-                ),
-            },
+            rustls::Error::InvalidCertificate(e) => certificate_advice(e, &server, &self.key, true),
             other => format!("the server certificate of {server} is refused: {other}"),
         };
         // `Error::Other` prints its message (a `CertificateError::Other` would print Debug).
@@ -142,6 +117,83 @@ impl PinnedVerifier {
             "certificate refused: {advice}"
         )))))
     }
+}
+
+/// What to fix for a refused certificate of `server`, whose CA file is config key `key`;
+/// `can_pin` when the client accepts the file's own certificates as server certificates.
+fn certificate_advice(e: &CertificateError, server: &str, key: &str, can_pin: bool) -> String {
+    let pin = if can_pin {
+        format!(" (or put that exact certificate in {key} to pin it)")
+    } else {
+        String::new()
+    };
+    match e {
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            format!(
+                "the server certificate does not name {server}: connect with a name the \
+                 certificate covers, or reissue it with subjectAltName={server}{pin}"
+            )
+        }
+        CertificateError::Expired
+        | CertificateError::ExpiredContext { .. }
+        | CertificateError::NotValidYet
+        | CertificateError::NotValidYetContext { .. } => format!(
+            "the server certificate of {server} is outside its validity period: renew it (or \
+             check this host's clock)"
+        ),
+        CertificateError::UnknownIssuer => format!(
+            "the server certificate of {server} is not signed by a CA in {key} or the system \
+             roots: put its issuing CA{} in {key}",
+            if can_pin {
+                ", or the server's own certificate,"
+            } else {
+                ""
+            }
+        ),
+        other => {
+            let why = match other {
+                CertificateError::Other(why) => why.to_string(),
+                other => other.to_string(),
+            };
+            if can_pin {
+                format!(
+                    "the server certificate of {server} is refused ({why}); if it is \
+                     self-signed, put that exact certificate in {key}"
+                )
+            } else {
+                format!(
+                    "the server certificate of {server} is refused ({why}); this client cannot \
+                     pin a self-signed (CA:TRUE, as `openssl req -x509` makes) certificate: give \
+                     the server a certificate issued by a CA and put that CA in {key}, or use \
+                     tls = \"require\" (encrypted, not verified)"
+                )
+            }
+        }
+    }
+}
+
+/// What to fix when a client that takes only root certificates (the drivers' sqlx and redis
+/// clients: neither accepts a custom verifier, so they cannot pin) refused the server
+/// certificate: `None` unless a rustls certificate error is in `error`'s source chain.
+pub fn unpinnable_advice(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let found = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::InvalidCertificate(c)) = found {
+            return Some(certificate_advice(
+                c,
+                "the connection's host",
+                "the connection's ca_file",
+                false,
+            ));
+        }
+        current = e.source();
+    }
+    None
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -191,5 +243,25 @@ impl ServerCertVerifier for PinnedVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_driver_certificate_refusal_says_what_to_fix() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+        );
+        let advice = unpinnable_advice(&io).expect("a certificate refusal");
+        assert!(
+            advice.contains("put its issuing CA in the connection's ca_file"),
+            "{advice}"
+        );
+        let other = std::io::Error::new(std::io::ErrorKind::InvalidData, "not a certificate");
+        assert!(unpinnable_advice(&other).is_none());
     }
 }

@@ -1084,6 +1084,18 @@ mod tests {
     }
 
     #[test]
+    fn invalid_toml_names_its_line() {
+        let err = Config::from_toml_str(
+            "listen = \"127.0.0.1:1\"\nproject_id = \"p\"; environment = \"s3cr3t\"\n",
+            &Env::new(),
+        )
+        .expect_err("not TOML");
+        assert_eq!(err.0[0].key, "config file");
+        assert!(err.0[0].reason.ends_with("(line 2)"), "{err}");
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
     fn an_unknown_rotator_variable_names_the_closest_known_one() {
         let err = Config::from_toml_str(
             "",

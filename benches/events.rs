@@ -108,6 +108,7 @@ fn row(rotation: usize, n: usize) -> NewOutboxEvent {
         request_id: format!("bench-{n}"),
         upstream_req_id: None,
         failure: None,
+        resolves_event_id: None,
     };
     let trace = vec![(
         "traceparent".to_owned(),

@@ -139,6 +139,10 @@ pub const OTHER_VARS: &[(&str, &str)] = &[
         "crash and pause points of the crash tests",
     ),
     ("ROTATOR_SERVER", "the server the CLI calls (`--server`)"),
+    (
+        "ROTATOR_TEST_PYTHON",
+        "the Python with `moto[server]` the AWS driver tests start",
+    ),
     ("ROTATOR_TOKEN", "the CLI's bearer token (`--token`)"),
     (
         "ROTATOR_TOKEN_FILE",

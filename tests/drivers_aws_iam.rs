@@ -23,7 +23,9 @@ use rotator::secret::SecretString;
 use rotator_testkit::driver_conformance::{
     assert_no_secret, assert_phase_span, captured_traces, error_texts, start_trace_capture,
 };
-use rotator_testkit::local_server::{attempt_states, free_port, rotator_command, wait_serving};
+use rotator_testkit::local_server::{
+    attempt_states, free_port, rotator_command, wait_for_attempts_to_end, wait_serving,
+};
 use rotator_testkit::moto::Moto;
 use tokio::process::Child;
 use tonic::transport::Channel;
@@ -352,6 +354,8 @@ async fn start(moto: &Moto, config: &Path, data_dir: &Path) -> (Child, Channel) 
     let port = free_port();
     let child = spawn(moto, config, data_dir, port, None);
     let channel = wait_serving(&format!("http://127.0.0.1:{port}"), Duration::from_secs(60)).await;
+    // Serving does not wait for recovery; a clean start does, so checks see its result.
+    wait_for_attempts_to_end(data_dir, Duration::from_secs(60)).await;
     (child, channel)
 }
 

@@ -21,7 +21,9 @@ use rotator_testkit::driver_conformance::{
     assert_no_secret, assert_phase_span, captured_traces, error_texts, start_trace_capture,
 };
 use rotator_testkit::fake_azure::{App, Endpoint, FakeAzure, PERSONAL_ACCOUNT_CAP};
-use rotator_testkit::local_server::{attempt_states, free_port, rotator_command, wait_serving};
+use rotator_testkit::local_server::{
+    attempt_states, free_port, rotator_command, wait_for_attempts_to_end, wait_serving,
+};
 use tokio::process::Child;
 use tonic::transport::Channel;
 
@@ -420,6 +422,8 @@ async fn start(fake: &FakeAzure, config: &Path, data: &Path) -> (Child, Channel)
     let port = free_port();
     let child = spawn(fake, config, data, port, None);
     let channel = wait_serving(&format!("http://127.0.0.1:{port}"), Duration::from_secs(60)).await;
+    // Serving does not wait for recovery; a clean start does, so checks see its result.
+    wait_for_attempts_to_end(data, Duration::from_secs(60)).await;
     (child, channel)
 }
 

@@ -88,6 +88,7 @@ fn attempt() -> AttemptRecord {
         request_id: "dedup-1".into(),
         upstream_req_id: None,
         failure: None,
+        resolves_event_id: None,
     }
 }
 

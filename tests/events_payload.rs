@@ -14,7 +14,7 @@ use rotator_testkit::events::{
     EventsServer, Names, SHARED_NATS, delete_stream, header, nats_env, stream_messages,
     unique_names, wait_for_messages,
 };
-use rotator_testkit::fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical};
+use rotator_testkit::fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical, Route};
 use rotator_testkit::rotator_server::forwarding_env;
 use serde_json::Value;
 use tonic::Request;
@@ -382,6 +382,66 @@ async fn no_generated_secret_appears_in_any_published_byte() {
         calls
     );
 
+    server.shutdown().await;
+    delete_stream(SHARED_NATS, &names.stream).await;
+}
+
+/// A forwarded rotation whose answer is lost (the connection drops after Infisical rotated) and
+/// whose immediate read-back fails ends ROTATION_OUTCOME_UNKNOWN, with its event. Reading back
+/// in the background later finds it rotated, and a second event says so, linked to the first;
+/// nothing is rotated again.
+#[tokio::test]
+async fn an_unknown_outcome_is_followed_by_the_event_of_what_happened() {
+    let names = unique_names();
+    let fake = FakeInfisical::start().await;
+    let server = EventsServer::start(env(&fake, &names)).await;
+    let mut client = server.client().await;
+    let id = fake.rotation_id("postgres-credentials");
+    fake.drop_connection_after_apply(id);
+    // The read-back right after the lost answer fails (each send of the client's retries).
+    for _ in 0..3 {
+        fake.inject_next(
+            Route::Get,
+            503,
+            serde_json::json!({"reqId": "req-AAAAAAAAAAAAAA", "statusCode": 503,
+                "message": "Service Unavailable", "error": "ServiceUnavailable"}),
+            vec![],
+        );
+    }
+    let status = client
+        .rotate_secrets(rotate(
+            RotationType::PostgresCredentials,
+            id,
+            "events-unknown-1",
+        ))
+        .await
+        .expect_err("the outcome is unknown at first");
+    let info = status.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, "ROTATION_OUTCOME_UNKNOWN");
+
+    let messages = wait_for_messages(SHARED_NATS, &names.stream, 2, WAIT).await;
+    assert_eq!(messages.len(), 2, "the first event and its follow-up");
+    let (slug, rotation_id) = ("postgres-credentials", id.to_string());
+    let first = assert_envelope(
+        &messages[0],
+        &names,
+        slug,
+        "failed",
+        &rotation_id,
+        "events-unknown-1",
+    );
+    assert_eq!(first.data["reason"], "ROTATION_OUTCOME_UNKNOWN");
+    assert!(first.data["attempt"].get("resolvesEventId").is_none());
+    let second = assert_envelope(
+        &messages[1],
+        &names,
+        slug,
+        "completed",
+        &rotation_id,
+        "events-unknown-1",
+    );
+    assert_eq!(second.data["attempt"]["resolvesEventId"], first.id.as_str());
+    assert_eq!(fake.rotate_calls(id), 1, "never rotated again");
     server.shutdown().await;
     delete_stream(SHARED_NATS, &names.stream).await;
 }

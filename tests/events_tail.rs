@@ -33,6 +33,7 @@ fn attempt(t: RotationType, request_id: &str, failure: Option<Failure>) -> Attem
         request_id: request_id.into(),
         upstream_req_id: None,
         failure,
+        resolves_event_id: None,
     }
 }
 

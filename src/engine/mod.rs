@@ -3,6 +3,7 @@
 //! outbox); local attempts write their event in their own commit.
 
 pub mod error;
+mod follow_up;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use crate::proto::{
 };
 use crate::rotation::{AttemptRecord, Classify as _};
 use crate::telemetry;
-use crate::upstream::infisical::Infisical;
+use crate::upstream::infisical::{Infisical, UpstreamError};
 
 /// Answer a little before the caller's deadline so the caller gets our status, not a transport
 /// timeout.
@@ -187,12 +188,33 @@ impl Engine {
                 request_id: ctx.request_id.clone(),
                 upstream_req_id: failure.as_ref().and_then(|f| f.upstream_req_id.clone()),
                 failure,
+                resolves_event_id: None,
             };
             telemetry::spans::rotation_finished(&attempt_span, &attempt);
-            if let Some(recorder) = recorder
+            let first_event_id = attempt.event_id;
+            if let Some(recorder) = &recorder
                 && let Err(error) = recorder.record(attempt).await
             {
                 tracing::error!(%error, "could not record the rotation attempt for its event");
+            }
+            if let (
+                Err(EngineError::Upstream(UpstreamError::OutcomeUnknown { baseline, .. })),
+                Some(recorder),
+            ) = (&result, recorder)
+            {
+                // Detached: it outlives the call and is bounded by its own budget.
+                tokio::spawn(
+                    follow_up::resolve_unknown_outcome(follow_up::Unknown {
+                        infisical: Arc::clone(&infisical),
+                        recorder,
+                        rotation_type,
+                        rotation_id: rotation_id.to_string(),
+                        baseline: *baseline,
+                        first_event_id,
+                        request_id: ctx.request_id.clone(),
+                    })
+                    .in_current_span(),
+                );
             }
             result
         };

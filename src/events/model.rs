@@ -77,6 +77,7 @@ impl RotationEvent {
             request_id: record.request_id.clone(),
             upstream_req_id: record.upstream_req_id.clone(),
             trace_id,
+            resolves_event_id: record.resolves_event_id.map(|id| id.to_string()),
         };
         match &record.failure {
             None => Self::Completed(RotationCompleted {
@@ -205,6 +206,7 @@ mod tests {
             request_id: "req-1".into(),
             upstream_req_id: failure.as_ref().and_then(|f| f.upstream_req_id.clone()),
             failure,
+            resolves_event_id: None,
         }
     }
 

@@ -484,6 +484,7 @@ impl LocalBackend {
             request_id: run.row.request_id.clone(),
             upstream_req_id: None,
             failure,
+            resolves_event_id: None,
         };
         crate::events::recorder::outbox_row(&record, crate::telemetry::current_trace_headers())
             .map_err(LocalError::Event)

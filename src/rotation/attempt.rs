@@ -53,4 +53,6 @@ pub struct AttemptRecord {
     pub upstream_req_id: Option<String>,
     /// The failure, if the attempt failed.
     pub failure: Option<Failure>,
+    /// On the follow-up of an attempt whose outcome was unknown: that attempt's event id.
+    pub resolves_event_id: Option<Uuid>,
 }

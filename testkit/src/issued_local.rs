@@ -13,7 +13,7 @@ use rotator::proto::{
 use tokio::process::Child;
 use tonic::transport::Channel;
 
-use crate::local_server::{free_port, rotator_command, wait_serving};
+use crate::local_server::{free_port, rotator_command, wait_for_attempts_to_end, wait_serving};
 
 /// The rotation id every config of this module uses.
 pub const ROTATION_ID: &str = "0b5e3a1c-8d2f-4c6e-9a7b-1d3f5e7a9c2b";
@@ -86,10 +86,15 @@ pub async fn start(
     }
     let mut child = command.spawn().expect("spawn rotator");
     let url = format!("http://127.0.0.1:{port}");
-    tokio::select! {
-        status = child.wait() => Err(status.expect("wait")),
-        channel = wait_serving(&url, Duration::from_secs(60)) => Ok(Running { child, channel }),
+    let channel = tokio::select! {
+        status = child.wait() => return Err(status.expect("wait")),
+        channel = wait_serving(&url, Duration::from_secs(60)) => channel,
+    };
+    if failpoint.is_none() {
+        // Serving does not wait for recovery; a clean start does, so checks see its result.
+        wait_for_attempts_to_end(&dir.join("data"), Duration::from_secs(60)).await;
     }
+    Ok(Running { child, channel })
 }
 
 // === impl Running ===

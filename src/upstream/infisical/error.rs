@@ -56,12 +56,22 @@ pub enum UpstreamError {
     OutcomeUnknown {
         /// What made the outcome ambiguous.
         cause: Box<UpstreamError>,
+        /// `lastRotatedAt` before the call: a later value means the rotation happened.
+        baseline: prost_types::Timestamp,
     },
 }
 
 // === impl HttpFailure ===
 
 impl HttpFailure {
+    /// This failure as the error of a call whose own answer had `req_id` (read back later).
+    pub fn with_req_id(mut self, req_id: Option<&str>) -> UpstreamError {
+        if self.req_id.is_none() {
+            self.req_id = req_id.map(str::to_owned);
+        }
+        UpstreamError::Http(self)
+    }
+
     /// Builds a failure from a status and the raw body of an error answer.
     pub fn from_body(status: u16, body: &[u8], retry_after_header: Option<&str>) -> Self {
         #[derive(Deserialize)]
@@ -189,7 +199,7 @@ impl UpstreamError {
     pub fn req_id(&self) -> Option<&str> {
         match self {
             Self::Http(f) => f.req_id.as_deref(),
-            Self::OutcomeUnknown { cause } => cause.req_id(),
+            Self::OutcomeUnknown { cause, .. } => cause.req_id(),
             _ => None,
         }
     }
@@ -260,7 +270,7 @@ fn classify_upstream(e: &UpstreamError) -> Classification {
             Classification::new(Code::Unavailable, "UPSTREAM_LOGIN_BACKOFF", Some(*retry_in))
         }
         // Never advise a retry: the rotation may have happened.
-        UpstreamError::OutcomeUnknown { cause } => {
+        UpstreamError::OutcomeUnknown { cause, .. } => {
             let code = match classify_upstream(cause).code {
                 Code::DeadlineExceeded => Code::DeadlineExceeded,
                 Code::Unavailable => Code::Unavailable,
@@ -380,6 +390,7 @@ mod tests {
     fn an_unknown_outcome_never_advises_a_retry() {
         let e = UpstreamError::OutcomeUnknown {
             cause: Box::new(UpstreamError::Timeout { sent: true }),
+            baseline: prost_types::Timestamp::default(),
         };
         let c = e.classify();
         assert_eq!(

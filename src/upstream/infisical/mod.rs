@@ -30,6 +30,17 @@ const MAX_BASELINES: usize = 100_000;
 /// How long reading a rotation back after an ambiguous rotate may take.
 const RECONCILE_BUDGET: Duration = Duration::from_secs(10);
 
+/// What reading a rotation back says about a rotate call whose answer was lost.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// It rotated: the rotation as it stands now.
+    Rotated(Box<SecretRotation>),
+    /// It failed upstream, with Infisical's message.
+    Failed(HttpFailure),
+    /// Still unknown (no later attempt shown yet, or the read failed).
+    Unknown,
+}
+
 /// The Infisical backend.
 #[derive(Debug)]
 pub struct Infisical {
@@ -186,39 +197,62 @@ impl Infisical {
         baseline: Timestamp,
         cause: UpstreamError,
     ) -> Result<SecretRotation, UpstreamError> {
-        let unknown = |cause: UpstreamError| UpstreamError::OutcomeUnknown {
-            cause: Box::new(cause),
-        };
+        match self
+            .read_outcome(rotation_type, id, &ctx.request_id, baseline)
+            .await
+        {
+            Outcome::Rotated(rotation) => {
+                tracing::info!("the ambiguous rotation did happen");
+                Ok(*rotation)
+            }
+            Outcome::Failed(failure) => Err(failure.with_req_id(cause.req_id())),
+            Outcome::Unknown => Err(UpstreamError::OutcomeUnknown {
+                cause: Box::new(cause),
+                baseline,
+            }),
+        }
+    }
+
+    /// Reads rotation `id` back to learn what a rotate call whose answer was lost did:
+    /// `lastRotatedAt` after `baseline` means it rotated; a failed status attempted after
+    /// `baseline` means it failed; anything else (including a failed read) is still unknown.
+    pub async fn read_outcome(
+        &self,
+        rotation_type: RotationType,
+        id: &str,
+        request_id: &str,
+        baseline: Timestamp,
+    ) -> Outcome {
         let read_ctx = CallContext {
-            request_id: ctx.request_id.clone(),
+            request_id: request_id.to_owned(),
             deadline: Some(tokio::time::Instant::now() + RECONCILE_BUDGET),
             idempotency_key: None,
         };
         let Ok(current) = self.get(rotation_type, id, &read_ctx).await else {
-            return Err(unknown(cause));
+            return Outcome::Unknown;
         };
         let after = |t: &Option<Timestamp>| {
             t.as_ref()
                 .is_some_and(|t| (t.seconds, t.nanos) > (baseline.seconds, baseline.nanos))
         };
         if after(&current.last_rotated_at) {
-            tracing::info!("the ambiguous rotation did happen");
-            return Ok(current);
+            self.remember(&current);
+            return Outcome::Rotated(Box::new(current));
         }
         if after(&current.last_rotation_attempted_at)
             && current.rotation_status() == RotationStatus::Failed
         {
-            return Err(UpstreamError::Http(HttpFailure {
+            return Outcome::Failed(HttpFailure {
                 status: 500,
                 error_name: Some("InternalServerError".into()),
                 message: current
                     .last_rotation_message
                     .unwrap_or_else(|| "the rotation failed".into()),
-                req_id: cause.req_id().map(str::to_owned),
+                req_id: None,
                 retry_after: None,
-            }));
+            });
         }
-        Err(unknown(cause))
+        Outcome::Unknown
     }
 
     /// `GET /{type}/{id}`.

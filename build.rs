@@ -1,5 +1,10 @@
 //! Compiles `proto/` with protox (pure Rust; no protoc on the machine) and writes the descriptor
 //! set that server reflection serves.
+//!
+//! The descriptor set also holds `google/rpc/status.proto` and `google/rpc/error_details.proto`
+//! (vendored from googleapis, Apache-2.0): the error details rotator attaches (`ErrorInfo`,
+//! `RequestInfo`, `RetryInfo`, …) are then resolvable by reflection, so grpcurl prints them
+//! instead of base64. No Rust code is generated for them: tonic-types has their types.
 
 use prost::Message as _;
 
@@ -39,7 +44,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ["rotator/v1/rotation.proto", "rotator/v1/events.proto"],
         ["proto"],
     )?;
-    std::fs::write(out.join("rotator_descriptor.bin"), fds.encode_to_vec())?;
+    let served = protox::compile(
+        [
+            "rotator/v1/rotation.proto",
+            "rotator/v1/events.proto",
+            "google/rpc/status.proto",
+            "google/rpc/error_details.proto",
+        ],
+        ["proto"],
+    )?;
+    std::fs::write(out.join("rotator_descriptor.bin"), served.encode_to_vec())?;
     let mut builder = tonic_prost_build::configure()
         .build_client(true)
         .build_server(true);

@@ -223,3 +223,65 @@ secrets_mapping = { username = "DB_USER", password = "DB_PASSWORD" }
         assert!(stderr.contains(key), "{key} missing from: {stderr}");
     }
 }
+
+/// SIGTERM with a collector that accepts and never answers took 10 s after the drain (the span
+/// flush's 5 s, then the metrics flush's 5 s) although the grace was shorter: the whole stop now
+/// keeps to `shutdown_grace_seconds`. A bound on a deadline the server enforces, with a wide
+/// margin for a loaded machine, not a timing measurement.
+#[tokio::test]
+async fn sigterm_with_a_silent_collector_stops_within_the_grace() {
+    use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
+    use rotator_testkit::local_server::{free_port, wait_serving};
+    use std::time::Duration;
+
+    let collector = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the silent collector");
+    let collector_addr = collector.local_addr().expect("addr");
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = collector.accept().await {
+            held.push(socket);
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rotator"))
+        .arg("serve")
+        .env_remove("ROTATOR_CONFIG")
+        .env("ROTATOR_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ROTATOR_DATA_DIR", dir.path())
+        .env("ROTATOR_ADMIN_LISTEN", "off")
+        .env("ROTATOR_SHUTDOWN_GRACE_SECONDS", "2")
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://{collector_addr}"),
+        )
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start rotator serve");
+    let channel = wait_serving(&format!("http://127.0.0.1:{port}"), Duration::from_secs(30)).await;
+    // A call, so that spans wait in the export queue.
+    let _ = SecretRotationServiceClient::new(channel)
+        .list_secret_rotations(rotator::proto::ListSecretRotationsRequest {
+            r#type: 0,
+            project_id: "p".into(),
+        })
+        .await;
+
+    let pid = child.id().expect("pid").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(6), child.wait())
+        .await
+        .expect("stopped within the 2 s grace and a 4 s margin")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+    silent.abort();
+}

@@ -167,7 +167,7 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         match cli.command {
             Command::Serve { config } => serve(config).await,
             Command::Keygen => {
@@ -216,8 +216,15 @@ pub fn run(cli: Cli) -> ExitCode {
             } => client::credentials(&client, &rotation_type, &id).await,
             Command::Token { command } => token::run(command),
         }
-    })
+    });
+    // Dropping the runtime would wait for every blocking task, including an exporter thread
+    // stuck on a silent collector: the stop budget has already been spent, so do not wait.
+    runtime.shutdown_timeout(RUNTIME_STOP);
+    code
 }
+
+/// How long exit waits for the runtime's last tasks after the command finished.
+const RUNTIME_STOP: Duration = Duration::from_millis(100);
 
 async fn serve(config_file: Option<PathBuf>) -> ExitCode {
     let env: Env = std::env::vars().collect();
@@ -245,19 +252,19 @@ async fn serve(config_file: Option<PathBuf>) -> ExitCode {
         }
     };
     let grace = config.shutdown_grace;
-    let result = crate::run(config, crate::server::shutdown_signal()).await;
+    let clock = crate::server::StopClock::new();
+    let result = crate::run(config, clock.watch(crate::server::shutdown_signal())).await;
     if let Err(error) = &result {
         tracing::error!(%error, "rotator stopped");
         eprintln!("error: {error}");
     }
+    // The last step of the one stop budget (`server::StopBudget`): whatever the drain and the
+    // relay left of the grace, at most 5 s.
     telemetry
-        .shutdown(TELEMETRY_FLUSH.min(grace.max(Duration::from_secs(1))))
+        .shutdown(clock.budget(grace).telemetry_timeout())
         .await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
     }
 }
-
-/// The longest the final flush of spans and metrics may take at exit.
-const TELEMETRY_FLUSH: Duration = Duration::from_secs(5);

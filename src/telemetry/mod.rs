@@ -120,20 +120,26 @@ impl Telemetry {
         .await;
     }
 
-    /// Flushes and stops the exporters, giving up after `timeout` so a dead collector cannot
-    /// hold the process.
+    /// Flushes and stops the span and metric exporters at the same time, both within the one
+    /// `timeout` (so a dead collector holds the process for `timeout`, not twice it).
     pub async fn shutdown(self, timeout: Duration) {
-        let provider = self.tracer_provider;
-        let work = tokio::task::spawn_blocking(move || {
-            if let Some(provider) = provider
-                && let Err(error) = provider.shutdown_with_timeout(timeout)
-            {
-                tracing::warn!(%error, "shutting down span export failed");
-            }
-            metrics::global().shutdown_blocking(timeout);
+        let spans = self.tracer_provider.map(|provider| {
+            tokio::task::spawn_blocking(move || {
+                if let Err(error) = provider.shutdown_with_timeout(timeout) {
+                    tracing::warn!(%error, "shutting down span export failed");
+                }
+            })
         });
-        // The SDK bounds each step by `timeout`; this bounds the sum.
-        if tokio::time::timeout(timeout * 2, work).await.is_err() {
+        let metrics =
+            tokio::task::spawn_blocking(move || metrics::global().shutdown_blocking(timeout));
+        let both = async {
+            if let Some(spans) = spans {
+                let _ = spans.await;
+            }
+            let _ = metrics.await;
+        };
+        // The SDK bounds each by `timeout`; this bounds the pair, whatever the SDK does.
+        if tokio::time::timeout(timeout, both).await.is_err() {
             tracing::warn!("telemetry did not flush within its shutdown timeout");
         }
     }

@@ -9,7 +9,9 @@
 //! - [`propagation`]: `traceparent` / `tracestate` / `baggage` in and out.
 //! - [`metrics`]: counters, histograms and gauges, as Prometheus text and over OTLP.
 //! - [`logs`]: JSON log lines with `request_id`, `rotation_id`, `trace_id`, `span_id`.
-//! - [`admin`]: the admin HTTP listener (`/metrics`, `/livez`, `/readyz`).
+//! - [`admin`]: the admin HTTP listener (`/metrics`, `/livez`, `/readyz`, `/healthz`);
+//!   [`health`]: the dependencies' state it shows (NATS, the Infisical token), pushed by their
+//!   owners.
 //! - [`redact`]: what may go into an attribute or exception event.
 //!
 //! With no exporter configured there is no OpenTelemetry layer at all: spans are plain
@@ -17,6 +19,7 @@
 
 pub mod admin;
 pub mod exporter;
+pub mod health;
 pub mod logs;
 pub mod metrics;
 pub mod propagation;

@@ -6,9 +6,10 @@
 //! `RequestInfo`, `RetryInfo`, …) are then resolvable by reflection, so grpcurl prints them
 //! instead of base64. No Rust code is generated for them: tonic-types has their types.
 //!
-//! It also sets `ROTATOR_GIT_COMMIT` (`git rev-parse --short HEAD`, or `unknown` outside a
-//! checkout) and `ROTATOR_BUILD_DATE` (UTC, from `SOURCE_DATE_EPOCH` for reproducible builds,
-//! else now) for `rotator --version`.
+//! It also sets `BUILD_GIT_COMMIT` (`git rev-parse --short HEAD`, or `unknown` outside a
+//! checkout) and `BUILD_DATE_UTC` (from `SOURCE_DATE_EPOCH` for reproducible builds, else now)
+//! for `rotator --version`. Not `ROTATOR_*`: cargo also puts these in the environment of the
+//! tests it runs, where `serve` refuses unknown `ROTATOR_*` variables.
 
 use prost::Message as _;
 
@@ -72,7 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// `ROTATOR_GIT_COMMIT` and `ROTATOR_BUILD_DATE`, rebuilt when HEAD moves.
+/// `BUILD_GIT_COMMIT` and `BUILD_DATE_UTC`, rebuilt when HEAD moves.
 fn version_info() {
     let git = |args: &[&str]| {
         std::process::Command::new("git")
@@ -86,7 +87,7 @@ fn version_info() {
     };
     let commit = git(&["rev-parse", "--short=10", "HEAD"]);
     println!(
-        "cargo:rustc-env=ROTATOR_GIT_COMMIT={}",
+        "cargo:rustc-env=BUILD_GIT_COMMIT={}",
         commit.as_deref().unwrap_or("unknown")
     );
     // HEAD, and the branch file it points to, change on every commit and checkout.
@@ -112,7 +113,7 @@ fn version_info() {
                 .map_or(0, |d| d.as_secs() as i64)
         });
     let (y, m, d) = civil_from_days(seconds.div_euclid(86_400));
-    println!("cargo:rustc-env=ROTATOR_BUILD_DATE={y:04}-{m:02}-{d:02}");
+    println!("cargo:rustc-env=BUILD_DATE_UTC={y:04}-{m:02}-{d:02}");
 }
 
 /// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar (Howard

@@ -16,10 +16,21 @@ need_apt=()
 command -v nats-server >/dev/null || need_apt+=(nats-server)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql)
+python3 -c 'import moto.server' 2>/dev/null || python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
+# The Python client's test makes a venv: Debian's python3 needs python3-venv for that.
+if command -v python3 >/dev/null && ! python3 -c 'import ensurepip' 2>/dev/null; then
+  need_apt+=(python3-venv)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+# moto: the AWS IAM/STS emulator the aws-iam-user-secret tests start (python3 -m moto.server).
+# Debian's system Python refuses plain `pip install` (PEP 668), hence the fallback.
+if ! python3 -c 'import moto.server' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check 'moto[server]' 2>/dev/null ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'moto[server]'
+fi
 
 log "format and lints"
 cargo fmt --all -- --check
@@ -40,4 +51,7 @@ fi
 log "tests"
 cargo nextest run --workspace --locked --no-fail-fast "$@"
 cargo test --workspace --locked --doc
+
+log "python client (clients/python/test.sh: example.py against the real binary)"
+clients/python/test.sh
 df -h . | tail -1

@@ -17,6 +17,7 @@ use crate::rotation::RotationType;
 use crate::secret::SecretString;
 
 pub mod registry;
+mod schema;
 mod security;
 pub mod telemetry;
 
@@ -121,6 +122,40 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     (
         "ROTATOR_NETWORK_DENY_PRIVATE_ADDRESSES",
         "network.deny_private_addresses",
+    ),
+];
+
+/// `ROTATOR_*` variables read outside the configuration keys: known, so never reported as
+/// unknown. A test scans the sources for `ROTATOR_*` names so this list stays complete.
+pub const OTHER_VARS: &[(&str, &str)] = &[
+    ("ROTATOR_CONFIG", "the configuration file (`--config`)"),
+    ("ROTATOR_ENCRYPTION_KEY", "credentials-encryption keys"),
+    (
+        "ROTATOR_ENCRYPTION_KEY_FILE",
+        "a file of credentials-encryption keys",
+    ),
+    (
+        "ROTATOR_FAILPOINT",
+        "crash and pause points of the crash tests",
+    ),
+    ("ROTATOR_SERVER", "the server the CLI calls (`--server`)"),
+    ("ROTATOR_TOKEN", "the CLI's bearer token (`--token`)"),
+    (
+        "ROTATOR_TOKEN_FILE",
+        "the CLI's bearer token file (`--token-file`)",
+    ),
+    ("ROTATOR_CA_FILE", "the CLI's CA file (`--ca-file`)"),
+    (
+        "ROTATOR_CLIENT_CERT_FILE",
+        "the CLI's client certificate (`--cert-file`)",
+    ),
+    (
+        "ROTATOR_CLIENT_KEY_FILE",
+        "the CLI's client key (`--key-file`)",
+    ),
+    (
+        "ROTATOR_TEST_POSTGRES_ADMIN_URL",
+        "the PostgreSQL server of the test suite",
     ),
 ];
 
@@ -369,39 +404,116 @@ impl Config {
     ///
     /// Every problem found, each naming its key.
     pub fn from_toml_str(text: &str, env: &Env) -> Result<Self, ConfigError> {
-        let mut problems = Vec::new();
         let mut table = match text.parse::<toml::Table>() {
             Ok(t) => t,
             Err(e) => {
+                let line = e
+                    .span()
+                    .map(|span| format!(" (line {})", schema::line_of(text, span.start)))
+                    .unwrap_or_default();
                 return Err(problem(
                     "config file",
-                    format!("not valid TOML: {}", e.message()),
+                    format!("not valid TOML: {}{line}", e.message().trim_end()),
                 ));
             }
         };
+        let lines = schema::Lines::of(text);
+        let mut problems = unknown_variables(env);
+        let mut from_env = HashMap::new();
         for (var, key) in ENV_KEYS {
             if let Some(value) = env.get(*var) {
                 set_dotted(&mut table, key, env_value(key, value));
+                from_env.insert(*key, *var);
             }
         }
-        // serde's type errors quote the value; a mistyped secret must not be echoed.
-        let mistyped = security::take_mistyped_secrets(&mut table);
-        if !mistyped.is_empty() {
-            return Err(ConfigError(mistyped));
-        }
+        // serde stops at the first problem and quotes the value; the schema names every key.
+        schema::check(&mut table, schema::ROOT, false, "", &mut problems);
+        let checked: Vec<String> = problems.iter().map(|p| p.key.clone()).collect();
         let local = registry::Registry::from_table(&mut table, env, &mut problems);
         let raw: RawConfig = match toml::Value::Table(table).try_into() {
             Ok(raw) => raw,
-            Err(e) => return Err(problem("config", e.message().to_owned())),
+            Err(e) => {
+                problems.push(ConfigProblem {
+                    key: "config".to_owned(),
+                    reason: schema::describe_serde_error(e.message()),
+                });
+                RawConfig::default()
+            }
         };
         let mut config = validate(raw, env, &mut problems);
         config.local = local;
         if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError(problems))
+            return Ok(config);
         }
+        // A key removed for its type may come back as "missing" from a later stage: once is
+        // enough.
+        let first = checked.len();
+        let mut index = 0;
+        problems.retain(|p| {
+            index += 1;
+            index <= first
+                || !checked.iter().any(|c| {
+                    c == &p.key
+                        || c.strip_prefix(p.key.as_str())
+                            .is_some_and(|rest| rest.starts_with(['.', '[']))
+                })
+        });
+        // The shape problems in file order (unknown variables first), then the rest as found.
+        let shape = first.min(problems.len());
+        problems[..shape].sort_by_key(|p| {
+            from_env
+                .contains_key(p.key.as_str())
+                .then_some(0)
+                .or_else(|| lines.find(&p.key))
+                .unwrap_or(0)
+        });
+        for p in &mut problems {
+            if let Some(var) = from_env.get(p.key.as_str()) {
+                p.reason = format!("{} (from {var})", p.reason);
+            } else if let Some(line) = lines.find(&p.key) {
+                p.reason = format!("{} (line {line})", p.reason);
+            }
+        }
+        Err(ConfigError(problems))
     }
+}
+
+/// Every `ROTATOR_*` variable that is neither a configuration key nor one of [`OTHER_VARS`],
+/// naming the closest known variable: a typo must not silently leave a default in place.
+fn unknown_variables(env: &Env) -> Vec<ConfigProblem> {
+    let known = || {
+        ENV_KEYS
+            .iter()
+            .map(|(var, _)| *var)
+            .chain(OTHER_VARS.iter().map(|(var, _)| *var))
+    };
+    let mut unknown: Vec<&String> = env
+        .keys()
+        .filter(|var| var.starts_with("ROTATOR_") && !known().any(|k| k == var.as_str()))
+        .collect();
+    unknown.sort();
+    unknown
+        .into_iter()
+        .map(|var| {
+            let hint = known()
+                .min_by_key(|k| schema::edit_distance(var, k))
+                .map(|k| format!("; did you mean {k}?"))
+                .unwrap_or_default();
+            ConfigProblem {
+                key: var.clone(),
+                reason: format!("is not a variable rotator reads{hint}"),
+            }
+        })
+        .collect()
+}
+
+/// Every key the configuration file may hold (leaves, dotted; arrays of tables without an index,
+/// e.g. `connections.host`), for documentation checks. Driver options of a connection
+/// (`mysql_host_part`) are the drivers' and not listed.
+pub fn known_keys() -> Vec<String> {
+    let mut keys = Vec::new();
+    schema::leaf_paths(schema::ROOT, "", &mut keys);
+    keys
 }
 
 fn problem(key: &str, reason: String) -> ConfigError {
@@ -920,5 +1032,144 @@ mod tests {
         std::fs::write(&path, "listen = \"127.0.0.1:1\"\nlisten_port = 5\n").expect("write");
         let err = Config::load(Some(&path), &Env::new()).expect_err("unknown key");
         assert!(err.to_string().contains("listen_port"));
+    }
+
+    #[test]
+    fn type_errors_from_file_and_env_are_all_reported_by_key_and_line_without_values() {
+        let text = "listen = \"127.0.0.1:50051\"\nmax_concurrent_calls = \"lots-of-calls\"\n\n[nats]\nurl = \"nats://x\"\ntls_required = \"very-much\"\n\n[[connections]]\nname = \"pg\"\napp = \"postgres\"\nhost = \"db\"\nport = \"five-four-three-two\"\nusername = \"rotator\"\n";
+        let err = Config::from_toml_str(text, &env(&[("ROTATOR_MAX_MESSAGE_BYTES", "abc-bytes")]))
+            .expect_err("mistyped");
+        let keys: Vec<_> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "max_message_bytes",
+                "max_concurrent_calls",
+                "nats.tls_required",
+                "connections[0].port",
+            ],
+            "{err}"
+        );
+        let reasons: Vec<_> = err.0.iter().map(|p| p.reason.as_str()).collect();
+        assert!(
+            reasons[0].ends_with("(from ROTATOR_MAX_MESSAGE_BYTES)"),
+            "{err}"
+        );
+        assert!(reasons[1].ends_with("(line 2)"), "{err}");
+        assert!(reasons[2].ends_with("(line 6)"), "{err}");
+        assert!(reasons[3].ends_with("(line 12)"), "{err}");
+        let shown = err.to_string();
+        for value in ["lots-of-calls", "abc-bytes", "very-much", "five-four"] {
+            assert!(!shown.contains(value), "{value} echoed: {shown}");
+        }
+    }
+
+    #[test]
+    fn a_mistyped_key_does_not_hide_later_validation_problems() {
+        let err = Config::from_toml_str(
+            "max_concurrent_calls = \"x\"\nlisten = \"nowhere\"\nlog_formt = \"json\"\n",
+            &Env::new(),
+        )
+        .expect_err("invalid");
+        let keys: Vec<_> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["max_concurrent_calls", "log_formt", "listen"],
+            "{err}"
+        );
+        assert!(
+            err.0[1].reason.contains("did you mean `log_format`?"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn invalid_toml_names_its_line() {
+        let err = Config::from_toml_str(
+            "listen = \"127.0.0.1:1\"\nproject_id = \"p\"; environment = \"s3cr3t\"\n",
+            &Env::new(),
+        )
+        .expect_err("not TOML");
+        assert_eq!(err.0[0].key, "config file");
+        assert!(err.0[0].reason.ends_with("(line 2)"), "{err}");
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_rotator_variable_names_the_closest_known_one() {
+        let err = Config::from_toml_str(
+            "",
+            &env(&[
+                ("ROTATOR_MAX_MESAGE_BYTES", "1024"),
+                ("ROTATOR_NATS__URL", "nats://x"),
+            ]),
+        )
+        .expect_err("unknown variables");
+        let keys: Vec<_> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["ROTATOR_MAX_MESAGE_BYTES", "ROTATOR_NATS__URL"]);
+        assert!(
+            err.0[0].reason.contains("ROTATOR_MAX_MESSAGE_BYTES"),
+            "{err}"
+        );
+        assert!(err.0[1].reason.contains("ROTATOR_NATS_URL"), "{err}");
+        assert!(!err.to_string().contains("nats://x"));
+        // Variables read outside the configuration keys are known.
+        let others: Vec<(&str, &str)> = OTHER_VARS.iter().map(|(v, _)| (*v, "x")).collect();
+        let mut others = env(&others);
+        others.remove("ROTATOR_ENCRYPTION_KEY");
+        others.remove("ROTATOR_ENCRYPTION_KEY_FILE");
+        Config::from_toml_str("", &others).expect("known variables");
+    }
+
+    /// Every `ROTATOR_*` name in the sources is a variable the loader knows, so setting one
+    /// is never refused as unknown (a new variable must be added to `ENV_KEYS` or `OTHER_VARS`).
+    #[test]
+    fn every_rotator_variable_in_the_sources_is_known() {
+        // Names that look like variables but are not: the default stream name, and the typo
+        // `tests/cli.rs` makes on purpose.
+        const NOT_VARIABLES: &[&str] = &["ROTATOR_EVENTS", "ROTATOR_LISTN"];
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        let mut dirs: Vec<PathBuf> = ["src", "tests", "benches", "testkit/src"]
+            .iter()
+            .map(|d| root.join(d))
+            .collect();
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs")
+                    // the loader itself, whose tests spell unknown variables on purpose
+                    && !path.ends_with("src/config.rs")
+                    && !path.ends_with("src/config/schema.rs")
+                {
+                    files.push(path);
+                }
+            }
+        }
+        assert!(
+            files.len() > 20,
+            "sources not found under {}",
+            root.display()
+        );
+        let mut unknown = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            for (at, _) in text.match_indices("\"ROTATOR_") {
+                let name: String = text[at + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                let closed = text[at + 1 + name.len()..].starts_with('"');
+                let known = ENV_KEYS.iter().any(|(v, _)| *v == name)
+                    || OTHER_VARS.iter().any(|(v, _)| *v == name)
+                    || NOT_VARIABLES.contains(&name.as_str());
+                if closed && !known {
+                    unknown.push(format!("{name} in {}", file.display()));
+                }
+            }
+        }
+        assert!(unknown.is_empty(), "unknown variables: {unknown:?}");
     }
 }

@@ -92,6 +92,9 @@ pub async fn run_on(
                 let scheduler = backend.as_ref().map(|backend| {
                     local::Scheduler::spawn(std::sync::Arc::clone(backend), local::SCHEDULER_PERIOD)
                 });
+                let recovery = backend
+                    .as_ref()
+                    .map(|backend| local::Recovery::spawn(std::sync::Arc::clone(backend)));
                 let reloader = backend.as_ref().map(|backend| {
                     local::spawn_on_sighup(
                         std::sync::Arc::clone(backend),
@@ -107,6 +110,9 @@ pub async fn run_on(
                         .await;
                 if let Some(scheduler) = scheduler {
                     scheduler.stop();
+                }
+                if let Some(recovery) = recovery {
+                    recovery.stop();
                 }
                 if let Some(reloader) = reloader {
                     reloader.abort();

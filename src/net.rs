@@ -6,6 +6,8 @@
 //! permitted addresses, and [`GuardedResolver`] does the same inside reqwest, so DNS rebinding
 //! between check and connect does not help an attacker.
 
+pub mod pinned;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 

@@ -469,3 +469,47 @@ fn events_tail_with_an_unknown_type_lists_the_valid_ones() {
         assert!(stderr.contains(known), "{known} missing from: {stderr}");
     }
 }
+
+/// Type errors used to stop at the first one with serde's `invalid type: string "<the value>",
+/// expected u32`: no key, the value echoed. Every problem is now named by key (and line, or the
+/// variable that set it), and no value is printed.
+#[test]
+fn serve_reports_every_type_error_by_key_and_line_without_the_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("rotator.toml");
+    std::fs::write(
+        &file,
+        "data_dir = \"data\"\nmax_concurrent_calls = \"calls-value-1\"\n\n[infisical]\nurl = \"http://127.0.0.1:1\"\nclient_id = \"id\"\nclient_secret = 4242424242\n",
+    )
+    .expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_rotator"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&file)
+        .current_dir(dir.path())
+        .env("ROTATOR_MAX_MESSAGE_BYTES", "bytes-value-2")
+        .env("ROTATOR_LISTN", "127.0.0.1:0")
+        .output()
+        .expect("run");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    for shown in [
+        "max_concurrent_calls: must be a whole number",
+        "(line 2)",
+        "max_message_bytes: must be a whole number",
+        "(from ROTATOR_MAX_MESSAGE_BYTES)",
+        "infisical.client_secret: must be a string",
+        "(line 7)",
+        "ROTATOR_LISTN: is not a variable rotator reads; did you mean ROTATOR_LISTEN?",
+    ] {
+        assert!(stderr.contains(shown), "{shown:?} missing from: {stderr}");
+    }
+    for value in [
+        "calls-value-1",
+        "bytes-value-2",
+        "4242424242",
+        "invalid type",
+    ] {
+        assert!(!stderr.contains(value), "{value} printed: {stderr}");
+    }
+}

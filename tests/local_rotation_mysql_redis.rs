@@ -15,7 +15,11 @@ use rotator::proto::{
     RotationStatus, RotationType, SecretRotation, generated_credential,
     get_secret_rotation_request,
 };
-use rotator_testkit::local_server::{free_port, rotator_command, wait_serving};
+use rotator_testkit::local_server::{
+    attempt_states, free_port, reason, rotator_command, until_not_in_progress,
+    wait_for_attempts_to_end, wait_serving,
+};
+use rotator_testkit::tcp_gate::TcpGate;
 use rotator_testkit::{local_server, mariadb, private_redis};
 use sqlx::{ConnectOptions as _, Connection as _};
 use tokio::process::Child;
@@ -333,6 +337,107 @@ async fn wrong_admin_password_fails_at_once(
     assert_ne!(err.code(), tonic::Code::Unavailable, "permanent: {err:?}");
     assert!(!err.message().contains(wrong) && !err.message().contains(admin.1));
     assert_failed_cleanly(&channel, dir.path(), target, &id, &before).await;
+}
+
+/// Kill -9 with the attempt at APPLIED, then a restart while the target does not answer: the
+/// server serves at once with the attempt open and pending (never FAILED, which would leave the
+/// slot's stored credential dead), and once the target answers again recovery verifies and
+/// commits: both stored credentials log in.
+async fn a_crash_at_applied_rolls_forward_once_the_target_returns(
+    target: Target,
+    port: u16,
+    admin: (&str, &str),
+    params: &str,
+) {
+    let gate = TcpGate::start(port).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let id = uuid::Uuid::new_v4().to_string();
+    let path = config(dir.path(), target, gate.port(), admin.0, &id, params);
+    let (child, channel) = start(dir.path(), &path, admin.1).await;
+    rotate(&channel, target, &id)
+        .await
+        .expect("a first rotation");
+    stop(child).await;
+
+    let crash_port = free_port();
+    let mut crashing = rotator_command(
+        env!("CARGO_BIN_EXE_rotator"),
+        &path,
+        &data,
+        crash_port,
+        (ADMIN_ENV, admin.1),
+    );
+    let mut crashing = crashing
+        .env("ROTATOR_FAILPOINT", "applied")
+        .spawn()
+        .expect("spawn");
+    let channel = wait_serving(
+        &format!("http://127.0.0.1:{crash_port}"),
+        Duration::from_secs(60),
+    )
+    .await;
+    let _ = rotate(&channel, target, &id).await;
+    let status = tokio::time::timeout(Duration::from_secs(30), crashing.wait())
+        .await
+        .expect("the failpoint ends the process")
+        .expect("wait");
+    assert!(!status.success(), "the process aborted at APPLIED");
+
+    gate.shut();
+    let (_child, channel) = start(dir.path(), &path, admin.1).await;
+    let states = attempt_states(&data).await;
+    assert!(
+        states.iter().any(|s| s == "applied"),
+        "serving while the attempt waits for its target: {states:?}"
+    );
+    // Recovery holds the attempt while it retries; once its budget is spent the attempt stays
+    // open (pending), and a call that resumes it meets the same silent target.
+    let pending = until_not_in_progress(|| rotate(&channel, target, &id)).await;
+    assert_eq!(reason(&pending), "ROTATION_PENDING", "{pending:?}");
+    assert!(!pending.message().contains(admin.1));
+    assert!(
+        !attempt_states(&data).await.iter().any(|s| s == "failed"),
+        "never FAILED while the target may hold the candidate"
+    );
+
+    gate.open().await;
+    wait_for_attempts_to_end(&data, Duration::from_secs(120)).await;
+    let (_, creds) = credentials(&channel, target, &id).await;
+    assert_eq!(creds.len(), 2);
+    for (user, password) in &creds {
+        assert!(target.login(user, password).await, "{user} logs in");
+    }
+    let got = get(&channel, target, &id).await;
+    assert_eq!(got.rotation_status, RotationStatus::Success as i32);
+    assert!(
+        attempt_states(&data).await.iter().all(|s| s == "committed"),
+        "nothing failed"
+    );
+}
+
+#[tokio::test]
+async fn mysql_crash_at_applied_rolls_forward_once_the_target_returns() {
+    let (_accounts, admin, a, b) = mysql_accounts().await;
+    a_crash_at_applied_rolls_forward_once_the_target_returns(
+        Target::Mysql,
+        mariadb::PORT,
+        (&admin, "admin-Pw-91x"),
+        &mysql_params(&a, &b),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn redis_crash_at_applied_rolls_forward_once_the_target_returns() {
+    let redis = private_redis::PrivateRedis::shared();
+    a_crash_at_applied_rolls_forward_once_the_target_returns(
+        Target::Redis { port: redis.port() },
+        redis.port(),
+        (private_redis::ADMIN_USER, private_redis::ADMIN_PASSWORD),
+        REDIS_PARAMS,
+    )
+    .await;
 }
 
 #[tokio::test]

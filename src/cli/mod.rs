@@ -21,9 +21,9 @@ pub const EXIT_CONFIG: u8 = 64;
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (commit ",
-    env!("ROTATOR_GIT_COMMIT"),
+    env!("BUILD_GIT_COMMIT"),
     ", built ",
-    env!("ROTATOR_BUILD_DATE"),
+    env!("BUILD_DATE_UTC"),
     ")"
 );
 

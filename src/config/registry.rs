@@ -192,7 +192,11 @@ impl Registry {
             let raw: RawConnection = match value.try_into() {
                 Ok(r) => r,
                 Err(e) => {
-                    push(problems, &key, e.message().to_owned());
+                    push(
+                        problems,
+                        &key,
+                        super::schema::describe_serde_error(e.message()),
+                    );
                     continue;
                 }
             };
@@ -216,7 +220,11 @@ impl Registry {
             let raw: RawRotation = match value.try_into() {
                 Ok(r) => r,
                 Err(e) => {
-                    push(problems, &key, e.message().to_owned());
+                    push(
+                        problems,
+                        &key,
+                        super::schema::describe_serde_error(e.message()),
+                    );
                     continue;
                 }
             };
@@ -424,11 +432,23 @@ fn rotation(
     let typed = rotation_type.and_then(|t| {
         let parameters = json_of(raw.parameters.clone())
             .and_then(|v| crate::rotation::json::parameters_from_json(t, v))
-            .map_err(|e| push(problems, &format!("{key}.parameters"), e.to_string()))
+            .map_err(|e| {
+                push(
+                    problems,
+                    &format!("{key}.parameters"),
+                    super::schema::describe_serde_error(&e.to_string()),
+                )
+            })
             .ok();
         let mapping = json_of(raw.secrets_mapping.clone())
             .and_then(|v| crate::rotation::json::mapping_from_json(t, v))
-            .map_err(|e| push(problems, &format!("{key}.secrets_mapping"), e.to_string()))
+            .map_err(|e| {
+                push(
+                    problems,
+                    &format!("{key}.secrets_mapping"),
+                    super::schema::describe_serde_error(&e.to_string()),
+                )
+            })
             .ok();
         Some((t, parameters?, mapping?))
     });

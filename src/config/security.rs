@@ -28,37 +28,6 @@ pub(super) const BOOL_KEYS: &[&str] = &[
     "network.deny_private_addresses",
 ];
 
-/// Keys whose values are secrets, anywhere in the configuration.
-const SECRET_KEYS: &[&str] = &[
-    "infisical.client_secret",
-    "infisical.token",
-    "nats.password",
-    "nats.token",
-    "nats.nkey_seed",
-];
-
-/// Finds secret keys whose value is not a string, and reports them by key before serde can
-/// quote the value in a type error.
-pub(super) fn take_mistyped_secrets(table: &mut toml::Table) -> Vec<ConfigProblem> {
-    SECRET_KEYS
-        .iter()
-        .filter(|key| {
-            let mut parts = key.split('.');
-            let (Some(section), Some(name)) = (parts.next(), parts.next()) else {
-                return false;
-            };
-            table
-                .get(section)
-                .and_then(|s| s.get(name))
-                .is_some_and(|v| !v.is_str())
-        })
-        .map(|key| ConfigProblem {
-            key: (*key).to_owned(),
-            reason: "must be a string (or an env:NAME / file:PATH reference)".to_owned(),
-        })
-        .collect()
-}
-
 // === raw (as written) ===
 
 #[derive(Default, Deserialize)]

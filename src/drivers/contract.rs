@@ -163,6 +163,10 @@ pub struct BuildContext<'a> {
     pub usernames: Option<&'a [String; 2]>,
     /// State shared by the rotations of one connection (idle admin sessions).
     pub shared: &'a ConnectionShared,
+    /// Days between rotations (`rotation_interval_days`), when the registry declares the
+    /// rotation: issued secrets with a lifetime (Azure) expire after a multiple of it, and a
+    /// provider's limit on that lifetime is checked at build, before any secret exists.
+    pub interval_days: Option<u32>,
 }
 
 /// A driver built for one rotation.

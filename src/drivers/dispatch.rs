@@ -41,6 +41,9 @@ pub struct DriverOptions {
     pub usernames: Option<[String; 2]>,
     /// State shared with the connection's other rotations; a fresh one when absent.
     pub shared: Option<ConnectionShared>,
+    /// Days between the rotation's rotations, for drivers whose secrets expire (Azure): absent
+    /// when the driver is built outside a registry (tests), which then uses its default.
+    pub interval_days: Option<u32>,
 }
 
 /// A chosen-secret driver behind the contract preamble.
@@ -135,6 +138,7 @@ pub fn build(
         parameters,
         usernames: options.usernames.as_ref(),
         shared: &shared,
+        interval_days: options.interval_days,
     })?;
     let connection = Arc::new(connection);
     match (built, descriptor.source) {

@@ -73,6 +73,9 @@ pub struct DriverError {
     system: DbSystem,
     phase: Phase,
     detail: String,
+    /// The failure happened before any change could reach the target (while connecting or
+    /// logging in): a transient failure that leaves no doubt about the outcome.
+    before_sending: bool,
 }
 
 // === impl DbSystem ===
@@ -195,7 +198,24 @@ impl DriverError {
             system,
             phase,
             detail: detail.into(),
+            before_sending: false,
         }
+    }
+
+    /// Marks the failure as one that happened before any change was sent (connecting, logging
+    /// in): the target is certainly unchanged.
+    #[must_use]
+    pub fn before_sending(mut self) -> Self {
+        self.before_sending = true;
+        self
+    }
+
+    /// Whether the target may have taken the change despite the failure: false for a failure
+    /// while connecting or logging in, and for a refusal (a permanent error means the target
+    /// refused); true for a transient failure once a change may have been sent (a timeout, a
+    /// dropped connection).
+    pub fn may_have_changed_target(&self) -> bool {
+        self.is_transient() && !self.before_sending
     }
 
     /// The kind of failure.

@@ -11,18 +11,27 @@
 //! - [`postgres`]: `ALTER ROLE … PASSWORD '<SCRAM-SHA-256 verifier>'`.
 //! - [`mysql`]: `ALTER USER '<user>'@'<host>' IDENTIFIED BY '<literal>'` (MySQL, MariaDB).
 //! - [`redis`]: one ACL user per slot, `ACL SETUSER … #<sha256>`, then `ACL SAVE`.
+//! - [`aws_iam`]: IAM access keys (issued): `CreateAccessKey`, `GetCallerIdentity` with the new
+//!   key, `DeleteAccessKey` of exactly the replaced id.
+//! - [`okta_client_secret`]: Okta app client secrets (create, deactivate + delete; token check).
+//! - [`databricks_sp_secret`]: Databricks service principal OAuth secrets (M2M admin token).
+//! - [`azure_client_secret`]: Microsoft Graph `addPassword` / `removePassword` (issued).
+//! - [`auth0_client_secret`]: Auth0 Management API `PATCH client_secret` (chosen, single-phase).
 //! - `contract`: the traits and the descriptor; `dispatch`: lookup, build, preamble.
 //! - [`error`]: [`DriverError`], [`DriverErrorKind`]; `redact`: scrubbing peer text.
 //! - [`password`]: password requirements and the generator of chosen secrets.
-//! - [`quote`], [`scram`], `admin_sessions`, `shared`: helpers some drivers share.
+//! - [`quote`], [`scram`], `admin_sessions`, `shared`: helpers some drivers share;
+//!   `rest`, `http_api`: HTTP clients, token caches and status classes of the HTTP API drivers.
 
 mod admin_sessions;
 mod contract;
 mod dispatch;
 pub mod error;
+mod http_api;
 pub mod password;
 pub mod quote;
 mod redact;
+mod rest;
 pub mod scram;
 mod shared;
 mod sql_error;
@@ -54,7 +63,16 @@ macro_rules! register {
 }
 
 // Adding a driver: its file in this folder, and its name here.
-register!(postgres, mysql, redis);
+register!(
+    postgres,
+    mysql,
+    redis,
+    aws_iam,
+    okta_client_secret,
+    databricks_sp_secret,
+    azure_client_secret,
+    auth0_client_secret,
+);
 
 /// How long a driver waits for a connection (TCP, TLS and login), as upstream.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

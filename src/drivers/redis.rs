@@ -196,8 +196,8 @@ impl RedisDriver {
         .await
         {
             Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(from_redis(&e, phase, login, redactor)),
-            Err(_) => Err(timed_out(phase)),
+            Ok(Err(e)) => Err(from_redis(&e, phase, login, redactor).before_sending()),
+            Err(_) => Err(timed_out(phase).before_sending()),
         }
     }
 
@@ -458,7 +458,21 @@ fn from_redis(e: &RedisError, phase: Phase, login: Login, redactor: &Redactor<'_
             _ => DriverErrorKind::Server,
         }
     };
-    DriverError::new(kind, SYSTEM, phase, redactor.scrub(&e.to_string()))
+    let mut detail = e.to_string();
+    if kind == DriverErrorKind::Tls
+        && let Some(advice) = std::error::Error::source(e)
+            .and_then(|source| {
+                source
+                    .downcast_ref::<std::sync::Arc<dyn std::error::Error + Send + Sync>>()
+                    .map(|inner| crate::net::pinned::unpinnable_advice(inner.as_ref()))
+                    .unwrap_or_else(|| crate::net::pinned::unpinnable_advice(source))
+            })
+    {
+        // redis takes only root certificates: a self-signed server certificate cannot be
+        // pinned as the upstream's can.
+        detail = format!("{detail}: {advice}");
+    }
+    DriverError::new(kind, SYSTEM, phase, redactor.scrub(&detail))
 }
 
 #[cfg(test)]

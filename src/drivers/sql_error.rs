@@ -45,16 +45,26 @@ pub(crate) fn from_sqlx(
         }
         // rustls reports handshake and certificate failures as InvalidData.
         sqlx::Error::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            (DriverErrorKind::Tls, e.to_string())
+            (DriverErrorKind::Tls, with_advice(e.to_string(), e))
         }
         sqlx::Error::Io(e) => (DriverErrorKind::Unreachable, e.to_string()),
-        sqlx::Error::Tls(e) => (DriverErrorKind::Tls, e.to_string()),
+        sqlx::Error::Tls(e) => (DriverErrorKind::Tls, with_advice(e.to_string(), e.as_ref())),
         sqlx::Error::Configuration(e) => (DriverErrorKind::InvalidInput, e.to_string()),
         sqlx::Error::InvalidArgument(e) => (DriverErrorKind::InvalidInput, e.clone()),
         sqlx::Error::WorkerCrashed => (DriverErrorKind::Unreachable, err.to_string()),
         other => (DriverErrorKind::Server, other.to_string()),
     };
     DriverError::new(kind, system, phase, redactor.scrub(&detail))
+}
+
+/// A TLS failure's text, followed by what to fix when it is a refused certificate (sqlx takes
+/// only root certificates, so a self-signed server certificate cannot be pinned as the
+/// upstream's can).
+fn with_advice(detail: String, error: &(dyn std::error::Error + 'static)) -> String {
+    match crate::net::pinned::unpinnable_advice(error) {
+        Some(advice) => format!("{detail}: {advice}"),
+        None => detail,
+    }
 }
 
 /// The error for a connect or statement that outlived its timeout.
@@ -70,8 +80,10 @@ pub(crate) async fn connect_within<C>(
 ) -> Result<C, DriverError> {
     match tokio::time::timeout(super::CONNECT_TIMEOUT, connecting).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(from_sqlx(&e, system, phase, login, redactor, database_kind)),
-        Err(_) => Err(timed_out(system, phase, "the connection")),
+        Ok(Err(e)) => {
+            Err(from_sqlx(&e, system, phase, login, redactor, database_kind).before_sending())
+        }
+        Err(_) => Err(timed_out(system, phase, "the connection").before_sending()),
     }
 }
 

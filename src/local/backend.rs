@@ -12,6 +12,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::attempt::{AttemptState, Budget};
@@ -66,6 +67,8 @@ pub struct LocalBackend {
     store: Store,
     budget: Budget,
     limits: ConnectionLimits,
+    /// Wakes background recovery when an attempt is left open.
+    recovery: Arc<Notify>,
 }
 
 // === impl LocalBackend ===
@@ -82,6 +85,7 @@ impl LocalBackend {
             store,
             budget: Budget::default(),
             limits: ConnectionLimits::default(),
+            recovery: Arc::new(Notify::new()),
         })
     }
 
@@ -93,7 +97,18 @@ impl LocalBackend {
             store,
             budget: Budget::default(),
             limits: ConnectionLimits::default(),
+            recovery: Arc::new(Notify::new()),
         }
+    }
+
+    /// What background recovery waits on between passes.
+    pub(super) fn recovery_signal(&self) -> Arc<Notify> {
+        Arc::clone(&self.recovery)
+    }
+
+    /// Asks background recovery for a pass soon (an attempt was left open).
+    pub(super) fn wake_recovery(&self) {
+        self.recovery.notify_one();
     }
 
     pub(super) fn store(&self) -> &Store {
@@ -144,9 +159,10 @@ impl LocalBackend {
     }
 
     /// Start-up: frees leases of a crashed predecessor (on a store of this process alone),
-    /// creates state rows, resumes open attempts, then issues slot 0 of every rotation that has
-    /// no credential. Failures are recorded on the rotation (status failed, event) and logged;
-    /// they never stop the server.
+    /// creates state rows, then issues slot 0 of every rotation that has no credential and no
+    /// open attempt. Open attempts are left to background recovery (`Recovery`), so a target
+    /// that does not answer never delays serving. Failures are recorded on the rotation (status
+    /// failed, event) and logged; they never stop the server.
     ///
     /// # Errors
     ///
@@ -159,19 +175,22 @@ impl LocalBackend {
                 .ensure_rotation(&rotation.id.to_string(), None)
                 .await?;
         }
-        self.resume_open_attempts().await?;
         self.issue_first_credentials(&current).await
     }
 
-    /// Finishes every open attempt of a registered rotation whose lease is free: at start-up,
-    /// and periodically for attempts a crashed replica left on a shared store once their lease
+    /// Finishes every open attempt of a registered rotation whose lease is free, concurrently:
+    /// at start, after an attempt was left open because its target stopped answering, and
+    /// periodically for attempts a crashed replica left on a shared store once their lease
     /// expired. An attempt whose lease is held is running; it is left alone.
+    ///
+    /// Returns how many attempts of registered rotations are still open afterwards.
     ///
     /// # Errors
     ///
     /// The store could not be read.
-    pub async fn resume_open_attempts(&self) -> Result<(), LocalError> {
+    pub async fn resume_open_attempts(&self) -> Result<usize, LocalError> {
         let current = self.current();
+        let mut resuming = Vec::new();
         for row in self.store.open_attempts().await? {
             let Ok(id) = Uuid::parse_str(&row.rotation_id) else {
                 continue;
@@ -187,21 +206,40 @@ impl LocalBackend {
                 request_id: row.request_id.clone(),
                 idempotency_key: None,
             };
-            match self.rotate(id, origin).await {
-                Ok(_) | Err(LocalError::Busy { .. }) => {}
-                Err(error) => {
-                    tracing::warn!(rotation_id = %row.rotation_id, %error, "recovered attempt did not commit");
+            resuming.push(async move {
+                match self.rotate(id, origin).await {
+                    Ok(_) | Err(LocalError::Busy { .. }) => {}
+                    Err(error) => {
+                        tracing::warn!(rotation_id = %row.rotation_id, %error, "recovered attempt did not commit");
+                    }
                 }
-            }
+            });
         }
-        Ok(())
+        futures::future::join_all(resuming).await;
+        let still_open = self
+            .store
+            .open_attempts()
+            .await?
+            .iter()
+            .filter_map(|row| Uuid::parse_str(&row.rotation_id).ok())
+            .filter(|id| current.registry.rotation(*id).is_some())
+            .count();
+        Ok(still_open)
     }
 
-    /// Issues slot 0 of every rotation of `registered` that has no stored credential.
+    /// Issues slot 0 of every rotation of `registered` that has no stored credential and no
+    /// open attempt (an open first create is recovery's).
     async fn issue_first_credentials(&self, registered: &Registered) -> Result<(), LocalError> {
+        let open: std::collections::HashSet<String> = self
+            .store
+            .open_attempts()
+            .await?
+            .into_iter()
+            .map(|row| row.rotation_id)
+            .collect();
         for rotation in &registered.registry.rotations {
             let id = rotation.id.to_string();
-            if !self.store.credentials(&id).await?.is_empty() {
+            if open.contains(&id) || !self.store.credentials(&id).await?.is_empty() {
                 continue;
             }
             let origin = Origin {

@@ -54,6 +54,19 @@ pub enum LocalError {
     /// The rotation has no credential yet (its first create has not succeeded).
     #[error("rotation {0} has no issued credential yet")]
     NoCredential(String),
+    /// The target stopped answering after it may have taken the candidate: the attempt stays
+    /// open and completes in the background when the target answers again (it never ends
+    /// failed while the target may hold the candidate).
+    #[error(
+        "attempt {attempt_id} could not finish: {cause}; it stays open and completes in the background when the target answers"
+    )]
+    Pending {
+        /// The open attempt.
+        attempt_id: String,
+        /// The last failure.
+        #[source]
+        cause: DriverError,
+    },
     /// A call with an idempotency key already seen, whose attempt failed: its failure again.
     #[error("attempt {attempt_id} of this idempotency key failed: {message}")]
     Replayed {
@@ -101,6 +114,11 @@ impl Classify for LocalError {
             Self::LostLease => class(Code::Aborted, "LEASE_LOST", None),
             Self::Crypto(_) => class(Code::Internal, "CREDENTIAL_UNREADABLE", None),
             Self::NoCredential(_) => class(Code::FailedPrecondition, "NO_CREDENTIAL_ISSUED", None),
+            Self::Pending { .. } => class(
+                Code::Unavailable,
+                "ROTATION_PENDING",
+                Some(std::time::Duration::from_secs(5)),
+            ),
             Self::Replayed { .. } => {
                 class(Code::FailedPrecondition, "ROTATION_FAILED_REPLAYED", None)
             }

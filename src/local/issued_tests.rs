@@ -278,6 +278,11 @@ async fn an_attempt_killed_after_the_provider_answered_leaves_no_orphan() {
     provider.hang.store(false, Ordering::SeqCst);
     let restarted = harness.backend(&provider);
     restarted.start_up().await.expect("start-up");
+    let open = restarted
+        .resume_open_attempts()
+        .await
+        .expect("recovery, as the background task runs it");
+    assert_eq!(open, 0, "the resumed attempt ended");
     let stored = harness.stored_ids(&restarted).await;
     assert!(!provider.ids().contains(&orphan), "the orphan is revoked");
     assert!(!stored.contains(&orphan));

@@ -23,6 +23,7 @@ mod issued;
 mod issued_tests;
 mod limits;
 mod reads;
+mod recovery;
 mod registered;
 mod reload;
 mod run;
@@ -33,11 +34,13 @@ mod view;
 pub use self::backend::{LEASE_TTL, LocalBackend, Origin, Scope};
 pub use self::error::LocalError;
 pub use self::failpoint::FAILPOINT_VAR;
+pub use self::recovery::Recovery;
 pub use self::reload::{reload, spawn_on_sighup};
 pub use self::scheduler::{PERIOD as SCHEDULER_PERIOD, Scheduler};
 
-/// Builds the local backend when rotations are registered, then runs its start-up (recovery of
-/// open attempts, first create) before the server answers anything.
+/// Builds the local backend when rotations are registered and runs its start-up (state rows,
+/// first credentials of new rotations) before the server answers anything. Attempts left open by
+/// a crashed process are not waited for: `Recovery` resumes them in the background.
 ///
 /// # Errors
 ///

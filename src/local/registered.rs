@@ -153,6 +153,7 @@ fn build_one(
             options: connection.options.clone(),
             usernames: None,
             shared: Some(shared.clone()),
+            interval_days: Some(rotation.interval_days),
         },
     )
     .map_err(|e| e.to_string())

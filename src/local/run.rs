@@ -42,6 +42,10 @@ pub(super) struct Run<'a> {
     pub(super) row: AttemptRow,
     /// The candidate; `None` while an issued secret is not issued yet.
     pub(super) candidate: Option<Credential>,
+    /// Whether the target may hold the candidate although the state does not say so: a
+    /// resumed attempt (the crashed run may have sent it), or an apply that failed after it
+    /// may have reached the target.
+    pub(super) maybe_applied: bool,
     pub(super) started: Instant,
 }
 
@@ -62,6 +66,7 @@ impl<'a> Run<'a> {
             registered,
             row,
             candidate,
+            maybe_applied: false,
             started: Instant::now(),
         }
     }
@@ -162,7 +167,9 @@ impl LocalBackend {
             })
         };
         tracing::info!(%rotation_id, attempt_id = %row.attempt_id, state = ?row.state, "resuming an open attempt");
-        Ok(Run::start(rotation, driver, current, row, candidate))
+        let mut run = Run::start(rotation, driver, current, row, candidate);
+        run.maybe_applied = true;
+        Ok(run)
     }
 
     /// PREPARE: the intent (slot; for a chosen secret its sealed candidate) is stored before
@@ -270,6 +277,9 @@ impl LocalBackend {
                             "the attempt ended without a result",
                         )
                     });
+                    if error.is_transient() && may_hold_candidate(&run) {
+                        return Err(self.park(&run, error));
+                    }
                     self.withdraw_candidate(&run).await;
                     return Err(self.fail(&run, error).await);
                 }
@@ -278,7 +288,12 @@ impl LocalBackend {
             last = match outcome {
                 Ok(()) => None,
                 Err(Step::Store(e)) => return Err(e),
-                Err(Step::Driver(e)) => Some(note_failure(&mut run, e, &mut last_error)),
+                Err(Step::Driver(e)) => {
+                    if action == Next::Apply && e.may_have_changed_target() {
+                        run.maybe_applied = true;
+                    }
+                    Some(note_failure(&mut run, e, &mut last_error))
+                }
             };
         }
     }
@@ -391,6 +406,20 @@ impl LocalBackend {
         Ok(view)
     }
 
+    /// Leaves the attempt open for background recovery: the target may hold the candidate, so
+    /// failing now could leave the stored credential of the slot dead. The lease is released by
+    /// the caller; recovery resumes the attempt (verify first) when the target answers.
+    fn park(&self, run: &Run<'_>, error: DriverError) -> LocalError {
+        tracing::warn!(rotation_id = %run.row.rotation_id, attempt_id = %run.row.attempt_id,
+            state = ?run.row.state, reason = error.reason(),
+            "the target stopped answering mid-attempt; the attempt stays open and recovery retries it");
+        self.wake_recovery();
+        LocalError::Pending {
+            attempt_id: run.row.attempt_id.to_string(),
+            cause: error,
+        }
+    }
+
     async fn fail(&self, run: &Run<'_>, error: DriverError) -> LocalError {
         let rotation_id = &run.row.rotation_id;
         let now = Utc::now();
@@ -494,6 +523,12 @@ pub(super) fn seal_into(
     row.candidate = sealed.bytes;
     row.candidate_id = Some(credential.id.clone());
     Ok(())
+}
+
+/// Whether the target may hold the run's candidate: it was applied (or verified), or an apply
+/// may have reached the target before failing, or the run resumes a crashed one.
+fn may_hold_candidate(run: &Run<'_>) -> bool {
+    run.row.state != AttemptState::Prepared || run.maybe_applied
 }
 
 pub(super) fn slot_of(row: &AttemptRow) -> Slot {

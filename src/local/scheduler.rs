@@ -71,7 +71,7 @@ impl Scheduler {
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
-                if let Err(error) = backend.resume_open_attempts().await {
+                if let Err(error) = backend.resume_open_attempts().await.map(drop) {
                     tracing::warn!(%error, "the scheduler could not read open attempts");
                 }
                 if let Err(error) = run_due(&backend, Utc::now()).await {

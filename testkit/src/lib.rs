@@ -6,18 +6,26 @@
 //! rotator under test:
 //! - [`rotator_server`]: a real rotator server on a loopback port, configured from env maps.
 //! - [`secure`]: a throwaway rcgen PKI, a server configured from TOML, plaintext/TLS/mTLS clients.
+//! - [`issued_local`]: local rotations of issued client secrets through the binary, read back.
 //! - [`local_server`]: a local-rotation server (binary or in-process) and logins to check passwords.
 //! - [`events`]: unique NATS names, a private restartable nats-server, stream reads, `run_on`.
 //!
 //! Its peers:
 //! - [`fake_infisical`]: a fake Infisical built from the vendor contract, with failure injection.
+//! - [`fake_okta`]: a fake Okta org (client secrets API, token endpoint), with failure injection.
+//! - [`fake_databricks`]: a fake Databricks (service principal secrets, OAuth M2M), with failures.
+//! - [`fake_http`]: what those two fakes share (loopback server, failures, Basic auth, forms).
+//! - [`fake_azure`]: the Microsoft identity platform token endpoint and Graph application
+//!   passwords; [`fake_auth0`]: Auth0's `/oauth/token` and Management API client routes.
 //! - [`otlp`]: an OTLP collector (gRPC and HTTP/protobuf) keeping spans and metrics.
 //! - [`scratch_postgres`]: a database of its own on the shared PostgreSQL, dropped on drop.
 //! - [`private_postgres`]: a private PostgreSQL 15 cluster with `scram-sha-256` logins.
 //! - [`mariadb`]: accounts on the shared MariaDB, unique per test, dropped on drop.
 //! - [`private_mariadb`]: a private MariaDB server with extra server options.
 //! - [`private_redis`]: a private Redis 7 server with ACL users.
+//! - [`moto`]: a private moto server (AWS IAM and STS emulator) with signatures enforced.
 //! - [`test_ca`]: a throwaway CA and server certificate (openssl) for the drivers' TLS modes.
+//! - [`tcp_gate`]: a forwarder in front of a real server that a test shuts and opens again.
 //! - [`driver_conformance`]: the driver contract (`docs/specs/driver.md`) as one harness.
 //!
 //! What it said:
@@ -27,11 +35,18 @@
 
 pub mod driver_conformance;
 pub mod events;
+pub mod fake_auth0;
+pub mod fake_azure;
+pub mod fake_databricks;
+pub mod fake_http;
 pub mod fake_infisical;
+pub mod fake_okta;
+pub mod issued_local;
 pub mod local_server;
 pub mod log_capture;
 pub mod log_lines;
 pub mod mariadb;
+pub mod moto;
 pub mod otlp;
 pub mod private_mariadb;
 pub mod private_postgres;
@@ -40,4 +55,5 @@ pub mod prometheus;
 pub mod rotator_server;
 pub mod scratch_postgres;
 pub mod secure;
+pub mod tcp_gate;
 pub mod test_ca;

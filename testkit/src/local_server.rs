@@ -167,3 +167,53 @@ pub fn rotator_command(
         .kill_on_drop(true);
     command
 }
+
+/// Waits until every attempt in the store under `data_dir` ended (committed or failed), or
+/// panics after `limit`: background recovery finishes attempts a crash left open.
+pub async fn wait_for_attempts_to_end(data_dir: &Path, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let states = attempt_states(data_dir).await;
+        if states.iter().all(|s| s == "committed" || s == "failed") {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "attempts still open after {limit:?}: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The `ErrorInfo.reason` of a failed call, or "" when it has none.
+pub fn reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt as _;
+    status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .unwrap_or_default()
+}
+
+/// Calls `call` until it fails with another reason than `ROTATION_IN_PROGRESS` (another attempt
+/// holding the rotation, e.g. recovery), and returns that failure; panics on success or after a
+/// minute.
+pub async fn until_not_in_progress<T, F, Fut>(mut call: F) -> tonic::Status
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match call().await {
+            Ok(_) => panic!("the call succeeded"),
+            Err(status) if reason(&status) == "ROTATION_IN_PROGRESS" => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "still in progress after a minute"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(status) => return status,
+        }
+    }
+}

@@ -46,6 +46,9 @@ pub enum BuildError {
     /// The HTTP client could not be built (e.g. a bad CA certificate).
     #[error("cannot build the Infisical HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    /// `infisical.ca_file` cannot be used to verify the server.
+    #[error(transparent)]
+    Tls(#[from] crate::net::pinned::PinnedError),
     /// `infisical.url` names an address `network.deny_private_addresses` refuses.
     #[error("infisical.url: {0}")]
     Address(#[from] crate::net::GuardError),
@@ -78,9 +81,9 @@ impl Infisical {
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(60));
         if let Some(pem) = &config.ca_pem {
-            for cert in reqwest::Certificate::from_pem_bundle(pem)? {
-                builder = builder.add_root_certificate(cert);
-            }
+            let tls = crate::net::pinned::PinnedVerifier::new("infisical.ca_file", pem)?
+                .client_config()?;
+            builder = builder.use_preconfigured_tls(tls);
         }
         if policy != crate::net::AddressPolicy::Any {
             policy.check_literal(config.base_url.host_str().unwrap_or_default())?;

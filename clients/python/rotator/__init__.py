@@ -1,0 +1,1 @@
+"""Generated Python bindings of rotator's gRPC API (package `rotator.v1`)."""

@@ -1,0 +1,200 @@
+//! `infisical.ca_file` with self-signed server certificates.
+//!
+//! Regression: a certificate made by `openssl req -x509` (basicConstraints CA:TRUE) given as the
+//! CA file failed every call with `invalid peer certificate: CaUsedAsEndEntity`. A server
+//! certificate that is exactly one of the file's certificates is now accepted (pinning); any
+//! other is fully verified, and a refusal says what to fix.
+//!
+//! The fake Infisical speaks plain HTTP; a small rustls listener in front of it serves TLS.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rotator::config::{Config, Env};
+use rotator::context::CallContext;
+use rotator::proto::RotationType;
+use rotator::upstream::infisical::Infisical;
+use rotator_testkit::fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical, PROJECT_ID};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A TLS listener on a loopback port that forwards every connection to `backend`.
+async fn tls_front(backend: &str, cert_pem: &str, key_pem: &str) -> String {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("server certificate");
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("server key");
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("server config");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let backend = backend.to_owned();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let (acceptor, backend) = (acceptor.clone(), backend.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                if let Ok(mut plain) = TcpStream::connect(&backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                }
+            });
+        }
+    });
+    format!("https://127.0.0.1:{port}")
+}
+
+fn upstream(url: &str, ca_file: &Path) -> Infisical {
+    let env: Env = [
+        ("ROTATOR_INFISICAL_URL", url),
+        ("ROTATOR_INFISICAL_CLIENT_ID", CLIENT_ID),
+        ("ROTATOR_INFISICAL_CLIENT_SECRET", CLIENT_SECRET),
+        (
+            "ROTATOR_INFISICAL_CA_FILE",
+            ca_file.to_str().expect("utf-8 path"),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let config = Config::from_toml_str("", &env).expect("valid config");
+    Infisical::new(config.infisical.as_ref().expect("infisical")).expect("client")
+}
+
+/// Lists rotations through the TLS front; the upstream's error text on failure.
+async fn list_through(
+    server_cert: &str,
+    server_key: &str,
+    ca_file_pem: &str,
+) -> Result<(), String> {
+    let fake = FakeInfisical::start().await;
+    let backend = fake
+        .base_url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let url = tls_front(&backend, server_cert, server_key).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_file_pem).expect("write CA file");
+    let result = upstream(&url, &ca_file)
+        .list(
+            RotationType::Unspecified,
+            PROJECT_ID,
+            &CallContext::generated(),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    fake.shutdown().await;
+    result
+}
+
+/// A self-signed certificate for 127.0.0.1 with basicConstraints CA:TRUE, as rcgen makes it.
+fn rcgen_self_signed() -> (String, String) {
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let key = KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("self-signed");
+    (cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn an_openssl_req_x509_certificate_given_as_the_ca_file_is_accepted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    match made {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!("openssl failed: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(e) => {
+            eprintln!("skipped: the openssl command line is not available ({e})");
+            return;
+        }
+    }
+    let cert = std::fs::read_to_string(&cert).expect("cert");
+    let key = std::fs::read_to_string(&key).expect("key");
+    list_through(&cert, &key, &cert)
+        .await
+        .expect("pinned certificate accepted");
+}
+
+#[tokio::test]
+async fn an_rcgen_ca_certificate_given_as_the_ca_file_is_accepted() {
+    let (cert, key) = rcgen_self_signed();
+    list_through(&cert, &key, &cert)
+        .await
+        .expect("pinned certificate accepted");
+    // Among other certificates of the file, too.
+    let (other, _) = rcgen_self_signed();
+    list_through(&cert, &key, &format!("{other}{cert}"))
+        .await
+        .expect("pinned certificate accepted from a bundle");
+}
+
+#[tokio::test]
+async fn a_different_self_signed_certificate_is_refused_with_what_to_fix() {
+    let (cert, key) = rcgen_self_signed();
+    let (other, _) = rcgen_self_signed();
+    let error = list_through(&cert, &key, &other)
+        .await
+        .expect_err("refused");
+    assert!(
+        error.contains("certificate refused")
+            && error.contains("put that exact certificate in infisical.ca_file"),
+        "{error}"
+    );
+    assert!(!error.contains(CLIENT_SECRET), "{error}");
+}
+
+#[tokio::test]
+async fn a_chain_is_still_fully_verified_including_the_name() {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca =
+        CertifiedIssuer::self_signed(params, KeyPair::generate().expect("ca key")).expect("CA");
+    let leaf = |name: &str| {
+        let key = KeyPair::generate().expect("key");
+        let params = CertificateParams::new(vec![name.to_owned()]).expect("params");
+        let cert = params.signed_by(&key, &ca).expect("leaf");
+        (cert.pem(), key.serialize_pem())
+    };
+    let (good, good_key) = leaf("127.0.0.1");
+    list_through(&good, &good_key, &ca.pem())
+        .await
+        .expect("chain to the CA accepted");
+    let (wrong, wrong_key) = leaf("infisical.example");
+    let error = list_through(&wrong, &wrong_key, &ca.pem())
+        .await
+        .expect_err("wrong name refused");
+    assert!(
+        error.contains("does not name 127.0.0.1") && error.contains("subjectAltName"),
+        "{error}"
+    );
+}

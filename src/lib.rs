@@ -62,7 +62,8 @@ pub async fn run(
 ///
 /// Opens the store under `data_dir`, starts the events pipeline (its relay connects to NATS in
 /// the background, so an unreachable NATS never delays serving), serves, and on shutdown drains
-/// the calls before stopping the relay, so the events of the last rotations are flushed too.
+/// the calls before stopping the relay, so the events of the last rotations are flushed too. The
+/// stop after `shutdown` keeps to [`server::StopBudget`].
 ///
 /// # Errors
 ///
@@ -72,6 +73,8 @@ pub async fn run_on(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), server::ServeError> {
+    let clock = server::StopClock::new();
+    let shutdown = clock.watch(shutdown);
     let readiness = telemetry::admin::Readiness::new();
     let admin = match config.admin_listen {
         Some(addr) => Some(
@@ -120,10 +123,21 @@ pub async fn run_on(
         },
         Err(error) => Err(error),
     };
-    if let Some(admin) = admin {
-        admin.stop().await;
+    // What follows the drain stops by the relay deadline of the one stop budget, so the final
+    // telemetry flush (in `cli`) still fits the grace.
+    let budget = clock.budget(config.shutdown_grace);
+    let stopped = tokio::time::timeout_at(budget.relay_deadline(), async {
+        if let Some(admin) = admin {
+            admin.stop().await;
+        }
+        events.shutdown().await;
+        store.close().await;
+    })
+    .await;
+    if stopped.is_err() {
+        tracing::warn!(
+            "the grace period ran out while stopping the events relay; unsent events stay in the outbox for the next start"
+        );
     }
-    events.shutdown().await;
-    store.close().await;
     served
 }

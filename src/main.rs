@@ -6,7 +6,9 @@ use clap::Parser;
 
 /// mimalloc instead of the system allocator: on the forwarding path glibc's malloc/free took
 /// about a sixth of the CPU (perf), and mimalloc raised forwarded throughput by ~12 % in
-/// `benches/forwarding.rs`.
+/// `benches/forwarding.rs`. Built with `no_thp`: otherwise it asks for transparent huge pages
+/// on its arenas, and a 2 MiB page per touched region nearly doubled idle RSS ("Idle
+/// footprint" in `docs/benchmarks.md`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

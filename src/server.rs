@@ -2,9 +2,11 @@
 //! message-size bounds, and a graceful drain on shutdown.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
@@ -93,7 +95,8 @@ pub async fn bind(config: &Config) -> Result<TcpListener, ServeError> {
 }
 
 /// Serves on `listener` until `shutdown` completes, then reports NOT_SERVING, stops accepting,
-/// and waits up to the grace period for in-flight calls and rotation tasks.
+/// and waits for in-flight calls and rotation tasks up to the drain share of the grace period
+/// ([`StopBudget::drain`]).
 ///
 /// # Errors
 ///
@@ -155,7 +158,7 @@ pub async fn run_with_readiness(
         builder = builder.tls_config(server_tls(tls))?;
     }
     let server = builder
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(crate::api::rescue::RescueLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -174,8 +177,10 @@ pub async fn run_with_readiness(
         result = &mut server => return result.map_err(ServeError::from),
         () = shutdown => {}
     }
+    let budget = StopBudget::starting_at(Instant::now(), config.shutdown_grace);
     tracing::info!(
         grace_seconds = config.shutdown_grace.as_secs(),
+        drain_ms = budget.drain().as_millis() as u64,
         "shutting down: draining in-flight calls"
     );
     readiness.set_not_ready(GRPC_COMPONENT, "draining");
@@ -192,7 +197,7 @@ pub async fn run_with_readiness(
         engine.tasks().wait().await;
         result
     };
-    match tokio::time::timeout(config.shutdown_grace, drain).await {
+    match tokio::time::timeout(budget.drain(), drain).await {
         Ok(result) => result.map_err(ServeError::from),
         Err(_) => {
             tracing::warn!("the grace period ran out with calls still in flight");
@@ -201,8 +206,95 @@ pub async fn run_with_readiness(
     }
 }
 
+// === shutdown budget ===
+
+/// The longest the final flushes may be held back from the drain, and the longest the export of
+/// spans and metrics may take at exit.
+pub const FLUSH_RESERVE_MAX: Duration = Duration::from_secs(5);
+
+/// How one shutdown grace (`shutdown_grace_seconds`, counted from SIGTERM/SIGINT) is shared, so
+/// that the whole stop fits in it, whatever a peer does:
+///
+/// 1. draining in-flight calls and rotation tasks: the grace minus the *flush reserve*, a quarter
+///    of the grace and at most [`FLUSH_RESERVE_MAX`];
+/// 2. stopping the admin listener and the events relay's last flush, and closing the store:
+///    until half the reserve is left;
+/// 3. the final export of spans and metrics, both at once: what is left, at most
+///    [`FLUSH_RESERVE_MAX`].
+///
+/// A step that finishes early leaves its time to the next. A step that runs out is abandoned
+/// with a warning: unsent events stay in the outbox (published at the next start), queued spans
+/// are lost.
+#[derive(Debug, Clone, Copy)]
+pub struct StopBudget {
+    /// When the stop began (the signal).
+    started: Instant,
+    /// The whole budget.
+    grace: Duration,
+}
+
+// === impl StopBudget ===
+
+impl StopBudget {
+    /// The budget of a stop that began at `started`.
+    pub fn starting_at(started: Instant, grace: Duration) -> Self {
+        Self { started, grace }
+    }
+
+    /// What the drain may not use: kept for the flushes.
+    pub fn flush_reserve(&self) -> Duration {
+        (self.grace / 4).min(FLUSH_RESERVE_MAX)
+    }
+
+    /// How long the drain may take, from the start.
+    pub fn drain(&self) -> Duration {
+        self.grace.saturating_sub(self.flush_reserve())
+    }
+
+    /// When the admin listener, the events relay and the store must have stopped.
+    pub fn relay_deadline(&self) -> Instant {
+        self.started + self.grace.saturating_sub(self.flush_reserve() / 2)
+    }
+
+    /// How long the export of spans and metrics may take, from now.
+    pub fn telemetry_timeout(&self) -> Duration {
+        (self.started + self.grace)
+            .saturating_duration_since(Instant::now())
+            .min(FLUSH_RESERVE_MAX)
+    }
+}
+
+/// Remembers when the shutdown signal came, so every later step of the stop counts from it.
+#[derive(Debug, Clone, Default)]
+pub struct StopClock(Arc<OnceLock<Instant>>);
+
+// === impl StopClock ===
+
+impl StopClock {
+    /// A clock that has not started.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `signal`, starting the clock when it completes.
+    pub fn watch(&self, signal: impl Future<Output = ()>) -> impl Future<Output = ()> {
+        let clock = Arc::clone(&self.0);
+        async move {
+            signal.await;
+            let _ = clock.set(Instant::now());
+        }
+    }
+
+    /// The budget of this stop: from the signal, or from now when it never came (an error
+    /// stopped the server).
+    pub fn budget(&self, grace: Duration) -> StopBudget {
+        let started = self.0.get().copied().unwrap_or_else(Instant::now);
+        StopBudget::starting_at(started, grace)
+    }
+}
+
 /// How long a TLS handshake may take, so a silent client cannot hold a connection open.
-const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The server TLS settings; mutual TLS when a client CA is configured.
 fn server_tls(tls: &TlsConfig) -> ServerTlsConfig {
@@ -234,5 +326,32 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_steps_of_a_stop_fit_the_grace() {
+        let start = Instant::now();
+        let budget = StopBudget::starting_at(start, Duration::from_secs(30));
+        assert_eq!(budget.flush_reserve(), Duration::from_secs(5));
+        assert_eq!(budget.drain(), Duration::from_secs(25));
+        assert_eq!(
+            budget.relay_deadline(),
+            start + Duration::from_millis(27_500)
+        );
+        assert!(budget.telemetry_timeout() <= FLUSH_RESERVE_MAX);
+
+        let short = StopBudget::starting_at(start, Duration::from_secs(2));
+        assert_eq!(short.drain(), Duration::from_millis(1_500));
+        assert_eq!(short.relay_deadline(), start + Duration::from_millis(1_750));
+        assert!(short.telemetry_timeout() <= Duration::from_secs(2));
+
+        let none = StopBudget::starting_at(start, Duration::ZERO);
+        assert_eq!(none.drain(), Duration::ZERO);
+        assert_eq!(none.telemetry_timeout(), Duration::ZERO);
     }
 }

@@ -224,6 +224,252 @@ secrets_mapping = { username = "DB_USER", password = "DB_PASSWORD" }
     }
 }
 
+/// SIGTERM with a collector that accepts and never answers took 10 s after the drain (the span
+/// flush's 5 s, then the metrics flush's 5 s; with a 4 s grace, 4 s + 4 s): the whole stop now
+/// keeps to `shutdown_grace_seconds`. A bound on a deadline the server enforces, with a 3 s
+/// margin for a loaded machine (the old sequence took 8 s), not a timing measurement.
+#[tokio::test]
+async fn sigterm_with_a_silent_collector_stops_within_the_grace() {
+    use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
+    use rotator_testkit::local_server::{free_port, wait_serving};
+    use std::time::Duration;
+
+    let collector = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the silent collector");
+    let collector_addr = collector.local_addr().expect("addr");
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = collector.accept().await {
+            held.push(socket);
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rotator"))
+        .arg("serve")
+        .env_remove("ROTATOR_CONFIG")
+        .env("ROTATOR_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ROTATOR_DATA_DIR", dir.path())
+        .env("ROTATOR_ADMIN_LISTEN", "off")
+        .env("ROTATOR_SHUTDOWN_GRACE_SECONDS", "4")
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://{collector_addr}"),
+        )
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start rotator serve");
+    let channel = wait_serving(&format!("http://127.0.0.1:{port}"), Duration::from_secs(30)).await;
+    // A call, so that spans wait in the export queue.
+    let _ = SecretRotationServiceClient::new(channel)
+        .list_secret_rotations(rotator::proto::ListSecretRotationsRequest {
+            r#type: 0,
+            project_id: "p".into(),
+        })
+        .await;
+
+    let pid = child.id().expect("pid").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(7), child.wait())
+        .await
+        .expect("stopped within the 4 s grace and a 3 s margin")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+    silent.abort();
+}
+
+#[tokio::test]
+async fn rotate_prints_one_line_by_default_and_the_whole_rotation_as_yaml() {
+    let fake = FakeInfisical::start().await;
+    let server =
+        TestServer::start(forwarding_env(&fake.base_url(), CLIENT_ID, CLIENT_SECRET)).await;
+    let id = fake.rotation_id("postgres-credentials").to_string();
+    let rotate = |extra: &[&str]| {
+        let mut args = vec![
+            "rotate".to_owned(),
+            "postgres-credentials".to_owned(),
+            id.clone(),
+            "--server".to_owned(),
+            server.url(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        client(args)
+    };
+
+    let out = rotate(&[]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    for part in [
+        "postgres-credentials",
+        id.as_str(),
+        "active index",
+        "last rotated",
+    ] {
+        assert!(stdout.contains(part), "{part} missing from: {stdout}");
+    }
+
+    let out = rotate(&["-o", "yaml"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let yaml = text(&out.stdout);
+    assert!(yaml.starts_with("secretRotation:\n"), "{yaml}");
+    assert!(yaml.contains(&format!("  id: \"{id}\"\n")), "{yaml}");
+    assert!(
+        yaml.contains("  type: \"postgres-credentials\"\n"),
+        "{yaml}"
+    );
+    server.shutdown().await;
+}
+
+/// `--json` was ignored on errors: scripts got text on stderr. Now a failed call and a failed
+/// connection each print one JSON object with code, message, reason and request id.
+#[tokio::test]
+async fn json_errors_are_one_object_with_code_reason_and_request_id() {
+    let fake = FakeInfisical::start().await;
+    let server =
+        TestServer::start(forwarding_env(&fake.base_url(), CLIENT_ID, CLIENT_SECRET)).await;
+    let out = client(vec![
+        "rotate".into(),
+        "postgres-credentials".into(),
+        uuid::Uuid::new_v4().to_string(),
+        "--server".into(),
+        server.url(),
+        "--request-id".into(),
+        "cli-json-1".into(),
+        "--json".into(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "answers only on stdout");
+    let error: serde_json::Value = serde_json::from_slice(&out.stderr).expect("JSON on stderr");
+    assert_eq!(error["error"]["code"], "NOT_FOUND");
+    assert_eq!(error["error"]["reason"], "ROTATION_NOT_FOUND");
+    assert_eq!(error["error"]["request_id"], "cli-json-1");
+    assert!(error["error"]["message"].is_string());
+    server.shutdown().await;
+
+    let closed = rotator_testkit::local_server::free_port();
+    let out = client(vec![
+        "list".into(),
+        "--project".into(),
+        "p".into(),
+        "--server".into(),
+        format!("http://127.0.0.1:{closed}"),
+        "-o".into(),
+        "json".into(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let error: serde_json::Value = serde_json::from_slice(&out.stderr).expect("JSON on stderr");
+    assert_eq!(error["error"]["code"], "UNAVAILABLE");
+    assert_eq!(error["error"]["reason"], "CLI_CONNECT_FAILED");
+
+    let out = rotator(&["rotate", "no-such-type", "x", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let error: serde_json::Value = serde_json::from_slice(&out.stderr).expect("JSON on stderr");
+    assert_eq!(error["error"]["code"], "INVALID_ARGUMENT");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("postgres-credentials")),
+        "{error}"
+    );
+}
+
+#[test]
+fn help_has_examples_and_version_names_the_commit_and_build_date() {
+    for command in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["rotate", "--help"],
+        &["get", "--help"],
+        &["list", "--help"],
+        &["credentials", "--help"],
+        &["keygen", "--help"],
+        &["token", "--help"],
+        &["completions", "--help"],
+        &["man", "--help"],
+        &["events", "--help"],
+        &["events", "tail", "--help"],
+    ] {
+        let out = rotator(command);
+        assert!(out.status.success(), "{command:?}");
+        assert!(
+            text(&out.stdout).contains("Examples:"),
+            "{command:?}: {}",
+            text(&out.stdout)
+        );
+    }
+    let out = rotator(&["--version"]);
+    let version = text(&out.stdout);
+    assert!(out.status.success());
+    // rotator 0.1.0 (commit 4ff76e2abc, built 2026-12-02)
+    let (_, rest) = version.split_once("(commit ").expect("a commit");
+    let (commit, rest) = rest.split_once(", built ").expect("a build date");
+    assert!(!commit.is_empty(), "{version}");
+    let date = rest.trim_end().trim_end_matches(')');
+    assert_eq!(date.len(), 10, "{version}");
+    assert!(
+        date.chars().enumerate().all(|(i, c)| if i == 4 || i == 7 {
+            c == '-'
+        } else {
+            c.is_ascii_digit()
+        }),
+        "{version}"
+    );
+}
+
+#[test]
+fn completions_and_man_page_are_generated() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = rotator(&["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        let script = text(&out.stdout);
+        assert!(
+            script.contains("rotator") && script.contains("credentials"),
+            "{shell}"
+        );
+    }
+    let out = rotator(&["man"]);
+    assert!(out.status.success());
+    let page = text(&out.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH rotator"),
+        "{page}"
+    );
+    assert!(page.contains("completions"), "{page}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = rotator(&["man", "--out-dir", &dir.path().display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for page in ["rotator.1", "rotator-rotate.1", "rotator-serve.1"] {
+        assert!(dir.path().join(page).is_file(), "{page} not written");
+    }
+}
+
+#[test]
+fn events_tail_with_an_unknown_type_lists_the_valid_ones() {
+    let out = rotator(&["events", "tail", "--type", "bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("bogus"), "{stderr}");
+    for known in [
+        "postgres-credentials",
+        "redis-credentials",
+        "aws-iam-user-secret",
+    ] {
+        assert!(stderr.contains(known), "{known} missing from: {stderr}");
+    }
+}
+
 /// Type errors used to stop at the first one with serde's `invalid type: string "<the value>",
 /// expected u32`: no key, the value echoed. Every problem is now named by key (and line, or the
 /// variable that set it), and no value is printed.

@@ -344,6 +344,67 @@ async fn health_and_both_reflection_versions_answer() {
     server.shutdown().await;
 }
 
+/// grpcurl printed rotator's error details as base64: `google.rpc.ErrorInfo` and its siblings
+/// were missing from the reflection descriptors. Each detail type resolves by symbol, and the
+/// file it is in resolves its import (`google/protobuf/duration.proto`) by name.
+#[tokio::test]
+async fn error_detail_types_resolve_by_reflection() {
+    use prost::Message as _;
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let fake = FakeInfisical::start().await;
+    let server = forwarding_to(&fake).await;
+    let mut client = ServerReflectionClient::new(server.channel().await);
+    let mut ask = async |message: MessageRequest| {
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(message),
+        };
+        let answer = client
+            .server_reflection_info(futures::stream::iter([request]))
+            .await
+            .expect("reflection v1")
+            .into_inner()
+            .message()
+            .await
+            .expect("message")
+            .expect("one answer");
+        match answer.message_response {
+            Some(MessageResponse::FileDescriptorResponse(files)) => files
+                .file_descriptor_proto
+                .iter()
+                .map(|raw| {
+                    prost_types::FileDescriptorProto::decode(raw.as_slice()).expect("descriptor")
+                })
+                .collect::<Vec<_>>(),
+            other => panic!("a file descriptor expected, got {other:?}"),
+        }
+    };
+    for symbol in [
+        "google.rpc.ErrorInfo",
+        "google.rpc.RequestInfo",
+        "google.rpc.RetryInfo",
+        "google.rpc.Status",
+    ] {
+        let files = ask(MessageRequest::FileContainingSymbol(symbol.into())).await;
+        let (_, name) = symbol.rsplit_once('.').expect("qualified");
+        let file = files
+            .iter()
+            .find(|f| f.message_type.iter().any(|m| m.name() == name))
+            .unwrap_or_else(|| panic!("{symbol} not in {files:?}"));
+        for dependency in &file.dependency {
+            let found = ask(MessageRequest::FileByFilename(dependency.clone())).await;
+            assert!(
+                found.iter().any(|f| f.name() == dependency),
+                "{dependency} of {symbol} does not resolve"
+            );
+        }
+    }
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn concurrent_first_calls_share_one_login() {
     let fake = FakeInfisical::start().await;

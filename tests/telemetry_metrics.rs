@@ -368,3 +368,84 @@ async fn rotations_show_up_as_prometheus_text_and_over_otlp() {
     admin.stop().await;
     telemetry.shutdown(Duration::from_secs(2)).await;
 }
+
+/// `/healthz` said nothing about why calls failed: it now shows NATS's connection state and
+/// the Infisical token's state, each since when and with the last failure's reason, and never
+/// the client secret. Through the binary, so the process-wide metrics of the test above stay its
+/// own.
+#[tokio::test]
+async fn healthz_says_what_is_wrong_with_nats_and_the_infisical_login() {
+    use rotator_testkit::local_server::{free_port, wait_serving};
+    const WRONG_SECRET: &str = "not-the-client-secret-4f1e";
+
+    let fake = FakeInfisical::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, admin_port, nats_port) = (free_port(), free_port(), free_port());
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_rotator"))
+        .arg("serve")
+        .env_remove("ROTATOR_CONFIG")
+        .env("ROTATOR_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ROTATOR_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
+        .env("ROTATOR_DATA_DIR", dir.path())
+        .env("ROTATOR_INFISICAL_URL", fake.base_url())
+        .env("ROTATOR_INFISICAL_CLIENT_ID", CLIENT_ID)
+        .env("ROTATOR_INFISICAL_CLIENT_SECRET", WRONG_SECRET)
+        // Nothing listens there: the relay cannot connect.
+        .env("ROTATOR_NATS_URL", format!("nats://127.0.0.1:{nats_port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start rotator serve");
+    let channel = wait_serving(&format!("http://127.0.0.1:{port}"), Duration::from_secs(30)).await;
+    let admin = format!("http://127.0.0.1:{admin_port}");
+
+    let (_, before) = get(&format!("{admin}/healthz")).await;
+    let before: serde_json::Value = serde_json::from_str(&before).expect("JSON");
+    assert_eq!(
+        before["infisical_token"]["state"], "not_obtained",
+        "{before}"
+    );
+
+    let refused = SecretRotationServiceClient::new(channel)
+        .get_secret_rotation(GetSecretRotationRequest {
+            r#type: RotationType::PostgresCredentials as i32,
+            lookup: Some(Lookup::RotationId(fake.rotation_id(PG).to_string())),
+        })
+        .await
+        .expect_err("the login fails");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let (text, health) = loop {
+        let (status, text) = get(&format!("{admin}/healthz")).await;
+        assert_eq!(status, 200);
+        let health: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        if health["nats"]["state"] != "connecting" {
+            break (text, health);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "NATS still connecting: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(health["nats"]["state"], "disconnected", "{text}");
+    assert!(health["nats"]["since"].is_string(), "{text}");
+    assert!(
+        health["nats"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("connect")),
+        "{text}"
+    );
+    let token = &health["infisical_token"];
+    assert_eq!(token["state"], "login_failing", "{text}");
+    assert!(token["since"].is_string(), "{text}");
+    assert_eq!(
+        token["last_error"], "UPSTREAM_UNAUTHENTICATED (HTTP 401)",
+        "{text}"
+    );
+    assert!(!text.contains(WRONG_SECRET), "{text}");
+    assert!(!text.contains(CLIENT_SECRET), "{text}");
+    let _ = server.kill().await;
+}

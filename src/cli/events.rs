@@ -17,12 +17,15 @@ use crate::config::{Config, Env};
 use crate::events::cloudevent::CloudEvent;
 use crate::events::model::Outcome;
 use crate::events::{jetstream as js, subject};
-use crate::rotation::RotationType;
 
 /// `rotator events …`
 #[derive(Debug, clap::Subcommand)]
 pub enum EventsCommand {
     /// Print rotation events as they are published (`PREFIX.<type>.<outcome>`).
+    #[command(after_help = "Examples:
+  rotator events tail --config rotator.toml
+  rotator events tail --outcome failed
+  rotator events tail --type postgres-credentials --from-start --limit 10 --json")]
     Tail(TailArgs),
 }
 
@@ -57,6 +60,15 @@ pub async fn run(command: EventsCommand) -> ExitCode {
 }
 
 async fn tail(args: TailArgs) -> ExitCode {
+    // Flags first: a wrong type is reported (with the valid ones) before any config or NATS.
+    let rotation_type = match args.rotation_type.as_deref().map(super::client::parse_type) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(error)) => {
+            eprintln!("error: --type: {}", error.message);
+            return ExitCode::from(error.exit);
+        }
+    };
     let env: Env = std::env::vars().collect();
     let config = match Config::load(args.config.as_deref(), &env) {
         Ok(config) => config,
@@ -68,14 +80,6 @@ async fn tail(args: TailArgs) -> ExitCode {
     let Some(nats) = config.nats else {
         eprintln!("error: no NATS configured: set nats.url or ROTATOR_NATS_URL");
         return ExitCode::from(EXIT_CONFIG);
-    };
-    let rotation_type = match args.rotation_type.as_deref().map(RotationType::parse) {
-        None => None,
-        Some(Some(t)) => Some(t),
-        Some(None) => {
-            eprintln!("error: unknown rotation type");
-            return ExitCode::from(2);
-        }
     };
     let outcome = args.outcome.as_deref().and_then(Outcome::parse);
     let filter = subject::filter(&nats.subject_prefix, rotation_type, outcome);

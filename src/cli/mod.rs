@@ -17,9 +17,32 @@ use crate::secret::SecretString;
 /// Exit code for a configuration error (EX_USAGE/EX_CONFIG convention).
 pub const EXIT_CONFIG: u8 = 64;
 
+/// `rotator --version`: the package version, the commit and the build date (see `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BUILD_GIT_COMMIT"),
+    ", built ",
+    env!("BUILD_DATE_UTC"),
+    ")"
+);
+
 /// rotator: rotates secrets, by forwarding to Infisical or with local drivers.
 #[derive(Debug, Parser)]
-#[command(name = "rotator", version, about)]
+#[command(
+    name = "rotator",
+    version = VERSION,
+    about,
+    after_help = "Examples:
+  rotator serve --config /etc/rotator/rotator.toml
+  rotator rotate postgres-credentials 6c7b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a10
+  rotator list --project my-project -o yaml
+  rotator completions bash > /etc/bash_completion.d/rotator
+  rotator man > /usr/local/share/man/man1/rotator.1
+
+Client commands reach ROTATOR_SERVER (default http://127.0.0.1:50051) with the bearer token in
+ROTATOR_TOKEN or --token-file. Documentation: README.md and docs/ in the source tree."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,9 +59,13 @@ pub struct ClientArgs {
         global = true
     )]
     server: String,
-    /// Print the answer as JSON (Infisical's shape) instead of readable lines.
-    #[arg(long, global = true)]
+    /// Print the answer as JSON (Infisical's shape), and errors as a JSON object on stderr
+    /// (code, message, reason, request_id); the same as `-o json`.
+    #[arg(long, global = true, conflicts_with = "output")]
     json: bool,
+    /// Output format of answers and errors: text (readable), json or yaml.
+    #[arg(short = 'o', long, value_enum, global = true)]
+    output: Option<output::Format>,
     /// Send this x-request-id instead of a generated one.
     #[arg(long, global = true)]
     request_id: Option<String>,
@@ -81,6 +108,19 @@ pub struct ClientArgs {
     tls_server_name: Option<String>,
 }
 
+// === impl ClientArgs ===
+
+impl ClientArgs {
+    /// The output format: `-o`, or `--json`, or text.
+    fn format(&self) -> output::Format {
+        match (self.output, self.json) {
+            (Some(format), _) => format,
+            (None, true) => output::Format::Json,
+            (None, false) => output::Format::Text,
+        }
+    }
+}
+
 fn secret_arg(value: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::new(value))
 }
@@ -88,12 +128,25 @@ fn secret_arg(value: &str) -> Result<SecretString, std::convert::Infallible> {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gRPC server.
+    #[command(after_help = "Examples:
+  rotator serve --config rotator.toml
+  ROTATOR_INFISICAL_URL=https://app.infisical.com ROTATOR_INFISICAL_CLIENT_ID=… \\
+    ROTATOR_INFISICAL_CLIENT_SECRET=… rotator serve
+
+Stops on SIGTERM/SIGINT within shutdown_grace_seconds; exit 64 on a configuration error.")]
     Serve {
         /// A TOML configuration file; every setting can also come from ROTATOR_* variables.
         #[arg(long, env = "ROTATOR_CONFIG")]
         config: Option<PathBuf>,
     },
     /// Rotate a rotation's secrets now.
+    #[command(after_help = "Examples:
+  rotator rotate postgres-credentials 6c7b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a10
+  rotator rotate postgres-credentials 6c7b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a10 --json
+  rotator rotate redis-credentials 0f9e… -o yaml --server https://rotator:50051 --ca-file ca.pem
+
+Prints one line (name, type, id, active index, last rotated); --json or -o yaml print the whole
+rotation.")]
     Rotate {
         /// The rotation type, e.g. postgres-credentials.
         #[arg(value_name = "TYPE")]
@@ -104,6 +157,10 @@ enum Command {
         client: ClientArgs,
     },
     /// Show one rotation, by id or by name.
+    #[command(after_help = "Examples:
+  rotator get postgres-credentials 6c7b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a10
+  rotator get postgres-credentials --name app-db --project my-project --environment prod
+  rotator get mysql-credentials 1d2c… -o yaml")]
     Get {
         /// The rotation type.
         #[arg(value_name = "TYPE")]
@@ -126,6 +183,9 @@ enum Command {
         client: ClientArgs,
     },
     /// List the rotations of a project, of one type or of all types.
+    #[command(after_help = "Examples:
+  rotator list --project my-project
+  rotator list postgres-credentials --project my-project --json")]
     List {
         /// The rotation type; every type when absent.
         #[arg(value_name = "TYPE")]
@@ -137,16 +197,30 @@ enum Command {
         client: ClientArgs,
     },
     /// Print a new credentials-encryption key (`id:base64`) for ROTATOR_ENCRYPTION_KEY.
+    #[command(after_help = "Examples:
+  rotator keygen > /run/secrets/rotator-key
+  ROTATOR_ENCRYPTION_KEY=\"$(rotator keygen),$OLD_KEY\" rotator serve   # rotate the key ring")]
     Keygen,
     /// Follow the rotation events on NATS JetStream.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  rotator events tail --outcome failed
+  ROTATOR_NATS_URL=nats://nats:4222 rotator events tail --type redis-credentials"
+    )]
     Events(events::EventsCommand),
     /// Bearer-token helpers for `[[auth.identities]]`.
+    #[command(after_help = "Examples:
+  rotator token generate
+  printf %s \"$TOKEN\" | rotator token hash")]
     Token {
         #[command(subcommand)]
         command: token::TokenCommand,
     },
     /// Show a rotation's generated credentials (secret values!).
+    #[command(after_help = "Examples:
+  rotator credentials postgres-credentials 6c7b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a10
+  rotator credentials postgres-credentials 6c7b5a6e-… --json | jq -r '.generatedCredentials[.activeIndex]'")]
     Credentials {
         /// The rotation type.
         #[arg(value_name = "TYPE")]
@@ -155,6 +229,24 @@ enum Command {
         id: String,
         #[command(flatten)]
         client: ClientArgs,
+    },
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:
+  rotator completions bash > /etc/bash_completion.d/rotator
+  rotator completions zsh > \"${fpath[1]}/_rotator\"
+  rotator completions fish > ~/.config/fish/completions/rotator.fish")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a directory.
+    #[command(after_help = "Examples:
+  rotator man > /usr/local/share/man/man1/rotator.1
+  rotator man --out-dir /usr/local/share/man/man1   # rotator.1, rotator-rotate.1, …")]
+    Man {
+        /// Write rotator.1 and a page per subcommand (rotator-serve.1, …) here instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
 }
 
@@ -167,7 +259,7 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         match cli.command {
             Command::Serve { config } => serve(config).await,
             Command::Keygen => {
@@ -198,8 +290,10 @@ pub fn run(cli: Cli) -> ExitCode {
                         secret_path,
                     },
                     _ => {
-                        eprintln!("error: give either an ID or --name");
-                        return ExitCode::from(2);
+                        return output::error(
+                            client.format(),
+                            &output::CliError::usage("give either an ID or --name"),
+                        );
                     }
                 };
                 client::get(&client, &rotation_type, lookup).await
@@ -215,8 +309,38 @@ pub fn run(cli: Cli) -> ExitCode {
                 client,
             } => client::credentials(&client, &rotation_type, &id).await,
             Command::Token { command } => token::run(command),
+            Command::Completions { shell } => completions(shell),
+            Command::Man { out_dir } => man(out_dir.as_deref()),
         }
-    })
+    });
+    // Dropping the runtime would wait for every blocking task, including an exporter thread
+    // stuck on a silent collector: the stop budget has already been spent, so do not wait.
+    runtime.shutdown_timeout(RUNTIME_STOP);
+    code
+}
+
+/// How long exit waits for the runtime's last tasks after the command finished.
+const RUNTIME_STOP: Duration = Duration::from_millis(100);
+
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "rotator", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+fn man(out_dir: Option<&std::path::Path>) -> ExitCode {
+    let command = <Cli as clap::CommandFactory>::command();
+    let written = match out_dir {
+        Some(dir) => clap_mangen::generate_to(command, dir),
+        None => clap_mangen::Man::new(command).render(&mut std::io::stdout()),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: cannot write the man page: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn serve(config_file: Option<PathBuf>) -> ExitCode {
@@ -245,19 +369,19 @@ async fn serve(config_file: Option<PathBuf>) -> ExitCode {
         }
     };
     let grace = config.shutdown_grace;
-    let result = crate::run(config, crate::server::shutdown_signal()).await;
+    let clock = crate::server::StopClock::new();
+    let result = crate::run(config, clock.watch(crate::server::shutdown_signal())).await;
     if let Err(error) = &result {
         tracing::error!(%error, "rotator stopped");
         eprintln!("error: {error}");
     }
+    // The last step of the one stop budget (`server::StopBudget`): whatever the drain and the
+    // relay left of the grace, at most 5 s.
     telemetry
-        .shutdown(TELEMETRY_FLUSH.min(grace.max(Duration::from_secs(1))))
+        .shutdown(clock.budget(grace).telemetry_timeout())
         .await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
     }
 }
-
-/// The longest the final flush of spans and metrics may take at exit.
-const TELEMETRY_FLUSH: Duration = Duration::from_secs(5);

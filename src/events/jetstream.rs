@@ -14,6 +14,7 @@ use tokio::sync::OnceCell;
 use super::publisher::{Acked, OutgoingMessage, Publisher};
 use super::{EventsError, subject};
 use crate::config::NatsConfig;
+use crate::telemetry::health;
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,6 +30,15 @@ pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// [`EventsError::Settings`] for an unusable URL or creds file, [`EventsError::Connect`] when no
 /// server accepts the connection.
 pub async fn connect(nats: &NatsConfig, name: &str) -> Result<async_nats::Client, EventsError> {
+    connect_with(nats, name, async_nats::ConnectOptions::new()).await
+}
+
+/// [`connect`], starting from `options` (e.g. with an event callback).
+async fn connect_with(
+    nats: &NatsConfig,
+    name: &str,
+    options: async_nats::ConnectOptions,
+) -> Result<async_nats::Client, EventsError> {
     let servers = nats
         .url
         .split(',')
@@ -40,7 +50,7 @@ pub async fn connect(nats: &NatsConfig, name: &str) -> Result<async_nats::Client
             setting: "nats.url",
             detail: e.to_string(),
         })?;
-    let mut options = async_nats::ConnectOptions::new()
+    let mut options = options
         .name(name)
         .connection_timeout(CONNECT_TIMEOUT)
         .request_timeout(Some(ACK_TIMEOUT))
@@ -68,6 +78,31 @@ pub async fn connect(nats: &NatsConfig, name: &str) -> Result<async_nats::Client
         options = options.add_root_certificates(ca.clone());
     }
     options.connect(servers).await.map_err(EventsError::Connect)
+}
+
+/// Reports the relay's connection to `/healthz` ([`health::NATS`]) as the client sees it.
+fn report_connection_events(options: async_nats::ConnectOptions) -> async_nats::ConnectOptions {
+    options.event_callback(|event| async move {
+        match event {
+            async_nats::Event::Connected => health::report(health::NATS, "connected", None),
+            async_nats::Event::Disconnected => {
+                health::report(health::NATS, "disconnected", Some("connection_lost".into()));
+            }
+            async_nats::Event::Closed => {
+                health::report(health::NATS, "disconnected", Some("closed".into()));
+            }
+            _ => {}
+        }
+    })
+}
+
+/// The `/healthz` reason of a failed connection or stream set-up: the error's kind, never its
+/// text (which may quote a URL with credentials).
+fn health_reason(error: &EventsError) -> String {
+    match error {
+        EventsError::Connect(e) => format!("connect_{:?}", e.kind()).to_lowercase(),
+        other => other.kind().to_owned(),
+    }
 }
 
 /// The stream that stores every event under the prefix.
@@ -107,16 +142,15 @@ impl JetStreamPublisher {
             context: OnceCell::new(),
         }
     }
-}
 
-impl Publisher for JetStreamPublisher {
-    type Ack = BoxFuture<'static, Result<Acked, EventsError>>;
-
-    async fn prepare(&self) -> Result<(), EventsError> {
+    /// Connects once (reporting connection events to `/healthz`) and creates or updates the
+    /// stream.
+    async fn prepare_stream(&self) -> Result<(), EventsError> {
         let context = self
             .context
             .get_or_try_init(|| async {
-                let client = connect(&self.nats, "rotator-events-relay").await?;
+                let options = report_connection_events(async_nats::ConnectOptions::new());
+                let client = connect_with(&self.nats, "rotator-events-relay", options).await?;
                 Ok::<_, EventsError>(
                     jetstream::ContextBuilder::new()
                         .timeout(ACK_TIMEOUT)
@@ -139,6 +173,28 @@ impl Publisher for JetStreamPublisher {
             "events stream ready"
         );
         Ok(())
+    }
+}
+
+impl Publisher for JetStreamPublisher {
+    type Ack = BoxFuture<'static, Result<Acked, EventsError>>;
+
+    async fn prepare(&self) -> Result<(), EventsError> {
+        let prepared = self.prepare_stream().await;
+        match &prepared {
+            Ok(()) => health::report(health::NATS, "connected", None),
+            Err(error) => {
+                let state = match error {
+                    EventsError::Settings { .. }
+                    | EventsError::Connect(_)
+                    | EventsError::Disconnected => "disconnected",
+                    // Connected, but the stream cannot be created or updated.
+                    _ => "stream_unavailable",
+                };
+                health::report(health::NATS, state, Some(health_reason(error)));
+            }
+        }
+        prepared
     }
 
     async fn send(&self, message: OutgoingMessage) -> Result<Self::Ack, EventsError> {

@@ -77,6 +77,11 @@ where
         ));
         match &config.nats {
             Some(nats) => {
+                crate::telemetry::health::report(
+                    crate::telemetry::health::NATS,
+                    "connecting",
+                    None,
+                );
                 let relay = Relay::new(
                     store.clone(),
                     jetstream::JetStreamPublisher::new(nats.clone()),

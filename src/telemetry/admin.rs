@@ -5,8 +5,9 @@
 //! - `GET /readyz`: 200 when every registered component is ready, else 503 with the list of
 //!   components that are not (the gRPC server reports itself not ready while it drains);
 //! - `GET /healthz`: the detail, as JSON: readiness, the components waiting, the events
-//!   outbox's depth and oldest age, and the overdue local rotations. Always 200: it describes,
-//!   `/readyz` decides.
+//!   outbox's depth and oldest age, the overdue local rotations, and the state of NATS and of
+//!   the Infisical token since when, with the last failure's reason ([`super::health`]; `null`
+//!   when not configured). Always 200: it describes, `/readyz` decides.
 //!
 //! It is plain HTTP/1.1 and meant for a private interface: it exposes no secret, but metrics
 //! reveal rotation activity. It keeps answering during the gRPC drain so an orchestrator sees
@@ -195,6 +196,8 @@ async fn healthz(State(readiness): State<Readiness>) -> impl IntoResponse {
         "waiting": waiting,
         "outbox": outbox,
         "overdue_rotations": super::metrics::overdue_rotations(),
+        "nats": super::health::to_json(super::health::NATS),
+        "infisical_token": super::health::to_json(super::health::INFISICAL_TOKEN),
     });
     (
         [(header::CONTENT_TYPE, "application/json")],

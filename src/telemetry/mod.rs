@@ -9,7 +9,9 @@
 //! - [`propagation`]: `traceparent` / `tracestate` / `baggage` in and out.
 //! - [`metrics`]: counters, histograms and gauges, as Prometheus text and over OTLP.
 //! - [`logs`]: JSON log lines with `request_id`, `rotation_id`, `trace_id`, `span_id`.
-//! - [`admin`]: the admin HTTP listener (`/metrics`, `/livez`, `/readyz`).
+//! - [`admin`]: the admin HTTP listener (`/metrics`, `/livez`, `/readyz`, `/healthz`);
+//!   [`health`]: the dependencies' state it shows (NATS, the Infisical token), pushed by their
+//!   owners.
 //! - [`redact`]: what may go into an attribute or exception event.
 //!
 //! With no exporter configured there is no OpenTelemetry layer at all: spans are plain
@@ -17,6 +19,7 @@
 
 pub mod admin;
 pub mod exporter;
+pub mod health;
 pub mod logs;
 pub mod metrics;
 pub mod propagation;
@@ -120,20 +123,26 @@ impl Telemetry {
         .await;
     }
 
-    /// Flushes and stops the exporters, giving up after `timeout` so a dead collector cannot
-    /// hold the process.
+    /// Flushes and stops the span and metric exporters at the same time, both within the one
+    /// `timeout` (so a dead collector holds the process for `timeout`, not twice it).
     pub async fn shutdown(self, timeout: Duration) {
-        let provider = self.tracer_provider;
-        let work = tokio::task::spawn_blocking(move || {
-            if let Some(provider) = provider
-                && let Err(error) = provider.shutdown_with_timeout(timeout)
-            {
-                tracing::warn!(%error, "shutting down span export failed");
-            }
-            metrics::global().shutdown_blocking(timeout);
+        let spans = self.tracer_provider.map(|provider| {
+            tokio::task::spawn_blocking(move || {
+                if let Err(error) = provider.shutdown_with_timeout(timeout) {
+                    tracing::warn!(%error, "shutting down span export failed");
+                }
+            })
         });
-        // The SDK bounds each step by `timeout`; this bounds the sum.
-        if tokio::time::timeout(timeout * 2, work).await.is_err() {
+        let metrics =
+            tokio::task::spawn_blocking(move || metrics::global().shutdown_blocking(timeout));
+        let both = async {
+            if let Some(spans) = spans {
+                let _ = spans.await;
+            }
+            let _ = metrics.await;
+        };
+        // The SDK bounds each by `timeout`; this bounds the pair, whatever the SDK does.
+        if tokio::time::timeout(timeout, both).await.is_err() {
             tracing::warn!("telemetry did not flush within its shutdown timeout");
         }
     }

@@ -12,7 +12,9 @@ use tracing::Instrument as _;
 
 use super::error::{HttpFailure, UpstreamError};
 use crate::config::InfisicalAuth;
+use crate::rotation::Classify as _;
 use crate::secret::SecretString;
+use crate::telemetry::health;
 use crate::telemetry::upstream::ClientCall;
 
 /// After a failed login, how long to wait before the next one (Infisical locks an identity after
@@ -103,6 +105,11 @@ impl TokenManager {
         auth: InfisicalAuth,
         organization_slug: Option<String>,
     ) -> Self {
+        let state = match auth {
+            InfisicalAuth::StaticToken(_) => "static",
+            InfisicalAuth::UniversalAuth { .. } => "not_obtained",
+        };
+        health::report(health::INFISICAL_TOKEN, state, None);
         Self {
             http,
             base_url,
@@ -158,12 +165,19 @@ impl TokenManager {
         if let Some(current) = state.current.take() {
             let started = state.session_started.unwrap_or(current.obtained);
             if current.can_renew(now, started) {
+                health::report(health::INFISICAL_TOKEN, "renewing", None);
                 match self.renew(&current.value).await {
                     Ok(renewed) => {
                         self.renewals.fetch_add(1, Ordering::Relaxed);
+                        health::report(health::INFISICAL_TOKEN, "valid", None);
                         return Ok(install(&mut state, renewed, false));
                     }
                     Err(error) => {
+                        health::report(
+                            health::INFISICAL_TOKEN,
+                            "renewing",
+                            Some(health_reason(&error)),
+                        );
                         tracing::warn!(%error, "renewing the Infisical token failed; logging in again")
                     }
                 }
@@ -180,9 +194,15 @@ impl TokenManager {
             Ok(token) => {
                 self.logins.fetch_add(1, Ordering::Relaxed);
                 state.backoff_until = None;
+                health::report(health::INFISICAL_TOKEN, "valid", None);
                 Ok(install(&mut state, token, true))
             }
             Err(error) => {
+                health::report(
+                    health::INFISICAL_TOKEN,
+                    "login_failing",
+                    Some(health_reason(&error)),
+                );
                 if !error.is_transient() {
                     state.backoff_until = Some(now + LOGIN_BACKOFF);
                 }
@@ -196,6 +216,11 @@ impl TokenManager {
         let mut state = self.state.lock().await;
         if state.generation == generation {
             state.current = None;
+            health::report(
+                health::INFISICAL_TOKEN,
+                "rejected",
+                Some("UPSTREAM_UNAUTHENTICATED".into()),
+            );
         }
     }
 
@@ -255,6 +280,16 @@ impl TokenManager {
             ttl,
             max_ttl: seconds(answer.access_token_max_ttl),
         })
+    }
+}
+
+/// The `/healthz` reason of a failed login or renewal: the stable `ErrorInfo.reason` and the
+/// HTTP status, never the answer's text.
+fn health_reason(error: &UpstreamError) -> String {
+    let reason = error.classify().reason;
+    match error {
+        UpstreamError::Http(failure) => format!("{reason} (HTTP {})", failure.status),
+        _ => reason.to_owned(),
     }
 }
 

@@ -96,11 +96,10 @@ impl LocalBackend {
         rotation: &LocalRotation,
     ) -> Result<GetGeneratedCredentialsResponse, LocalError> {
         let rotation_id = rotation.id.to_string();
-        let state = self.state(&rotation_id).await?;
         let stored = self.store().credentials(&rotation_id).await?;
-        if stored.is_empty() {
+        let Some(first) = stored.first() else {
             return Err(LocalError::NoCredential(rotation_id));
-        }
+        };
         let current = self.current();
         let (_, driver) = current.rotation(rotation.id)?;
         let mut generated_credentials = Vec::new();
@@ -113,7 +112,7 @@ impl LocalBackend {
         let active_index = if stored.len() == 1 {
             0
         } else {
-            state.active_index
+            first.active_index
         };
         Ok(GetGeneratedCredentialsResponse {
             rotation_id,

@@ -58,6 +58,9 @@ pub struct StoredCredential {
     /// The login name of a chosen secret or the provider's id of an issued one; `None` in
     /// rows stored before ids were (the slot's configured user).
     pub id: Option<String>,
+    /// The rotation's active index, read in the same statement: a reader never pairs the
+    /// credentials of one commit with the index of another.
+    pub active_index: u32,
 }
 
 /// The outcome of asking for a lease.

@@ -298,8 +298,9 @@ impl RotationStateStore for Store {
     async fn credentials(&self, rotation_id: &str) -> Result<Vec<StoredCredential>, StoreError> {
         on_db!(self, |writer, reader, postgres| {
             let rows = sqlx::query(
-                "SELECT slot, key_id, ciphertext, credential_id FROM local_credentials \
-                 WHERE rotation_id = $1 ORDER BY slot",
+                "SELECT c.slot, c.key_id, c.ciphertext, c.credential_id, r.active_index \
+                 FROM local_credentials c JOIN local_rotations r ON r.rotation_id = c.rotation_id \
+                 WHERE c.rotation_id = $1 ORDER BY c.slot",
             )
             .bind(rotation_id)
             .fetch_all(writer)
@@ -312,6 +313,7 @@ impl RotationStateStore for Store {
                         key_id: r.text("key_id")?,
                         ciphertext: r.bytes("ciphertext")?,
                         id: r.opt_text("credential_id")?,
+                        active_index: count(r.int("active_index")?),
                     })
                 })
                 .collect()

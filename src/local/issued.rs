@@ -81,6 +81,7 @@ impl LocalBackend {
                 tracing::info!(%rotation_id, id = %replaced,
                     "the provider's limit is reached; revoking the replaced secret before issuing");
                 issuer.revoke(&replaced).await?;
+                run.retired = Some(replaced);
                 issuer.issue().await?
             }
             Err(e) => return Err(e.into()),
@@ -109,7 +110,8 @@ impl LocalBackend {
             .iter()
             .find(|c| c.slot == run.row.slot)
             .and_then(|c| c.id.as_deref())
-            .filter(|id| run.row.candidate_id.as_deref() != Some(*id));
+            .filter(|id| run.row.candidate_id.as_deref() != Some(*id))
+            .filter(|id| run.retired.as_deref() != Some(*id));
         if let Some(id) = replaced {
             issuer.revoke(id).await?;
         }

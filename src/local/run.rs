@@ -46,6 +46,9 @@ pub(super) struct Run<'a> {
     /// resumed attempt (the crashed run may have sent it), or an apply that failed after it
     /// may have reached the target.
     pub(super) maybe_applied: bool,
+    /// The replaced secret this run already revoked (to make room at a provider's limit), so
+    /// the step before COMMIT does not revoke it again.
+    pub(super) retired: Option<String>,
     pub(super) started: Instant,
 }
 
@@ -67,6 +70,7 @@ impl<'a> Run<'a> {
             row,
             candidate,
             maybe_applied: false,
+            retired: None,
             started: Instant::now(),
         }
     }

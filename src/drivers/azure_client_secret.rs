@@ -257,20 +257,13 @@ impl Issuer for AzureDriver {
         let url = self.action("addPassword");
         let request = || self.http.post(url.clone()).json(&body);
         let reply = self.graph(Phase::Issue, request, &redactor).await?;
-        let key_id = http::text(&reply.body, "keyId");
-        let secret = http::text(&reply.body, "secretText");
-        if key_id.is_empty() || secret.is_empty() {
-            return Err(DriverError::new(
-                DriverErrorKind::Server,
-                SYSTEM,
-                Phase::Issue,
-                "Invalid response from Azure: missing secretText or keyId",
-            ));
-        }
-        Ok(Credential {
-            id: key_id.to_owned(),
-            secret: SecretString::new(secret),
-        })
+        http::issued_credential(
+            &reply.body,
+            "keyId",
+            &["secretText"],
+            SYSTEM,
+            "Invalid response from Azure: missing secretText or keyId",
+        )
     }
 
     async fn verify(&self, credential: &Credential) -> Result<(), DriverError> {

@@ -387,25 +387,13 @@ impl Issuer for DatabricksDriver {
         if !answer.is_success() {
             return Err(self.failure(&answer, None, Phase::Issue, &redactor));
         }
-        let json = &answer.body;
-        let id = http::text(json, "id");
-        let secret = json
-            .get("secret")
-            .or_else(|| json.get("client_secret"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if id.is_empty() || secret.is_empty() {
-            return Err(DriverError::new(
-                DriverErrorKind::Server,
-                SYSTEM,
-                Phase::Issue,
-                "Invalid response from Databricks: missing 'secret' or 'id'",
-            ));
-        }
-        Ok(Credential {
-            id: id.to_owned(),
-            secret: SecretString::new(secret),
-        })
+        http::issued_credential(
+            &answer.body,
+            "id",
+            &["secret", "client_secret"],
+            SYSTEM,
+            "Invalid response from Databricks: missing 'secret' or 'id'",
+        )
     }
 
     async fn verify(&self, credential: &Credential) -> Result<(), DriverError> {

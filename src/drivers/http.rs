@@ -25,8 +25,8 @@ use tokio::time::Instant;
 
 use super::redact::Redactor;
 use super::{
-    CONNECT_TIMEOUT, ConnectionConfig, DbSystem, DriverError, DriverErrorKind, OPERATION_TIMEOUT,
-    Phase, TlsMode, invalid,
+    CONNECT_TIMEOUT, ConnectionConfig, Credential, DbSystem, DriverError, DriverErrorKind,
+    OPERATION_TIMEOUT, Phase, TlsMode, invalid,
 };
 use crate::secret::SecretString;
 
@@ -571,6 +571,39 @@ pub fn reply_error(
         detail.push_str(&format!(" (retry after {seconds} s)"));
     }
     DriverError::new(kind, system, phase, redactor.scrub(&detail))
+}
+
+/// The credential an issue answered with: its id from field `id`, its secret from the first
+/// of `secret` present.
+///
+/// # Errors
+///
+/// [`DriverErrorKind::Server`] with `missing` when either is absent or empty.
+pub fn issued_credential(
+    body: &serde_json::Value,
+    id: &str,
+    secret: &[&str],
+    system: DbSystem,
+    missing: &'static str,
+) -> Result<Credential, DriverError> {
+    let id = text(body, id);
+    let secret = secret
+        .iter()
+        .map(|key| text(body, key))
+        .find(|s| !s.is_empty())
+        .unwrap_or_default();
+    if id.is_empty() || secret.is_empty() {
+        return Err(DriverError::new(
+            DriverErrorKind::Server,
+            system,
+            Phase::Issue,
+            missing,
+        ));
+    }
+    Ok(Credential {
+        id: id.to_owned(),
+        secret: SecretString::new(secret),
+    })
 }
 
 /// A string field of a JSON object, or "".

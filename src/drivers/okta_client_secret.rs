@@ -230,20 +230,13 @@ impl Issuer for OktaDriver {
                 .then_some(DriverErrorKind::LimitReached);
             return Err(self.failure(&answer, kind, Phase::Issue, &redactor));
         }
-        let id = http::text(&answer.body, "id");
-        let secret = http::text(&answer.body, "client_secret");
-        if id.is_empty() || secret.is_empty() {
-            return Err(DriverError::new(
-                DriverErrorKind::Server,
-                SYSTEM,
-                Phase::Issue,
-                "Invalid response from Okta: missing 'client_secret' or secret 'id'",
-            ));
-        }
-        Ok(Credential {
-            id: id.to_owned(),
-            secret: SecretString::new(secret),
-        })
+        http::issued_credential(
+            &answer.body,
+            "id",
+            &["client_secret"],
+            SYSTEM,
+            "Invalid response from Okta: missing 'client_secret' or secret 'id'",
+        )
     }
 
     async fn verify(&self, credential: &Credential) -> Result<(), DriverError> {

@@ -218,11 +218,12 @@ impl Auth0Driver {
         redactor: &Redactor<'_>,
     ) -> Result<Reply, DriverError> {
         let fetch = || self.admin_token(phase, redactor);
-        let reply = http::with_bearer(&self.token.0, fetch, request, SYSTEM, phase, redactor).await?;
+        let (reply, token) =
+            http::with_bearer(&self.token.0, fetch, request, SYSTEM, phase, redactor).await?;
         if reply.is_success() {
             Ok(reply)
         } else {
-            Err(management_error(&reply, phase, redactor))
+            Err(management_error(&reply, phase, &redactor.also(token.expose())))
         }
     }
 

@@ -219,11 +219,12 @@ impl AzureDriver {
                 redactor,
             )
         };
-        let reply = http::with_bearer(&self.token.0, fetch, request, SYSTEM, phase, redactor).await?;
+        let (reply, token) =
+            http::with_bearer(&self.token.0, fetch, request, SYSTEM, phase, redactor).await?;
         if reply.is_success() {
             Ok(reply)
         } else {
-            Err(graph_error(&reply, phase, redactor))
+            Err(graph_error(&reply, phase, &redactor.also(token.expose())))
         }
     }
 

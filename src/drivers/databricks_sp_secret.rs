@@ -320,7 +320,9 @@ impl DatabricksDriver {
                 None => request,
             }
         };
-        http::with_bearer(&self.token, fetch, request, SYSTEM, phase, redactor).await
+        let (reply, _) =
+            http::with_bearer(&self.token, fetch, request, SYSTEM, phase, redactor).await?;
+        Ok(reply)
     }
 
     fn failure(

@@ -410,9 +410,10 @@ pub async fn send(
 }
 
 /// Sends `request()` with the bearer token of `cache` (a new one from `fetch` when none is
-/// cached) and reads the answer, whatever its status. A 401 forgets the token; when it came
-/// from the cache (revoked early, or the admin's grant changed) the call is made once more
-/// with a new one. A 401 means the call did nothing, so repeating it is safe.
+/// cached) and reads the answer, whatever its status; returns it with the token, for the
+/// redactor of an error made of it. A 401 forgets the token; when it came from the cache
+/// (revoked early, or the admin's grant changed) the call is made once more with a new one. A
+/// 401 means the call did nothing, so repeating it is safe.
 ///
 /// # Errors
 ///
@@ -424,7 +425,7 @@ pub async fn with_bearer<F, Fut>(
     system: DbSystem,
     phase: Phase,
     redactor: &Redactor<'_>,
-) -> Result<Reply, DriverError>
+) -> Result<(Reply, SecretString), DriverError>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<(SecretString, Duration), DriverError>>,
@@ -445,7 +446,7 @@ where
                 continue;
             }
         }
-        return Ok(reply);
+        return Ok((reply, token));
     }
 }
 

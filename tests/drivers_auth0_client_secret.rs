@@ -11,26 +11,21 @@ use rotator::drivers::{
     AnyDriver, BuildError, ConnectionConfig, Credential, Driver as _, DriverError, DriverErrorKind,
     DriverOptions, RotationDriver, Slot, TlsConfig, TlsMode,
 };
-use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
-use rotator::proto::{
-    ClientIdParameters, GetGeneratedCredentialsRequest, RotateSecretsRequest, RotationType,
-    generated_credential, rotation_parameters::Kind,
-};
+use rotator::proto::{ClientIdParameters, RotationType, rotation_parameters::Kind};
 use rotator::secret::SecretString;
 use rotator_testkit::driver_conformance::{
     assert_no_secret, assert_phase_span, captured_traces, check_contract, error_texts,
     start_trace_capture,
 };
 use rotator_testkit::fake_auth0::{AUDIENCE, Endpoint, FakeAuth0};
-use rotator_testkit::local_server::{
-    attempt_states, free_port, rotator_command, wait_for_attempts_to_end, wait_serving,
-};
-use tokio::process::Child;
-use tonic::transport::Channel;
+use rotator_testkit::issued_local::{self, Running};
+use rotator_testkit::local_server::attempt_states;
 
 const SYSTEM: &str = "auth0";
-const ROTATION: &str = "4b8e2c1d-6a3f-4e9b-8c7d-1f2e3d4c5b01";
+const ROTATION: &str = issued_local::ROTATION_ID;
 const ADMIN_ENV: &str = "AUTH0_ADMIN";
+const TYPE: RotationType = RotationType::Auth0ClientSecret;
+const BIN: &str = env!("CARGO_BIN_EXE_rotator");
 
 fn connection(fake: &FakeAuth0, mode: TlsMode) -> ConnectionConfig {
     let (id, secret) = fake.admin();
@@ -289,84 +284,17 @@ secrets_mapping = {{ clientId = "AUTH0_CLIENT_ID", clientSecret = "AUTH0_CLIENT_
     path
 }
 
-fn spawn(
-    fake: &FakeAuth0,
-    config: &Path,
-    data: &Path,
-    port: u16,
-    failpoint: Option<&str>,
-) -> Child {
-    let mut command = rotator_command(
-        env!("CARGO_BIN_EXE_rotator"),
-        config,
-        data,
-        port,
-        (ADMIN_ENV, &fake.admin().1),
-    );
-    if let Some(fp) = failpoint {
-        command.env("ROTATOR_FAILPOINT", fp);
-    }
-    command.spawn().expect("spawn rotator")
-}
-
-async fn start(fake: &FakeAuth0, config: &Path, data: &Path) -> (Child, Channel) {
-    let port = free_port();
-    let child = spawn(fake, config, data, port, None);
-    let channel = wait_serving(&format!("http://127.0.0.1:{port}"), Duration::from_secs(60)).await;
-    // Serving does not wait for recovery; a clean start does, so checks see its result.
-    wait_for_attempts_to_end(data, Duration::from_secs(60)).await;
-    (child, channel)
-}
-
-async fn stop(mut child: Child) {
-    let _ = child.kill().await;
-    let _ = child.wait().await;
-}
-
-/// The stored credentials: (active index, [(clientId, secret)]).
-async fn stored(channel: &Channel) -> (u32, Vec<(String, String)>) {
-    let answer = SecretRotationServiceClient::new(channel.clone())
-        .get_generated_credentials(GetGeneratedCredentialsRequest {
-            r#type: RotationType::Auth0ClientSecret as i32,
-            rotation_id: ROTATION.to_owned(),
-        })
-        .await
-        .expect("GetGeneratedCredentials")
-        .into_inner();
-    let creds = answer
-        .generated_credentials
-        .into_iter()
-        .map(|c| match c.kind {
-            Some(generated_credential::Kind::Auth0ClientSecret(c)) => {
-                (c.client_id, c.client_secret)
-            }
-            other => panic!("unexpected credential {other:?}"),
-        })
-        .collect();
-    (answer.active_index, creds)
-}
-
-async fn rotate(channel: &Channel) -> Result<(), tonic::Status> {
-    SecretRotationServiceClient::new(channel.clone())
-        .rotate_secrets(RotateSecretsRequest {
-            r#type: RotationType::Auth0ClientSecret as i32,
-            rotation_id: ROTATION.to_owned(),
-        })
-        .await
-        .map(drop)
-}
-
 /// The tenant holds exactly the stored secret (slot 0), and it logs in.
 async fn assert_tenant_holds_the_stored(
     fake: &FakeAuth0,
     client: &str,
-    channel: &Channel,
+    running: &Running,
     what: &str,
 ) -> String {
-    let (active, creds) = stored(channel).await;
+    let (active, creds) = running.credentials(TYPE).await;
     assert_eq!(active, 0, "{what}: single-phase types use slot 0");
     assert_eq!(creds.len(), 1, "{what}: one stored credential");
-    let (client_id, secret) = &creds[0];
+    let (client_id, secret) = (&creds[0].client_id, &creds[0].client_secret);
     assert_eq!(client_id, client);
     assert_eq!(
         fake.secret_of(client).as_deref(),
@@ -387,22 +315,24 @@ async fn local_rotation_through_the_binary_replaces_the_secret_in_place() {
     let original = fake.secret_of(&client).expect("secret");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(dir.path(), &fake, &client);
-    let data = dir.path().join("data");
-    let (child, channel) = start(&fake, &config, &data).await;
+    let admin = fake.admin().1;
+    let running = issued_local::start(BIN, dir.path(), &config, (ADMIN_ENV, &admin), None)
+        .await
+        .expect("serving");
 
-    let first = assert_tenant_holds_the_stored(&fake, &client, &channel, "first create").await;
+    let first = assert_tenant_holds_the_stored(&fake, &client, &running, "first create").await;
     assert!(
         !fake.secret_works(&client, &original),
         "the unmanaged secret was replaced"
     );
-    rotate(&channel).await.expect("rotate");
-    let second = assert_tenant_holds_the_stored(&fake, &client, &channel, "rotated").await;
+    running.rotate(TYPE).await.expect("rotate");
+    let second = assert_tenant_holds_the_stored(&fake, &client, &running, "rotated").await;
     assert_ne!(first, second);
     assert!(
         !fake.secret_works(&client, &first),
         "single-phase: the previous secret dies"
     );
-    stop(child).await;
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -412,30 +342,18 @@ async fn kill_at_prepared_applied_verified_leaves_the_stored_secret_working() {
         let client = fake.add_client();
         let dir = tempfile::tempdir().expect("tempdir");
         let config = config(dir.path(), &fake, &client);
-        let data = dir.path().join("data");
+        let admin = fake.admin().1;
+        let env = (ADMIN_ENV, admin.as_str());
         // Round 1 crashes the first create (start-up), round 2 a rotation.
         for round in 1..=2 {
             let what = format!("{boundary}, round {round}");
-            let port = free_port();
-            let url = format!("http://127.0.0.1:{port}");
-            let mut child = spawn(&fake, &config, &data, port, Some(boundary));
-            let ready = tokio::select! {
-                _ = child.wait() => None,
-                channel = wait_serving(&url, Duration::from_secs(30)) => Some(channel),
-            };
-            if let Some(channel) = ready {
-                let _ = rotate(&channel).await;
-            }
-            let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            issued_local::crash_at(BIN, dir.path(), &config, env, boundary, TYPE).await;
+            let clean = issued_local::start(BIN, dir.path(), &config, env, None)
                 .await
-                .expect("the failpoint ends the process")
-                .expect("wait");
-            assert!(!status.success(), "{what}: the failpoint fired");
-
-            let (clean, channel) = start(&fake, &config, &data).await;
-            assert_tenant_holds_the_stored(&fake, &client, &channel, &what).await;
-            stop(clean).await;
-            let states = attempt_states(&data).await;
+                .expect("serving");
+            assert_tenant_holds_the_stored(&fake, &client, &clean, &what).await;
+            clean.stop().await;
+            let states = attempt_states(&dir.path().join("data")).await;
             assert!(
                 states.iter().all(|s| s == "committed" || s == "failed"),
                 "{what}: open attempts remain: {states:?}"

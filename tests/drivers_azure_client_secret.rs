@@ -11,25 +11,20 @@ use rotator::drivers::{
     AnyIssuer, BuildError, ConnectionConfig, Credential, DriverError, DriverErrorKind,
     DriverOptions, LocalDriver, TlsConfig, TlsMode,
 };
-use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
-use rotator::proto::{
-    AzureClientSecretParameters, GetGeneratedCredentialsRequest, RotateSecretsRequest,
-    RotationType, generated_credential, rotation_parameters::Kind,
-};
+use rotator::proto::{AzureClientSecretParameters, RotationType, rotation_parameters::Kind};
 use rotator::secret::SecretString;
 use rotator_testkit::driver_conformance::{
     assert_no_secret, assert_phase_span, captured_traces, error_texts, start_trace_capture,
 };
 use rotator_testkit::fake_azure::{App, Endpoint, FakeAzure, PERSONAL_ACCOUNT_CAP};
-use rotator_testkit::local_server::{
-    attempt_states, free_port, rotator_command, wait_for_attempts_to_end, wait_serving,
-};
-use tokio::process::Child;
-use tonic::transport::Channel;
+use rotator_testkit::issued_local::{self, Running};
+use rotator_testkit::local_server::attempt_states;
 
 const SYSTEM: &str = "azure.graph";
-const ROTATION: &str = "0d6f3a52-7c1e-4b8a-9f2d-5e4c3b2a1a01";
+const ROTATION: &str = issued_local::ROTATION_ID;
 const ADMIN_ENV: &str = "AZ_ADMIN";
+const TYPE: RotationType = RotationType::AzureClientSecret;
+const BIN: &str = env!("CARGO_BIN_EXE_rotator");
 
 fn connection(fake: &FakeAzure, mode: TlsMode) -> ConnectionConfig {
     let (id, secret) = fake.admin();
@@ -388,106 +383,32 @@ async fn the_binary_refuses_an_interval_over_909_days_at_start_without_calling_a
         text.replace("rotation_interval_days = 7", "rotation_interval_days = 910"),
     )
     .expect("write config");
-    let mut child = spawn(&fake, &path, &dir.path().join("data"), free_port(), None);
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("a rotation that cannot work ends the start")
-        .expect("wait");
+    let admin = fake.admin().1;
+    let Err(status) = issued_local::start(BIN, dir.path(), &path, (ADMIN_ENV, admin), None).await
+    else {
+        panic!("a rotation that cannot work ends the start")
+    };
     assert!(!status.success(), "refused at start");
     assert_eq!((fake.token_requests(), fake.graph_requests()), (0, 0));
     assert_eq!(fake.live_secrets(&app.object_id), 0);
-}
-
-fn spawn(
-    fake: &FakeAzure,
-    config: &Path,
-    data: &Path,
-    port: u16,
-    failpoint: Option<&str>,
-) -> Child {
-    let mut command = rotator_command(
-        env!("CARGO_BIN_EXE_rotator"),
-        config,
-        data,
-        port,
-        (ADMIN_ENV, fake.admin().1),
-    );
-    if let Some(fp) = failpoint {
-        command.env("ROTATOR_FAILPOINT", fp);
-    }
-    command.spawn().expect("spawn rotator")
-}
-
-async fn start(fake: &FakeAzure, config: &Path, data: &Path) -> (Child, Channel) {
-    let port = free_port();
-    let child = spawn(fake, config, data, port, None);
-    let channel = wait_serving(&format!("http://127.0.0.1:{port}"), Duration::from_secs(60)).await;
-    // Serving does not wait for recovery; a clean start does, so checks see its result.
-    wait_for_attempts_to_end(data, Duration::from_secs(60)).await;
-    (child, channel)
-}
-
-async fn stop(mut child: Child) {
-    let _ = child.kill().await;
-    let _ = child.wait().await;
-}
-
-/// The stored credentials: (active index, [(keyId, clientId, secret)]).
-async fn stored(channel: &Channel) -> (u32, Vec<(String, String, String)>) {
-    let answer = SecretRotationServiceClient::new(channel.clone())
-        .get_generated_credentials(GetGeneratedCredentialsRequest {
-            r#type: RotationType::AzureClientSecret as i32,
-            rotation_id: ROTATION.to_owned(),
-        })
-        .await
-        .expect("GetGeneratedCredentials")
-        .into_inner();
-    let creds = answer
-        .generated_credentials
-        .into_iter()
-        .map(|c| match c.kind {
-            Some(generated_credential::Kind::AzureClientSecret(c)) => {
-                (c.key_id, c.client_id, c.client_secret)
-            }
-            other => panic!("unexpected credential {other:?}"),
-        })
-        .collect();
-    (answer.active_index, creds)
-}
-
-async fn rotate(channel: &Channel) -> Result<(), tonic::Status> {
-    SecretRotationServiceClient::new(channel.clone())
-        .rotate_secrets(RotateSecretsRequest {
-            r#type: RotationType::AzureClientSecret as i32,
-            rotation_id: ROTATION.to_owned(),
-        })
-        .await
-        .map(drop)
 }
 
 /// The fake holds exactly the stored secrets, and each of them logs in as the app.
 async fn assert_fake_holds_exactly_the_stored(
     fake: &FakeAzure,
     app: &App,
-    channel: &Channel,
+    running: &Running,
     what: &str,
 ) {
-    let (active, creds) = stored(channel).await;
-    assert!(!creds.is_empty(), "{what}: a credential is stored");
-    assert!((active as usize) < creds.len(), "{what}");
-    let mut stored_ids: Vec<String> = creds.iter().map(|c| c.0.clone()).collect();
-    let mut held = fake.key_ids(&app.object_id);
-    stored_ids.sort();
-    held.sort();
-    assert_eq!(
-        held, stored_ids,
-        "{what}: the app holds exactly the stored secrets"
-    );
-    for (key_id, client_id, secret) in &creds {
-        assert_eq!(client_id, &app.app_id);
+    let creds = running
+        .assert_provider_holds(TYPE, fake.key_ids(&app.object_id), what)
+        .await;
+    for c in &creds {
+        assert_eq!(c.client_id, app.app_id);
         assert!(
-            fake.secret_works(&app.app_id, secret),
-            "{what}: stored secret {key_id} logs in"
+            fake.secret_works(&app.app_id, &c.client_secret),
+            "{what}: stored secret {} logs in",
+            c.secret_id
         );
     }
 }
@@ -498,33 +419,38 @@ async fn local_rotation_through_the_binary_keeps_two_live_secrets_even_at_the_ca
     let app = fake.add_app();
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(dir.path(), &fake, &app);
-    let data = dir.path().join("data");
-    let (child, channel) = start(&fake, &config, &data).await;
+    let admin = fake.admin().1;
+    let running = issued_local::start(BIN, dir.path(), &config, (ADMIN_ENV, admin), None)
+        .await
+        .expect("serving");
 
     // Start-up issued slot 0.
-    assert_fake_holds_exactly_the_stored(&fake, &app, &channel, "first create").await;
-    assert_eq!(stored(&channel).await.1.len(), 1);
-    rotate(&channel).await.expect("rotate");
-    let (active, creds) = stored(&channel).await;
+    assert_fake_holds_exactly_the_stored(&fake, &app, &running, "first create").await;
+    assert_eq!(running.credentials(TYPE).await.1.len(), 1);
+    running.rotate(TYPE).await.expect("rotate");
+    let (active, creds) = running.credentials(TYPE).await;
     assert_eq!((active, creds.len()), (1, 2));
-    assert_fake_holds_exactly_the_stored(&fake, &app, &channel, "second").await;
-    let first_key = creds[0].0.clone();
+    assert_fake_holds_exactly_the_stored(&fake, &app, &running, "second").await;
+    let first_key = creds[0].secret_id.clone();
     // The app now holds as many passwords as it may: the engine removes the slot's replaced key
     // before issuing the new one, and the active key keeps working throughout.
     fake.set_cap(Some(PERSONAL_ACCOUNT_CAP));
-    rotate(&channel).await.expect("rotate again, at the cap");
-    let (active, creds) = stored(&channel).await;
+    running
+        .rotate(TYPE)
+        .await
+        .expect("rotate again, at the cap");
+    let (active, creds) = running.credentials(TYPE).await;
     assert_eq!(active, 0);
     assert!(
-        creds.iter().all(|c| c.0 != first_key),
+        creds.iter().all(|c| c.secret_id != first_key),
         "slot 0 holds a new secret"
     );
     assert!(
         !fake.key_ids(&app.object_id).contains(&first_key),
         "the replaced secret was removed"
     );
-    assert_fake_holds_exactly_the_stored(&fake, &app, &channel, "third").await;
-    stop(child).await;
+    assert_fake_holds_exactly_the_stored(&fake, &app, &running, "third").await;
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,30 +460,18 @@ async fn kill_at_issued_applied_verified_leaves_exactly_the_stored_secrets() {
         let app = fake.add_app();
         let dir = tempfile::tempdir().expect("tempdir");
         let config = config(dir.path(), &fake, &app);
-        let data = dir.path().join("data");
+        let admin = fake.admin().1;
+        let env = (ADMIN_ENV, admin);
         // Round 1 crashes the first create (start-up), round 2 a rotation.
         for round in 1..=2 {
             let what = format!("{boundary}, round {round}");
-            let port = free_port();
-            let url = format!("http://127.0.0.1:{port}");
-            let mut child = spawn(&fake, &config, &data, port, Some(boundary));
-            let ready = tokio::select! {
-                _ = child.wait() => None,
-                channel = wait_serving(&url, Duration::from_secs(30)) => Some(channel),
-            };
-            if let Some(channel) = ready {
-                let _ = rotate(&channel).await;
-            }
-            let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            issued_local::crash_at(BIN, dir.path(), &config, env, boundary, TYPE).await;
+            let clean = issued_local::start(BIN, dir.path(), &config, env, None)
                 .await
-                .expect("the failpoint ends the process")
-                .expect("wait");
-            assert!(!status.success(), "{what}: the failpoint fired");
-
-            let (clean, channel) = start(&fake, &config, &data).await;
-            assert_fake_holds_exactly_the_stored(&fake, &app, &channel, &what).await;
-            stop(clean).await;
-            let states = attempt_states(&data).await;
+                .expect("serving");
+            assert_fake_holds_exactly_the_stored(&fake, &app, &clean, &what).await;
+            clean.stop().await;
+            let states = attempt_states(&dir.path().join("data")).await;
             assert!(
                 states.iter().all(|s| s == "committed" || s == "failed"),
                 "{what}: open attempts remain: {states:?}"

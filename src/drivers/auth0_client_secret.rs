@@ -21,7 +21,7 @@ use std::time::Duration;
 use reqwest::Url;
 use serde_json::json;
 
-use super::http_api::{self, Reply, TokenCache};
+use super::http::{self, ClientAuth, Login, Reply, TokenCache};
 use super::redact::Redactor;
 use super::{
     BuildContext, Built, ConnectionConfig, Credential, DbSystem, Descriptor, Driver, DriverError,
@@ -50,7 +50,7 @@ pub static DESCRIPTOR: Descriptor = Descriptor {
         revoke: "rotate-secret",
         probe: "oauth/token",
     },
-    options: &["audience", http_api::PROPAGATION_OPTION],
+    options: &["audience", http::PROPAGATION_OPTION],
     build,
 };
 
@@ -66,7 +66,7 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
     if client_id.is_empty() {
         return Err(invalid(SYSTEM, Phase::Build, "Client ID Required"));
     }
-    if !http_api::is_path_safe(&client_id) {
+    if !http::is_path_safe(&client_id) {
         return Err(invalid(
             SYSTEM,
             Phase::Build,
@@ -81,8 +81,8 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
             "the connection password (the M2M app's client secret) is empty",
         ));
     }
-    let base = http_api::base_url(c, SYSTEM)?;
-    let audience = http_api::string_option(ctx.options, "audience", SYSTEM)?
+    let base = http::base_url(c, SYSTEM)?;
+    let audience = http::string_option(ctx.options, "audience", SYSTEM)?
         .unwrap_or_else(|| format!("https://{}/api/v2/", c.host.trim()));
     if !audience.ends_with('/') || Url::parse(&audience).is_err() {
         return Err(invalid(
@@ -97,7 +97,7 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
     };
     let http = ctx
         .shared
-        .get_or_init(|| http_api::client(c, SYSTEM).map_err(|e| e.detail().to_owned()))
+        .get_or_init(|| http::client(c, SYSTEM).map_err(|e| e.detail().to_owned()))
         .map_err(|e| DriverError::new(DriverErrorKind::Tls, SYSTEM, Phase::Build, e))?;
     let driver = Auth0Driver {
         http,
@@ -106,7 +106,7 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
         clients: join("api/v2/clients/")?,
         audience,
         admin: c.clone(),
-        propagation: http_api::propagation_wait(ctx.options, SYSTEM)?,
+        propagation: http::propagation_wait(ctx.options, SYSTEM)?,
     };
     let requirements = PasswordRequirements {
         length: SECRET_LENGTH,
@@ -143,17 +143,11 @@ pub struct Auth0Driver {
     propagation: Duration,
 }
 
-/// Who asks for a token: decides which kind a refused request is.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Login {
-    Admin,
-    Target,
-}
-
 // === impl Auth0Driver ===
 
 impl Auth0Driver {
-    /// A client-credentials token request for the Management API audience.
+    /// A client-credentials token request for the Management API audience; `None` when the
+    /// rotated app authenticated but has no grant for it.
     async fn request_token(
         &self,
         phase: Phase,
@@ -162,34 +156,25 @@ impl Auth0Driver {
         secret: &SecretString,
         redactor: &Redactor<'_>,
     ) -> Result<Option<(SecretString, Duration)>, DriverError> {
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id),
-            ("client_secret", secret.expose()),
-            ("audience", self.audience.as_str()),
-        ];
-        let request = self.http.post(self.token_url.clone()).form(&form);
-        let reply = http_api::send(request, SYSTEM, phase, redactor).await?;
-        if reply.status.is_success() {
-            let token = http_api::text(&reply.body, "access_token");
-            if token.is_empty()
-                || !http_api::text(&reply.body, "token_type").eq_ignore_ascii_case("bearer")
-            {
-                return Err(DriverError::new(
-                    DriverErrorKind::Server,
-                    SYSTEM,
-                    phase,
-                    "Unhandled token type: /oauth/token answered without a bearer token",
-                ));
-            }
-            let seconds = reply
-                .body
-                .get("expires_in")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0);
-            return Ok(Some((SecretString::new(token), Duration::from_secs(seconds))));
+        let request = http::token_request(
+            &self.http,
+            self.token_url.clone(),
+            ClientAuth::Form,
+            client_id,
+            secret,
+            &[("audience", self.audience.as_str())],
+        );
+        let reply = http::send(request, SYSTEM, phase, redactor).await?;
+        if reply.is_success() {
+            return http::bearer_token(
+                &reply,
+                SYSTEM,
+                phase,
+                "Unhandled token type: /oauth/token answered without a bearer token",
+            )
+            .map(Some);
         }
-        let error = http_api::text(&reply.body, "error");
+        let error = http::text(&reply.body, "error");
         // Authenticated, but not granted this audience or scope: the secret is right.
         if login == Login::Target
             && reply.status.as_u16() == 403
@@ -200,61 +185,45 @@ impl Auth0Driver {
         Err(token_error(&reply, phase, login, redactor))
     }
 
+    /// A Management API token for the M2M app (not cached: see [`Self::management`]).
     async fn admin_token(
         &self,
         phase: Phase,
         redactor: &Redactor<'_>,
-    ) -> Result<SecretString, DriverError> {
-        self.token
-            .0
-            .get_or_fetch(async {
-                self.request_token(
-                    phase,
-                    Login::Admin,
-                    &self.admin.admin_username,
-                    &self.admin.admin_password,
-                    redactor,
-                )
-                .await?
-                .ok_or_else(|| {
-                    DriverError::new(
-                        DriverErrorKind::PermissionDenied,
-                        SYSTEM,
-                        phase,
-                        "the M2M app is not authorised for the Management API",
-                    )
-                })
-            })
-            .await
+    ) -> Result<(SecretString, Duration), DriverError> {
+        self.request_token(
+            phase,
+            Login::Admin,
+            &self.admin.admin_username,
+            &self.admin.admin_password,
+            redactor,
+        )
+        .await?
+        .ok_or_else(|| {
+            DriverError::new(
+                DriverErrorKind::PermissionDenied,
+                SYSTEM,
+                phase,
+                "the M2M app is not authorised for the Management API",
+            )
+        })
     }
 
-    /// One Management API call as the M2M app. A token the API refuses (401: revoked, or the
-    /// grant changed) is forgotten and the call made once more with a new one; a 401 means the
-    /// call did nothing, so repeating it is safe.
+    /// One Management API call as the M2M app, with its cached token (see
+    /// [`http::with_bearer`]).
     async fn management(
         &self,
         phase: Phase,
         request: impl Fn() -> reqwest::RequestBuilder,
         redactor: &Redactor<'_>,
     ) -> Result<Reply, DriverError> {
-        let mut fresh = false;
-        loop {
-            let token = self.admin_token(phase, redactor).await?;
-            let redactor = redactor.also(token.expose());
-            let reply =
-                http_api::send(request().bearer_auth(token.expose()), SYSTEM, phase, &redactor)
-                    .await?;
-            if reply.status.is_success() {
-                return Ok(reply);
-            }
-            if reply.status.as_u16() == 401 {
-                self.token.0.clear().await;
-                if !fresh {
-                    fresh = true;
-                    continue;
-                }
-            }
-            return Err(management_error(&reply, phase, &redactor));
+        let fetch = || self.admin_token(phase, redactor);
+        let (reply, token) =
+            http::with_bearer(&self.token.0, fetch, request, SYSTEM, phase, redactor).await?;
+        if reply.is_success() {
+            Ok(reply)
+        } else {
+            Err(management_error(&reply, phase, &redactor.also(token.expose())))
         }
     }
 
@@ -299,7 +268,7 @@ impl Driver for Auth0Driver {
             credential.secret.expose(),
             self.admin.admin_password.expose(),
         ]);
-        http_api::while_propagating(self.propagation, || async {
+        http::while_propagating(self.propagation, || async {
             self.request_token(
                 Phase::Verify,
                 Login::Target,
@@ -330,42 +299,33 @@ impl Driver for Auth0Driver {
         let redactor = Redactor::new([self.admin.admin_password.expose()]);
         // A fresh token: the probe proves the credentials, not the cache.
         self.token.0.clear().await;
-        self.admin_token(Phase::Probe, &redactor).await.map(drop)
+        let fetch = self.admin_token(Phase::Probe, &redactor);
+        self.token.0.get_or_fetch(fetch).await.map(drop)
     }
 }
 
 /// Classifies a Management API error: `{statusCode, error, message, errorCode}`.
 fn management_error(reply: &Reply, phase: Phase, redactor: &Redactor<'_>) -> DriverError {
-    let code = http_api::text(&reply.body, "errorCode");
-    let message = http_api::text(&reply.body, "message");
+    let code = http::text(&reply.body, "errorCode");
+    let message = http::text(&reply.body, "message");
     let kind = match code {
         "inexistent_client" => DriverErrorKind::UserNotFound,
         "insufficient_scope" => DriverErrorKind::PermissionDenied,
         "too_many_requests" => DriverErrorKind::ServerUnavailable,
-        _ => http_api::status_kind(reply.status),
+        _ => http::status_kind(reply.status),
     };
     let text = if code.is_empty() {
         message.to_owned()
     } else {
         format!("{code}: {message}")
     };
-    http_api::reply_error(kind, reply, &text, SYSTEM, phase, redactor)
+    http::reply_error(kind, reply, &text, SYSTEM, phase, redactor)
 }
 
-/// Classifies an `/oauth/token` error: `{error, error_description}`. 401 is a refused secret;
-/// a 403 of the M2M app is a missing grant.
+/// Classifies an `/oauth/token` error: `{error, error_description}`. 401 or `invalid_client`
+/// is a refused secret; a 403 of the M2M app is a missing grant.
 fn token_error(reply: &Reply, phase: Phase, login: Login, redactor: &Redactor<'_>) -> DriverError {
-    let error = http_api::text(&reply.body, "error");
-    let description = http_api::text(&reply.body, "error_description");
-    let kind = match (reply.status.as_u16(), login) {
-        (401, Login::Admin) => DriverErrorKind::AdminLoginRejected,
-        (401, Login::Target) => DriverErrorKind::LoginRejected,
-        (_, Login::Admin) if error == "invalid_client" => DriverErrorKind::AdminLoginRejected,
-        (_, Login::Target) if error == "invalid_client" => DriverErrorKind::LoginRejected,
-        _ => http_api::status_kind(reply.status),
-    };
-    let text = format!("{error}: {description}");
-    http_api::reply_error(kind, reply, &text, SYSTEM, phase, redactor)
+    http::token_error(reply, login, &["invalid_client"], SYSTEM, phase, redactor)
 }
 
 #[cfg(test)]

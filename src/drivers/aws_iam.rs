@@ -33,6 +33,7 @@ use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, si
 use aws_sigv4::sign::v4;
 use reqwest::{Client, Url};
 
+use super::http::{error_chain, is_tls};
 use super::redact::Redactor;
 use super::{
     BuildContext, Built, CONNECT_TIMEOUT, ConnectionConfig, Credential, DbSystem, Descriptor,
@@ -583,7 +584,7 @@ impl QueryClient {
             .timeout(OPERATION_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| invalid(SYSTEM, Phase::Build, without_url(&e)))?;
+            .map_err(|e| invalid(SYSTEM, Phase::Build, error_chain(&e)))?;
         Ok(Self {
             http,
             url: endpoint_url(url)?,
@@ -676,7 +677,7 @@ impl std::fmt::Display for QueryError {
                 code,
                 message,
             } => write!(f, "HTTP {status} {code}: {message}"),
-            Self::Transport(e) => f.write_str(&without_url(e)),
+            Self::Transport(e) => f.write_str(&error_chain(e)),
             Self::Sign(m) => write!(f, "cannot sign the request: {m}"),
         }
     }
@@ -785,7 +786,7 @@ fn classify(e: &QueryError, phase: Phase, signer: Signer, redactor: &Redactor<'_
             _ => DriverErrorKind::Server,
         },
         QueryError::Transport(t) if t.is_timeout() => DriverErrorKind::Timeout,
-        QueryError::Transport(t) if t.is_connect() && is_tls_failure(t) => DriverErrorKind::Tls,
+        QueryError::Transport(t) if t.is_connect() && is_tls(t) => DriverErrorKind::Tls,
         QueryError::Transport(_) => DriverErrorKind::Unreachable,
         QueryError::Sign(_) => DriverErrorKind::InvalidInput,
     };
@@ -795,35 +796,6 @@ fn classify(e: &QueryError, phase: Phase, signer: Signer, redactor: &Redactor<'_
 /// A 2xx reply the driver cannot read. The text is the driver's own, never the reply's.
 fn reply_error(phase: Phase, message: &'static str) -> DriverError {
     DriverError::new(DriverErrorKind::Server, SYSTEM, phase, message)
-}
-
-/// rustls reports a refused certificate or handshake as an I/O error of kind `InvalidData`.
-fn is_tls_failure(e: &reqwest::Error) -> bool {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::InvalidData
-        {
-            return true;
-        }
-        source = s.source();
-    }
-    false
-}
-
-/// A reqwest error and its causes, without the URL.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    if let Some(url) = e.url() {
-        text = text.replace(url.as_str(), "<endpoint>");
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The HTTP client for the connection's TLS settings.
@@ -856,7 +828,7 @@ fn http_client(connection: &ConnectionConfig) -> Result<Client, DriverError> {
             DriverErrorKind::Tls,
             SYSTEM,
             Phase::Build,
-            without_url(&e),
+            error_chain(&e),
         )
     })
 }

@@ -26,7 +26,7 @@ use chrono::{SecondsFormat, Utc};
 use reqwest::Url;
 use serde_json::json;
 
-use super::http_api::{self, Reply, TokenCache};
+use super::http::{self, ClientAuth, Login, Reply, TokenCache};
 use super::redact::Redactor;
 use super::{
     BuildContext, Built, ConnectionConfig, Credential, DbSystem, Descriptor, DriverError,
@@ -66,7 +66,7 @@ pub static DESCRIPTOR: Descriptor = Descriptor {
         revoke: "removePassword",
         probe: "passwordCredentials",
     },
-    options: &["tenant_id", "authority_url", http_api::PROPAGATION_OPTION],
+    options: &["tenant_id", "authority_url", http::PROPAGATION_OPTION],
     build,
 };
 
@@ -86,7 +86,7 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
     if client_id.is_empty() {
         return Err(invalid(SYSTEM, Phase::Build, "Client ID Required"));
     }
-    if !http_api::is_path_safe(object_id) {
+    if !http::is_path_safe(object_id) {
         return Err(invalid(
             SYSTEM,
             Phase::Build,
@@ -104,8 +104,8 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
         ));
     }
     let c = ctx.connection;
-    let tenant = http_api::string_option(ctx.options, "tenant_id", SYSTEM)?.unwrap_or_default();
-    if !http_api::is_path_safe(&tenant) {
+    let tenant = http::string_option(ctx.options, "tenant_id", SYSTEM)?.unwrap_or_default();
+    if !http::is_path_safe(&tenant) {
         return Err(invalid(
             SYSTEM,
             Phase::Build,
@@ -119,19 +119,19 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
             "the connection password (the admin app's client secret) is empty",
         ));
     }
-    let authority = http_api::string_option(ctx.options, "authority_url", SYSTEM)?
+    let authority = http::string_option(ctx.options, "authority_url", SYSTEM)?
         .unwrap_or_else(|| DEFAULT_AUTHORITY.to_owned());
-    let authority = http_api::option_url(&authority, "authority_url", c.tls.mode, SYSTEM)?;
+    let authority = http::option_url(&authority, "authority_url", c.tls.mode, SYSTEM)?;
     let token_url = authority
         .join(&format!("{tenant}/oauth2/v2.0/token"))
         .map_err(|e| invalid(SYSTEM, Phase::Build, format!("authority_url: {e}")))?;
-    let graph = http_api::base_url(c, SYSTEM)?;
+    let graph = http::base_url(c, SYSTEM)?;
     let application = graph
         .join(&format!("v1.0/applications/{object_id}"))
         .map_err(|e| invalid(SYSTEM, Phase::Build, format!("object id: {e}")))?;
     let http = ctx
         .shared
-        .get_or_init(|| http_api::client(c, SYSTEM).map_err(|e| e.detail().to_owned()))
+        .get_or_init(|| http::client(c, SYSTEM).map_err(|e| e.detail().to_owned()))
         .map_err(|e| DriverError::new(DriverErrorKind::Tls, SYSTEM, Phase::Build, e))?;
     Ok(Built::issued(AzureDriver {
         http,
@@ -143,7 +143,7 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
         admin: c.clone(),
         display_name: format!("rotator rotation {}", ctx.rotation_id),
         lifetime: chrono::Duration::days(2 * i64::from(interval) + 3),
-        propagation: http_api::propagation_wait(ctx.options, SYSTEM)?,
+        propagation: http::propagation_wait(ctx.options, SYSTEM)?,
     }))
 }
 
@@ -171,13 +171,6 @@ pub struct AzureDriver {
     propagation: Duration,
 }
 
-/// Who asks for a token: decides which kind a refused request is.
-#[derive(Clone, Copy)]
-enum Login {
-    Admin,
-    Target,
-}
-
 // === impl AzureDriver ===
 
 impl AzureDriver {
@@ -190,80 +183,48 @@ impl AzureDriver {
         secret: &SecretString,
         redactor: &Redactor<'_>,
     ) -> Result<(SecretString, Duration), DriverError> {
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id),
-            ("client_secret", secret.expose()),
-            ("scope", self.scope.as_str()),
-        ];
-        let request = self.http.post(self.token_url.clone()).form(&form);
-        let reply = http_api::send(request, SYSTEM, phase, redactor).await?;
-        if reply.status.is_success() {
-            let token = http_api::text(&reply.body, "access_token");
-            let token_type = http_api::text(&reply.body, "token_type");
-            if token.is_empty() || !token_type.eq_ignore_ascii_case("bearer") {
-                return Err(DriverError::new(
-                    DriverErrorKind::Server,
-                    SYSTEM,
-                    phase,
-                    "the token endpoint answered without a bearer token",
-                ));
-            }
-            let seconds = reply
-                .body
-                .get("expires_in")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0);
-            return Ok((SecretString::new(token), Duration::from_secs(seconds)));
+        let request = http::token_request(
+            &self.http,
+            self.token_url.clone(),
+            ClientAuth::Form,
+            client_id,
+            secret,
+            &[("scope", self.scope.as_str())],
+        );
+        let reply = http::send(request, SYSTEM, phase, redactor).await?;
+        if reply.is_success() {
+            return http::bearer_token(
+                &reply,
+                SYSTEM,
+                phase,
+                "the token endpoint answered without a bearer token",
+            );
         }
         Err(token_error(&reply, phase, login, redactor))
     }
 
-    /// The admin's Graph token, cached.
-    async fn admin_token(
-        &self,
-        phase: Phase,
-        redactor: &Redactor<'_>,
-    ) -> Result<SecretString, DriverError> {
-        self.token
-            .0
-            .get_or_fetch(self.request_token(
-                phase,
-                Login::Admin,
-                &self.admin.admin_username,
-                &self.admin.admin_password,
-                redactor,
-            ))
-            .await
-    }
-
-    /// One Graph call as the admin. A token Graph refuses (401: revoked, or signed with a
-    /// rotated key) is forgotten and the call made once more with a new one; a 401 means the
-    /// call did nothing, so repeating it is safe.
+    /// One Graph call as the admin, with its cached token (see [`http::with_bearer`]).
     async fn graph(
         &self,
         phase: Phase,
         request: impl Fn() -> reqwest::RequestBuilder,
         redactor: &Redactor<'_>,
     ) -> Result<Reply, DriverError> {
-        let mut fresh = false;
-        loop {
-            let token = self.admin_token(phase, redactor).await?;
-            let redactor = redactor.also(token.expose());
-            let reply =
-                http_api::send(request().bearer_auth(token.expose()), SYSTEM, phase, &redactor)
-                    .await?;
-            if reply.status.is_success() {
-                return Ok(reply);
-            }
-            if reply.status.as_u16() == 401 {
-                self.token.0.clear().await;
-                if !fresh {
-                    fresh = true;
-                    continue;
-                }
-            }
-            return Err(graph_error(&reply, phase, &redactor));
+        let fetch = || {
+            self.request_token(
+                phase,
+                Login::Admin,
+                &self.admin.admin_username,
+                &self.admin.admin_password,
+                redactor,
+            )
+        };
+        let (reply, token) =
+            http::with_bearer(&self.token.0, fetch, request, SYSTEM, phase, redactor).await?;
+        if reply.is_success() {
+            Ok(reply)
+        } else {
+            Err(graph_error(&reply, phase, &redactor.also(token.expose())))
         }
     }
 
@@ -297,20 +258,13 @@ impl Issuer for AzureDriver {
         let url = self.action("addPassword");
         let request = || self.http.post(url.clone()).json(&body);
         let reply = self.graph(Phase::Issue, request, &redactor).await?;
-        let key_id = http_api::text(&reply.body, "keyId");
-        let secret = http_api::text(&reply.body, "secretText");
-        if key_id.is_empty() || secret.is_empty() {
-            return Err(DriverError::new(
-                DriverErrorKind::Server,
-                SYSTEM,
-                Phase::Issue,
-                "Invalid response from Azure: missing secretText or keyId",
-            ));
-        }
-        Ok(Credential {
-            id: key_id.to_owned(),
-            secret: SecretString::new(secret),
-        })
+        http::issued_credential(
+            &reply.body,
+            "keyId",
+            &["secretText"],
+            SYSTEM,
+            "Invalid response from Azure: missing secretText or keyId",
+        )
     }
 
     async fn verify(&self, credential: &Credential) -> Result<(), DriverError> {
@@ -318,7 +272,7 @@ impl Issuer for AzureDriver {
             credential.secret.expose(),
             self.admin.admin_password.expose(),
         ]);
-        http_api::while_propagating(self.propagation, || async {
+        http::while_propagating(self.propagation, || async {
             self.request_token(
                 Phase::Verify,
                 Login::Target,
@@ -373,7 +327,7 @@ impl AzureDriver {
         };
         Ok(credentials
             .iter()
-            .map(|c| http_api::text(c, "keyId").to_owned())
+            .map(|c| http::text(c, "keyId").to_owned())
             .filter(|k| !k.is_empty())
             .collect())
     }
@@ -382,45 +336,33 @@ impl AzureDriver {
 /// Classifies a Graph error: `{"error": {"code", "message"}}`.
 fn graph_error(reply: &Reply, phase: Phase, redactor: &Redactor<'_>) -> DriverError {
     let error = reply.body.get("error").unwrap_or(&serde_json::Value::Null);
-    let code = http_api::text(error, "code");
-    let message = http_api::text(error, "message");
+    let code = http::text(error, "code");
+    let message = http::text(error, "message");
     let kind = if code == TOO_MANY_PASSWORDS {
         DriverErrorKind::LimitReached
     } else {
-        http_api::status_kind(reply.status)
+        http::status_kind(reply.status)
     };
     let text = if code.is_empty() {
         message.to_owned()
     } else {
         format!("{code}: {message}")
     };
-    http_api::reply_error(kind, reply, &text, SYSTEM, phase, redactor)
+    http::reply_error(kind, reply, &text, SYSTEM, phase, redactor)
 }
 
 /// Classifies an identity platform error: `{"error", "error_description", "error_codes", ...}`.
 /// `invalid_client` (a wrong, expired or not yet replicated secret) and `unauthorized_client`
 /// (no such app in the tenant) refuse the login; who logged in decides the kind.
 fn token_error(reply: &Reply, phase: Phase, login: Login, redactor: &Redactor<'_>) -> DriverError {
-    let error = http_api::text(&reply.body, "error");
-    let description = http_api::text(&reply.body, "error_description");
-    // The description's first line ("AADSTS7000215: Invalid client secret provided…"); the
-    // rest is trace and correlation ids.
-    let description = description.lines().next().unwrap_or_default();
-    let status = reply.status.as_u16();
-    let kind = match (error, login) {
-        ("invalid_client" | "unauthorized_client", Login::Admin) => {
-            DriverErrorKind::AdminLoginRejected
-        }
-        ("invalid_client" | "unauthorized_client", Login::Target) => DriverErrorKind::LoginRejected,
-        _ if status == 401 => match login {
-            Login::Admin => DriverErrorKind::AdminLoginRejected,
-            Login::Target => DriverErrorKind::LoginRejected,
-        },
-        ("temporarily_unavailable", _) => DriverErrorKind::ServerUnavailable,
-        _ => http_api::status_kind(reply.status),
-    };
-    let text = format!("{error}: {description}");
-    http_api::reply_error(kind, reply, &text, SYSTEM, phase, redactor)
+    http::token_error(
+        reply,
+        login,
+        &["invalid_client", "unauthorized_client"],
+        SYSTEM,
+        phase,
+        redactor,
+    )
 }
 
 #[cfg(test)]

@@ -21,14 +21,12 @@
 //! interval) must be at most 730 days, Databricks' maximum; it is checked when the driver is
 //! built, before any call (spec §9).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::time::Instant;
 
+use super::http::{self, ClientAuth, Login, Reply, TokenCache, path_segment};
 use super::redact::Redactor;
-use super::rest::{Answer, Rest, path_segment};
 use super::{
     BuildContext, Built, ConnectionConfig, Credential, DbSystem, Descriptor, DriverError,
     DriverErrorKind, Issuer, Operations, Phase, invalid,
@@ -108,7 +106,9 @@ pub struct DatabricksOptions {
 /// The Databricks driver of one rotation: the secrets of one service principal.
 #[derive(Debug, Clone)]
 pub struct DatabricksDriver {
-    rest: Rest,
+    http: reqwest::Client,
+    /// `http(s)://host[:port]/`.
+    base: reqwest::Url,
     /// The service principal's numeric id (in paths).
     principal_id: String,
     /// The service principal's application id (its OAuth client id), for verify.
@@ -122,20 +122,7 @@ pub struct DatabricksDriver {
     lifetime_seconds: u64,
     max_secrets: usize,
     /// The admin's token, shared by clones; renewed [`TOKEN_MARGIN`] before expiry.
-    token: Arc<tokio::sync::Mutex<Option<CachedToken>>>,
-}
-
-#[derive(Debug, Clone)]
-struct CachedToken {
-    value: SecretString,
-    renew_at: Instant,
-}
-
-/// Whether a token came from the cache (and may be stale) or was just issued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Freshness {
-    Cached,
-    New,
+    token: TokenCache,
 }
 
 // === impl DatabricksOptions ===
@@ -253,7 +240,8 @@ impl DatabricksDriver {
             ),
         };
         Ok(Self {
-            rest: Rest::new(connection, SYSTEM)?,
+            http: http::client(connection, SYSTEM)?,
+            base: http::base_url(connection, SYSTEM)?,
             principal_id: principal_id.to_owned(),
             client_id: client_id.to_owned(),
             admin_client_id: connection.admin_username.clone(),
@@ -262,7 +250,7 @@ impl DatabricksDriver {
             token_path,
             lifetime_seconds: options.secret_lifetime_seconds,
             max_secrets: options.max_secrets,
-            token: Arc::default(),
+            token: TokenCache::with_margin(TOKEN_MARGIN),
         })
     }
 
@@ -272,82 +260,39 @@ impl DatabricksDriver {
         client_id: &str,
         secret: &SecretString,
         phase: Phase,
-        login: DriverErrorKind,
+        login: Login,
         redactor: &Redactor<'_>,
     ) -> Result<(SecretString, Duration), DriverError> {
-        let request = self
-            .rest
-            .http
-            .post(self.rest.url(&self.token_path))
-            .basic_auth(client_id, Some(secret.expose()))
-            .header("Accept", "application/json")
-            .form(&[("grant_type", "client_credentials"), ("scope", "all-apis")]);
-        let answer = self.rest.send(request, phase, redactor).await?;
-        let json = answer.json();
+        let request = http::token_request(
+            &self.http,
+            http::url(&self.base, &self.token_path),
+            ClientAuth::Basic,
+            client_id,
+            secret,
+            &[("scope", "all-apis")],
+        );
+        let answer = http::send(request, SYSTEM, phase, redactor).await?;
         if !answer.is_success() {
-            let error = json.get("error").and_then(Value::as_str).unwrap_or_default();
-            let description = json
-                .get("error_description")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let kind = (error == "invalid_client"
-                || answer.status == reqwest::StatusCode::UNAUTHORIZED)
-                .then_some(login);
-            return Err(self.rest.failure(
+            return Err(http::token_error(
                 &answer,
-                kind,
+                login,
+                &["invalid_client"],
+                SYSTEM,
                 phase,
-                &format!("{error}: {description}"),
                 redactor,
             ));
         }
-        let token = json
-            .get("access_token")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                DriverError::new(
-                    DriverErrorKind::Server,
-                    SYSTEM,
-                    phase,
-                    "Invalid response from Databricks: the token answer has no access_token",
-                )
-            })?;
-        let lifetime = json.get("expires_in").and_then(Value::as_u64).unwrap_or(0);
-        Ok((SecretString::new(token), Duration::from_secs(lifetime)))
+        http::bearer_token(
+            &answer,
+            SYSTEM,
+            phase,
+            "Invalid response from Databricks: the token answer has no access_token",
+        )
     }
 
-    /// The admin's token: the cached one until [`TOKEN_MARGIN`] before it expires, else a new
-    /// one.
-    async fn admin_token(
-        &self,
-        phase: Phase,
-        redactor: &Redactor<'_>,
-    ) -> Result<(SecretString, Freshness), DriverError> {
-        let mut cached = self.token.lock().await;
-        if let Some(token) = cached.as_ref()
-            && Instant::now() < token.renew_at
-        {
-            return Ok((token.value.clone(), Freshness::Cached));
-        }
-        let (value, lifetime) = self
-            .request_token(
-                &self.admin_client_id,
-                &self.admin_secret,
-                phase,
-                DriverErrorKind::AdminLoginRejected,
-                redactor,
-            )
-            .await?;
-        *cached = Some(CachedToken {
-            value: value.clone(),
-            renew_at: Instant::now() + lifetime.saturating_sub(TOKEN_MARGIN),
-        });
-        Ok((value, Freshness::New))
-    }
-
-    /// One call of the secrets API as the admin. A 401 with a cached token drops it and tries
-    /// once more with a new one (the token may have been revoked early).
+    /// One call of the secrets API as the admin, with its token (cached until
+    /// [`TOKEN_MARGIN`] before it expires). A 401 with a cached token drops it and tries once
+    /// more with a new one (the token may have been revoked early).
     async fn call(
         &self,
         method: reqwest::Method,
@@ -355,57 +300,56 @@ impl DatabricksDriver {
         body: Option<&Value>,
         phase: Phase,
         redactor: &Redactor<'_>,
-    ) -> Result<Answer, DriverError> {
-        loop {
-            let (token, freshness) = self.admin_token(phase, redactor).await?;
-            let redactor = redactor.also(token.expose());
-            let mut request = self
-                .rest
+    ) -> Result<Reply, DriverError> {
+        let fetch = || {
+            self.request_token(
+                &self.admin_client_id,
+                &self.admin_secret,
+                phase,
+                Login::Admin,
+                redactor,
+            )
+        };
+        let request = || {
+            let request = self
                 .http
-                .request(method.clone(), self.rest.url(path))
-                .bearer_auth(token.expose())
+                .request(method.clone(), http::url(&self.base, path))
                 .header("Accept", "application/json");
-            if let Some(body) = body {
-                request = request.json(body);
+            match body {
+                Some(body) => request.json(body),
+                None => request,
             }
-            let answer = self.rest.send(request, phase, &redactor).await?;
-            if answer.status == reqwest::StatusCode::UNAUTHORIZED && freshness == Freshness::Cached
-            {
-                *self.token.lock().await = None;
-                continue;
-            }
-            return Ok(answer);
-        }
+        };
+        let (reply, _) =
+            http::with_bearer(&self.token, fetch, request, SYSTEM, phase, redactor).await?;
+        Ok(reply)
     }
 
     fn failure(
         &self,
-        answer: &Answer,
+        answer: &Reply,
         kind: Option<DriverErrorKind>,
         phase: Phase,
         redactor: &Redactor<'_>,
     ) -> DriverError {
-        let json = answer.json();
-        let code = json
-            .get("error_code")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let message = json
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let kind = kind.or_else(|| {
-            matches!(code, "RESOURCE_LIMIT_EXCEEDED" | "QUOTA_EXCEEDED")
-                .then_some(DriverErrorKind::LimitReached)
+        let code = http::text(&answer.body, "error_code");
+        let message = http::text(&answer.body, "message");
+        let kind = kind.unwrap_or_else(|| {
+            if matches!(code, "RESOURCE_LIMIT_EXCEEDED" | "QUOTA_EXCEEDED") {
+                DriverErrorKind::LimitReached
+            } else {
+                http::status_kind(answer.status)
+            }
         });
-        self.rest.failure(
-            answer,
+        http::reply_error(
             kind,
-            phase,
+            answer,
             &format!(
                 "service principal {}: {code} {message}",
                 self.principal_id
             ),
+            SYSTEM,
+            phase,
             redactor,
         )
     }
@@ -445,25 +389,13 @@ impl Issuer for DatabricksDriver {
         if !answer.is_success() {
             return Err(self.failure(&answer, None, Phase::Issue, &redactor));
         }
-        let json = answer.json();
-        let id = json.get("id").and_then(Value::as_str).unwrap_or_default();
-        let secret = json
-            .get("secret")
-            .or_else(|| json.get("client_secret"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if id.is_empty() || secret.is_empty() {
-            return Err(DriverError::new(
-                DriverErrorKind::Server,
-                SYSTEM,
-                Phase::Issue,
-                "Invalid response from Databricks: missing 'secret' or 'id'",
-            ));
-        }
-        Ok(Credential {
-            id: id.to_owned(),
-            secret: SecretString::new(secret),
-        })
+        http::issued_credential(
+            &answer.body,
+            "id",
+            &["secret", "client_secret"],
+            SYSTEM,
+            "Invalid response from Databricks: missing 'secret' or 'id'",
+        )
     }
 
     async fn verify(&self, credential: &Credential) -> Result<(), DriverError> {
@@ -473,7 +405,7 @@ impl Issuer for DatabricksDriver {
                 &self.client_id,
                 &credential.secret,
                 Phase::Verify,
-                DriverErrorKind::LoginRejected,
+                Login::Target,
                 &redactor,
             )
             .await?;
@@ -528,7 +460,7 @@ impl DatabricksDriver {
             if !answer.is_success() {
                 return Err(self.failure(&answer, None, phase, &redactor));
             }
-            let json = answer.json();
+            let json = &answer.body;
             if let Some(secrets) = json.get("secrets").and_then(Value::as_array) {
                 ids.extend(
                     secrets

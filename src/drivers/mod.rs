@@ -21,17 +21,17 @@
 //! - [`error`]: [`DriverError`], [`DriverErrorKind`]; `redact`: scrubbing peer text.
 //! - [`password`]: password requirements and the generator of chosen secrets.
 //! - [`quote`], [`scram`], `admin_sessions`, `shared`: helpers some drivers share;
-//!   `rest`, `http_api`: HTTP clients, token caches and status classes of the HTTP API drivers.
+//!   `http`: the HTTP client, base URL, sending, status and token-error classes, token cache
+//!   and propagation wait of the HTTP API drivers.
 
 mod admin_sessions;
 mod contract;
 mod dispatch;
 pub mod error;
-mod http_api;
+mod http;
 pub mod password;
 pub mod quote;
 mod redact;
-mod rest;
 pub mod scram;
 mod shared;
 mod sql_error;

@@ -24,7 +24,7 @@
 use serde_json::Value;
 
 use super::redact::Redactor;
-use super::rest::{Answer, Rest, path_segment};
+use super::http::{self, Login, Reply, path_segment};
 use super::{
     BuildContext, Built, Credential, DbSystem, Descriptor, DriverError, DriverErrorKind, Issuer,
     Operations, Phase, invalid,
@@ -84,7 +84,9 @@ pub struct OktaOptions {
 /// The Okta driver of one rotation: the client secrets of app `app_id`.
 #[derive(Debug, Clone)]
 pub struct OktaDriver {
-    rest: Rest,
+    http: reqwest::Client,
+    /// `http(s)://host[:port]/`.
+    base: reqwest::Url,
     /// The app id, which is also its OAuth `client_id`.
     app_id: String,
     /// The SSWS API token.
@@ -163,7 +165,8 @@ impl OktaDriver {
             None => "/oauth2/v1/token".to_owned(),
         };
         Ok(Self {
-            rest: Rest::new(connection, SYSTEM)?,
+            http: http::client(connection, SYSTEM)?,
+            base: http::base_url(connection, SYSTEM)?,
             app_id: app_id.to_owned(),
             api_token: connection.admin_password.clone(),
             token_path,
@@ -183,29 +186,28 @@ impl OktaDriver {
         body: Option<&Value>,
         phase: Phase,
         redactor: &Redactor<'_>,
-    ) -> Result<Answer, DriverError> {
+    ) -> Result<Reply, DriverError> {
         let mut request = self
-            .rest
             .http
-            .request(method, self.rest.url(path))
+            .request(method, http::url(&self.base, path))
             .header("Authorization", format!("SSWS {}", self.api_token.expose()))
             .header("Accept", "application/json");
         if let Some(body) = body {
             request = request.json(body);
         }
-        self.rest.send(request, phase, redactor).await
+        http::send(request, SYSTEM, phase, redactor).await
     }
 
     fn failure(
         &self,
-        answer: &Answer,
+        reply: &Reply,
         kind: Option<DriverErrorKind>,
         phase: Phase,
         redactor: &Redactor<'_>,
     ) -> DriverError {
-        let error = OktaError::parse(&answer.json());
-        self.rest
-            .failure(answer, kind, phase, &error.detail(), redactor)
+        let error = OktaError::parse(&reply.body);
+        let kind = kind.unwrap_or_else(|| http::status_kind(reply.status));
+        http::reply_error(kind, reply, &error.detail(), SYSTEM, phase, redactor)
     }
 }
 
@@ -222,69 +224,48 @@ impl Issuer for OktaDriver {
             )
             .await?;
         if !answer.is_success() {
-            let error = OktaError::parse(&answer.json());
+            let error = OktaError::parse(&answer.body);
             let kind = (answer.status == reqwest::StatusCode::BAD_REQUEST
                 && error.code == E_VALIDATION)
                 .then_some(DriverErrorKind::LimitReached);
             return Err(self.failure(&answer, kind, Phase::Issue, &redactor));
         }
-        let json = answer.json();
-        let id = json.get("id").and_then(Value::as_str).unwrap_or_default();
-        let secret = json
-            .get("client_secret")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if id.is_empty() || secret.is_empty() {
-            return Err(DriverError::new(
-                DriverErrorKind::Server,
-                SYSTEM,
-                Phase::Issue,
-                "Invalid response from Okta: missing 'client_secret' or secret 'id'",
-            ));
-        }
-        Ok(Credential {
-            id: id.to_owned(),
-            secret: SecretString::new(secret),
-        })
+        http::issued_credential(
+            &answer.body,
+            "id",
+            &["client_secret"],
+            SYSTEM,
+            "Invalid response from Okta: missing 'client_secret' or secret 'id'",
+        )
     }
 
     async fn verify(&self, credential: &Credential) -> Result<(), DriverError> {
         let redactor = Redactor::new([credential.secret.expose(), self.api_token.expose()]);
-        let mut form = vec![("grant_type", "client_credentials")];
-        if let Some(scope) = &self.verify_scope {
-            form.push(("scope", scope.as_str()));
-        }
-        let request = self
-            .rest
-            .http
-            .post(self.rest.url(&self.token_path))
-            .basic_auth(&self.app_id, Some(credential.secret.expose()))
-            .header("Accept", "application/json")
-            .form(&form);
-        let answer = self.rest.send(request, Phase::Verify, &redactor).await?;
-        if answer.is_success() {
+        let scope = self.verify_scope.as_deref().map(|scope| ("scope", scope));
+        let request = http::token_request(
+            &self.http,
+            http::url(&self.base, &self.token_path),
+            http::ClientAuth::Basic,
+            &self.app_id,
+            &credential.secret,
+            scope.as_slice(),
+        );
+        let answer = http::send(request, SYSTEM, Phase::Verify, &redactor).await?;
+        // The client authenticated; only the grant or scope was refused.
+        if answer.is_success()
+            || matches!(
+                http::text(&answer.body, "error"),
+                "invalid_scope" | "unauthorized_client"
+            )
+        {
             return Ok(());
         }
-        let json = answer.json();
-        let error = json.get("error").and_then(Value::as_str).unwrap_or_default();
-        let description = json
-            .get("error_description")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let kind = match error {
-            // The client authenticated; only the grant or scope was refused.
-            "invalid_scope" | "unauthorized_client" => return Ok(()),
-            "invalid_client" => Some(DriverErrorKind::LoginRejected),
-            _ if answer.status == reqwest::StatusCode::UNAUTHORIZED => {
-                Some(DriverErrorKind::LoginRejected)
-            }
-            _ => None,
-        };
-        Err(self.rest.failure(
+        Err(http::token_error(
             &answer,
-            kind,
+            Login::Target,
+            &["invalid_client"],
+            SYSTEM,
             Phase::Verify,
-            &format!("{error}: {description}"),
             &redactor,
         ))
     }
@@ -302,7 +283,7 @@ impl Issuer for OktaDriver {
         if !found.is_success() {
             return Err(self.failure(&found, None, Phase::Revoke, &redactor));
         }
-        if found.json().get("status").and_then(Value::as_str) != Some("INACTIVE") {
+        if http::text(&found.body, "status") != "INACTIVE" {
             let deactivated = self
                 .call(
                     reqwest::Method::POST,
@@ -343,8 +324,7 @@ impl Issuer for OktaDriver {
         if !answer.is_success() {
             return Err(self.failure(&answer, None, Phase::List, &redactor));
         }
-        let json = answer.json();
-        let Some(secrets) = json.as_array() else {
+        let Some(secrets) = answer.body.as_array() else {
             return Err(DriverError::new(
                 DriverErrorKind::Server,
                 SYSTEM,

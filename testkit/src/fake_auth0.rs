@@ -32,12 +32,14 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State as AxumState};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use uuid::Uuid;
+
+use crate::fake_http::{Served, StatusFaults, bearer, form, random_token, with_retry_after};
 
 /// The Management API audience of the fake tenant.
 pub const AUDIENCE: &str = "https://fake-tenant.auth0.test/api/v2/";
@@ -68,20 +70,12 @@ struct Client {
     rotations: u64,
 }
 
-#[derive(Debug)]
-struct Fault {
-    endpoint: Endpoint,
-    status: u16,
-    retry_after: Option<u64>,
-    left: usize,
-}
-
 #[derive(Debug, Default)]
 struct State {
     clients: HashMap<String, Client>,
     /// token → (client id, scopes, expiry).
     tokens: HashMap<String, (String, Vec<String>, Instant)>,
-    faults: Vec<Fault>,
+    faults: StatusFaults<Endpoint>,
     propagation: Duration,
     token_requests: u64,
 }
@@ -90,11 +84,9 @@ type Shared = Arc<Mutex<State>>;
 
 /// The fake, serving until dropped.
 pub struct FakeAuth0 {
-    port: u16,
+    served: Served,
     state: Shared,
     admin_id: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<()>,
 }
 
 // === impl FakeAuth0 ===
@@ -120,24 +112,10 @@ impl FakeAuth0 {
             .route("/api/v2/clients/{id}", get(get_client).patch(patch_client))
             .route("/api/v2/clients/{id}/rotate-secret", post(rotate_secret))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the fake Auth0");
-        let port = listener.local_addr().expect("addr").port();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
         Self {
-            port,
+            served: Served::start(router).await,
             state,
             admin_id,
-            stop: Some(stop),
-            server,
         }
     }
 
@@ -147,12 +125,12 @@ impl FakeAuth0 {
 
     /// The loopback port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.served.port()
     }
 
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.served.base_url()
     }
 
     /// The M2M app's client id and current secret.
@@ -229,12 +207,9 @@ impl FakeAuth0 {
 
     /// Answers the next `times` calls of `endpoint` with `status` (and `Retry-After`).
     pub fn inject(&self, endpoint: Endpoint, status: u16, retry_after: Option<u64>, times: usize) {
-        self.lock().faults.push(Fault {
-            endpoint,
-            status,
-            retry_after,
-            left: times,
-        });
+        self.lock()
+            .faults
+            .push(endpoint, status, retry_after, times);
     }
 
     /// A changed secret takes `delay` to work; the replaced one works meanwhile.
@@ -245,15 +220,6 @@ impl FakeAuth0 {
     /// Token requests served so far.
     pub fn token_requests(&self) -> u64 {
         self.lock().token_requests
-    }
-}
-
-impl Drop for FakeAuth0 {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.server.abort();
     }
 }
 
@@ -269,12 +235,7 @@ fn new_secret() -> String {
 
 /// Auth0's client ids: 32 alphanumerics.
 fn new_client_in(state: &Shared) -> String {
-    use rand::Rng as _;
-    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    let id: String = (0..32)
-        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
-        .collect();
+    let id = random_token(32);
     state
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -306,15 +267,8 @@ fn replace_secret(c: &mut Client, secret: String, propagation: Duration) {
 }
 
 fn take_fault(state: &mut State, endpoint: Endpoint) -> Option<Response> {
-    let fault = state
-        .faults
-        .iter_mut()
-        .find(|f| f.endpoint == endpoint && f.left > 0)?;
-    fault.left -= 1;
-    let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let retry_after = fault.retry_after;
-    state.faults.retain(|f| f.left > 0);
-    let mut response = match (endpoint, status.as_u16()) {
+    let (status, retry_after) = state.faults.take(endpoint)?;
+    let response = match (endpoint, status.as_u16()) {
         (Endpoint::Token, 429) => {
             token_error(status, "too_many_requests", "Global limit has been reached")
         }
@@ -326,12 +280,7 @@ fn take_fault(state: &mut State, endpoint: Endpoint) -> Option<Response> {
         ),
         (Endpoint::Management, _) => management_error(status, "Internal Server Error", None),
     };
-    if let Some(seconds) = retry_after
-        && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
-    {
-        response.headers_mut().insert("retry-after", value);
-    }
-    Some(response)
+    Some(with_retry_after(response, retry_after))
 }
 
 fn token_error(status: StatusCode, error: &str, description: &str) -> Response {
@@ -375,7 +324,7 @@ async fn token(
             .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned())))
             .collect()
     } else {
-        form_urlencoded::parse(&body).into_owned().collect()
+        form(&body)
     };
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     let client_id = field("client_id").to_owned();
@@ -438,11 +387,7 @@ fn management_call<'a>(
     if let Some(fault) = take_fault(state, Endpoint::Management) {
         return Err(fault);
     }
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
+    let token = bearer(headers);
     if token.is_empty() {
         return Err(management_error(
             StatusCode::UNAUTHORIZED,

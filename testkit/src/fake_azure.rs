@@ -40,13 +40,15 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Form, Path, Query, State as AxumState};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use uuid::Uuid;
+
+use crate::fake_http::{Served, StatusFaults, bearer, with_retry_after};
 
 /// The documented cap of an application that accepts personal Microsoft accounts.
 pub const PERSONAL_ACCOUNT_CAP: usize = 2;
@@ -90,14 +92,6 @@ struct Application {
     writer: bool,
 }
 
-#[derive(Debug)]
-struct Fault {
-    endpoint: Endpoint,
-    status: u16,
-    retry_after: Option<u64>,
-    left: usize,
-}
-
 #[derive(Debug, Default)]
 struct State {
     tenant: String,
@@ -105,7 +99,7 @@ struct State {
     /// token → (app id, expiry).
     tokens: HashMap<String, (String, Instant)>,
     cap: Option<usize>,
-    faults: Vec<Fault>,
+    faults: StatusFaults<Endpoint>,
     propagation: Duration,
     token_requests: u64,
     graph_requests: u64,
@@ -115,11 +109,9 @@ type Shared = Arc<Mutex<State>>;
 
 /// The fake, serving until dropped.
 pub struct FakeAzure {
-    port: u16,
+    served: Served,
     state: Shared,
     admin: (App, String),
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<()>,
 }
 
 // === impl FakeAzure ===
@@ -143,24 +135,10 @@ impl FakeAzure {
                 post(remove_password),
             )
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the fake Azure");
-        let port = listener.local_addr().expect("addr").port();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
         Self {
-            port,
+            served: Served::start(router).await,
             state,
             admin: (admin, admin_secret),
-            stop: Some(stop),
-            server,
         }
     }
 
@@ -170,12 +148,12 @@ impl FakeAzure {
 
     /// The loopback port (Graph and the token endpoint alike).
     pub fn port(&self) -> u16 {
-        self.port
+        self.served.port()
     }
 
     /// `http://127.0.0.1:<port>`: the authority URL and the Graph base.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.served.base_url()
     }
 
     /// The tenant id.
@@ -269,12 +247,9 @@ impl FakeAzure {
 
     /// Answers the next `times` calls of `endpoint` with `status` (and `Retry-After`).
     pub fn inject(&self, endpoint: Endpoint, status: u16, retry_after: Option<u64>, times: usize) {
-        self.lock().faults.push(Fault {
-            endpoint,
-            status,
-            retry_after,
-            left: times,
-        });
+        self.lock()
+            .faults
+            .push(endpoint, status, retry_after, times);
     }
 
     /// New secrets are refused by the token endpoint for `delay` after they are created.
@@ -290,15 +265,6 @@ impl FakeAzure {
     /// Graph requests served so far.
     pub fn graph_requests(&self) -> u64 {
         self.lock().graph_requests
-    }
-}
-
-impl Drop for FakeAzure {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.server.abort();
     }
 }
 
@@ -358,15 +324,8 @@ fn add_password_to(
 }
 
 fn take_fault(state: &mut State, endpoint: Endpoint) -> Option<Response> {
-    let fault = state
-        .faults
-        .iter_mut()
-        .find(|f| f.endpoint == endpoint && f.left > 0)?;
-    fault.left -= 1;
-    let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let retry_after = fault.retry_after;
-    state.faults.retain(|f| f.left > 0);
-    let mut response = match endpoint {
+    let (status, retry_after) = state.faults.take(endpoint)?;
+    let response = match endpoint {
         Endpoint::Graph => {
             let code = match status.as_u16() {
                 429 => "TooManyRequests",
@@ -382,12 +341,7 @@ fn take_fault(state: &mut State, endpoint: Endpoint) -> Option<Response> {
             50196,
         ),
     };
-    if let Some(seconds) = retry_after
-        && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
-    {
-        response.headers_mut().insert("retry-after", value);
-    }
-    Some(response)
+    Some(with_retry_after(response, retry_after))
 }
 
 fn token_error(status: StatusCode, error: &str, description: &str, code: u64) -> Response {
@@ -534,11 +488,7 @@ fn graph_call<'a>(
     if let Some(fault) = take_fault(state, Endpoint::Graph) {
         return Err(fault);
     }
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
+    let token = bearer(headers);
     if token.is_empty() {
         return Err(graph_error(
             StatusCode::UNAUTHORIZED,

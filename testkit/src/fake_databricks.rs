@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 pub use crate::fake_http::Failure;
 use crate::fake_http::{
     Injected, Served, auth_value, basic_auth, epoch_seconds, form, random_token, rfc3339,
+    with_retry_after,
 };
 
 /// Secrets a principal may hold (Databricks' documentation: "up to five OAuth secrets").
@@ -519,15 +520,12 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 fn failure_response(failure: Failure) -> Response {
     match failure {
         Failure::RateLimited { retry_after_secs } => {
-            let mut response = api_error(
+            let response = api_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "REQUEST_LIMIT_EXCEEDED",
                 "Too many requests. Please wait a moment and try again.",
             );
-            if let Ok(value) = retry_after_secs.to_string().parse() {
-                response.headers_mut().insert("retry-after", value);
-            }
-            response
+            with_retry_after(response, Some(retry_after_secs))
         }
         Failure::ServerError(status) => {
             let code = if status == 503 {

@@ -1,12 +1,16 @@
-//! Plumbing shared by the fakes of vendor REST APIs ([`fake_okta`](crate::fake_okta),
-//! [`fake_databricks`](crate::fake_databricks)): a server on a loopback port stopped on drop,
-//! a queue of injected failures, and the parsing of Basic auth and form bodies.
+//! Plumbing shared by the fakes of vendor HTTP APIs ([`fake_okta`](crate::fake_okta),
+//! [`fake_databricks`](crate::fake_databricks), [`fake_azure`](crate::fake_azure),
+//! [`fake_auth0`](crate::fake_auth0)): a server on a loopback port stopped on drop, queues of
+//! injected failures (by kind, or by status per endpoint), `Retry-After`, and the parsing of
+//! Basic and bearer auth and form bodies.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError};
 
 use axum::Router;
+use axum::http::StatusCode;
+use axum::response::Response;
 use base64::Engine as _;
 
 /// A failure a fake answers with instead of serving a request, in its vendor's format.
@@ -23,6 +27,21 @@ pub enum Failure {
     Forbidden,
     /// 404: the app or principal does not exist.
     NotFound,
+}
+
+/// Statuses queued for the next calls of an endpoint `E` (a fake's own enum), each with an
+/// optional `Retry-After`; the fake answers them in its vendor's error format.
+#[derive(Debug)]
+pub struct StatusFaults<E> {
+    faults: Vec<StatusFault<E>>,
+}
+
+#[derive(Debug)]
+struct StatusFault<E> {
+    endpoint: E,
+    status: u16,
+    retry_after: Option<u64>,
+    left: usize,
 }
 
 /// A server on `127.0.0.1:0`, aborted on drop.
@@ -87,6 +106,54 @@ impl Injected {
     }
 }
 
+// === impl StatusFaults ===
+
+impl<E> Default for StatusFaults<E> {
+    fn default() -> Self {
+        Self { faults: Vec::new() }
+    }
+}
+
+impl<E: Copy + PartialEq> StatusFaults<E> {
+    /// Answers the next `times` calls of `endpoint` with `status` (and `Retry-After`).
+    pub fn push(&mut self, endpoint: E, status: u16, retry_after: Option<u64>, times: usize) {
+        self.faults.push(StatusFault {
+            endpoint,
+            status,
+            retry_after,
+            left: times,
+        });
+    }
+
+    /// The status (500 for one that is not a status) and `Retry-After` queued for this call
+    /// of `endpoint`, if any.
+    pub fn take(&mut self, endpoint: E) -> Option<(StatusCode, Option<u64>)> {
+        let fault = self
+            .faults
+            .iter_mut()
+            .find(|f| f.endpoint == endpoint && f.left > 0)?;
+        fault.left -= 1;
+        let status =
+            StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry_after = fault.retry_after;
+        self.faults.retain(|f| f.left > 0);
+        Some((status, retry_after))
+    }
+}
+
+/// `response` with `Retry-After: <seconds>` when `seconds` is given.
+pub fn with_retry_after(mut response: Response, seconds: Option<u64>) -> Response {
+    if let Some(value) = seconds.and_then(|s| s.to_string().parse().ok()) {
+        response.headers_mut().insert("retry-after", value);
+    }
+    response
+}
+
+/// The token of an `Authorization: Bearer <token>` header; "" when there is none.
+pub fn bearer(headers: &axum::http::HeaderMap) -> &str {
+    auth_value(headers, "Bearer").unwrap_or_default()
+}
+
 /// The `(user, password)` of an `Authorization: Basic …` header.
 pub fn basic_auth(headers: &axum::http::HeaderMap) -> Option<(String, String)> {
     let value = headers.get("authorization")?.to_str().ok()?;
@@ -111,38 +178,7 @@ pub fn auth_value<'a>(headers: &'a axum::http::HeaderMap, scheme: &str) -> Optio
 
 /// An `application/x-www-form-urlencoded` body (or query) as a map.
 pub fn form(body: &[u8]) -> HashMap<String, String> {
-    String::from_utf8_lossy(body)
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    form_urlencoded::parse(body).into_owned().collect()
 }
 
 /// A random string of `len` characters from `[A-Za-z0-9]`.

@@ -1,6 +1,7 @@
-//! Local rotations of issued client secrets (Okta, Databricks) through the real binary: a
-//! config with one connection and one rotation, a start that may end at a failpoint, and the
-//! stored `{clientId, clientSecret, secretId}` credentials read back over gRPC.
+//! Local rotations of client secrets (Okta, Databricks, Azure, Auth0) through the real binary:
+//! a config with one connection and one rotation, a start that may end at a failpoint, a run
+//! killed at one, and the stored `{clientId, clientSecret, secretId}` credentials read back over
+//! gRPC.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -25,7 +26,8 @@ pub struct StoredSecret {
     pub client_id: String,
     /// `clientSecret`.
     pub client_secret: String,
-    /// `secretId`: the provider's id.
+    /// `secretId`: the provider's id (Azure's `keyId`; empty for Auth0, whose app has one
+    /// secret).
     pub secret_id: String,
 }
 
@@ -67,6 +69,27 @@ secrets_mapping = {{ clientId = "APP_CLIENT_ID", clientSecret = "APP_CLIENT_SECR
     );
     std::fs::write(&path, text).expect("write config");
     path
+}
+
+/// Starts the binary with `failpoint` and, when it serves, asks for a rotation of
+/// `rotation_type`; returns once the process died at the failpoint, during the first create
+/// (start-up) or that rotation. Panics when it did not fail.
+pub async fn crash_at(
+    binary: &str,
+    dir: &Path,
+    config: &Path,
+    env: (&str, &str),
+    failpoint: &str,
+    rotation_type: RotationType,
+) {
+    let status = match start(binary, dir, config, env, Some(failpoint)).await {
+        Err(status) => status,
+        Ok(running) => {
+            let _ = running.rotate(rotation_type).await;
+            running.exited().await
+        }
+    };
+    assert!(!status.success(), "{failpoint}: the failpoint fired");
 }
 
 /// Starts the binary (`binary` is the test's `env!("CARGO_BIN_EXE_rotator")`) with its store
@@ -129,6 +152,25 @@ impl Running {
             .map(drop)
     }
 
+    /// The stored credentials of the rotation, once checked: one at least, the active index
+    /// pointing at one, and `held` (the provider's secret ids, in any order) exactly theirs.
+    pub async fn assert_provider_holds(
+        &self,
+        rotation_type: RotationType,
+        held: Vec<String>,
+        context: &str,
+    ) -> Vec<StoredSecret> {
+        let (active, stored) = self.credentials(rotation_type).await;
+        assert!(!stored.is_empty(), "{context}: a credential is stored");
+        assert!((active as usize) < stored.len(), "{context}");
+        assert_eq!(
+            sorted(held),
+            ids(&stored),
+            "{context}: the provider holds exactly the stored secrets"
+        );
+        stored
+    }
+
     /// The active index and the stored credentials of the rotation.
     pub async fn credentials(&self, rotation_type: RotationType) -> (u32, Vec<StoredSecret>) {
         let answer = SecretRotationServiceClient::new(self.channel.clone())
@@ -151,6 +193,16 @@ impl Running {
                     client_secret: c.client_secret,
                     secret_id: c.secret_id,
                 },
+                Some(generated_credential::Kind::AzureClientSecret(c)) => StoredSecret {
+                    client_id: c.client_id,
+                    client_secret: c.client_secret,
+                    secret_id: c.key_id,
+                },
+                Some(generated_credential::Kind::Auth0ClientSecret(c)) => StoredSecret {
+                    client_id: c.client_id,
+                    client_secret: c.client_secret,
+                    secret_id: String::new(),
+                },
                 other => panic!("unexpected credential {other:?}"),
             })
             .collect();
@@ -160,7 +212,11 @@ impl Running {
 
 /// The sorted secret ids of `stored`.
 pub fn ids(stored: &[StoredSecret]) -> Vec<String> {
-    let mut ids: Vec<String> = stored.iter().map(|s| s.secret_id.clone()).collect();
+    sorted(stored.iter().map(|s| s.secret_id.clone()).collect())
+}
+
+/// `ids`, sorted.
+pub fn sorted(mut ids: Vec<String>) -> Vec<String> {
     ids.sort();
     ids
 }

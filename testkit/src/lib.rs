@@ -14,7 +14,8 @@
 //! - [`fake_infisical`]: a fake Infisical built from the vendor contract, with failure injection.
 //! - [`fake_okta`]: a fake Okta org (client secrets API, token endpoint), with failure injection.
 //! - [`fake_databricks`]: a fake Databricks (service principal secrets, OAuth M2M), with failures.
-//! - [`fake_http`]: what those two fakes share (loopback server, failures, Basic auth, forms).
+//! - [`fake_http`]: what the fakes of HTTP APIs share (loopback server, failures, `Retry-After`,
+//!   Basic and bearer auth, forms).
 //! - [`fake_azure`]: the Microsoft identity platform token endpoint and Graph application
 //!   passwords; [`fake_auth0`]: Auth0's `/oauth/token` and Management API client routes.
 //! - [`otlp`]: an OTLP collector (gRPC and HTTP/protobuf) keeping spans and metrics.

@@ -5,7 +5,8 @@
 #     (`protoc_path: [python3, -m, grpc_tools.protoc]` in buf.gen.yaml);
 #   - grpc_python: tools/protoc_gen_grpc_python.py, a plugin over the same grpcio-tools.
 # google.protobuf types come with protobuf, google.rpc.Status/ErrorInfo with
-# googleapis-common-protos: neither is generated here.
+# googleapis-common-protos: neither is generated here (only proto/rotator is, not the vendored
+# proto/google/rpc files that reflection serves).
 #
 #   clients/python/generate.sh          rewrite the generated files
 #   clients/python/generate.sh --check  fail if they differ from what proto/ generates
@@ -36,7 +37,7 @@ case "${1:-}" in
   --check)
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
-    buf generate --template buf.gen.yaml -o "$tmp"
+    buf generate --template buf.gen.yaml --path proto/rotator -o "$tmp"
     # Compare the generated files only (the package's __init__.py files are written by hand).
     if ! diff -r -x '__init__.py' -x '__pycache__' "$tmp/clients/python/rotator" clients/python/rotator >"$tmp/diff"; then
       cat "$tmp/diff" >&2
@@ -48,7 +49,7 @@ case "${1:-}" in
   "")
     # Start clean so a removed proto file leaves no stale module behind.
     find clients/python/rotator -name "$generated" -delete
-    buf generate --template buf.gen.yaml
+    buf generate --template buf.gen.yaml --path proto/rotator
     echo "generated: $(cd clients/python && find rotator -name "$generated" | sort | tr '\n' ' ')"
     ;;
   *)

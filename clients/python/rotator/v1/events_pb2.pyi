@@ -41,7 +41,7 @@ class RotationFailed(_message.Message):
     def __init__(self, attempt: _Optional[_Union[RotationAttempt, _Mapping]] = ..., code: _Optional[str] = ..., retryable: bool = ..., message: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class RotationAttempt(_message.Message):
-    __slots__ = ("event_id", "time", "rotation_id", "type", "name", "project_id", "environment", "folder_path", "backend", "active_index", "trigger", "attempt_number", "duration", "request_id", "upstream_req_id", "trace_id")
+    __slots__ = ("event_id", "time", "rotation_id", "type", "name", "project_id", "environment", "folder_path", "backend", "active_index", "trigger", "attempt_number", "duration", "request_id", "upstream_req_id", "trace_id", "resolves_event_id")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     ROTATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class RotationAttempt(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     UPSTREAM_REQ_ID_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOLVES_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     time: _timestamp_pb2.Timestamp
     rotation_id: str
@@ -74,4 +75,5 @@ class RotationAttempt(_message.Message):
     request_id: str
     upstream_req_id: str
     trace_id: str
-    def __init__(self, event_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rotation_id: _Optional[str] = ..., type: _Optional[_Union[_rotation_pb2.RotationType, str]] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., environment: _Optional[str] = ..., folder_path: _Optional[str] = ..., backend: _Optional[_Union[_rotation_pb2.Backend, str]] = ..., active_index: _Optional[int] = ..., trigger: _Optional[_Union[Trigger, str]] = ..., attempt_number: _Optional[int] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., request_id: _Optional[str] = ..., upstream_req_id: _Optional[str] = ..., trace_id: _Optional[str] = ...) -> None: ...
+    resolves_event_id: str
+    def __init__(self, event_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rotation_id: _Optional[str] = ..., type: _Optional[_Union[_rotation_pb2.RotationType, str]] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., environment: _Optional[str] = ..., folder_path: _Optional[str] = ..., backend: _Optional[_Union[_rotation_pb2.Backend, str]] = ..., active_index: _Optional[int] = ..., trigger: _Optional[_Union[Trigger, str]] = ..., attempt_number: _Optional[int] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., request_id: _Optional[str] = ..., upstream_req_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., resolves_event_id: _Optional[str] = ...) -> None: ...

@@ -198,3 +198,64 @@ async fn a_chain_is_still_fully_verified_including_the_name() {
         "{error}"
     );
 }
+
+/// The HTTP API drivers' `ca_file` pins the same way: a self-signed (CA) certificate given as
+/// the connection's CA file is accepted as the server's; another self-signed certificate is a
+/// TLS failure that says what to fix.
+#[tokio::test]
+async fn an_http_driver_pins_a_self_signed_certificate_from_its_ca_file() {
+    use rotator::drivers::{
+        AnyDriver, ConnectionConfig, Driver as _, DriverErrorKind, DriverOptions, TlsConfig,
+        TlsMode,
+    };
+    use rotator::proto::{ClientIdParameters, rotation_parameters::Kind};
+    use rotator::secret::SecretString;
+    use rotator_testkit::fake_auth0::{AUDIENCE, FakeAuth0};
+
+    let fake = FakeAuth0::start().await;
+    let (cert, key) = rcgen_self_signed();
+    let front = tls_front(&format!("127.0.0.1:{}", fake.port()), &cert, &key).await;
+    let port: u16 = front
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the front's port");
+    let (admin, secret) = fake.admin();
+    let probe = |ca_pem: String| {
+        let mut options = toml::Table::new();
+        options.insert("audience".into(), AUDIENCE.into());
+        options.insert("propagation_wait_seconds".into(), 0.into());
+        let built = AnyDriver::build(
+            "6c7b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a99",
+            ConnectionConfig {
+                host: "127.0.0.1".into(),
+                port,
+                database: String::new(),
+                admin_username: admin.clone(),
+                admin_password: SecretString::new(secret.clone()),
+                tls: TlsConfig {
+                    mode: TlsMode::VerifyFull,
+                    ca_pem: Some(ca_pem),
+                },
+            },
+            &Kind::Auth0ClientSecret(ClientIdParameters {
+                client_id: "app-client".into(),
+            }),
+            DriverOptions {
+                options,
+                ..DriverOptions::default()
+            },
+        )
+        .expect("a valid auth0 rotation");
+        async move { built.driver.probe().await }
+    };
+    probe(cert.clone())
+        .await
+        .expect("the pinned certificate is accepted");
+    let (other, _) = rcgen_self_signed();
+    let refused = probe(other)
+        .await
+        .expect_err("another self-signed certificate is refused");
+    assert_eq!(refused.kind(), DriverErrorKind::Tls, "{refused}");
+    assert!(refused.detail().contains("ca_file"), "{refused}");
+}

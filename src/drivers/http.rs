@@ -188,12 +188,18 @@ pub fn client(
         TlsMode::Disable => {}
         TlsMode::Require => builder = builder.danger_accept_invalid_certs(true),
         TlsMode::VerifyFull => {
+            // The CA file's certificates are trusted beside the system roots, and a server
+            // certificate that is exactly one of them is accepted as is (pinning: a self-signed
+            // certificate made with `openssl req -x509` is a CA, which webpki refuses as a
+            // server's own); everything else is verified fully, with a message saying what to
+            // fix.
             if let Some(pem) = connection.ca_pem() {
-                for cert in
-                    reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(tls_error)?
-                {
-                    builder = builder.add_root_certificate(cert);
-                }
+                let tls = crate::net::pinned::PinnedVerifier::new("ca_file", pem.as_bytes())
+                    .and_then(crate::net::pinned::PinnedVerifier::client_config)
+                    .map_err(|e| {
+                        DriverError::new(DriverErrorKind::Tls, system, Phase::Build, e.to_string())
+                    })?;
+                builder = builder.use_preconfigured_tls(tls);
             }
         }
     }

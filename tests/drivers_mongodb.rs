@@ -319,6 +319,26 @@ async fn an_admin_of_the_admin_database_rotates_with_admin_auth_source() {
     assert!(try_build(connection(&db), parameters("a", "b"), unknown).is_err());
 }
 
+/// The least privilege documented for the admin: a custom role with only the password action
+/// on the database is enough for apply and revoke (the role also names SecantusDB's spelling
+/// of the action, see `create_password_admin`).
+#[tokio::test]
+async fn an_admin_with_only_change_password_rotates() {
+    let db = Secantus::shared().await;
+    let users = two_users(&db).await;
+    let admin = unique("pw_admin");
+    db.create_password_admin(&admin, "Pw-Admin-1", &unique("rotatorChangePassword"))
+        .await;
+    let mut c = connection(&db);
+    c.admin_username = admin;
+    c.admin_password = SecretString::new("Pw-Admin-1");
+    let rd = build(c, parameters(&users[0].id, &users[1].id));
+    rd.driver.probe().await.expect("the admin logs in");
+    let kept = check_contract(&rd.driver, &rd.password_policy, Slot::First).await;
+    rd.driver.revoke(&kept.id).await.expect("revoke");
+    assert!(!logs_in(&db, &kept).await, "revoked");
+}
+
 #[tokio::test]
 async fn unsafe_requests_are_refused_before_anything_is_sent() {
     let db = Secantus::shared().await;

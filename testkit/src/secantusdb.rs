@@ -140,6 +140,39 @@ impl Secantus {
         client.shutdown().await;
     }
 
+    /// Creates user `name` in [`DATABASE`] whose only privilege is a custom role `role`
+    /// allowing password changes on that database (the least privilege the driver's admin
+    /// needs), as root. MongoDB's action for another user's password is `changePassword`;
+    /// SecantusDB checks `changeOwnPassword` instead, so the role holds both.
+    pub async fn create_password_admin(&self, name: &str, password: &str, role: &str) {
+        let client = self.client(Some((ROOT_USER, ROOT_PASSWORD, "admin")));
+        run(
+            &client,
+            DATABASE,
+            doc! {
+                "createRole": role,
+                "privileges": [{
+                    "resource": { "db": DATABASE, "collection": "" },
+                    "actions": ["changePassword", "changeOwnPassword"],
+                }],
+                "roles": [],
+            },
+        )
+        .await;
+        run(
+            &client,
+            DATABASE,
+            doc! {
+                "createUser": name,
+                "pwd": password,
+                "roles": [{ "role": role, "db": DATABASE }],
+                "mechanisms": ["SCRAM-SHA-256"],
+            },
+        )
+        .await;
+        client.shutdown().await;
+    }
+
     /// Whether `user`/`password` log in (SCRAM-SHA-256, `authSource` = [`DATABASE`]) and ping.
     pub async fn login(&self, user: &str, password: &str) -> bool {
         self.login_against(user, password, DATABASE).await

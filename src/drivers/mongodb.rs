@@ -116,6 +116,9 @@ type LastFailure = Arc<Mutex<Option<MongoError>>>;
 struct Session {
     client: ::mongodb::Client,
     last_failure: LastFailure,
+    /// Notified when a server check failed on TLS (a refused certificate or handshake), which
+    /// waiting out the server selection timeout cannot heal.
+    tls_refused: Arc<tokio::sync::Notify>,
 }
 
 /// A CA PEM written to a private temporary file for the driver's TLS setup, which reads CA
@@ -228,12 +231,17 @@ impl MongoDriver {
         };
         let mut options = self.client_options(username, password, auth_source, ca_file.as_ref());
         let last_failure = LastFailure::default();
-        let sink = last_failure.clone();
+        let tls_refused = Arc::new(tokio::sync::Notify::new());
+        let (sink, notify) = (last_failure.clone(), tls_refused.clone());
         options.sdam_event_handler = Some(EventHandler::callback(move |event: SdamEvent| {
-            if let SdamEvent::ServerHeartbeatFailed(failed) = event
-                && let Ok(mut last) = sink.lock()
-            {
-                *last = Some(failed.failure);
+            if let SdamEvent::ServerHeartbeatFailed(failed) = event {
+                let tls = is_tls_failure(&failed.failure);
+                if let Ok(mut last) = sink.lock() {
+                    *last = Some(failed.failure);
+                }
+                if tls {
+                    notify.notify_one();
+                }
             }
         }));
         // The client reads the CA file here; the file goes when `ca_file` drops.
@@ -243,6 +251,7 @@ impl MongoDriver {
         Ok(Session {
             client,
             last_failure,
+            tls_refused,
         })
     }
 
@@ -321,11 +330,26 @@ impl Session {
         redactor: &Redactor<'_>,
     ) -> Result<(), DriverError> {
         let database = self.client.database(database);
-        let run = database.run_command(command);
-        match tokio::time::timeout(OPERATION_TIMEOUT, run).await {
+        let run = tokio::time::timeout(OPERATION_TIMEOUT, database.run_command(command));
+        let outcome = tokio::select! {
+            outcome = run => outcome,
+            () = self.tls_refused.notified() => {
+                // Nothing can have been sent: no connection got through TLS.
+                let last = self.last_failure();
+                let (kind, why) = selection_failure(last.as_ref(), login);
+                return Err(DriverError::new(
+                    kind,
+                    SYSTEM,
+                    phase,
+                    redactor.scrub(&format!("no usable server: {why}")),
+                )
+                .before_sending());
+            }
+        };
+        match outcome {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => {
-                let last = self.last_failure.lock().ok().and_then(|l| l.clone());
+                let last = self.last_failure();
                 Err(classify(&e, last.as_ref(), phase, login, redactor))
             }
             Err(_) => Err(DriverError::new(
@@ -335,6 +359,11 @@ impl Session {
                 format!("no answer within {} s", OPERATION_TIMEOUT.as_secs()),
             )),
         }
+    }
+
+    /// The client's last failed server check.
+    fn last_failure(&self) -> Option<MongoError> {
+        self.last_failure.lock().ok().and_then(|l| l.clone())
     }
 
     /// Ends the client's connection and its monitor (a client dropped while its runtime shuts
@@ -454,21 +483,7 @@ fn classify(
             true,
         ),
         ErrorKind::ServerSelection { .. } => {
-            let (kind, why) = match last_failure.map(|f| (f, f.kind.as_ref())) {
-                Some((f, ErrorKind::Io(io))) => (io_kind(io), io_detail(io, f)),
-                Some((_, ErrorKind::Command(c))) => (
-                    command_kind(c.code, login),
-                    format!("[{} {}] {}", c.code, c.code_name, c.message),
-                ),
-                Some((_, ErrorKind::InvalidTlsConfig { message, .. })) => {
-                    (DriverErrorKind::Tls, message.clone())
-                }
-                Some((_, other)) => (DriverErrorKind::Unreachable, short(other)),
-                None => (
-                    DriverErrorKind::Unreachable,
-                    "no answer from the server".to_owned(),
-                ),
-            };
+            let (kind, why) = selection_failure(last_failure, login);
             (
                 kind,
                 format!(
@@ -494,6 +509,35 @@ fn classify(
         e.before_sending()
     } else {
         e
+    }
+}
+
+/// Why server selection found no server, from the client's last failed server check.
+fn selection_failure(last_failure: Option<&MongoError>, login: Login) -> (DriverErrorKind, String) {
+    match last_failure.map(|f| (f, f.kind.as_ref())) {
+        Some((f, ErrorKind::Io(io))) => (io_kind(io), io_detail(io, f)),
+        Some((_, ErrorKind::Command(c))) => (
+            command_kind(c.code, login),
+            format!("[{} {}] {}", c.code, c.code_name, c.message),
+        ),
+        Some((_, ErrorKind::InvalidTlsConfig { message, .. })) => {
+            (DriverErrorKind::Tls, message.clone())
+        }
+        Some((_, other)) => (DriverErrorKind::Unreachable, short(other)),
+        None => (
+            DriverErrorKind::Unreachable,
+            "no answer from the server".to_owned(),
+        ),
+    }
+}
+
+/// Whether a server check failed on TLS: rustls reports handshake and certificate failures as
+/// `InvalidData`.
+fn is_tls_failure(error: &MongoError) -> bool {
+    match error.kind.as_ref() {
+        ErrorKind::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,
+        ErrorKind::InvalidTlsConfig { .. } => true,
+        _ => false,
     }
 }
 

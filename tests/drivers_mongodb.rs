@@ -28,6 +28,7 @@ use rotator_testkit::local_server::{
 use rotator_testkit::secantusdb::{
     ADMIN_PASSWORD, ADMIN_USER, DATABASE, ROOT_PASSWORD, ROOT_USER, Secantus,
 };
+use rotator_testkit::tcp_gate::TcpGate;
 use tonic::transport::Channel;
 
 const ROTATION: &str = "6c7b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a55";
@@ -566,4 +567,74 @@ async fn a_crash_at_any_boundary_loses_no_credential() {
             user.id
         );
     }
+}
+
+/// Kill -9 at APPLIED, restart while MongoDB refuses connections: the attempt stays open (not
+/// FAILED, which would leave the slot's stored password dead, since the server may hold the
+/// candidate); once MongoDB answers, recovery verifies and commits, and both stored credentials
+/// log in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_applied_rolls_forward_once_mongodb_returns() {
+    let db = Secantus::shared().await;
+    let users = two_users(&db).await;
+    let gate = TcpGate::start(db.port()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path(), gate.port(), (&users[0].id, &users[1].id));
+    let data_dir = dir.path().join("data");
+    let rotate = |channel| async move {
+        SecretRotationServiceClient::new(channel)
+            .rotate_secrets(RotateSecretsRequest {
+                r#type: RotationType::MongodbCredentials as i32,
+                rotation_id: ROTATION.to_owned(),
+            })
+            .await
+    };
+
+    let port = free_port();
+    let mut first = spawn(&config, &data_dir, port, None);
+    let channel = wait_serving(&format!("http://127.0.0.1:{port}"), Duration::from_secs(60)).await;
+    rotate(channel)
+        .await
+        .expect("slot 1 after the first credential");
+    first.start_kill().expect("kill");
+    let _ = first.wait().await;
+
+    let port = free_port();
+    let mut crashing = spawn(&config, &data_dir, port, Some("applied"));
+    let channel = wait_serving(&format!("http://127.0.0.1:{port}"), Duration::from_secs(60)).await;
+    let _ = rotate(channel).await;
+    let status = tokio::time::timeout(Duration::from_secs(60), crashing.wait())
+        .await
+        .expect("the failpoint ends the process")
+        .expect("wait");
+    assert!(!status.success(), "the process aborted at APPLIED");
+
+    gate.shut();
+    let port = free_port();
+    let _restarted = spawn(&config, &data_dir, port, None);
+    let channel = wait_serving(&format!("http://127.0.0.1:{port}"), Duration::from_secs(60)).await;
+    let states = attempt_states(&data_dir).await;
+    assert!(
+        states.iter().any(|s| s == "applied"),
+        "serving while the attempt waits for MongoDB: {states:?}"
+    );
+    assert!(
+        !states.iter().any(|s| s == "failed"),
+        "never FAILED while the target may hold the candidate: {states:?}"
+    );
+
+    gate.open().await;
+    wait_for_attempts_to_end(&data_dir, Duration::from_secs(180)).await;
+    let (_, creds) = credentials(&channel).await;
+    assert_eq!(creds.len(), 2);
+    for (user, password) in &creds {
+        assert!(db.login(user, password).await, "{user} logs in");
+    }
+    assert!(
+        attempt_states(&data_dir)
+            .await
+            .iter()
+            .all(|s| s == "committed"),
+        "nothing failed"
+    );
 }

@@ -25,6 +25,8 @@
 //! - [`private_mariadb`]: a private MariaDB server with extra server options.
 //! - [`private_redis`]: a private Redis 7 server with ACL users.
 //! - [`moto`]: a private moto server (AWS IAM and STS emulator) with signatures enforced.
+//! - [`secantusdb`]: a private SecantusDB (MongoDB wire-compatible) server with SCRAM users,
+//!   optionally behind TLS.
 //! - [`test_ca`]: a throwaway CA and server certificate (openssl) for the drivers' TLS modes.
 //! - [`tcp_gate`]: a forwarder in front of a real server that a test shuts and opens again.
 //! - [`driver_conformance`]: the driver contract (`docs/specs/driver.md`) as one harness.
@@ -55,6 +57,7 @@ pub mod private_redis;
 pub mod prometheus;
 pub mod rotator_server;
 pub mod scratch_postgres;
+pub mod secantusdb;
 pub mod secure;
 pub mod tcp_gate;
 pub mod test_ca;

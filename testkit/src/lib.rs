@@ -24,6 +24,7 @@
 //! - [`mariadb`]: accounts on the shared MariaDB, unique per test, dropped on drop.
 //! - [`private_mariadb`]: a private MariaDB server with extra server options.
 //! - [`private_redis`]: a private Redis 7 server with ACL users.
+//! - [`sshd`]: a private OpenSSH server and real local accounts (`rotu_*`) with sudo rights.
 //! - [`moto`]: a private moto server (AWS IAM and STS emulator) with signatures enforced.
 //! - [`test_ca`]: a throwaway CA and server certificate (openssl) for the drivers' TLS modes.
 //! - [`tcp_gate`]: a forwarder in front of a real server that a test shuts and opens again.
@@ -56,5 +57,6 @@ pub mod prometheus;
 pub mod rotator_server;
 pub mod scratch_postgres;
 pub mod secure;
+pub mod sshd;
 pub mod tcp_gate;
 pub mod test_ca;

@@ -152,9 +152,18 @@ async fn login_as_root_with_a_key_admin_and_nopasswd_sudo() {
         id: target.name().to_owned(),
         secret: rd.password_policy.generate(),
     };
-    rd.driver.apply(&new).await.expect("apply with the key admin");
-    rd.driver.verify(&new).await.expect("the new password logs in");
-    rd.driver.apply(&new).await.expect("apply again (idempotent)");
+    rd.driver
+        .apply(&new)
+        .await
+        .expect("apply with the key admin");
+    rd.driver
+        .verify(&new)
+        .await
+        .expect("the new password logs in");
+    rd.driver
+        .apply(&new)
+        .await
+        .expect("apply again (idempotent)");
     rd.driver.verify(&new).await.expect("still logs in");
     rd.driver.probe().await.expect("probe with the key");
     let old = Credential {
@@ -216,7 +225,10 @@ async fn login_as_target_changes_its_own_password_over_a_pty() {
         .await
         .expect("passwd as the account, the second candidate logging in");
     assert_ne!(target.shadow_hash(), before);
-    rd.driver.verify(&new).await.expect("the new password logs in");
+    rd.driver
+        .verify(&new)
+        .await
+        .expect("the new password logs in");
     // Again: the new password itself logs in, so nothing is left to do.
     let hash = target.shadow_hash();
     driver
@@ -331,12 +343,8 @@ async fn refusals_are_classified_and_change_nothing() {
 
     // No such account: found out before the password line is written.
     let ghost = "rotu_ghost0000";
-    let missing = try_build(
-        conn.clone(),
-        parameters(ghost, None, true),
-        pinned(&sshd),
-    )
-    .expect("build");
+    let missing =
+        try_build(conn.clone(), parameters(ghost, None, true), pinned(&sshd)).expect("build");
     let e = assert_kind(
         missing
             .driver
@@ -373,7 +381,14 @@ async fn refusals_are_classified_and_change_nothing() {
         format!("root, {}", target.name().to_uppercase()).into(),
     );
     assert!(try_build(conn.clone(), parameters(target.name(), None, true), blocked).is_err());
-    assert!(try_build(conn.clone(), parameters(admin.name(), None, true), pinned(&sshd)).is_err());
+    assert!(
+        try_build(
+            conn.clone(),
+            parameters(admin.name(), None, true),
+            pinned(&sshd)
+        )
+        .is_err()
+    );
     assert!(try_build(conn.clone(), parameters("a;b", None, true), pinned(&sshd)).is_err());
     assert!(
         try_build(
@@ -475,7 +490,12 @@ async fn stored(running: &Running) -> (String, String) {
         .into_inner();
     assert_eq!(answer.active_index, 0, "single-phase types use slot 0");
     assert_eq!(answer.generated_credentials.len(), 1, "one credential");
-    match answer.generated_credentials.into_iter().next().and_then(|c| c.kind) {
+    match answer
+        .generated_credentials
+        .into_iter()
+        .next()
+        .and_then(|c| c.kind)
+    {
         Some(generated_credential::Kind::UnixLinuxLocalAccount(c)) => (c.username, c.password),
         other => panic!("unexpected credential {other:?}"),
     }

@@ -90,7 +90,11 @@ impl Sshd {
             .spawn()
             .expect("spawn sshd");
         let public = std::fs::read_to_string(host_key.with_extension("pub")).expect("host key");
-        let host_key_line = public.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        let host_key_line = public
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
         let host_fingerprint = fingerprint(&host_key.with_extension("pub"));
         let mut sshd = Self {
             dir,
@@ -156,7 +160,16 @@ impl Drop for Sshd {
 
 fn keygen(path: &Path, passphrase: &str) {
     let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", passphrase, "-C", "rotator-test", "-f"])
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            passphrase,
+            "-C",
+            "rotator-test",
+            "-f",
+        ])
         .arg(path)
         .stdin(Stdio::null())
         .status()

@@ -341,6 +341,30 @@ async fn refusals_are_classified_and_change_nothing() {
     assert!(!e.may_have_changed_target());
     errors.push(e);
 
+    // An admin without a sudo rule: sudo runs nothing, chpasswd never starts.
+    let powerless = UnixUser::create(ADMIN_PASSWORD);
+    let no_rule = try_build(
+        connection(&sshd, powerless.name(), ADMIN_PASSWORD),
+        parameters(target.name(), None, true),
+        pinned(&sshd),
+    )
+    .expect("build");
+    errors.push(assert_kind(
+        no_rule.driver.apply(&candidate).await,
+        DriverErrorKind::Server,
+    ));
+    // Without useSudo a non-root admin's chpasswd fails the same way.
+    let no_sudo = try_build(
+        conn.clone(),
+        parameters(target.name(), None, false),
+        pinned(&sshd),
+    )
+    .expect("build");
+    errors.push(assert_kind(
+        no_sudo.driver.apply(&candidate).await,
+        DriverErrorKind::Server,
+    ));
+
     // No such account: found out before the password line is written.
     let ghost = "rotu_ghost0000";
     let missing =

@@ -61,6 +61,9 @@ pub const PRIVATE_KEY_PASSPHRASE_OPTION: &str = "private_key_passphrase";
 /// Accounts never rotated through this connection: a list or a comma-separated string.
 pub const BLOCKED_USERS_OPTION: &str = "blocked_users";
 
+/// Extra login time per password tried: a refused one costs the host's failure delay.
+const REFUSAL_ALLOWANCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Where `chpasswd` lives on Debian, Ubuntu, RHEL and Alpine (not on a normal user's PATH).
 const CHPASSWD: &str = "/usr/sbin/chpasswd";
 
@@ -531,13 +534,15 @@ impl UnixDriver {
                 }
             }
         };
-        match tokio::time::timeout(CONNECT_TIMEOUT, work).await {
+        // Each refused password costs the host's failure delay (pam_unix: about 3 s).
+        let limit = CONNECT_TIMEOUT + REFUSAL_ALLOWANCE * u32::try_from(passwords.len()).unwrap_or(1);
+        match tokio::time::timeout(limit, work).await {
             Ok(result) => result.map_err(DriverError::before_sending),
             Err(_) => Err(self
                 .err(
                     DriverErrorKind::Timeout,
                     phase,
-                    format!("no SSH login to {}:{} within {CONNECT_TIMEOUT:?}", self.host, self.port),
+                    format!("no SSH login to {}:{} within {limit:?}", self.host, self.port),
                 )
                 .before_sending()),
         }

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use rotator::drivers::unix_local_account::{
-    self, PASSWD_COMMAND, Sudo, UnixDriver, chpasswd_command, lookup_command,
+    self, PASSWD_COMMAND, Sudo, chpasswd_command, lookup_command,
 };
 use rotator::drivers::{
     AnyDriver, BuildError, ConnectionConfig, Credential, Driver as _, DriverError, DriverErrorKind,
@@ -216,12 +216,13 @@ async fn login_as_target_changes_its_own_password_over_a_pty() {
     let e = assert_kind(rd.driver.apply(&new).await, DriverErrorKind::InvalidInput);
     assert!(!e.may_have_changed_target());
 
-    let driver = UnixDriver::new(&conn, &params, &pinned(&sshd)).expect("driver");
+    // The engine's seam: the passwords the account may hold, most likely first.
+    let driver = &rd.driver;
     let before = target.shadow_hash();
     let wrong = SecretString::new("Not-The-Current-1");
     let old = SecretString::new(OLD_PASSWORD);
     driver
-        .apply_as_target(&new, &[wrong.clone(), old.clone()])
+        .apply_with_current(&new, &[wrong.clone(), old.clone()])
         .await
         .expect("passwd as the account, the second candidate logging in");
     assert_ne!(target.shadow_hash(), before);
@@ -232,7 +233,7 @@ async fn login_as_target_changes_its_own_password_over_a_pty() {
     // Again: the new password itself logs in, so nothing is left to do.
     let hash = target.shadow_hash();
     driver
-        .apply_as_target(&new, std::slice::from_ref(&old))
+        .apply_with_current(&new, std::slice::from_ref(&old))
         .await
         .expect("idempotent");
     assert_eq!(target.shadow_hash(), hash, "unchanged by the repeat");
@@ -470,6 +471,34 @@ fn command_lines_never_hold_a_password() {
 // === through the binary ===
 
 fn config(dir: &Path, sshd: &Sshd, admin: &str, target: &str) -> PathBuf {
+    write_config(
+        dir,
+        sshd,
+        admin,
+        &format!(
+            r#"parameters = {{ username = "{target}", rotationMethod = "login-as-root", useSudo = true }}"#
+        ),
+    )
+}
+
+/// A login-as-target rotation: the account's password before rotator's first change is read
+/// from a file (`temporary_parameters`); the connection's user is never logged in to.
+fn config_as_target(dir: &Path, sshd: &Sshd, target: &str, initial: &str) -> PathBuf {
+    let file = dir.join("initial-password");
+    std::fs::write(&file, format!("{initial}\n")).expect("initial password file");
+    write_config(
+        dir,
+        sshd,
+        "rotu_nobody",
+        &format!(
+            r#"parameters = {{ username = "{target}", rotationMethod = "login-as-target" }}
+temporary_parameters = {{ password = "file:{}" }}"#,
+            file.display()
+        ),
+    )
+}
+
+fn write_config(dir: &Path, sshd: &Sshd, admin: &str, parameters: &str) -> PathBuf {
     let path = dir.join("rotator.toml");
     let text = format!(
         r#"
@@ -491,7 +520,7 @@ rotation_interval_days = 7
 rotate_at_utc = "03:30"
 project_id = "proj"
 environment = "prod"
-parameters = {{ username = "{target}", rotationMethod = "login-as-root", useSudo = true }}
+{parameters}
 secrets_mapping = {{ username = "UNIX_USERNAME", password = "UNIX_PASSWORD" }}
 "#,
         port = sshd.port(),
@@ -531,17 +560,41 @@ async fn kill_at_prepared_applied_verified_leaves_the_stored_password_working() 
     let mut admin = UnixUser::create(ADMIN_PASSWORD);
     admin.allow_sudo_chpasswd(true);
     let target = UnixUser::create(OLD_PASSWORD);
+    crash_rounds(&sshd, &target, |dir| {
+        config(dir, &sshd, admin.name(), target.name())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_as_target_through_the_binary_survives_kill_9_at_every_boundary() {
+    let sshd = Sshd::shared().await;
+    let target = UnixUser::create(OLD_PASSWORD);
+    // Each boundary starts from a new store: the first create logs in with the initial
+    // password from temporary_parameters, so the account gets it back first.
+    crash_rounds(&sshd, &target, |dir| {
+        target.set_password(OLD_PASSWORD);
+        config_as_target(dir, &sshd, target.name(), OLD_PASSWORD)
+    })
+    .await;
+}
+
+/// For each boundary, in a new store: kill -9 at it during the first create (start-up), restart
+/// and check; then kill -9 at it during a rotation, restart and check. After each restart the
+/// one stored credential is the account's, it logs in, and no attempt is left open.
+async fn crash_rounds(sshd: &Sshd, target: &UnixUser, mut config: impl FnMut(&Path) -> PathBuf) {
+    // Verify-only driver: a fresh SSH login as the account (the admin is never used).
     let checker = try_build(
-        connection(&sshd, admin.name(), ADMIN_PASSWORD),
-        parameters(target.name(), None, true),
-        pinned(&sshd),
+        connection(sshd, "rotu_nobody", "unused-admin-password"),
+        parameters(target.name(), None, false),
+        pinned(sshd),
     )
     .expect("build");
     let env = (ADMIN_ENV, ADMIN_PASSWORD);
     let mut previous: Option<String> = None;
     for boundary in ["prepared", "applied", "verified"] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = config(dir.path(), &sshd, admin.name(), target.name());
+        let config = config(dir.path());
         // Round 1 crashes the first create (start-up), round 2 a rotation.
         for round in 1..=2 {
             let what = format!("{boundary}, round {round}");

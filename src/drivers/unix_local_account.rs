@@ -18,8 +18,9 @@
 //!   status 0, never output text.
 //! - **login-as-target**: SSH as the account with its current password and run `passwd` over a
 //!   PTY with `LC_ALL=C`, answering its three prompts (current, new, new; matched loosely on
-//!   `password:`). Success is exit status 0. The current password comes from the engine
-//!   ([`UnixDriver::apply_as_target`]); plain `apply` has none and refuses.
+//!   `password:`). Success is exit status 0. The current passwords come from the engine
+//!   (`apply_with_current`: the stored credential, then `temporary_parameters.password`);
+//!   plain `apply` has none and refuses.
 //! - **verify**: a fresh SSH login as the account with the new password that runs `true`.
 //! - **revoke**: login-as-root sets a random password nobody keeps; login-as-target cannot
 //!   (it needs the current password) and refuses.
@@ -921,6 +922,17 @@ impl Driver for UnixDriver {
                  (temporary_parameters.password or the stored credential)",
             )
             .before_sending()),
+        }
+    }
+
+    async fn apply_with_current(
+        &self,
+        credential: &Credential,
+        current: &[SecretString],
+    ) -> Result<(), DriverError> {
+        match self.method {
+            RotationMethod::LoginAsRoot => self.apply(credential).await,
+            RotationMethod::LoginAsTarget => self.apply_as_target(credential, current).await,
         }
     }
 

@@ -722,7 +722,7 @@ impl UnixDriver {
     ///
     /// `LoginRejected` when none of the passwords logs in; `PasswordRejected` when `passwd`
     /// exits non-zero (the password is unchanged); transport kinds otherwise.
-    pub async fn apply_as_target(
+    async fn apply_as_target(
         &self,
         credential: &Credential,
         current: &[SecretString],

@@ -16,6 +16,11 @@ need_apt=()
 command -v nats-server >/dev/null || need_apt+=(nats-server)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql)
+# unix-linux-local-account: its tests start a private sshd and give a test admin sudo rights
+# (ssh-keygen, from openssh-client, makes the host and client keys).
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v sudo >/dev/null || need_apt+=(sudo)
+command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
 { python3 -c 'import moto.server' 2>/dev/null && python3 -c 'import secantus.cli' 2>/dev/null; } || python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 # The Python client's test makes a venv: Debian's python3 needs python3-venv for that.
 if command -v python3 >/dev/null && ! python3 -c 'import ensurepip' 2>/dev/null; then

@@ -131,6 +131,8 @@ const ROTATION: &[Field] = &[
     Field("connection", Kind::Str),
     Field("parameters", Kind::AnyTable),
     Field("secrets_mapping", Kind::AnyTable),
+    // `{ password = "env:NAME" }`: registry.rs checks its one key and resolves the reference.
+    Field("temporary_parameters", Kind::AnyTable),
     Field("rotation_interval_days", U32),
     Field("rotate_at_utc", Kind::Str),
     Field("auto_rotation", Kind::Bool),

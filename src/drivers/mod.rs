@@ -19,6 +19,9 @@
 //! - [`databricks_sp_secret`]: Databricks service principal OAuth secrets (M2M admin token).
 //! - [`azure_client_secret`]: Microsoft Graph `addPassword` / `removePassword` (issued).
 //! - [`auth0_client_secret`]: Auth0 Management API `PATCH client_secret` (chosen, single-phase).
+//! - [`unix_local_account`]: a Unix/Linux account over SSH (pinned host key): `chpasswd` with
+//!   the line on stdin (login-as-root, optionally through sudo) or `passwd` over a PTY
+//!   (login-as-target); single-phase.
 //! - `contract`: the traits and the descriptor; `dispatch`: lookup, build, preamble.
 //! - [`error`]: [`DriverError`], [`DriverErrorKind`]; `redact`: scrubbing peer text.
 //! - [`password`]: password requirements and the generator of chosen secrets.
@@ -75,6 +78,7 @@ register!(
     azure_client_secret,
     auth0_client_secret,
     mongodb,
+    unix_local_account,
 );
 
 /// How long a driver waits for a connection (TCP, TLS and login), as upstream.

@@ -24,6 +24,7 @@
 //! - [`mariadb`]: accounts on the shared MariaDB, unique per test, dropped on drop.
 //! - [`private_mariadb`]: a private MariaDB server with extra server options.
 //! - [`private_redis`]: a private Redis 7 server with ACL users.
+//! - [`sshd`]: a private OpenSSH server and real local accounts (`rotu_*`) with sudo rights.
 //! - [`moto`]: a private moto server (AWS IAM and STS emulator) with signatures enforced.
 //! - [`secantusdb`]: a private SecantusDB (MongoDB wire-compatible) server with SCRAM users,
 //!   optionally behind TLS.
@@ -59,5 +60,6 @@ pub mod rotator_server;
 pub mod scratch_postgres;
 pub mod secantusdb;
 pub mod secure;
+pub mod sshd;
 pub mod tcp_gate;
 pub mod test_ca;

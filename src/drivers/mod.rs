@@ -17,6 +17,8 @@
 //! - [`databricks_sp_secret`]: Databricks service principal OAuth secrets (M2M admin token).
 //! - [`azure_client_secret`]: Microsoft Graph `addPassword` / `removePassword` (issued).
 //! - [`auth0_client_secret`]: Auth0 Management API `PATCH client_secret` (chosen, single-phase).
+//! - [`windows_local_account`]: SAMR `SetUserInfo2` level 23 with Samba's `rpcclient` over SMB3,
+//!   the password kept off argv (0600 `-A` file, command on stdin); verify by SMB session setup.
 //! - `contract`: the traits and the descriptor; `dispatch`: lookup, build, preamble.
 //! - [`error`]: [`DriverError`], [`DriverErrorKind`]; `redact`: scrubbing peer text.
 //! - [`password`]: password requirements and the generator of chosen secrets.
@@ -72,6 +74,7 @@ register!(
     databricks_sp_secret,
     azure_client_secret,
     auth0_client_secret,
+    windows_local_account,
 );
 
 /// How long a driver waits for a connection (TCP, TLS and login), as upstream.

@@ -156,10 +156,7 @@ fn which(tool: &str) -> PathBuf {
 
 fn tools_option(dir: &Path) -> toml::Table {
     let mut t = toml::Table::new();
-    t.insert(
-        "samba_bin_dir".into(),
-        dir.display().to_string().into(),
-    );
+    t.insert("samba_bin_dir".into(), dir.display().to_string().into());
     t
 }
 
@@ -175,7 +172,10 @@ async fn contract_login_as_root_apply_verify_revoke_probe() {
     // refused.
     let kept = check_contract(&rd.driver, &rd.password_policy, Slot::First).await;
     assert!(samba.login_works(&user, kept.secret.expose()));
-    assert!(!samba.login_works(&user, INITIAL), "the old password is dead");
+    assert!(
+        !samba.login_works(&user, INITIAL),
+        "the old password is dead"
+    );
     rd.driver.probe().await.expect("probe");
     assert_phase_span("probe", SYSTEM, ADMIN);
 
@@ -186,7 +186,11 @@ async fn contract_login_as_root_apply_verify_revoke_probe() {
         rd.driver.verify(&kept).await,
         DriverErrorKind::LoginRejected,
     );
-    assert!(leftover_auth_files().is_empty(), "{:?}", leftover_auth_files());
+    assert!(
+        leftover_auth_files().is_empty(),
+        "{:?}",
+        leftover_auth_files()
+    );
 }
 
 #[tokio::test]
@@ -196,7 +200,11 @@ async fn quotes_backslashes_and_every_allowed_symbol_survive_rpcclients_parser()
     let rd = try_build(
         &samba,
         ADMIN_PASSWORD,
-        &parameters(&user, Some("login-as-root"), Some(symbols(64, 40, SAFE_SYMBOLS))),
+        &parameters(
+            &user,
+            Some("login-as-root"),
+            Some(symbols(64, 40, SAFE_SYMBOLS)),
+        ),
         toml::Table::new(),
     )
     .expect("build");
@@ -271,20 +279,46 @@ async fn forbidden_symbols_are_refused_before_anything_runs() {
 #[tokio::test]
 async fn privileged_or_malformed_usernames_and_bad_options_are_refused_at_build() {
     let samba = SambaStandalone::shared().await;
-    for user in ["Administrator", "guest", "SYSTEM", "defaultaccount", "-x", "a.", "a b", "root", "ROOT"] {
+    for user in [
+        "Administrator",
+        "guest",
+        "SYSTEM",
+        "defaultaccount",
+        "-x",
+        "a.",
+        "a b",
+        "root",
+        "ROOT",
+    ] {
         assert!(
-            try_build(&samba, ADMIN_PASSWORD, &parameters(user, None, None), toml::Table::new())
-                .is_err(),
+            try_build(
+                &samba,
+                ADMIN_PASSWORD,
+                &parameters(user, None, None),
+                toml::Table::new()
+            )
+            .is_err(),
             "{user:?} must be refused"
         );
     }
     let user = samba.add_user(INITIAL);
     assert!(
-        try_build(&samba, ADMIN_PASSWORD, &parameters(&user, Some("login-as-admin"), None), toml::Table::new())
-            .is_err()
+        try_build(
+            &samba,
+            ADMIN_PASSWORD,
+            &parameters(&user, Some("login-as-admin"), None),
+            toml::Table::new()
+        )
+        .is_err()
     );
     assert!(
-        try_build(&samba, "pw;bad", &parameters(&user, None, None), toml::Table::new()).is_err(),
+        try_build(
+            &samba,
+            "pw;bad",
+            &parameters(&user, None, None),
+            toml::Table::new()
+        )
+        .is_err(),
         "a connection password with a forbidden character"
     );
     let mut opts = toml::Table::new();
@@ -424,15 +458,26 @@ async fn no_password_on_argv_or_in_a_childs_environment_and_the_auth_file_is_gon
         id: user.clone(),
         secret: rd.password_policy.generate(),
     };
-    assert_kind(rd.driver.verify(&wrong).await, DriverErrorKind::LoginRejected);
+    assert_kind(
+        rd.driver.verify(&wrong).await,
+        DriverErrorKind::LoginRejected,
+    );
     rd.driver.probe().await.expect("probe");
     assert!(samba.login_works(&user, credential.secret.expose()));
 
     let calls = std::fs::read_to_string(&record).expect("the wrappers ran");
     assert_eq!(calls.matches("CALL rpcclient").count(), 2, "{calls}");
     assert_eq!(calls.matches("CALL smbclient").count(), 2, "{calls}");
-    for secret in [&credential.secret, &wrong.secret, &SecretString::new(ADMIN_PASSWORD), &SecretString::new(INITIAL)] {
-        assert!(!calls.contains(secret.expose()), "a password reached argv or env:\n{calls}");
+    for secret in [
+        &credential.secret,
+        &wrong.secret,
+        &SecretString::new(ADMIN_PASSWORD),
+        &SecretString::new(INITIAL),
+    ] {
+        assert!(
+            !calls.contains(secret.expose()),
+            "a password reached argv or env:\n{calls}"
+        );
     }
     let env: Vec<&str> = calls
         .lines()
@@ -503,7 +548,10 @@ async fn assert_stored_logs_in(
         .await
         .expect("GetGeneratedCredentials")
         .into_inner();
-    assert_eq!(answer.active_index, 0, "{what}: single-phase types use slot 0");
+    assert_eq!(
+        answer.active_index, 0,
+        "{what}: single-phase types use slot 0"
+    );
     assert_eq!(answer.generated_credentials.len(), 1, "{what}");
     let Some(generated_credential::Kind::WindowsLocalAccount(c)) =
         answer.generated_credentials[0].kind.clone()
@@ -528,11 +576,17 @@ async fn local_rotation_through_the_binary_replaces_the_password_in_place() {
         .await
         .expect("serving");
     let first = assert_stored_logs_in(&samba, &user, &running, "first create").await;
-    assert!(!samba.login_works(&user, INITIAL), "the unmanaged password was replaced");
+    assert!(
+        !samba.login_works(&user, INITIAL),
+        "the unmanaged password was replaced"
+    );
     running.rotate(TYPE).await.expect("rotate");
     let second = assert_stored_logs_in(&samba, &user, &running, "rotated").await;
     assert_ne!(first, second);
-    assert!(!samba.login_works(&user, &first), "single-phase: the previous password dies");
+    assert!(
+        !samba.login_works(&user, &first),
+        "single-phase: the previous password dies"
+    );
     running.stop().await;
 }
 
@@ -560,4 +614,37 @@ async fn kill_at_prepared_applied_verified_leaves_the_stored_password_working() 
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_exits_64_on_forbidden_allowed_symbols_and_changes_nothing() {
+    let samba = SambaStandalone::shared().await;
+    let user = samba.add_user(INITIAL);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config(dir.path(), &samba, &user);
+    let text = std::fs::read_to_string(&path).expect("config").replace(
+        r#"allowedSymbols = "'\"\\-_.!""#,
+        r#"allowedSymbols = "-_$!""#,
+    );
+    assert!(text.contains(r#""-_$!""#), "the symbols were replaced");
+    std::fs::write(&path, text).expect("write");
+    let mut command = rotator_testkit::local_server::rotator_command(
+        BIN,
+        &path,
+        &dir.path().join("data"),
+        rotator_testkit::local_server::free_port(),
+        (ADMIN_ENV, ADMIN_PASSWORD),
+    );
+    command.stderr(std::process::Stdio::piped());
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        command.spawn().expect("spawn").wait_with_output(),
+    )
+    .await
+    .expect("serve stops on a configuration error")
+    .expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("Invalid symbols"), "{stderr}");
+    assert!(samba.login_works(&user, INITIAL), "nothing changed");
 }

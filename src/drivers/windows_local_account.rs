@@ -51,7 +51,8 @@ pub const FORBIDDEN_CHARACTERS: &[char] = &[';', '|', '&', '`', '$', '(', ')', '
 pub const PRIVILEGED_ACCOUNTS: &[&str] = &["administrator", "system", "guest", "defaultaccount"];
 
 /// How long one `rpcclient` or `smbclient` run may take: connect, log in, one command.
-pub const CHILD_TIMEOUT: Duration = Duration::from_secs(CONNECT_TIMEOUT.as_secs() + OPERATION_TIMEOUT.as_secs());
+pub const CHILD_TIMEOUT: Duration =
+    Duration::from_secs(CONNECT_TIMEOUT.as_secs() + OPERATION_TIMEOUT.as_secs());
 
 /// The longest command line fed to rpcclient (its reader takes `BUFSIZ`, 8 KiB, per line).
 const MAX_COMMAND: usize = 4096;
@@ -143,8 +144,8 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
             "Provided username is used in Infisical app connections.".to_owned(),
         ));
     }
-    let domain = super::http::string_option(ctx.options, "domain", SYSTEM)?
-        .filter(|d| !d.is_empty());
+    let domain =
+        super::http::string_option(ctx.options, "domain", SYSTEM)?.filter(|d| !d.is_empty());
     if let Some(d) = &domain {
         check_domain(d).map_err(bad)?;
     }
@@ -162,7 +163,9 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
         .filter(|d| !d.is_empty())
         .map(PathBuf::from);
     if bin_dir.as_ref().is_some_and(|d| !d.is_absolute()) {
-        return Err(bad("option samba_bin_dir must be an absolute path".to_owned()));
+        return Err(bad(
+            "option samba_bin_dir must be an absolute path".to_owned()
+        ));
     }
     let driver = WindowsDriver {
         host: c.host.trim().to_owned(),
@@ -198,7 +201,10 @@ fn check_target_username(u: &str) -> Result<(), String> {
     if u.starts_with(['-', '.']) || u.ends_with('.') {
         return Err("username must not start with - or . nor end with .".to_owned());
     }
-    if PRIVILEGED_ACCOUNTS.iter().any(|p| u.eq_ignore_ascii_case(p)) {
+    if PRIVILEGED_ACCOUNTS
+        .iter()
+        .any(|p| u.eq_ignore_ascii_case(p))
+    {
         return Err(format!(
             "Cannot rotate passwords for privileged system accounts ({u})"
         ));
@@ -209,14 +215,18 @@ fn check_target_username(u: &str) -> Result<(), String> {
 fn check_host(h: &str) -> Result<(), String> {
     let h = h.trim();
     if h.is_empty() || h.len() > 253 || !safe_name(h, &['.', '-']) || h.starts_with(['-', '.']) {
-        return Err("the connection host must be a host name or IPv4 address (letters, digits, . -)".to_owned());
+        return Err(
+            "the connection host must be a host name or IPv4 address (letters, digits, . -)"
+                .to_owned(),
+        );
     }
     Ok(())
 }
 
 fn check_admin_username(u: &str) -> Result<(), String> {
     let u = u.trim();
-    if u.is_empty() || u.len() > 104 || !safe_name(u, &['_', '.', '-']) || u.starts_with(['-', '.']) {
+    if u.is_empty() || u.len() > 104 || !safe_name(u, &['_', '.', '-']) || u.starts_with(['-', '.'])
+    {
         return Err("the connection username must be 1-104 characters of letters, digits, _ . - (put a domain in option domain)".to_owned());
     }
     Ok(())
@@ -224,7 +234,9 @@ fn check_admin_username(u: &str) -> Result<(), String> {
 
 fn check_domain(d: &str) -> Result<(), String> {
     if d.len() > 255 || !safe_name(d, &['_', '.', '-']) || d.starts_with('-') {
-        return Err("option domain must be at most 255 characters of letters, digits, _ . -".to_owned());
+        return Err(
+            "option domain must be at most 255 characters of letters, digits, _ . -".to_owned(),
+        );
     }
     Ok(())
 }
@@ -238,7 +250,9 @@ fn check_password(p: &SecretString) -> Result<(), String> {
         return Err("is empty".to_owned());
     }
     if p.contains(FORBIDDEN_CHARACTERS) {
-        return Err("contains a forbidden character (; | & ` $ ( ), newline, CR or NUL)".to_owned());
+        return Err(
+            "contains a forbidden character (; | & ` $ ( ), newline, CR or NUL)".to_owned(),
+        );
     }
     if p.starts_with([' ', '\t']) || p.ends_with([' ', '\t']) {
         return Err("starts or ends with a blank".to_owned());
@@ -321,7 +335,8 @@ impl WindowsDriver {
             .arg(auth)
             .arg("--option=client min protocol=SMB3")
             .arg(format!("--option=client smb encrypt={}", self.encrypt));
-        let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        let path =
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
         cmd.env_clear()
             .env("PATH", path)
             .env("LC_ALL", "C")
@@ -398,18 +413,21 @@ impl WindowsDriver {
         if output.status.success() && nt_status(&text).is_none() && !parse_error {
             return Ok(());
         }
-        Err(classify(&text, output.status.success(), phase, login, redactor))
+        Err(classify(
+            &text,
+            output.status.success(),
+            phase,
+            login,
+            redactor,
+        ))
     }
 
     /// Resets `user`'s password to `new` as the admin (SamrSetUserInfo2 level 23).
     async fn reset(&self, phase: Phase, user: &str, new: &SecretString) -> Result<(), DriverError> {
         check_password(new).map_err(|m| invalid(SYSTEM, phase, format!("the new password {m}")))?;
         let escaped = escape_argument(new.expose());
-        let redactor = Redactor::new([
-            new.expose(),
-            escaped.as_str(),
-            self.admin_password.expose(),
-        ]);
+        let redactor =
+            Redactor::new([new.expose(), escaped.as_str(), self.admin_password.expose()]);
         let line = format!("setuserinfo2 {} 23 {escaped}\n", escape_argument(user));
         if line.len() > MAX_COMMAND {
             return Err(invalid(SYSTEM, phase, "the new password is too long"));
@@ -421,7 +439,14 @@ impl WindowsDriver {
             phase,
         )?;
         let result = self
-            .run(Tool::Rpcclient, auth.path(), Some(&line), phase, Login::Admin, &redactor)
+            .run(
+                Tool::Rpcclient,
+                auth.path(),
+                Some(&line),
+                phase,
+                Login::Admin,
+                &redactor,
+            )
             .await;
         drop(auth);
         result
@@ -446,7 +471,14 @@ impl WindowsDriver {
         let redactor = redactor.also(new.expose());
         let auth = auth_file(&self.target, old, None, Phase::Apply)?;
         let result = self
-            .run(Tool::Rpcclient, auth.path(), Some(&line), Phase::Apply, Login::Target, &redactor)
+            .run(
+                Tool::Rpcclient,
+                auth.path(),
+                Some(&line),
+                Phase::Apply,
+                Login::Target,
+                &redactor,
+            )
             .await;
         drop(auth);
         result
@@ -459,12 +491,25 @@ impl WindowsDriver {
         user: &str,
         password: &SecretString,
     ) -> Result<(), DriverError> {
-        check_password(password)
-            .map_err(|m| DriverError::new(DriverErrorKind::LoginRejected, SYSTEM, phase, format!("the password {m}")))?;
+        check_password(password).map_err(|m| {
+            DriverError::new(
+                DriverErrorKind::LoginRejected,
+                SYSTEM,
+                phase,
+                format!("the password {m}"),
+            )
+        })?;
         let redactor = Redactor::new([password.expose(), self.admin_password.expose()]);
         let auth = auth_file(user, password, None, phase)?;
         let result = self
-            .run(Tool::Smbclient, auth.path(), None, phase, Login::Target, &redactor)
+            .run(
+                Tool::Smbclient,
+                auth.path(),
+                None,
+                phase,
+                Login::Target,
+                &redactor,
+            )
             .await;
         drop(auth);
         result
@@ -489,7 +534,10 @@ impl WindowsDriver {
         let escaped = escape_argument(new.expose());
         let mut secrets: Vec<&str> = current.iter().map(SecretString::expose).collect();
         secrets.extend([new.expose(), escaped.as_str(), self.admin_password.expose()]);
-        let escaped_current: Vec<String> = current.iter().map(|c| escape_argument(c.expose())).collect();
+        let escaped_current: Vec<String> = current
+            .iter()
+            .map(|c| escape_argument(c.expose()))
+            .collect();
         secrets.extend(escaped_current.iter().map(String::as_str));
         let redactor = Redactor::new(secrets);
         for old in current {
@@ -566,7 +614,14 @@ impl Driver for WindowsDriver {
             Phase::Probe,
         )?;
         let result = self
-            .run(Tool::Rpcclient, auth.path(), Some(&line), Phase::Probe, Login::Admin, &redactor)
+            .run(
+                Tool::Rpcclient,
+                auth.path(),
+                Some(&line),
+                Phase::Probe,
+                Login::Admin,
+                &redactor,
+            )
             .await;
         drop(auth);
         result
@@ -596,7 +651,12 @@ fn classify(
     let connecting = !exited_ok;
     let Some(code) = nt_status(text) else {
         let detail = redactor.scrub(text.trim());
-        let e = DriverError::new(K::Server, SYSTEM, phase, format!("Password change failed: {detail}"));
+        let e = DriverError::new(
+            K::Server,
+            SYSTEM,
+            phase,
+            format!("Password change failed: {detail}"),
+        );
         return if connecting { e.before_sending() } else { e };
     };
     let refused_login = if connecting {
@@ -608,22 +668,41 @@ fn classify(
         K::LoginRejected
     };
     let (kind, message) = match code {
-        "LOGON_FAILURE" | "WRONG_PASSWORD" => (refused_login, "Authentication failed: wrong username or password"),
+        "LOGON_FAILURE" | "WRONG_PASSWORD" => (
+            refused_login,
+            "Authentication failed: wrong username or password",
+        ),
         "ACCOUNT_LOCKED_OUT" => (refused_login, "the account is locked out"),
         "ACCOUNT_DISABLED" => (refused_login, "the account is disabled"),
         "ACCOUNT_EXPIRED" => (refused_login, "the account has expired"),
         "PASSWORD_EXPIRED" => (refused_login, "the password has expired"),
         "PASSWORD_MUST_CHANGE" => (refused_login, "the password must be changed at next logon"),
-        "ACCOUNT_RESTRICTION" | "INVALID_LOGON_HOURS" | "INVALID_WORKSTATION" | "LOGON_TYPE_NOT_GRANTED" => {
+        "ACCOUNT_RESTRICTION"
+        | "INVALID_LOGON_HOURS"
+        | "INVALID_WORKSTATION"
+        | "LOGON_TYPE_NOT_GRANTED" => {
             (refused_login, "the account may not log on now or from here")
         }
         "NO_SUCH_USER" if connecting => (refused_login, "no such user"),
         "NO_SUCH_USER" | "NONE_MAPPED" => (K::UserNotFound, "no such local account"),
-        "ACCESS_DENIED" => (K::PermissionDenied, "Access denied: the login may not change this account's password (it must be a local administrator)"),
-        "PASSWORD_RESTRICTION" => (K::PasswordRejected, "Password rejected by Windows policy (length, complexity, history or minimum age)"),
-        "CONNECTION_REFUSED" | "HOST_UNREACHABLE" | "NETWORK_UNREACHABLE" | "CONNECTION_RESET"
-        | "CONNECTION_DISCONNECTED" | "CONNECTION_ABORTED" | "PIPE_BROKEN" | "PIPE_DISCONNECTED"
-        | "BAD_NETWORK_NAME" | "NOT_FOUND" => (K::Unreachable, "cannot reach the SMB server"),
+        "ACCESS_DENIED" => (
+            K::PermissionDenied,
+            "Access denied: the login may not change this account's password (it must be a local administrator)",
+        ),
+        "PASSWORD_RESTRICTION" => (
+            K::PasswordRejected,
+            "Password rejected by Windows policy (length, complexity, history or minimum age)",
+        ),
+        "CONNECTION_REFUSED"
+        | "HOST_UNREACHABLE"
+        | "NETWORK_UNREACHABLE"
+        | "CONNECTION_RESET"
+        | "CONNECTION_DISCONNECTED"
+        | "CONNECTION_ABORTED"
+        | "PIPE_BROKEN"
+        | "PIPE_DISCONNECTED"
+        | "BAD_NETWORK_NAME"
+        | "NOT_FOUND" => (K::Unreachable, "cannot reach the SMB server"),
         "IO_TIMEOUT" => (K::Timeout, "the SMB server did not answer in time"),
         "INSUFFICIENT_RESOURCES" | "NO_MEMORY" | "REQUEST_NOT_ACCEPTED" | "TOO_MANY_SESSIONS" => {
             (K::ServerUnavailable, "the SMB server is busy")
@@ -698,7 +777,10 @@ mod tests {
         }
         // The credentials file is private and goes away on drop.
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(file.path()).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(file.path())
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let text = std::fs::read_to_string(file.path()).expect("read");
         assert_eq!(
@@ -719,7 +801,10 @@ mod tests {
 
     #[test]
     fn forbidden_and_blank_edged_passwords_are_refused() {
-        for bad in ["", "a;b", "a|b", "a&b", "a`b", "a$b", "a(b", "a)b", "a\nb", "a\rb", "a\0b", " ab", "ab\t"] {
+        for bad in [
+            "", "a;b", "a|b", "a&b", "a`b", "a$b", "a(b", "a)b", "a\nb", "a\rb", "a\0b", " ab",
+            "ab\t",
+        ] {
             assert!(check_password(&SecretString::new(bad)).is_err(), "{bad:?}");
         }
         assert!(check_password(&SecretString::new(r#"Ok'"\-_.~!*"#)).is_ok());
@@ -730,7 +815,19 @@ mod tests {
         for ok in ["winuser", "a", "svc_app-1.x", "ABCDEFGHIJKLMNOPQRST"] {
             assert!(check_target_username(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-a", ".a", "a.", "a b", "a;b", "ABCDEFGHIJKLMNOPQRSTU", "Administrator", "GUEST", "system", "DefaultAccount"] {
+        for bad in [
+            "",
+            "-a",
+            ".a",
+            "a.",
+            "a b",
+            "a;b",
+            "ABCDEFGHIJKLMNOPQRSTU",
+            "Administrator",
+            "GUEST",
+            "system",
+            "DefaultAccount",
+        ] {
             assert!(check_target_username(bad).is_err(), "{bad}");
         }
     }
@@ -739,31 +836,64 @@ mod tests {
     fn nt_status_codes_classify() {
         let r = Redactor::default();
         let k = |text: &str, ok: bool, login: Login| classify(text, ok, Phase::Apply, login, &r);
-        let e = k("Cannot connect to server.  Error was NT_STATUS_LOGON_FAILURE", false, Login::Admin);
+        let e = k(
+            "Cannot connect to server.  Error was NT_STATUS_LOGON_FAILURE",
+            false,
+            Login::Admin,
+        );
         assert_eq!(e.kind(), DriverErrorKind::AdminLoginRejected);
         assert!(!e.may_have_changed_target());
         assert_eq!(
-            k("session setup failed: NT_STATUS_LOGON_FAILURE", false, Login::Target).kind(),
+            k(
+                "session setup failed: NT_STATUS_LOGON_FAILURE",
+                false,
+                Login::Target
+            )
+            .kind(),
             DriverErrorKind::LoginRejected
         );
-        assert_eq!(k("result was NT_STATUS_NONE_MAPPED\n", true, Login::Admin).kind(), DriverErrorKind::UserNotFound);
-        assert_eq!(k("result was NT_STATUS_ACCESS_DENIED", true, Login::Admin).kind(), DriverErrorKind::PermissionDenied);
         assert_eq!(
-            k("result was NT_STATUS_PASSWORD_RESTRICTION", true, Login::Admin).kind(),
+            k("result was NT_STATUS_NONE_MAPPED\n", true, Login::Admin).kind(),
+            DriverErrorKind::UserNotFound
+        );
+        assert_eq!(
+            k("result was NT_STATUS_ACCESS_DENIED", true, Login::Admin).kind(),
+            DriverErrorKind::PermissionDenied
+        );
+        assert_eq!(
+            k(
+                "result was NT_STATUS_PASSWORD_RESTRICTION",
+                true,
+                Login::Admin
+            )
+            .kind(),
             DriverErrorKind::PasswordRejected
         );
-        let e = k("Connection to 127.0.0.1 failed (Error NT_STATUS_CONNECTION_REFUSED)", false, Login::Admin);
+        let e = k(
+            "Connection to 127.0.0.1 failed (Error NT_STATUS_CONNECTION_REFUSED)",
+            false,
+            Login::Admin,
+        );
         assert_eq!(e.kind(), DriverErrorKind::Unreachable);
         assert!(!e.may_have_changed_target(), "nothing was sent");
         let e = k("result was NT_STATUS_IO_TIMEOUT", true, Login::Admin);
         assert!(e.may_have_changed_target(), "the command may have run");
-        assert_eq!(k("result was NT_STATUS_FOO_BAR", true, Login::Admin).detail(), "SMB error (NT_STATUS_FOO_BAR)");
+        assert_eq!(
+            k("result was NT_STATUS_FOO_BAR", true, Login::Admin).detail(),
+            "SMB error (NT_STATUS_FOO_BAR)"
+        );
     }
 
     #[test]
     fn output_without_a_code_is_scrubbed() {
         let r = Redactor::new(["Very-Secret-Pw-1", r"Very\-Secret\-Pw\-1"]);
-        let e = classify(r"rpcclient: bad quote in Very\-Secret\-Pw\-1", true, Phase::Apply, Login::Admin, &r);
+        let e = classify(
+            r"rpcclient: bad quote in Very\-Secret\-Pw\-1",
+            true,
+            Phase::Apply,
+            Login::Admin,
+            &r,
+        );
         assert!(!e.to_string().contains("Secret"), "{e}");
         assert_eq!(e.kind(), DriverErrorKind::Server);
     }

@@ -266,8 +266,10 @@ fn read_pid(path: &Path) -> Option<u32> {
 
 /// Whether `pid` is a live Samba process (a pid file can outlive its process).
 fn is_samba(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|c| String::from_utf8_lossy(&c).contains("samba-dcerpcd") || String::from_utf8_lossy(&c).contains("rpcd_"))
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+        String::from_utf8_lossy(&c).contains("samba-dcerpcd")
+            || String::from_utf8_lossy(&c).contains("rpcd_")
+    })
 }
 
 /// The pids whose parent is `pid`.
@@ -307,6 +309,8 @@ fn terminate(pid: u32) {
 }
 
 fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    })
 }

@@ -409,6 +409,15 @@ impl WindowsDriver {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
+        if output.status.code().is_none() {
+            // Killed by a signal: the command may have run.
+            return Err(DriverError::new(
+                DriverErrorKind::Unreachable,
+                SYSTEM,
+                phase,
+                "the Samba client was killed by a signal",
+            ));
+        }
         let parse_error = text.contains("rpcclient: ") || text.contains("command not found");
         if output.status.success() && nt_status(&text).is_none() && !parse_error {
             return Ok(());
@@ -540,6 +549,7 @@ impl WindowsDriver {
             .collect();
         secrets.extend(escaped_current.iter().map(String::as_str));
         let redactor = Redactor::new(secrets);
+        let mut refused = None;
         for old in current {
             if old == new || check_password(old).is_err() {
                 continue;
@@ -547,7 +557,7 @@ impl WindowsDriver {
             match self.change_own(old, new, &escaped, &redactor).await {
                 Ok(()) => return Ok(()),
                 // This password does not log in: try the next.
-                Err(e) if e.kind() == DriverErrorKind::LoginRejected => {}
+                Err(e) if e.kind() == DriverErrorKind::LoginRejected => refused = Some(e),
                 Err(e) => return Err(e),
             }
         }
@@ -558,9 +568,10 @@ impl WindowsDriver {
                 SYSTEM,
                 Phase::Apply,
                 format!(
-                    "none of the {} known password(s) of {} logs in, nor the new one",
+                    "none of the {} known password(s) of {} logs in, nor the new one{}",
                     current.len(),
-                    credential.id
+                    credential.id,
+                    refused.map_or_else(String::new, |e| format!(" (last: {})", e.detail()))
                 ),
             )
             .before_sending()),

@@ -504,7 +504,23 @@ async fn no_password_on_argv_or_in_a_childs_environment_and_the_auth_file_is_gon
 // === through the binary ===
 
 fn config(dir: &Path, samba: &SambaStandalone, user: &str) -> PathBuf {
+    config_with(dir, samba, user, "login-as-root")
+}
+
+/// A config whose rotation uses `method`; login-as-target also gets the account's initial
+/// password (`temporary_parameters`, from a file: the one env variable is the admin's).
+fn config_with(dir: &Path, samba: &SambaStandalone, user: &str, method: &str) -> PathBuf {
     let path = dir.join("rotator.toml");
+    let temporary = if method == "login-as-target" {
+        let initial = dir.join("initial-password");
+        std::fs::write(&initial, INITIAL).expect("write the initial password");
+        format!(
+            "temporary_parameters = {{ password = \"file:{}\" }}\n",
+            initial.display()
+        )
+    } else {
+        String::new()
+    };
     let text = format!(
         r#"
 [[connections]]
@@ -524,7 +540,7 @@ rotation_interval_days = 7
 rotate_at_utc = "03:30"
 project_id = "proj"
 environment = "prod"
-parameters = {{ username = "{user}", passwordRequirements = {{ length = 32, required = {{ lowercase = 1, uppercase = 1, digits = 1, symbols = 4 }}, allowedSymbols = "'\"\\-_.!" }} }}
+{temporary}parameters = {{ username = "{user}", rotationMethod = "{method}", passwordRequirements = {{ length = 32, required = {{ lowercase = 1, uppercase = 1, digits = 1, symbols = 4 }}, allowedSymbols = "'\"\\-_.!" }} }}
 secrets_mapping = {{ username = "WINDOWS_USERNAME", password = "WINDOWS_PASSWORD" }}
 "#,
         port = samba.port(),
@@ -569,19 +585,25 @@ async fn assert_stored_logs_in(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_rotation_through_the_binary_replaces_the_password_in_place() {
     let samba = SambaStandalone::shared().await;
+    for method in ["login-as-root", "login-as-target"] {
+        rotate_through_the_binary(&samba, method).await;
+    }
+}
+
+async fn rotate_through_the_binary(samba: &SambaStandalone, method: &str) {
     let user = samba.add_user(INITIAL);
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config(dir.path(), &samba, &user);
+    let config = config_with(dir.path(), samba, &user, method);
     let running = issued_local::start(BIN, dir.path(), &config, (ADMIN_ENV, ADMIN_PASSWORD), None)
         .await
         .expect("serving");
-    let first = assert_stored_logs_in(&samba, &user, &running, "first create").await;
+    let first = assert_stored_logs_in(samba, &user, &running, "first create").await;
     assert!(
         !samba.login_works(&user, INITIAL),
         "the unmanaged password was replaced"
     );
     running.rotate(TYPE).await.expect("rotate");
-    let second = assert_stored_logs_in(&samba, &user, &running, "rotated").await;
+    let second = assert_stored_logs_in(samba, &user, &running, "rotated").await;
     assert_ne!(first, second);
     assert!(
         !samba.login_works(&user, &first),
@@ -593,14 +615,17 @@ async fn local_rotation_through_the_binary_replaces_the_password_in_place() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_at_prepared_applied_verified_leaves_the_stored_password_working() {
     let samba = SambaStandalone::shared().await;
-    for boundary in ["prepared", "applied", "verified"] {
+    let cases = ["login-as-root", "login-as-target"]
+        .into_iter()
+        .flat_map(|m| ["prepared", "applied", "verified"].map(|b| (m, b)));
+    for (method, boundary) in cases {
         let user = samba.add_user(INITIAL);
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = config(dir.path(), &samba, &user);
+        let config = config_with(dir.path(), &samba, &user, method);
         let env = (ADMIN_ENV, ADMIN_PASSWORD);
         // Round 1 crashes the first create (start-up), round 2 a rotation.
         for round in 1..=2 {
-            let what = format!("{boundary}, round {round}");
+            let what = format!("{method}, {boundary}, round {round}");
             issued_local::crash_at(BIN, dir.path(), &config, env, boundary, TYPE).await;
             let clean = issued_local::start(BIN, dir.path(), &config, env, None)
                 .await
@@ -647,4 +672,88 @@ async fn serve_exits_64_on_forbidden_allowed_symbols_and_changes_nothing() {
     assert_eq!(output.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("Invalid symbols"), "{stderr}");
     assert!(samba.login_works(&user, INITIAL), "nothing changed");
+}
+
+#[tokio::test]
+async fn login_as_target_changes_its_own_password_with_a_current_one() {
+    start_trace_capture();
+    let samba = SambaStandalone::shared().await;
+    let user = samba.add_user(INITIAL);
+    let rd = try_build(
+        &samba,
+        ADMIN_PASSWORD,
+        &parameters(
+            &user,
+            Some("login-as-target"),
+            Some(symbols(40, 6, SAFE_SYMBOLS)),
+        ),
+        toml::Table::new(),
+    )
+    .expect("build");
+    let first = Credential {
+        id: user.clone(),
+        secret: rd.password_policy.generate(),
+    };
+    let wrong = SecretString::new("Not-The-Password-7");
+    // Without the current password there is nothing to log in with.
+    let plain = assert_kind(rd.driver.apply(&first).await, DriverErrorKind::InvalidInput);
+    assert!(!plain.may_have_changed_target());
+    assert!(samba.login_works(&user, INITIAL));
+
+    // The most likely password first; a wrong one is skipped.
+    rd.driver
+        .apply_with_current(&first, &[wrong.clone(), SecretString::new(INITIAL)])
+        .await
+        .expect("apply as the account");
+    rd.driver.verify(&first).await.expect("verify");
+    assert!(
+        !samba.login_works(&user, INITIAL),
+        "the old password is dead"
+    );
+    // An interrupted apply already set it: the known passwords fail, the new one logs in.
+    rd.driver
+        .apply_with_current(&first, &[SecretString::new(INITIAL)])
+        .await
+        .expect("idempotent");
+    assert!(samba.login_works(&user, first.secret.expose()));
+
+    let second = Credential {
+        id: user.clone(),
+        secret: rd.password_policy.generate(),
+    };
+    rd.driver
+        .apply_with_current(&second, std::slice::from_ref(&first.secret))
+        .await
+        .expect("a rotation from the stored password");
+    assert!(samba.login_works(&user, second.secret.expose()));
+    assert!(!samba.login_works(&user, first.secret.expose()));
+
+    // No known password logs in: refused, nothing changed.
+    let third = Credential {
+        id: user.clone(),
+        secret: rd.password_policy.generate(),
+    };
+    let refused = assert_kind(
+        rd.driver
+            .apply_with_current(&third, &[wrong.clone(), first.secret.clone()])
+            .await,
+        DriverErrorKind::LoginRejected,
+    );
+    assert!(!refused.may_have_changed_target());
+    assert!(
+        samba.login_works(&user, second.secret.expose()),
+        "nothing changed"
+    );
+    let no_revoke = assert_kind(rd.driver.revoke(&user).await, DriverErrorKind::InvalidInput);
+    assert!(samba.login_works(&user, second.secret.expose()));
+
+    let secrets = [&first.secret, &second.secret, &third.secret, &wrong];
+    assert_no_secret(
+        &secrets,
+        error_texts(&[plain, refused, no_revoke])
+            .iter()
+            .map(String::as_str),
+    );
+    assert_no_secret(&secrets, [captured_traces().as_str()]);
+    assert!(leftover_auth_files().is_empty());
 }

@@ -590,8 +590,19 @@ impl Driver for WindowsDriver {
             RotationMethod::LoginAsTarget => Err(invalid(
                 SYSTEM,
                 Phase::Apply,
-                "login-as-target needs the account's current password, which this call does not have",
+                "login-as-target needs the account's current password (apply_with_current)",
             )),
+        }
+    }
+
+    async fn apply_with_current(
+        &self,
+        credential: &Credential,
+        current: &[SecretString],
+    ) -> Result<(), DriverError> {
+        match self.method {
+            RotationMethod::LoginAsRoot => self.apply(credential).await,
+            RotationMethod::LoginAsTarget => self.apply_as_target(credential, current).await,
         }
     }
 

@@ -464,12 +464,36 @@ async fn no_password_on_argv_or_in_a_childs_environment_and_the_auth_file_is_gon
     );
     rd.driver.probe().await.expect("probe");
     assert!(samba.login_works(&user, credential.secret.expose()));
+    // login-as-target: the old and the new password on rpcclient's stdin, the old one in the
+    // credentials file.
+    let as_target = try_build(
+        &samba,
+        ADMIN_PASSWORD,
+        &parameters(
+            &user,
+            Some("login-as-target"),
+            Some(symbols(40, 8, SAFE_SYMBOLS)),
+        ),
+        tools_option(tools.path()),
+    )
+    .expect("build");
+    let next = Credential {
+        id: user.clone(),
+        secret: as_target.password_policy.generate(),
+    };
+    as_target
+        .driver
+        .apply_with_current(&next, std::slice::from_ref(&credential.secret))
+        .await
+        .expect("apply as the account");
+    assert!(samba.login_works(&user, next.secret.expose()));
 
     let calls = std::fs::read_to_string(&record).expect("the wrappers ran");
-    assert_eq!(calls.matches("CALL rpcclient").count(), 2, "{calls}");
+    assert_eq!(calls.matches("CALL rpcclient").count(), 3, "{calls}");
     assert_eq!(calls.matches("CALL smbclient").count(), 2, "{calls}");
     for secret in [
         &credential.secret,
+        &next.secret,
         &wrong.secret,
         &SecretString::new(ADMIN_PASSWORD),
         &SecretString::new(INITIAL),
@@ -494,7 +518,7 @@ async fn no_password_on_argv_or_in_a_childs_environment_and_the_auth_file_is_gon
         .lines()
         .filter_map(|l| l.strip_prefix("AUTH ")?.rsplit_once(' '))
         .collect();
-    assert_eq!(auth.len(), 4);
+    assert_eq!(auth.len(), 5);
     for (path, mode) in auth {
         assert_eq!(mode, "600", "{path}");
         assert!(!Path::new(path).exists(), "{path} was removed");

@@ -781,3 +781,56 @@ async fn login_as_target_changes_its_own_password_with_a_current_one() {
     assert_no_secret(&secrets, [captured_traces().as_str()]);
     assert!(leftover_auth_files().is_empty());
 }
+
+#[tokio::test]
+async fn a_hung_tool_times_out_is_killed_and_leaves_no_credentials_file() {
+    let samba = SambaStandalone::shared().await;
+    let user = samba.add_user(INITIAL);
+    let tools = tempfile::tempdir().expect("tempdir");
+    let record = tools.path().join("hung");
+    // An rpcclient that never answers: records its pid and -A file, then sleeps in place.
+    let script = format!(
+        "#!/bin/sh\nprev=; for a in \"$@\"; do [ \"$prev\" = -A ] && echo \"$$ $a\" > '{}'; prev=$a; done\nexec sleep 600\n",
+        record.display()
+    );
+    let path = tools.path().join("rpcclient");
+    std::fs::write(&path, script).expect("write");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut options = tools_option(tools.path());
+    options.insert("command_timeout_seconds".into(), 1.into());
+    let rd = try_build(
+        &samba,
+        ADMIN_PASSWORD,
+        &parameters(&user, None, None),
+        options,
+    )
+    .expect("build");
+    let credential = Credential {
+        id: user.clone(),
+        secret: rd.password_policy.generate(),
+    };
+    let e = assert_kind(rd.driver.apply(&credential).await, DriverErrorKind::Timeout);
+    assert!(
+        e.may_have_changed_target(),
+        "after a timeout the outcome is unknown"
+    );
+    let text = std::fs::read_to_string(&record).expect("the fake ran");
+    let (pid, auth) = text.trim().split_once(' ').expect("pid and file");
+    assert!(!Path::new(auth).exists(), "the credentials file is gone");
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !gone() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(gone(), "the hung child {pid} was killed");
+    assert!(samba.login_works(&user, INITIAL), "nothing changed");
+    let mut bad = tools_option(tools.path());
+    bad.insert("command_timeout_seconds".into(), 0.into());
+    assert!(try_build(&samba, ADMIN_PASSWORD, &parameters(&user, None, None), bad).is_err());
+}

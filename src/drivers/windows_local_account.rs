@@ -54,6 +54,9 @@ pub const PRIVILEGED_ACCOUNTS: &[&str] = &["administrator", "system", "guest", "
 pub const CHILD_TIMEOUT: Duration =
     Duration::from_secs(CONNECT_TIMEOUT.as_secs() + OPERATION_TIMEOUT.as_secs());
 
+/// The connection option that replaces [`CHILD_TIMEOUT`] (whole seconds, 1–600).
+pub const TIMEOUT_OPTION: &str = "command_timeout_seconds";
+
 /// The longest command line fed to rpcclient (its reader takes `BUFSIZ`, 8 KiB, per line).
 const MAX_COMMAND: usize = 4096;
 
@@ -74,7 +77,7 @@ pub static DESCRIPTOR: Descriptor = Descriptor {
         revoke: "SamrSetUserInfo2",
         probe: "LsarLookupNames",
     },
-    options: &["domain", "smb_encrypt", "samba_bin_dir"],
+    options: &["domain", "smb_encrypt", "samba_bin_dir", TIMEOUT_OPTION],
     build,
 };
 
@@ -103,6 +106,8 @@ pub struct WindowsDriver {
     encrypt: &'static str,
     /// Where `rpcclient` and `smbclient` are; `PATH` when absent.
     bin_dir: Option<PathBuf>,
+    /// How long one tool run may take.
+    timeout: Duration,
 }
 
 /// Whose login a tool run uses: decides how a refused logon is classified.
@@ -167,6 +172,17 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
             "option samba_bin_dir must be an absolute path".to_owned()
         ));
     }
+    let timeout = match ctx.options.get(TIMEOUT_OPTION) {
+        None => CHILD_TIMEOUT,
+        Some(toml::Value::Integer(s)) if (1..=600).contains(s) => {
+            Duration::from_secs(s.unsigned_abs())
+        }
+        Some(_) => {
+            return Err(bad(format!(
+                "option {TIMEOUT_OPTION} must be a whole number of seconds, 1-600"
+            )));
+        }
+    };
     let driver = WindowsDriver {
         host: c.host.trim().to_owned(),
         port: c.port,
@@ -177,6 +193,7 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
         method,
         encrypt,
         bin_dir,
+        timeout,
     };
     Ok(Built::chosen(
         driver,
@@ -384,14 +401,14 @@ impl WindowsDriver {
             }
             child.wait_with_output().await
         };
-        let output = match tokio::time::timeout(CHILD_TIMEOUT, io).await {
+        let output = match tokio::time::timeout(self.timeout, io).await {
             // The child is killed when the future holding it is dropped (kill_on_drop).
             Err(_) => {
                 return Err(DriverError::new(
                     DriverErrorKind::Timeout,
                     SYSTEM,
                     phase,
-                    format!("no answer within {} s", CHILD_TIMEOUT.as_secs()),
+                    format!("no answer within {} s", self.timeout.as_secs()),
                 ));
             }
             Ok(Err(e)) => {
@@ -755,6 +772,7 @@ mod tests {
             method,
             encrypt: "required",
             bin_dir: None,
+            timeout: CHILD_TIMEOUT,
         }
     }
 

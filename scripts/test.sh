@@ -16,7 +16,7 @@ need_apt=()
 command -v nats-server >/dev/null || need_apt+=(nats-server)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql)
-python3 -c 'import moto.server' 2>/dev/null || python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
+{ python3 -c 'import moto.server' 2>/dev/null && python3 -c 'import secantus.cli' 2>/dev/null; } || python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 # The Python client's test makes a venv: Debian's python3 needs python3-venv for that.
 if command -v python3 >/dev/null && ! python3 -c 'import ensurepip' 2>/dev/null; then
   need_apt+=(python3-venv)
@@ -35,6 +35,13 @@ command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 if ! python3 -c 'import moto.server' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'moto[server]' 2>/dev/null ||
     python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'moto[server]'
+fi
+# SecantusDB: the MongoDB wire-compatible server the mongodb-credentials tests start
+# (a real mongod is not installable here; docs/drivers.md, MongoDB).
+secantus_ok() { python3 -c 'import importlib.metadata as m, secantus.cli; assert m.version("secantusdb") == "0.7.0b3"' 2>/dev/null; }
+if ! secantus_ok; then
+  python3 -m pip install --quiet --disable-pip-version-check 'secantusdb==0.7.0b3' 2>/dev/null ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'secantusdb==0.7.0b3'
 fi
 
 log "format and lints"

@@ -11,6 +11,8 @@
 //! - [`postgres`]: `ALTER ROLE … PASSWORD '<SCRAM-SHA-256 verifier>'`.
 //! - [`mysql`]: `ALTER USER '<user>'@'<host>' IDENTIFIED BY '<literal>'` (MySQL, MariaDB).
 //! - [`redis`]: one ACL user per slot, `ACL SETUSER … #<sha256>`, then `ACL SAVE`.
+//! - [`mongodb`]: `updateUser` with `mechanisms: ["SCRAM-SHA-256"]` on the connection's
+//!   database; verify is a SCRAM-SHA-256 login and `ping`.
 //! - [`aws_iam`]: IAM access keys (issued): `CreateAccessKey`, `GetCallerIdentity` with the new
 //!   key, `DeleteAccessKey` of exactly the replaced id.
 //! - [`okta_client_secret`]: Okta app client secrets (create, deactivate + delete; token check).
@@ -75,6 +77,7 @@ register!(
     azure_client_secret,
     auth0_client_secret,
     windows_local_account,
+    mongodb,
 );
 
 /// How long a driver waits for a connection (TCP, TLS and login), as upstream.

@@ -26,6 +26,8 @@
 //! - [`private_redis`]: a private Redis 7 server with ACL users.
 //! - [`moto`]: a private moto server (AWS IAM and STS emulator) with signatures enforced.
 //! - [`samba_standalone`]: a private standalone smbd (tdbsam local accounts, SAMR over SMB).
+//! - [`secantusdb`]: a private SecantusDB (MongoDB wire-compatible) server with SCRAM users,
+//!   optionally behind TLS.
 //! - [`test_ca`]: a throwaway CA and server certificate (openssl) for the drivers' TLS modes.
 //! - [`tcp_gate`]: a forwarder in front of a real server that a test shuts and opens again.
 //! - [`driver_conformance`]: the driver contract (`docs/specs/driver.md`) as one harness.
@@ -57,6 +59,7 @@ pub mod prometheus;
 pub mod rotator_server;
 pub mod samba_standalone;
 pub mod scratch_postgres;
+pub mod secantusdb;
 pub mod secure;
 pub mod tcp_gate;
 pub mod test_ca;

@@ -26,6 +26,11 @@ command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
 if command -v python3 >/dev/null && ! python3 -c 'import ensurepip' 2>/dev/null; then
   need_apt+=(python3-venv)
 fi
+# Samba (windows-local-account): smbd for the private test server, rpcclient/smbclient for the
+# driver, nss_wrapper for the server's fake Unix users (test-peers.md §12).
+command -v smbd >/dev/null || need_apt+=(samba)
+command -v rpcclient >/dev/null && command -v smbclient >/dev/null || need_apt+=(smbclient)
+[ -e /usr/lib/x86_64-linux-gnu/libnss_wrapper.so ] || [ -e /usr/lib/aarch64-linux-gnu/libnss_wrapper.so ] || need_apt+=(libnss-wrapper)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi

@@ -23,6 +23,7 @@ fn sample_env() -> Env {
             ("PG_ADMIN_PASSWORD", "example-admin-password"),
             ("PG_ADMIN", "example-admin-password"),
             ("INFISICAL_CLIENT_SECRET", "example-client-secret"),
+            ("SMB_ADMIN_PASSWORD", "example-admin-password"),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     )

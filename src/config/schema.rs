@@ -131,8 +131,6 @@ const ROTATION: &[Field] = &[
     Field("connection", Kind::Str),
     Field("parameters", Kind::AnyTable),
     Field("secrets_mapping", Kind::AnyTable),
-    // `{ password = "env:NAME" }`: registry.rs checks its one key and resolves the reference.
-    Field("temporary_parameters", Kind::AnyTable),
     Field("rotation_interval_days", U32),
     Field("rotate_at_utc", Kind::Str),
     Field("auto_rotation", Kind::Bool),
@@ -140,7 +138,11 @@ const ROTATION: &[Field] = &[
     Field("environment", Kind::Str),
     Field("folder_path", Kind::Str),
     Field("description", Kind::Str),
+    Field("temporary_parameters", Kind::Table(TEMPORARY_PARAMETERS)),
 ];
+
+/// A rotation's create-only parameters (Infisical's `temporaryParameters`).
+const TEMPORARY_PARAMETERS: &[Field] = &[Field("password", Kind::Secret)];
 
 /// Every key of the file, at the top level.
 pub(super) const ROOT: &[Field] = &[

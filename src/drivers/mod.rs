@@ -22,6 +22,8 @@
 //! - [`unix_local_account`]: a Unix/Linux account over SSH (pinned host key): `chpasswd` with
 //!   the line on stdin (login-as-root, optionally through sudo) or `passwd` over a PTY
 //!   (login-as-target); single-phase.
+//! - [`windows_local_account`]: SAMR `SetUserInfo2` level 23 with Samba's `rpcclient` over SMB3,
+//!   the password kept off argv (0600 `-A` file, command on stdin); verify by SMB session setup.
 //! - `contract`: the traits and the descriptor; `dispatch`: lookup, build, preamble.
 //! - [`error`]: [`DriverError`], [`DriverErrorKind`]; `redact`: scrubbing peer text.
 //! - [`password`]: password requirements and the generator of chosen secrets.
@@ -79,6 +81,7 @@ register!(
     auth0_client_secret,
     mongodb,
     unix_local_account,
+    windows_local_account,
 );
 
 /// How long a driver waits for a connection (TCP, TLS and login), as upstream.

@@ -26,6 +26,7 @@
 //! - [`private_redis`]: a private Redis 7 server with ACL users.
 //! - [`sshd`]: a private OpenSSH server and real local accounts (`rotu_*`) with sudo rights.
 //! - [`moto`]: a private moto server (AWS IAM and STS emulator) with signatures enforced.
+//! - [`samba_standalone`]: a private standalone smbd (tdbsam local accounts, SAMR over SMB).
 //! - [`secantusdb`]: a private SecantusDB (MongoDB wire-compatible) server with SCRAM users,
 //!   optionally behind TLS.
 //! - [`test_ca`]: a throwaway CA and server certificate (openssl) for the drivers' TLS modes.
@@ -57,6 +58,7 @@ pub mod private_postgres;
 pub mod private_redis;
 pub mod prometheus;
 pub mod rotator_server;
+pub mod samba_standalone;
 pub mod scratch_postgres;
 pub mod secantusdb;
 pub mod secure;

@@ -17,6 +17,8 @@
 //! - [`databricks_sp_secret`]: Databricks service principal OAuth secrets (M2M admin token).
 //! - [`azure_client_secret`]: Microsoft Graph `addPassword` / `removePassword` (issued).
 //! - [`auth0_client_secret`]: Auth0 Management API `PATCH client_secret` (chosen, single-phase).
+//! - [`ldap_password`]: a directory account's password (single-phase): Active Directory
+//!   `unicodePwd`, OpenLDAP RFC 3062 Password Modify, over LDAPS or StartTLS.
 //! - `contract`: the traits and the descriptor; `dispatch`: lookup, build, preamble.
 //! - [`error`]: [`DriverError`], [`DriverErrorKind`]; `redact`: scrubbing peer text.
 //! - [`password`]: password requirements and the generator of chosen secrets.
@@ -72,6 +74,7 @@ register!(
     databricks_sp_secret,
     azure_client_secret,
     auth0_client_secret,
+    ldap_password,
 );
 
 /// How long a driver waits for a connection (TCP, TLS and login), as upstream.

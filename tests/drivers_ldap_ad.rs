@@ -7,6 +7,7 @@
 //! The DC binds fixed ports, so this binary is in the nextest test group `samba`
 //! (`.config/nextest.toml`, `max-threads = 1`).
 
+use rotator::drivers::ldap_password::LdapDriver;
 use rotator::drivers::{
     AnyDriver, BuildError, ConnectionConfig, Credential, Driver as _, DriverError, DriverErrorKind,
     DriverOptions, RotationDriver, Slot, TlsConfig, TlsMode,
@@ -156,6 +157,81 @@ async fn admin_reset_of_a_upn_over_starttls_with_the_certificate_pinned() {
         DriverErrorKind::UserNotFound,
     );
     assert!(e.detail().contains("Unable to resolve DN"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_principal_self_change_deletes_the_old_and_adds_the_new_in_one_modify() {
+    let ad = SambaAd::shared().await;
+    let name = unique("s");
+    let dn = ad.create_user(&name, "Current-Pass-4!").await;
+    let upn = format!("{name}@{DOMAIN}");
+    for (id, transport) in [(&dn, Transport::Ldaps), (&upn, Transport::StartTls)] {
+        let parameters = LdapPasswordParameters {
+            dn: id.clone(),
+            rotation_method: Some("target-principal".into()),
+            password_requirements: None,
+        };
+        let (driver, _) = LdapDriver::new(
+            &connection(transport, Some(ad.ca_pem().to_owned())),
+            &options(transport),
+            &parameters,
+        )
+        .expect("build");
+        let before = if id == &dn {
+            "Current-Pass-4!".to_owned()
+        } else {
+            "Second-Pass-5!aa".to_owned()
+        };
+        let new = Credential {
+            id: id.clone(),
+            secret: SecretString::new(if id == &dn {
+                "Second-Pass-5!aa"
+            } else {
+                "Third-Pass-6!bb"
+            }),
+        };
+        let current = [
+            SecretString::new("Not-Held-Pass-0!"),
+            SecretString::new(&before),
+        ];
+        driver
+            .apply_as_target(&new, &current)
+            .await
+            .expect("the account changes its own password");
+        assert!(ad.can_bind(&dn, new.secret.expose()).await);
+        assert!(!ad.can_bind(&dn, &before).await, "the old one dies");
+        // Already holding the candidate: Ok without a change (AD would refuse a change to a
+        // password in the history, so a second change would fail).
+        driver
+            .apply_as_target(&new, &current)
+            .await
+            .expect("idempotent");
+        driver.verify(&new).await.expect("verify");
+    }
+    // The connection may not reset it when the account does `replace` itself: AD says 50.
+    let e = LdapDriver::new(
+        &ConnectionConfig {
+            admin_username: upn.clone(),
+            admin_password: SecretString::new("Third-Pass-6!bb"),
+            ..connection(Transport::Ldaps, Some(ad.ca_pem().to_owned()))
+        },
+        &options(Transport::Ldaps),
+        &LdapPasswordParameters {
+            dn: dn.clone(),
+            rotation_method: None,
+            password_requirements: None,
+        },
+    )
+    .expect("build")
+    .0
+    .apply(&Credential {
+        id: dn.clone(),
+        secret: SecretString::new("Fourth-Pass-7!cc"),
+    })
+    .await
+    .expect_err("a user may not reset its own password");
+    assert_eq!(e.kind(), DriverErrorKind::PermissionDenied, "{e}");
+    assert!(ad.can_bind(&dn, "Third-Pass-6!bb").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

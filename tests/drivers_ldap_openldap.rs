@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use rotator::drivers::ldap_password::LdapDriver;
 use rotator::drivers::{
     AnyDriver, BuildError, ConnectionConfig, Credential, Driver as _, DriverError, DriverErrorKind,
     DriverOptions, RotationDriver, Slot, TlsConfig, TlsMode,
@@ -375,6 +376,76 @@ async fn parameters_are_checked_before_anything_is_sent() {
         DriverErrorKind::InvalidInput,
     );
     assert!(slapd.can_bind(&dn, "Initial-Pw-7").await);
+}
+
+fn target_driver(slapd: &Slapd, transport: Transport, dn: &str) -> LdapDriver {
+    let parameters = LdapPasswordParameters {
+        dn: dn.to_owned(),
+        rotation_method: Some("target-principal".into()),
+        password_requirements: None,
+    };
+    LdapDriver::new(
+        &connection(slapd, transport, Some(slapd.cert_pem())),
+        &options(transport),
+        &parameters,
+    )
+    .expect("a valid target-principal rotation")
+    .0
+}
+
+#[tokio::test]
+async fn target_principal_changes_its_own_password_and_resumes_idempotently() {
+    let slapd = Slapd::shared().await;
+    let dn = slapd.create_user(&unique("self"), "Current-Pw-1").await;
+    let driver = target_driver(&slapd, Transport::StartTls, &dn);
+    let new = Credential {
+        id: dn.clone(),
+        secret: SecretString::new(uuid::Uuid::new_v4().simple().to_string()),
+    };
+    let current = [
+        SecretString::new("Not-The-Password-0"),
+        SecretString::new("Current-Pw-1"),
+    ];
+    driver
+        .apply_as_target(&new, &current)
+        .await
+        .expect("the account changes its own password");
+    assert!(slapd.can_bind(&dn, new.secret.expose()).await);
+    assert!(
+        !slapd.can_bind(&dn, "Current-Pw-1").await,
+        "the old one dies"
+    );
+    let stored = slapd.user_password(&dn).await;
+    assert!(stored[0].starts_with("{SSHA}"), "{stored:?}");
+    // Recovery applies the same candidate again: the account already holds it, so nothing is
+    // changed and it succeeds.
+    driver
+        .apply_as_target(&new, &current)
+        .await
+        .expect("idempotent");
+    assert!(slapd.can_bind(&dn, new.secret.expose()).await);
+    assert_eq!(
+        slapd.user_password(&dn).await,
+        stored,
+        "nothing was changed"
+    );
+    driver.verify(&new).await.expect("verify");
+
+    // No password it may hold logs in: refused, nothing changed.
+    let other = Credential {
+        id: dn.clone(),
+        secret: SecretString::new("Another-New-Pw-2"),
+    };
+    let e = assert_kind(
+        driver
+            .apply_as_target(&other, &[SecretString::new("Wrong-Pw-3")])
+            .await,
+        DriverErrorKind::LoginRejected,
+    );
+    assert!(!e.may_have_changed_target());
+    assert!(slapd.can_bind(&dn, new.secret.expose()).await);
+    let secrets = [&new.secret, &other.secret, &current[1]];
+    assert_no_secret(&secrets, error_texts(&[e]).iter().map(String::as_str));
 }
 
 // === through the binary ===

@@ -46,7 +46,7 @@ use super::{
     Driver, DriverError, DriverErrorKind, OPERATION_TIMEOUT, Operations, Phase, TlsMode, invalid,
 };
 use crate::net::pinned::PinnedVerifier;
-use crate::proto::{RotationType, rotation_parameters};
+use crate::proto::{LdapPasswordParameters, RotationType, rotation_parameters};
 use crate::rotation::{CredentialShape, SecretSource};
 use crate::secret::SecretString;
 
@@ -113,6 +113,38 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
     let rotation_parameters::Kind::LdapPassword(parameters) = ctx.parameters else {
         return Err(ctx.wrong_parameters(SYSTEM));
     };
+    let (driver, dn) = LdapDriver::new(ctx.connection, ctx.options, parameters)?;
+    Ok(Built::chosen(
+        driver,
+        [dn.clone(), dn],
+        parameters.password_requirements.as_ref(),
+    ))
+}
+
+// === impl LdapDriver ===
+
+impl LdapDriver {
+    /// The driver of one rotation and the account it rotates (`dn`, trimmed), without the
+    /// dispatch's preamble: what [`DESCRIPTOR`]'s build wraps. Sends nothing.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a bad `dn`, `rotationMethod` or option; `Tls` when the CA file or the
+    /// system roots cannot be loaded.
+    pub fn new(
+        c: &ConnectionConfig,
+        options: &toml::Table,
+        parameters: &LdapPasswordParameters,
+    ) -> Result<(Self, String), DriverError> {
+        new_driver(c, options, parameters)
+    }
+}
+
+fn new_driver(
+    c: &ConnectionConfig,
+    options: &toml::Table,
+    parameters: &LdapPasswordParameters,
+) -> Result<(LdapDriver, String), DriverError> {
     let dn = parameters.dn.trim().to_owned();
     if dn.is_empty() {
         return Err(invalid(SYSTEM, Phase::Build, "DN/UPN required"));
@@ -137,7 +169,7 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
             ));
         }
     };
-    let provider = match string_option(ctx.options, "provider")?.as_deref() {
+    let provider = match string_option(options, "provider")?.as_deref() {
         None | Some("active-directory") => Provider::ActiveDirectory,
         Some("openldap") => Provider::OpenLdap,
         Some(other) => {
@@ -155,7 +187,6 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
             "a UPN names an Active Directory account: give OpenLDAP the entry's DN",
         ));
     }
-    let c = ctx.connection;
     if same_dn(&dn, &c.admin_username) {
         return Err(invalid(
             SYSTEM,
@@ -165,7 +196,7 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
     }
     let transport = match (
         c.tls.mode,
-        string_option(ctx.options, "transport")?.as_deref(),
+        string_option(options, "transport")?.as_deref(),
     ) {
         (TlsMode::Disable, None) => Transport::Plain,
         (TlsMode::Disable, Some(_)) => {
@@ -212,11 +243,7 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
         method,
         admin: c.clone(),
     };
-    Ok(Built::chosen(
-        driver,
-        [dn.clone(), dn],
-        parameters.password_requirements.as_ref(),
-    ))
+    Ok((driver, dn))
 }
 
 /// The rustls configuration for the connection's TLS mode and CA file.
@@ -459,12 +486,15 @@ impl LdapDriver {
         result.map_err(|e| operation_error(&e, Phase::Apply, redactor))
     }
 
-    /// Logs in as the account with each of `current`, then with the new password; changes the
-    /// password from the first that logs in, or does nothing when the new one already does (an
-    /// interrupted earlier apply set it).
-    // Called by `Driver::apply_with_current` once the login-as-target seam is on main.
-    #[allow(dead_code)]
-    async fn apply_as_target(
+    /// `target-principal`'s apply: logs in as the account with each of `current` (the passwords
+    /// it may hold now, most likely first), then with the new password; changes the password
+    /// from the first that logs in, or does nothing when the new one already does (an
+    /// interrupted earlier apply set it). What `Driver::apply_with_current` runs.
+    ///
+    /// # Errors
+    ///
+    /// `LoginRejected` when none logs in (nothing changed); otherwise as [`Driver::apply`].
+    pub async fn apply_as_target(
         &self,
         credential: &Credential,
         current: &[SecretString],
@@ -595,13 +625,18 @@ fn unicode_pwd(password: &str) -> Vec<u8> {
 
 /// The rustls error inside an ldap3 error, if the failure was TLS.
 fn tls_failure(e: &LdapError) -> Option<String> {
+    // `Error::Other` is the pinned verifier's advice: its text without the "other error" prefix.
+    let text = |e: &rustls::Error| match e {
+        rustls::Error::Other(other) => other.0.to_string(),
+        e => e.to_string(),
+    };
     match e {
-        LdapError::Rustls { source } => Some(source.to_string()),
+        LdapError::Rustls { source } => Some(text(source)),
         LdapError::DNSName { source } => Some(format!("the host is not a valid TLS name: {source}")),
         LdapError::Io { source } => source
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            .map(ToString::to_string),
+            .map(text),
         _ => None,
     }
 }

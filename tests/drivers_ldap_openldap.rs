@@ -200,6 +200,24 @@ async fn plain_ldap_only_when_tls_is_disabled_explicitly() {
 }
 
 #[tokio::test]
+async fn tls_require_encrypts_without_checking_the_certificate() {
+    let slapd = Slapd::shared().await;
+    let dn = slapd.create_user(&unique("q"), "Initial-Pw-10").await;
+    for transport in [Transport::Ldaps, Transport::StartTls] {
+        let mut c = connection(&slapd, transport, None);
+        c.tls.mode = TlsMode::Require;
+        let rd = try_build(c, &dn, "connection-principal", options(transport)).expect("build");
+        let credential = Credential {
+            id: dn.clone(),
+            secret: rd.password_policy.generate(),
+        };
+        rd.driver.apply(&credential).await.expect("apply");
+        rd.driver.verify(&credential).await.expect("verify");
+        assert!(slapd.can_bind(&dn, credential.secret.expose()).await);
+    }
+}
+
+#[tokio::test]
 async fn a_wrong_ca_is_refused_with_what_to_fix_and_nothing_changes() {
     let slapd = Slapd::shared().await;
     let dn = slapd.create_user(&unique("c"), "Initial-Pw-4").await;

@@ -2,7 +2,8 @@
 //! `unicodePwd`): admin resets over LDAPS (CA-verified) and StartTLS (server certificate
 //! pinned), by DN and by UPN; the old password dies at once (`old password allowed period = 0`);
 //! AD's refusals classified (policy 19, TLS required 8, wrong admin 49) and changing nothing; a
-//! wrong CA refused; no password in any error text.
+//! wrong CA refused; no password in any error text; then the real binary: a rotation, and kill -9
+//! at `prepared`, `applied` and `verified`, after which the stored password binds.
 //!
 //! The DC binds fixed ports, so this binary is in the nextest test group `samba`
 //! (`.config/nextest.toml`, `max-threads = 1`).
@@ -12,17 +13,21 @@ use rotator::drivers::{
     AnyDriver, BuildError, ConnectionConfig, Credential, Driver as _, DriverError, DriverErrorKind,
     DriverOptions, RotationDriver, Slot, TlsConfig, TlsMode,
 };
+use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{
-    LdapPasswordParameters, PasswordRequirements, RequiredCharacters, rotation_parameters::Kind,
+    GetGeneratedCredentialsRequest, LdapPasswordParameters, PasswordRequirements,
+    RequiredCharacters, RotationType, generated_credential, rotation_parameters::Kind,
 };
 use rotator::secret::SecretString;
 use rotator_testkit::driver_conformance::{
     assert_no_secret, captured_traces, check_contract, error_texts, start_trace_capture,
 };
+use rotator_testkit::issued_local::{self, ROTATION_ID, Running};
+use rotator_testkit::local_server::attempt_states;
 use rotator_testkit::samba_ad::{ADMIN_PASSWORD, ADMIN_UPN, DOMAIN, SambaAd};
 use rotator_testkit::test_ca::TestCa;
 
-const ROTATION: &str = "7e1f3c2a-9b4d-4f6e-8a1c-2d3e4f5a6b7c";
+const ROTATION: &str = ROTATION_ID;
 
 #[derive(Clone, Copy)]
 enum Transport {
@@ -334,4 +339,126 @@ async fn refusals_are_classified_change_nothing_and_never_show_a_password() {
     let refs: Vec<&SecretString> = secrets.iter().collect();
     assert_no_secret(&refs, error_texts(&errors).iter().map(String::as_str));
     assert_no_secret(&refs, [captured_traces().as_str()]);
+}
+
+// === through the binary ===
+
+const BIN: &str = env!("CARGO_BIN_EXE_rotator");
+const ADMIN_ENV: &str = "AD_ADMIN";
+
+fn config(dir: &std::path::Path, ad: &SambaAd, dn: &str) -> std::path::PathBuf {
+    let path = dir.join("rotator.toml");
+    let text = format!(
+        r#"
+[[connections]]
+name = "corp-ad"
+app = "ldap"
+host = "127.0.0.1"
+port = 636
+username = "{ADMIN_UPN}"
+password = "env:{ADMIN_ENV}"
+ca_file = "{ca}"
+provider = "active-directory"
+
+[[rotations]]
+id = "{ROTATION_ID}"
+name = "service-account"
+type = "ldap-password"
+connection = "corp-ad"
+rotation_interval_days = 7
+rotate_at_utc = "03:30"
+project_id = "proj"
+environment = "prod"
+parameters = {{ dn = "{dn}" }}
+secrets_mapping = {{ dn = "LDAP_DN", password = "LDAP_PASSWORD" }}
+"#,
+        ca = ad.ca_file().display(),
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// The DC takes exactly the stored password (slot 0) of `dn`.
+async fn assert_stored_binds(ad: &SambaAd, dn: &str, running: &Running, what: &str) -> String {
+    let answer = SecretRotationServiceClient::new(running.channel.clone())
+        .get_generated_credentials(GetGeneratedCredentialsRequest {
+            r#type: RotationType::LdapPassword as i32,
+            rotation_id: ROTATION_ID.to_owned(),
+        })
+        .await
+        .expect("GetGeneratedCredentials")
+        .into_inner();
+    assert_eq!(
+        answer.active_index, 0,
+        "{what}: single-phase types use slot 0"
+    );
+    let creds: Vec<(String, String)> = answer
+        .generated_credentials
+        .into_iter()
+        .map(|c| match c.kind {
+            Some(generated_credential::Kind::LdapPassword(c)) => (c.dn, c.password),
+            other => panic!("unexpected credential {other:?}"),
+        })
+        .collect();
+    assert_eq!(creds.len(), 1, "{what}: one stored credential");
+    assert_eq!(creds[0].0, dn, "{what}");
+    assert!(
+        ad.can_bind(dn, &creds[0].1).await,
+        "{what}: the stored password binds"
+    );
+    creds[0].1.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_binary_a_rotation_and_kill_9_at_each_boundary_leave_the_stored_password_binding()
+ {
+    let ad = SambaAd::shared().await;
+    let env = (ADMIN_ENV, ADMIN_PASSWORD);
+    let dn = ad.create_user(&unique("b"), "Initial-Pass-8!").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_file = config(dir.path(), &ad, &dn);
+    let running = issued_local::start(BIN, dir.path(), &config_file, env, None)
+        .await
+        .expect("serving");
+    let first = assert_stored_binds(&ad, &dn, &running, "first create").await;
+    assert!(!ad.can_bind(&dn, "Initial-Pass-8!").await);
+    running
+        .rotate(RotationType::LdapPassword)
+        .await
+        .expect("rotate");
+    let second = assert_stored_binds(&ad, &dn, &running, "rotated").await;
+    assert_ne!(first, second);
+    assert!(
+        !ad.can_bind(&dn, &first).await,
+        "single-phase: the old one dies"
+    );
+    running.stop().await;
+
+    for boundary in ["prepared", "applied", "verified"] {
+        let dn = ad.create_user(&unique("k"), "Initial-Pass-9!").await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_file = config(dir.path(), &ad, &dn);
+        for round in 1..=2 {
+            let what = format!("{boundary}, round {round}");
+            issued_local::crash_at(
+                BIN,
+                dir.path(),
+                &config_file,
+                env,
+                boundary,
+                RotationType::LdapPassword,
+            )
+            .await;
+            let clean = issued_local::start(BIN, dir.path(), &config_file, env, None)
+                .await
+                .expect("serving");
+            assert_stored_binds(&ad, &dn, &clean, &what).await;
+            clean.stop().await;
+            let states = attempt_states(&dir.path().join("data")).await;
+            assert!(
+                states.iter().all(|s| s == "committed" || s == "failed"),
+                "{what}: open attempts remain: {states:?}"
+            );
+        }
+    }
 }

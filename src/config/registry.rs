@@ -121,6 +121,10 @@ pub struct LocalRotation {
     pub folder_path: String,
     /// Free text.
     pub description: Option<String>,
+    /// The target's password before rotator first changes it (`temporary_parameters.password`,
+    /// as Infisical names it): what a driver that logs in as the target (`login-as-target`,
+    /// `target-principal`) uses until rotator stores a credential of its own.
+    pub initial_password: Option<SecretString>,
 }
 
 /// Every local connection and rotation, and the key ring that seals their credentials.
@@ -169,6 +173,15 @@ struct RawRotation {
     environment: Option<String>,
     folder_path: Option<String>,
     description: Option<String>,
+    temporary_parameters: Option<RawTemporaryParameters>,
+}
+
+/// Create-only parameters, as Infisical names them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTemporaryParameters {
+    /// A reference (`env:NAME`, `file:PATH`) to the target's current password.
+    password: Option<String>,
 }
 
 // === impl Registry ===
@@ -228,7 +241,7 @@ impl Registry {
                     continue;
                 }
             };
-            if let Some(r) = rotation(raw, key.clone(), &registry.connections, problems) {
+            if let Some(r) = rotation(raw, key.clone(), &registry.connections, env, problems) {
                 if registry.rotations.iter().any(|o| o.id == r.id) {
                     push(
                         problems,
@@ -325,27 +338,10 @@ fn connection(
             })
             .ok()
     });
-    let password = match raw.password {
-        None => SecretString::new(String::new()),
-        Some(reference) => {
-            if !(reference.starts_with("env:") || reference.starts_with("file:")) {
-                push(
-                    problems,
-                    &format!("{key}.password"),
-                    "must be a reference, env:NAME or file:PATH, never the password itself".into(),
-                );
-                SecretString::new(String::new())
-            } else {
-                crate::config::resolve_secret(
-                    &format!("{key}.password"),
-                    Some(reference),
-                    env,
-                    problems,
-                )
-                .unwrap_or_else(|| SecretString::new(String::new()))
-            }
-        }
-    };
+    let password = raw
+        .password
+        .and_then(|r| secret_reference(&format!("{key}.password"), r, env, problems))
+        .unwrap_or_else(|| SecretString::new(String::new()));
     let max_parallel_rotations = raw.max_parallel_rotations.unwrap_or(DEFAULT_MAX_PARALLEL);
     if !(1..=256).contains(&max_parallel_rotations) {
         push(
@@ -376,6 +372,25 @@ fn connection(
     })
 }
 
+/// Resolves a secret given by reference (`env:NAME`, `file:PATH`); a literal value is a
+/// problem, named by `key` and never shown.
+fn secret_reference(
+    key: &str,
+    reference: String,
+    env: &Env,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<SecretString> {
+    if !(reference.starts_with("env:") || reference.starts_with("file:")) {
+        push(
+            problems,
+            key,
+            "must be a reference, env:NAME or file:PATH, never the password itself".into(),
+        );
+        return None;
+    }
+    crate::config::resolve_secret(key, Some(reference), env, problems)
+}
+
 /// A stable id from a connection name: the first 16 bytes of SHA-256, as a UUID (v8 layout).
 fn derived_id(name: &str) -> Uuid {
     use sha2::Digest as _;
@@ -389,6 +404,7 @@ fn rotation(
     raw: RawRotation,
     key: String,
     connections: &HashMap<String, LocalConnection>,
+    env: &Env,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<LocalRotation> {
     let before = problems.len();
@@ -453,6 +469,17 @@ fn rotation(
         Some((t, parameters?, mapping?))
     });
     let (rotation_type, parameters, secrets_mapping) = typed?;
+    let initial_password = raw
+        .temporary_parameters
+        .and_then(|t| t.password)
+        .and_then(|r| {
+            secret_reference(
+                &format!("{key}.temporary_parameters.password"),
+                r,
+                env,
+                problems,
+            )
+        });
     if problems.len() > before {
         return None;
     }
@@ -471,6 +498,7 @@ fn rotation(
         environment: raw.environment.unwrap_or_default(),
         folder_path: raw.folder_path.unwrap_or_else(|| "/".to_owned()),
         description: raw.description,
+        initial_password,
     })
 }
 
@@ -598,6 +626,39 @@ secrets_mapping = { username = "DB_USER", password = "DB_PASSWORD" }
         assert!(keys.contains(&"connections[0].ca_file"), "{keys:?}");
         assert!(keys.contains(&"rotations[0].connection"), "{keys:?}");
         assert!(problems.iter().all(|p| !p.reason.contains("hunter2")));
+    }
+
+    #[test]
+    fn the_initial_password_is_a_reference_and_never_shown() {
+        let with = |value: &str| {
+            GOOD.replace(
+                "secrets_mapping = {",
+                &format!(
+                    "temporary_parameters = {{ password = \"{value}\" }}\nsecrets_mapping = {{"
+                ),
+            )
+        };
+        let env = [
+            ("PG_ADMIN", "pw"),
+            ("APP_PW", "initial-pw"),
+            (ENCRYPTION_KEY_VAR, KEY),
+        ];
+        let (r, problems) = load(&with("env:APP_PW"), &env);
+        assert!(problems.is_empty(), "{problems:?}");
+        let initial = r.rotations[0]
+            .initial_password
+            .as_ref()
+            .map(|p| p.expose().to_owned());
+        assert_eq!(initial.as_deref(), Some("initial-pw"));
+        assert!(load(GOOD, &env).0.rotations[0].initial_password.is_none());
+
+        let (_, problems) = load(&with("hunter2-literal"), &env);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(
+            problems[0].key,
+            "rotations[0].temporary_parameters.password"
+        );
+        assert!(!problems[0].reason.contains("hunter2"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::error::{DbSystem, DriverError};
 use super::shared::ConnectionShared;
 use crate::proto::{PasswordRequirements, RotationType, rotation_parameters};
 use crate::rotation::{Credential, CredentialShape, SecretSource};
+use crate::secret::SecretString;
 
 /// A driver for secrets rotator chooses: sets, checks and revokes one user's password.
 ///
@@ -37,6 +38,27 @@ pub trait Driver: Send + Sync + fmt::Debug + 'static {
         &self,
         credential: &Credential,
     ) -> impl Future<Output = Result<(), DriverError>> + Send;
+
+    /// [`Driver::apply`] for a driver that logs in as the target to change its own password
+    /// (`login-as-target`, `target-principal`): `current` holds the passwords the target may
+    /// hold now, most likely first (the slot's stored credential, then the rotation's configured
+    /// `temporary_parameters.password`). The engine calls this for single-phase types.
+    ///
+    /// Such a driver logs in with each of `current` and then with `credential.secret`: an
+    /// interrupted earlier apply may already have set it, and then there is nothing to change.
+    /// The default ignores `current`: drivers that change passwords as an admin need none.
+    ///
+    /// # Errors
+    ///
+    /// As [`Driver::apply`]; `LoginRejected` when none of the passwords logs in.
+    fn apply_with_current(
+        &self,
+        credential: &Credential,
+        current: &[SecretString],
+    ) -> impl Future<Output = Result<(), DriverError>> + Send {
+        let _ = current;
+        self.apply(credential)
+    }
 
     /// Logs in as `credential` on a new connection, as an application would.
     ///
@@ -193,6 +215,12 @@ pub type DriverFuture<'a, T> =
 pub trait DynDriver: Send + Sync + fmt::Debug {
     /// [`Driver::apply`].
     fn apply<'a>(&'a self, credential: &'a Credential) -> DriverFuture<'a, ()>;
+    /// [`Driver::apply_with_current`].
+    fn apply_with_current<'a>(
+        &'a self,
+        credential: &'a Credential,
+        current: &'a [SecretString],
+    ) -> DriverFuture<'a, ()>;
     /// [`Driver::verify`].
     fn verify<'a>(&'a self, credential: &'a Credential) -> DriverFuture<'a, ()>;
     /// [`Driver::revoke`].
@@ -216,6 +244,14 @@ pub trait DynIssuer: Send + Sync + fmt::Debug {
 impl<T: Driver> DynDriver for T {
     fn apply<'a>(&'a self, credential: &'a Credential) -> DriverFuture<'a, ()> {
         Box::pin(Driver::apply(self, credential))
+    }
+
+    fn apply_with_current<'a>(
+        &'a self,
+        credential: &'a Credential,
+        current: &'a [SecretString],
+    ) -> DriverFuture<'a, ()> {
+        Box::pin(Driver::apply_with_current(self, credential, current))
     }
 
     fn verify<'a>(&'a self, credential: &'a Credential) -> DriverFuture<'a, ()> {

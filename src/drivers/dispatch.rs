@@ -16,6 +16,7 @@ use super::{ConnectionConfig, DRIVERS, Driver, Slot};
 use crate::config::registry::TargetSpec;
 use crate::proto::{RotationType, rotation_parameters};
 use crate::rotation::{Credential, SecretSource};
+use crate::secret::SecretString;
 
 /// Why no driver could be built for a rotation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -212,6 +213,35 @@ impl AnyDriver {
         self.descriptor
     }
 
+    /// Runs `apply` in the apply span once the target user and the password are checked.
+    async fn apply_checked<'a, F>(
+        &'a self,
+        credential: &'a Credential,
+        apply: impl FnOnce() -> F,
+    ) -> Result<(), DriverError>
+    where
+        F: Future<Output = Result<(), DriverError>> + 'a,
+    {
+        let user = credential.id.as_str();
+        self.span(
+            Phase::Apply,
+            self.descriptor.operations.apply,
+            user,
+            async {
+                self.check_target(Phase::Apply, user)?;
+                if credential.secret.is_empty() {
+                    return Err(invalid(
+                        self.system(),
+                        Phase::Apply,
+                        "the password is empty",
+                    ));
+                }
+                apply().await
+            },
+        )
+        .await
+    }
+
     fn check_target(&self, phase: Phase, username: &str) -> Result<(), DriverError> {
         check_target(
             self.system(),
@@ -242,23 +272,18 @@ impl AnyDriver {
 
 impl Driver for AnyDriver {
     async fn apply(&self, credential: &Credential) -> Result<(), DriverError> {
-        let user = credential.id.as_str();
-        self.span(
-            Phase::Apply,
-            self.descriptor.operations.apply,
-            user,
-            async {
-                self.check_target(Phase::Apply, user)?;
-                if credential.secret.is_empty() {
-                    return Err(invalid(
-                        self.system(),
-                        Phase::Apply,
-                        "the password is empty",
-                    ));
-                }
-                self.inner.apply(credential).await
-            },
-        )
+        self.apply_checked(credential, || self.inner.apply(credential))
+            .await
+    }
+
+    async fn apply_with_current(
+        &self,
+        credential: &Credential,
+        current: &[SecretString],
+    ) -> Result<(), DriverError> {
+        self.apply_checked(credential, || {
+            self.inner.apply_with_current(credential, current)
+        })
         .await
     }
 

@@ -174,6 +174,7 @@ impl Harness {
             environment: String::new(),
             folder_path: "/".into(),
             description: None,
+            initial_password: None,
         };
         let registry = Registry {
             connections: HashMap::new(),

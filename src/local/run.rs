@@ -305,7 +305,10 @@ impl LocalBackend {
     /// Sets (chosen) or issues and seals (issued) the candidate; APPLIED is recorded.
     async fn apply(&self, run: &mut Run<'_>) -> Result<(), Step> {
         match (run.driver, &run.candidate) {
-            (LocalDriver::Chosen(d), Some(candidate)) => d.driver.apply(candidate).await?,
+            (LocalDriver::Chosen(d), Some(candidate)) => {
+                let current = self.current_passwords(run).await?;
+                d.driver.apply_with_current(candidate, &current).await?;
+            }
             (LocalDriver::Issued(issuer), _) => {
                 // Issued secrets reach APPLIED inside `issue`: the provider's answer is sealed
                 // in the same write.
@@ -326,6 +329,40 @@ impl LocalBackend {
             failpoint::hit("applied").await;
         }
         Ok(())
+    }
+
+    /// The passwords the slot's user may hold before this apply, most likely first, for a
+    /// single-phase driver that logs in as the target: the slot's stored credential, then the
+    /// rotation's configured initial password. Dual-phase drivers change passwords as an admin
+    /// and get none.
+    async fn current_passwords(&self, run: &Run<'_>) -> Result<Vec<SecretString>, Step> {
+        let dual_phase = run
+            .rotation
+            .rotation_type
+            .info()
+            .is_some_and(|t| t.dual_phase);
+        if dual_phase {
+            return Ok(Vec::new());
+        }
+        let mut current = Vec::new();
+        let stored_credentials = self
+            .store()
+            .credentials(&run.row.rotation_id)
+            .await
+            .map_err(LocalError::from)?;
+        for stored in stored_credentials {
+            if stored.slot == run.row.slot {
+                let credential = super::reads::open_stored(
+                    run.registered,
+                    &run.row.rotation_id,
+                    run.driver,
+                    &stored,
+                )?;
+                current.push(credential.secret);
+            }
+        }
+        current.extend(run.rotation.initial_password.iter().cloned());
+        Ok(current)
     }
 
     /// Logs in with the candidate on a fresh connection; VERIFIED is recorded.

@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 
-use rotator::drivers::ldap_password::LdapDriver;
 use rotator::drivers::{
     AnyDriver, BuildError, ConnectionConfig, Credential, Driver as _, DriverError, DriverErrorKind,
     DriverOptions, RotationDriver, Slot, TlsConfig, TlsMode,
@@ -396,26 +395,18 @@ async fn parameters_are_checked_before_anything_is_sent() {
     assert!(slapd.can_bind(&dn, "Initial-Pw-7").await);
 }
 
-fn target_driver(slapd: &Slapd, transport: Transport, dn: &str) -> LdapDriver {
-    let parameters = LdapPasswordParameters {
-        dn: dn.to_owned(),
-        rotation_method: Some("target-principal".into()),
-        password_requirements: None,
-    };
-    LdapDriver::new(
-        &connection(slapd, transport, Some(slapd.cert_pem())),
-        &options(transport),
-        &parameters,
-    )
-    .expect("a valid target-principal rotation")
-    .0
-}
-
 #[tokio::test]
 async fn target_principal_changes_its_own_password_and_resumes_idempotently() {
     let slapd = Slapd::shared().await;
     let dn = slapd.create_user(&unique("self"), "Current-Pw-1").await;
-    let driver = target_driver(&slapd, Transport::StartTls, &dn);
+    let rd = try_build(
+        connection(&slapd, Transport::StartTls, Some(slapd.cert_pem())),
+        &dn,
+        "target-principal",
+        options(Transport::StartTls),
+    )
+    .expect("a valid target-principal rotation");
+    let driver = &rd.driver;
     let new = Credential {
         id: dn.clone(),
         secret: SecretString::new(uuid::Uuid::new_v4().simple().to_string()),
@@ -425,7 +416,7 @@ async fn target_principal_changes_its_own_password_and_resumes_idempotently() {
         SecretString::new("Current-Pw-1"),
     ];
     driver
-        .apply_as_target(&new, &current)
+        .apply_with_current(&new, &current)
         .await
         .expect("the account changes its own password");
     assert!(slapd.can_bind(&dn, new.secret.expose()).await);
@@ -438,7 +429,7 @@ async fn target_principal_changes_its_own_password_and_resumes_idempotently() {
     // Recovery applies the same candidate again: the account already holds it, so nothing is
     // changed and it succeeds.
     driver
-        .apply_as_target(&new, &current)
+        .apply_with_current(&new, &current)
         .await
         .expect("idempotent");
     assert!(slapd.can_bind(&dn, new.secret.expose()).await);
@@ -456,7 +447,7 @@ async fn target_principal_changes_its_own_password_and_resumes_idempotently() {
     };
     let e = assert_kind(
         driver
-            .apply_as_target(&other, &[SecretString::new("Wrong-Pw-3")])
+            .apply_with_current(&other, &[SecretString::new("Wrong-Pw-3")])
             .await,
         DriverErrorKind::LoginRejected,
     );
@@ -469,6 +460,11 @@ async fn target_principal_changes_its_own_password_and_resumes_idempotently() {
 // === through the binary ===
 
 fn config(dir: &Path, slapd: &Slapd, dn: &str) -> PathBuf {
+    config_with(dir, slapd, &format!("{{ dn = \"{dn}\" }}"), "")
+}
+
+/// As [`config`], with the rotation's `parameters` (an inline table) and `extra` lines.
+fn config_with(dir: &Path, slapd: &Slapd, parameters: &str, extra: &str) -> PathBuf {
     let path = dir.join("rotator.toml");
     let text = format!(
         r#"
@@ -491,7 +487,8 @@ rotation_interval_days = 7
 rotate_at_utc = "03:30"
 project_id = "proj"
 environment = "prod"
-parameters = {{ dn = "{dn}" }}
+parameters = {parameters}
+{extra}
 secrets_mapping = {{ dn = "LDAP_DN", password = "LDAP_PASSWORD" }}
 "#,
         port = slapd.ldaps_port(),
@@ -572,6 +569,43 @@ async fn kill_at_prepared_applied_verified_leaves_the_stored_password_binding() 
                 .await
                 .expect("serving");
             assert_stored_binds(&slapd, &dn, &clean, &what).await;
+            clean.stop().await;
+            let states = attempt_states(&dir.path().join("data")).await;
+            assert!(
+                states.iter().all(|s| s == "committed" || s == "failed"),
+                "{what}: open attempts remain: {states:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_principal_through_the_binary_survives_kill_9_at_each_boundary() {
+    let slapd = Slapd::shared().await;
+    for boundary in ["prepared", "applied", "verified"] {
+        let dn = slapd.create_user(&unique("tk"), "Initial-Pw-11").await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let initial = dir.path().join("initial-password");
+        std::fs::write(&initial, "Initial-Pw-11").expect("write the initial password");
+        let extra = format!(
+            "temporary_parameters = {{ password = \"file:{}\" }}",
+            initial.display()
+        );
+        let parameters = format!("{{ dn = \"{dn}\", rotationMethod = \"target-principal\" }}");
+        let config = config_with(dir.path(), &slapd, &parameters, &extra);
+        // The wrong admin password: only the account's own login can change anything.
+        let env = (ADMIN_ENV, "not-the-admin-password");
+        for round in 1..=2 {
+            let what = format!("target-principal, {boundary}, round {round}");
+            issued_local::crash_at(BIN, dir.path(), &config, env, boundary, TYPE).await;
+            let clean = issued_local::start(BIN, dir.path(), &config, env, None)
+                .await
+                .expect("serving");
+            let stored = assert_stored_binds(&slapd, &dn, &clean, &what).await;
+            assert!(!slapd.can_bind(&dn, "Initial-Pw-11").await, "{what}");
+            clean.rotate(TYPE).await.expect("a rotation after recovery");
+            let next = assert_stored_binds(&slapd, &dn, &clean, &what).await;
+            assert_ne!(stored, next, "{what}");
             clean.stop().await;
             let states = attempt_states(&dir.path().join("data")).await;
             assert!(

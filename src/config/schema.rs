@@ -137,7 +137,11 @@ const ROTATION: &[Field] = &[
     Field("environment", Kind::Str),
     Field("folder_path", Kind::Str),
     Field("description", Kind::Str),
+    Field("temporary_parameters", Kind::Table(TEMPORARY_PARAMETERS)),
 ];
+
+/// A rotation's create-only parameters (the target's password before rotator's first change).
+const TEMPORARY_PARAMETERS: &[Field] = &[Field("password", Kind::Secret)];
 
 /// Every key of the file, at the top level.
 pub(super) const ROOT: &[Field] = &[

@@ -14,7 +14,9 @@
 //! Rotation methods (parameter `rotationMethod`):
 //! - **`connection-principal`** (default): the connection's bind DN resets the account.
 //! - **`target-principal`**: the account changes its own password, logged in with a password it
-//!   may hold now (`Driver::apply_with_current`); the connection is used only by `probe`.
+//!   may hold now (`Driver::apply_with_current`: the stored credential, then the rotation's
+//!   `temporary_parameters.password`, then the candidate itself, which an interrupted apply may
+//!   have set); the connection is used only by `probe`.
 //!
 //! Transport: `ldaps://` by default, StartTLS with option `transport = "starttls"`; the server
 //! certificate is checked against `ca_file` (a CA, or the server's own certificate pinned) or the
@@ -344,6 +346,26 @@ impl LdapDriver {
         }
     }
 
+    /// Whether `credential` binds, on a new connection.
+    async fn binds(&self, credential: &Credential, redactor: &Redactor<'_>) -> bool {
+        let Ok(mut ldap) = self.connect(Phase::Apply, redactor).await else {
+            return false;
+        };
+        let ok = self
+            .bind(
+                &mut ldap,
+                Phase::Apply,
+                Login::Target,
+                &credential.id,
+                &credential.secret,
+                redactor,
+            )
+            .await
+            .is_ok();
+        let _ = ldap.unbind().await;
+        ok
+    }
+
     /// A connection bound as the connection's bind DN.
     async fn admin_session(
         &self,
@@ -489,7 +511,7 @@ impl LdapDriver {
     /// `target-principal`'s apply: logs in as the account with each of `current` (the passwords
     /// it may hold now, most likely first), then with the new password; changes the password
     /// from the first that logs in, or does nothing when the new one already does (an
-    /// interrupted earlier apply set it). What `Driver::apply_with_current` runs.
+    /// interrupted earlier apply set it). What [`Driver::apply_with_current`] runs.
     ///
     /// # Errors
     ///
@@ -527,20 +549,39 @@ impl LdapDriver {
                     }
                     .await;
                     let _ = ldap.unbind().await;
-                    return result;
+                    return match result {
+                        // AD lets a replaced password bind for its "old password allowed
+                        // period" (60 min by default), so after an interrupted change the old
+                        // one may log in while the change from it is refused (19: it no longer
+                        // matches). The candidate binding means it is already set.
+                        Err(e) if e.kind() == DriverErrorKind::PasswordRejected => {
+                            if self.binds(credential, &redactor).await {
+                                Ok(())
+                            } else {
+                                Err(e)
+                            }
+                        }
+                        other => other,
+                    };
                 }
                 Err(e) if e.kind() == DriverErrorKind::LoginRejected => last_refusal = Some(e),
                 Err(e) => return Err(e),
             }
         }
+        let hint = if current.iter().all(|c| c.is_empty()) {
+            "; no current password is known: set the rotation's \
+             temporary_parameters.password to the account's password"
+        } else {
+            ""
+        };
         Err(DriverError::new(
             DriverErrorKind::LoginRejected,
             SYSTEM,
             phase,
             format!(
-                "{} refused every password it may hold now ({} tried){}",
+                "{} refused every password it may hold now ({} tried){}{hint}",
                 credential.id,
-                current.len() + 1,
+                current.iter().filter(|c| !c.is_empty()).count() + 1,
                 last_refusal.map_or(String::new(), |e| format!(": {}", e.detail())),
             ),
         )
@@ -565,6 +606,17 @@ impl Driver for LdapDriver {
                 "target-principal changes the password as the account itself, which needs its \
                  current password: none is known (set the rotation's temporary_parameters.password)",
             )),
+        }
+    }
+
+    async fn apply_with_current(
+        &self,
+        credential: &Credential,
+        current: &[SecretString],
+    ) -> Result<(), DriverError> {
+        match self.method {
+            RotationMethod::ConnectionPrincipal => self.apply(credential).await,
+            RotationMethod::TargetPrincipal => self.apply_as_target(credential, current).await,
         }
     }
 

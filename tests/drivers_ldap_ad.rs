@@ -171,17 +171,16 @@ async fn target_principal_self_change_deletes_the_old_and_adds_the_new_in_one_mo
     let dn = ad.create_user(&name, "Current-Pass-4!").await;
     let upn = format!("{name}@{DOMAIN}");
     for (id, transport) in [(&dn, Transport::Ldaps), (&upn, Transport::StartTls)] {
-        let parameters = LdapPasswordParameters {
-            dn: id.clone(),
-            rotation_method: Some("target-principal".into()),
-            password_requirements: None,
-        };
-        let (driver, _) = LdapDriver::new(
-            &connection(transport, Some(ad.ca_pem().to_owned())),
-            &options(transport),
-            &parameters,
+        // Through the dispatch, as the engine calls it.
+        let rd = try_build(
+            connection(transport, Some(ad.ca_pem().to_owned())),
+            id,
+            "target-principal",
+            transport,
+            None,
         )
         .expect("build");
+        let driver = &rd.driver;
         let before = if id == &dn {
             "Current-Pass-4!".to_owned()
         } else {
@@ -200,7 +199,7 @@ async fn target_principal_self_change_deletes_the_old_and_adds_the_new_in_one_mo
             SecretString::new(&before),
         ];
         driver
-            .apply_as_target(&new, &current)
+            .apply_with_current(&new, &current)
             .await
             .expect("the account changes its own password");
         assert!(ad.can_bind(&dn, new.secret.expose()).await);
@@ -208,7 +207,7 @@ async fn target_principal_self_change_deletes_the_old_and_adds_the_new_in_one_mo
         // Already holding the candidate: Ok without a change (AD would refuse a change to a
         // password in the history, so a second change would fail).
         driver
-            .apply_as_target(&new, &current)
+            .apply_with_current(&new, &current)
             .await
             .expect("idempotent");
         driver.verify(&new).await.expect("verify");

@@ -25,7 +25,7 @@ dpkg -s samba-ad-dc >/dev/null 2>&1 || need_apt+=(samba-ad-dc)
 dpkg -s samba-ad-provision >/dev/null 2>&1 || need_apt+=(samba-ad-provision)
 command -v samba-tool >/dev/null || need_apt+=(samba-common-bin)
 command -v wbinfo >/dev/null || need_apt+=(winbind)
-python3 -c 'import moto.server' 2>/dev/null || python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
+{ python3 -c 'import moto.server' 2>/dev/null && python3 -c 'import secantus.cli' 2>/dev/null; } || python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 # The Python client's test makes a venv: Debian's python3 needs python3-venv for that.
 if command -v python3 >/dev/null && ! python3 -c 'import ensurepip' 2>/dev/null; then
   need_apt+=(python3-venv)
@@ -39,6 +39,13 @@ command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 if ! python3 -c 'import moto.server' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'moto[server]' 2>/dev/null ||
     python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'moto[server]'
+fi
+# SecantusDB: the MongoDB wire-compatible server the mongodb-credentials tests start
+# (a real mongod is not installable here; docs/drivers.md, MongoDB).
+secantus_ok() { python3 -c 'import importlib.metadata as m, secantus.cli; assert m.version("secantusdb") == "0.7.0b3"' 2>/dev/null; }
+if ! secantus_ok; then
+  python3 -m pip install --quiet --disable-pip-version-check 'secantusdb==0.7.0b3' 2>/dev/null ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'secantusdb==0.7.0b3'
 fi
 
 log "format and lints"

@@ -98,6 +98,10 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
         "events.outbox_retention_seconds",
     ),
     (
+        "ROTATOR_EVENTS_UNPUBLISHED_CAP_WITHOUT_NATS",
+        "events.unpublished_cap_without_nats",
+    ),
+    (
         "ROTATOR_EVENTS_RELAY_POLL_INTERVAL_SECONDS",
         "events.relay_poll_interval_seconds",
     ),
@@ -227,6 +231,7 @@ struct RawStream {
 #[serde(deny_unknown_fields)]
 struct RawEvents {
     outbox_retention_seconds: Option<u64>,
+    unpublished_cap_without_nats: Option<u64>,
     relay_poll_interval_seconds: Option<u64>,
     backlog_log_interval_seconds: Option<u64>,
 }
@@ -283,16 +288,24 @@ pub struct EventsConfig {
     /// How long a delivered event stays in the outbox (for inspection) before it is deleted;
     /// zero deletes it at the next prune. Default 1 day. Since v0.1.
     pub outbox_retention: Duration,
+    /// With no NATS configured, how many unpublished events the outbox keeps; older ones are
+    /// deleted (counted in `rotator_events_discarded_total`). Zero records none. Default
+    /// 10,000. With NATS configured it does not apply: events wait for NATS, never dropped.
+    pub unpublished_cap_without_nats: u64,
     /// How often the relay looks for new events when nothing woke it. Default 1 s. Since v0.1.
     pub relay_poll_interval: Duration,
     /// How often the outbox depth and oldest age are logged. Default 60 s. Since v0.1.
     pub backlog_log_interval: Duration,
 }
 
+/// Unpublished events kept without NATS: a day of one call every ten seconds, a few MB.
+const DEFAULT_UNPUBLISHED_CAP: u64 = 10_000;
+
 impl Default for EventsConfig {
     fn default() -> Self {
         Self {
             outbox_retention: Duration::from_secs(24 * 3600),
+            unpublished_cap_without_nats: DEFAULT_UNPUBLISHED_CAP,
             relay_poll_interval: Duration::from_secs(1),
             backlog_log_interval: Duration::from_secs(60),
         }
@@ -532,7 +545,8 @@ fn env_value(key: &str, value: &str) -> toml::Value {
     let numeric = key.ends_with("_seconds")
         || key.ends_with("_calls")
         || key.ends_with("_bytes")
-        || key.ends_with("replicas");
+        || key.ends_with("replicas")
+        || key == "events.unpublished_cap_without_nats";
     if numeric && let Ok(n) = value.trim().parse::<i64>() {
         return toml::Value::Integer(n);
     }
@@ -754,6 +768,9 @@ fn validate_events(raw: RawEvents, problems: &mut Vec<ConfigProblem>) -> EventsC
         outbox_retention: raw
             .outbox_retention_seconds
             .map_or(defaults.outbox_retention, Duration::from_secs),
+        unpublished_cap_without_nats: raw
+            .unpublished_cap_without_nats
+            .unwrap_or(defaults.unpublished_cap_without_nats),
         relay_poll_interval: at_least_one(
             "events.relay_poll_interval_seconds",
             raw.relay_poll_interval_seconds,

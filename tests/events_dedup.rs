@@ -65,6 +65,10 @@ impl AckOutbox for DiesBeforeMarkingSent {
     async fn prune_delivered(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         self.inner.prune_delivered(before).await
     }
+
+    async fn discard_unpublished_beyond(&self, keep: u64) -> Result<u64, StoreError> {
+        self.inner.discard_unpublished_beyond(keep).await
+    }
 }
 
 fn nats_config(names: &Names) -> NatsConfig {

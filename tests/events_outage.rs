@@ -174,3 +174,46 @@ async fn a_wrong_nats_url_or_no_nats_leaves_rotate_secrets_working() {
         server.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn without_nats_the_outbox_keeps_only_the_newest_events_and_counts_the_rest() {
+    let fake = FakeInfisical::start().await;
+    let id = fake.rotation_id("okta-client-secret");
+    let mut env = forwarding_env(&fake.base_url(), CLIENT_ID, CLIENT_SECRET);
+    env.insert(
+        "ROTATOR_EVENTS_UNPUBLISHED_CAP_WITHOUT_NATS".to_owned(),
+        "2".to_owned(),
+    );
+    let server = EventsServer::start(env).await;
+    let mut client = server.client().await;
+    for n in 0..5 {
+        client
+            .rotate_secrets(rotate(
+                RotationType::OktaClientSecret,
+                id,
+                &format!("cap-{n}"),
+            ))
+            .await
+            .expect("RotateSecrets answers without NATS");
+    }
+    let deadline = Instant::now() + WAIT;
+    while server.outbox_depth().await > 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the outbox was never trimmed to 2"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.outbox_depth().await, 2, "the newest two stay");
+    let metrics = rotator::telemetry::metrics::global().render_prometheus();
+    assert!(
+        metrics.contains("rotator_events_discarded_total 3"),
+        "three events counted as discarded:\n{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("discarded"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    server.shutdown().await;
+}

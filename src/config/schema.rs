@@ -76,6 +76,7 @@ const NATS: &[Field] = &[
 
 const EVENTS: &[Field] = &[
     Field("outbox_retention_seconds", U64),
+    Field("unpublished_cap_without_nats", U64),
     Field("relay_poll_interval_seconds", U64),
     Field("backlog_log_interval_seconds", U64),
 ];

@@ -11,6 +11,8 @@
 //! - [`postgres`]: `ALTER ROLE … PASSWORD '<SCRAM-SHA-256 verifier>'`.
 //! - [`mysql`]: `ALTER USER '<user>'@'<host>' IDENTIFIED BY '<literal>'` (MySQL, MariaDB).
 //! - [`redis`]: one ACL user per slot, `ACL SETUSER … #<sha256>`, then `ACL SAVE`.
+//! - [`mongodb`]: `updateUser` with `mechanisms: ["SCRAM-SHA-256"]` on the connection's
+//!   database; verify is a SCRAM-SHA-256 login and `ping`.
 //! - [`aws_iam`]: IAM access keys (issued): `CreateAccessKey`, `GetCallerIdentity` with the new
 //!   key, `DeleteAccessKey` of exactly the replaced id.
 //! - [`okta_client_secret`]: Okta app client secrets (create, deactivate + delete; token check).
@@ -74,6 +76,7 @@ register!(
     databricks_sp_secret,
     azure_client_secret,
     auth0_client_secret,
+    mongodb,
     ldap_password,
 );
 

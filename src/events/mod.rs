@@ -40,6 +40,48 @@ pub use self::relay::{Relay, RelayOptions};
 use crate::config::Config;
 use crate::store::{Backlog, OutboxStore, StoreError};
 
+/// How often, at most, the outbox is trimmed when events arrive without NATS: appends wake
+/// it, and one delete per interval covers them all.
+const DISCARD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How often the outbox is trimmed when nothing woke the trimmer.
+const DISCARD_POLL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// With no NATS configured, keeps the outbox at the newest `cap` unpublished events: woken by
+/// recorded attempts or every [`DISCARD_POLL`], at most once per [`DISCARD_INTERVAL`]. Each deleted event is counted in
+/// `rotator.events.discarded`; a store error is logged and tried again at the next wake.
+async fn discard_beyond_cap<S: OutboxStore>(
+    store: S,
+    cap: u64,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    loop {
+        match store.discard_unpublished_beyond(cap).await {
+            Ok(0) => {}
+            Ok(n) => {
+                crate::telemetry::metrics::events_discarded(n);
+                tracing::warn!(
+                    discarded = n,
+                    unpublished_cap = cap,
+                    "no NATS configured: deleted the oldest unpublished events beyond the cap"
+                );
+            }
+            Err(error) => tracing::warn!(error = %error, "could not trim the unpublished events"),
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = wake.notified() => {}
+            // Local commits write their events without a wake-up.
+            () = tokio::time::sleep(DISCARD_POLL) => {}
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(DISCARD_INTERVAL) => {}
+        }
+    }
+}
+
 /// The running events pipeline of a server: the recorder the engine calls, the relay task and
 /// the backlog log task.
 ///
@@ -90,9 +132,26 @@ where
                 );
                 tasks.spawn(relay.run(cancel.child_token()));
             }
-            None => tracing::info!(
-                "no NATS configured (nats.url): rotation events are kept in the outbox until it is"
-            ),
+            None => {
+                let cap = config.events.unpublished_cap_without_nats;
+                tracing::warn!(
+                    unpublished_cap = cap,
+                    "no NATS configured (nats.url): rotation events are not published; the \
+                     outbox keeps the newest events.unpublished_cap_without_nats of them for a \
+                     NATS configured later, and deletes older ones"
+                );
+                crate::telemetry::health::report(
+                    crate::telemetry::health::NATS,
+                    "not_configured",
+                    None,
+                );
+                tasks.spawn(discard_beyond_cap(
+                    store.clone(),
+                    cap,
+                    Arc::clone(&wake),
+                    cancel.child_token(),
+                ));
+            }
         }
         tasks.close();
         Self {

@@ -180,6 +180,17 @@ pub trait AckOutbox: Send + Sync {
         &self,
         before: DateTime<Utc>,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Deletes every unsent event but the newest `keep`; returns how many. For a server with no
+    /// NATS configured only: with a relay, an unsent event is one still to be published.
+    ///
+    /// # Errors
+    ///
+    /// The store could not write.
+    fn discard_unpublished_beyond(
+        &self,
+        keep: u64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 /// Everything the events pipeline needs from a store.
@@ -281,5 +292,15 @@ pub(crate) mod contract {
         assert!(batch.last().map(|e| e.seq).unwrap_or_default() > max_before);
         let rotations: Vec<_> = batch.iter().map(|e| e.event.rotation_id.as_str()).collect();
         assert_eq!(rotations, ["r2", "r4", "r5", "r3", "r4"]);
+
+        // Without NATS only the newest unsent events stay.
+        let discard = |keep| store.discard_unpublished_beyond(keep);
+        assert_eq!(discard(5).await.expect("discard"), 0);
+        assert_eq!(discard(2).await.expect("discard"), 3);
+        let kept = store.next_batch(0, 10).await.expect("batch");
+        let rotations: Vec<_> = kept.iter().map(|e| e.event.rotation_id.as_str()).collect();
+        assert_eq!(rotations, ["r3", "r4"], "the newest two stay");
+        assert_eq!(discard(0).await.expect("discard"), 2);
+        assert_eq!(store.backlog().await.expect("backlog").depth, 0);
     }
 }

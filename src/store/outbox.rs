@@ -168,6 +168,22 @@ impl AckOutbox for Store {
             Ok(done.rows_affected())
         })
     }
+
+    async fn discard_unpublished_beyond(&self, keep: u64) -> Result<u64, StoreError> {
+        on_db!(self, |writer, reader, postgres| {
+            // The newest `keep` unsent rows stay; with fewer, the subquery is NULL and nothing
+            // matches.
+            let done = sqlx::query(
+                "DELETE FROM outbox WHERE sent_at IS NULL AND seq <= \
+                 (SELECT seq FROM outbox WHERE sent_at IS NULL ORDER BY seq DESC LIMIT 1 OFFSET $1)",
+            )
+            .bind(i64::try_from(keep).unwrap_or(i64::MAX))
+            .execute(writer)
+            .await
+            .map_err(StoreError::query)?;
+            Ok(done.rows_affected())
+        })
+    }
 }
 
 fn decode(row: &impl Columns) -> Result<OutboxEvent, StoreError> {

@@ -84,6 +84,7 @@ pub struct Metrics {
     upstream_duration: Histogram<f64>,
     published: Counter<u64>,
     publish_failures: Counter<u64>,
+    discarded: Counter<u64>,
     lease_takeovers: Counter<u64>,
 }
 
@@ -183,6 +184,19 @@ impl Metrics {
                 .with_description("Event publish attempts that failed (the relay retries)")
                 .with_unit("{failure}")
                 .build(),
+            discarded: {
+                let counter = meter
+                    .u64_counter("rotator.events.discarded")
+                    .with_description(
+                        "Unpublished events deleted because no NATS is configured and the \
+                         outbox held more than events.unpublished_cap_without_nats",
+                    )
+                    .with_unit("{event}")
+                    .build();
+                // Exported as 0 from the start, so a dashboard panel never says "No data".
+                counter.add(0, &[]);
+                counter
+            },
             lease_takeovers: meter
                 .u64_counter("rotator.lease.takeovers")
                 .with_description("Rotation leases taken over from an expired holder")
@@ -392,6 +406,11 @@ pub fn publish_failed(error_type: &'static str) {
     global()
         .publish_failures
         .add(1, &[KeyValue::new("error.type", error_type)]);
+}
+
+/// Counts unpublished events deleted for want of NATS (`events.unpublished_cap_without_nats`).
+pub fn events_discarded(count: u64) {
+    global().discarded.add(count, &[]);
 }
 
 /// Counts one lease taken over from an expired holder.

@@ -25,6 +25,8 @@
 //! - [`private_mariadb`]: a private MariaDB server with extra server options.
 //! - [`private_redis`]: a private Redis 7 server with ACL users.
 //! - [`moto`]: a private moto server (AWS IAM and STS emulator) with signatures enforced.
+//! - [`secantusdb`]: a private SecantusDB (MongoDB wire-compatible) server with SCRAM users,
+//!   optionally behind TLS.
 //! - [`slapd`]: a private OpenLDAP slapd (ldap://, StartTLS, ldaps://, self-signed certificate).
 //! - [`samba_ad`]: a Samba AD DC on 127.0.0.1's fixed ports (one per machine: test group `samba`).
 //! - [`test_ca`]: a throwaway CA and server certificate (openssl) for the drivers' TLS modes.
@@ -58,6 +60,7 @@ pub mod prometheus;
 pub mod rotator_server;
 pub mod samba_ad;
 pub mod scratch_postgres;
+pub mod secantusdb;
 pub mod secure;
 pub mod slapd;
 pub mod tcp_gate;

@@ -21,6 +21,15 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v sudo >/dev/null || need_apt+=(sudo)
 command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
+# ldap-password: OpenLDAP slapd (tests/drivers_ldap_openldap.rs) and a Samba AD DC
+# (tests/drivers_ldap_ad.rs; samba-ad-provision is only a Recommends of samba-ad-dc).
+[ -x /usr/sbin/slapd ] || need_apt+=(slapd)
+command -v ldapsearch >/dev/null || need_apt+=(ldap-utils)
+command -v samba >/dev/null || need_apt+=(samba)
+dpkg -s samba-ad-dc >/dev/null 2>&1 || need_apt+=(samba-ad-dc)
+dpkg -s samba-ad-provision >/dev/null 2>&1 || need_apt+=(samba-ad-provision)
+command -v samba-tool >/dev/null || need_apt+=(samba-common-bin)
+command -v wbinfo >/dev/null || need_apt+=(winbind)
 { python3 -c 'import moto.server' 2>/dev/null && python3 -c 'import secantus.cli' 2>/dev/null; } || python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 # The Python client's test makes a venv: Debian's python3 needs python3-venv for that.
 if command -v python3 >/dev/null && ! python3 -c 'import ensurepip' 2>/dev/null; then

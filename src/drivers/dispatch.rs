@@ -613,8 +613,8 @@ mod tests {
 
     #[test]
     fn a_type_without_a_driver_is_unsupported_not_mislabelled() {
-        let parameters = rotation_parameters::Kind::LdapPassword(
-            crate::proto::LdapPasswordParameters::default(),
+        let parameters = rotation_parameters::Kind::MssqlCredentials(
+            crate::proto::SqlCredentialsParameters::default(),
         );
         let connection = ConnectionConfig {
             host: "127.0.0.1".into(),
@@ -626,7 +626,7 @@ mod tests {
         };
         assert!(matches!(
             build("id", connection, &parameters, DriverOptions::default()),
-            Err(BuildError::Unsupported("ldap-password"))
+            Err(BuildError::Unsupported("mssql-credentials"))
         ));
     }
 }

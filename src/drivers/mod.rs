@@ -24,6 +24,8 @@
 //!   (login-as-target); single-phase.
 //! - [`windows_local_account`]: SAMR `SetUserInfo2` level 23 with Samba's `rpcclient` over SMB3,
 //!   the password kept off argv (0600 `-A` file, command on stdin); verify by SMB session setup.
+//! - [`ldap_password`]: a directory account's password (single-phase): Active Directory
+//!   `unicodePwd`, OpenLDAP RFC 3062 Password Modify, over LDAPS or StartTLS.
 //! - `contract`: the traits and the descriptor; `dispatch`: lookup, build, preamble.
 //! - [`error`]: [`DriverError`], [`DriverErrorKind`]; `redact`: scrubbing peer text.
 //! - [`password`]: password requirements and the generator of chosen secrets.
@@ -82,6 +84,7 @@ register!(
     mongodb,
     unix_local_account,
     windows_local_account,
+    ldap_password,
 );
 
 /// How long a driver waits for a connection (TCP, TLS and login), as upstream.

@@ -29,6 +29,8 @@
 //! - [`samba_standalone`]: a private standalone smbd (tdbsam local accounts, SAMR over SMB).
 //! - [`secantusdb`]: a private SecantusDB (MongoDB wire-compatible) server with SCRAM users,
 //!   optionally behind TLS.
+//! - [`slapd`]: a private OpenLDAP slapd (ldap://, StartTLS, ldaps://, self-signed certificate).
+//! - [`samba_ad`]: a Samba AD DC on 127.0.0.1's fixed ports (one per machine: test group `samba`).
 //! - [`test_ca`]: a throwaway CA and server certificate (openssl) for the drivers' TLS modes.
 //! - [`tcp_gate`]: a forwarder in front of a real server that a test shuts and opens again.
 //! - [`driver_conformance`]: the driver contract (`docs/specs/driver.md`) as one harness.
@@ -58,10 +60,12 @@ pub mod private_postgres;
 pub mod private_redis;
 pub mod prometheus;
 pub mod rotator_server;
+pub mod samba_ad;
 pub mod samba_standalone;
 pub mod scratch_postgres;
 pub mod secantusdb;
 pub mod secure;
+pub mod slapd;
 pub mod sshd;
 pub mod tcp_gate;
 pub mod test_ca;

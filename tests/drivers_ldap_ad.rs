@@ -13,17 +13,16 @@ use rotator::drivers::{
     AnyDriver, BuildError, ConnectionConfig, Credential, Driver as _, DriverError, DriverErrorKind,
     DriverOptions, RotationDriver, Slot, TlsConfig, TlsMode,
 };
-use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{
-    GetGeneratedCredentialsRequest, LdapPasswordParameters, PasswordRequirements,
-    RequiredCharacters, RotationType, generated_credential, rotation_parameters::Kind,
+    LdapPasswordParameters, PasswordRequirements, RequiredCharacters, RotationType,
+    rotation_parameters::Kind,
 };
 use rotator::secret::SecretString;
 use rotator_testkit::driver_conformance::{
     assert_no_secret, captured_traces, check_contract, error_texts, start_trace_capture,
 };
 use rotator_testkit::issued_local::{self, ROTATION_ID, Running};
-use rotator_testkit::local_server::attempt_states;
+use rotator_testkit::local_server::{attempt_states, stored_single_password};
 use rotator_testkit::samba_ad::{ADMIN_PASSWORD, ADMIN_UPN, DOMAIN, SambaAd};
 use rotator_testkit::test_ca::TestCa;
 
@@ -379,33 +378,19 @@ secrets_mapping = {{ dn = "LDAP_DN", password = "LDAP_PASSWORD" }}
 
 /// The DC takes exactly the stored password (slot 0) of `dn`.
 async fn assert_stored_binds(ad: &SambaAd, dn: &str, running: &Running, what: &str) -> String {
-    let answer = SecretRotationServiceClient::new(running.channel.clone())
-        .get_generated_credentials(GetGeneratedCredentialsRequest {
-            r#type: RotationType::LdapPassword as i32,
-            rotation_id: ROTATION_ID.to_owned(),
-        })
-        .await
-        .expect("GetGeneratedCredentials")
-        .into_inner();
-    assert_eq!(
-        answer.active_index, 0,
-        "{what}: single-phase types use slot 0"
-    );
-    let creds: Vec<(String, String)> = answer
-        .generated_credentials
-        .into_iter()
-        .map(|c| match c.kind {
-            Some(generated_credential::Kind::LdapPassword(c)) => (c.dn, c.password),
-            other => panic!("unexpected credential {other:?}"),
-        })
-        .collect();
-    assert_eq!(creds.len(), 1, "{what}: one stored credential");
-    assert_eq!(creds[0].0, dn, "{what}");
+    let (stored_dn, password) = stored_single_password(
+        &running.channel,
+        RotationType::LdapPassword,
+        ROTATION_ID,
+        what,
+    )
+    .await;
+    assert_eq!(stored_dn, dn, "{what}");
     assert!(
-        ad.can_bind(dn, &creds[0].1).await,
+        ad.can_bind(dn, &password).await,
         "{what}: the stored password binds"
     );
-    creds[0].1.clone()
+    password
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,18 +10,14 @@ use rotator::drivers::{
     AnyDriver, BuildError, ConnectionConfig, Credential, Driver as _, DriverError, DriverErrorKind,
     DriverOptions, RotationDriver, Slot, TlsConfig, TlsMode,
 };
-use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
-use rotator::proto::{
-    GetGeneratedCredentialsRequest, LdapPasswordParameters, RotationType, generated_credential,
-    rotation_parameters::Kind,
-};
+use rotator::proto::{LdapPasswordParameters, RotationType, rotation_parameters::Kind};
 use rotator::secret::SecretString;
 use rotator_testkit::driver_conformance::{
     assert_no_secret, assert_phase_span, captured_traces, check_contract, error_texts,
     start_trace_capture,
 };
 use rotator_testkit::issued_local::{self, ROTATION_ID, Running};
-use rotator_testkit::local_server::attempt_states;
+use rotator_testkit::local_server::{attempt_states, stored_single_password};
 use rotator_testkit::slapd::{ADMIN_DN, ADMIN_PASSWORD, Slapd};
 use rotator_testkit::test_ca::TestCa;
 
@@ -498,38 +494,16 @@ secrets_mapping = {{ dn = "LDAP_DN", password = "LDAP_PASSWORD" }}
     path
 }
 
-/// The active index and the stored `(dn, password)` credentials.
-async fn stored(running: &Running) -> (u32, Vec<(String, String)>) {
-    let answer = SecretRotationServiceClient::new(running.channel.clone())
-        .get_generated_credentials(GetGeneratedCredentialsRequest {
-            r#type: TYPE as i32,
-            rotation_id: ROTATION_ID.to_owned(),
-        })
-        .await
-        .expect("GetGeneratedCredentials")
-        .into_inner();
-    let creds = answer
-        .generated_credentials
-        .into_iter()
-        .map(|c| match c.kind {
-            Some(generated_credential::Kind::LdapPassword(c)) => (c.dn, c.password),
-            other => panic!("unexpected credential {other:?}"),
-        })
-        .collect();
-    (answer.active_index, creds)
-}
-
 /// The directory takes exactly the stored password (slot 0) of `dn`.
 async fn assert_stored_binds(slapd: &Slapd, dn: &str, running: &Running, what: &str) -> String {
-    let (active, creds) = stored(running).await;
-    assert_eq!(active, 0, "{what}: single-phase types use slot 0");
-    assert_eq!(creds.len(), 1, "{what}: one stored credential");
-    assert_eq!(creds[0].0, dn, "{what}");
+    let (stored_dn, password) =
+        stored_single_password(&running.channel, TYPE, ROTATION_ID, what).await;
+    assert_eq!(stored_dn, dn, "{what}");
     assert!(
-        slapd.can_bind(dn, &creds[0].1).await,
+        slapd.can_bind(dn, &password).await,
         "{what}: the stored password binds"
     );
-    creds[0].1.clone()
+    password
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

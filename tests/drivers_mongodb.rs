@@ -14,8 +14,8 @@ use rotator::drivers::{
 use rotator::proto::rotation_parameters::Kind;
 use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{
-    GetGeneratedCredentialsRequest, MongoDbCredentialsParameters, PasswordRequirements,
-    RequiredCharacters, RotateSecretsRequest, RotationType, generated_credential,
+    MongoDbCredentialsParameters, PasswordRequirements, RequiredCharacters, RotateSecretsRequest,
+    RotationType,
 };
 use rotator::secret::SecretString;
 use rotator_testkit::driver_conformance::{
@@ -23,7 +23,8 @@ use rotator_testkit::driver_conformance::{
     start_trace_capture,
 };
 use rotator_testkit::local_server::{
-    attempt_states, free_port, rotator_command, wait_for_attempts_to_end, wait_serving,
+    attempt_states, free_port, rotator_command, stored_passwords, wait_for_attempts_to_end,
+    wait_serving,
 };
 use rotator_testkit::secantusdb::{
     ADMIN_PASSWORD, ADMIN_USER, DATABASE, ROOT_PASSWORD, ROOT_USER, Secantus,
@@ -471,23 +472,7 @@ fn spawn(
 
 /// The stored credentials: (active index, [(username, password)]).
 async fn credentials(channel: &Channel) -> (u32, Vec<(String, String)>) {
-    let answer = SecretRotationServiceClient::new(channel.clone())
-        .get_generated_credentials(GetGeneratedCredentialsRequest {
-            r#type: RotationType::MongodbCredentials as i32,
-            rotation_id: ROTATION.to_owned(),
-        })
-        .await
-        .expect("GetGeneratedCredentials")
-        .into_inner();
-    let creds = answer
-        .generated_credentials
-        .into_iter()
-        .map(|c| match c.kind {
-            Some(generated_credential::Kind::MongodbCredentials(c)) => (c.username, c.password),
-            other => panic!("unexpected credential {other:?}"),
-        })
-        .collect();
-    (answer.active_index, creds)
+    stored_passwords(channel, RotationType::MongodbCredentials, ROTATION).await
 }
 
 /// Kill -9 (an abort) right after each attempt boundary, twice each; after every restart and

@@ -16,18 +16,14 @@ use rotator::drivers::{
     AnyDriver, BuildError, ConnectionConfig, Credential, Driver as _, DriverError, DriverErrorKind,
     DriverOptions, RotationDriver, Slot, TlsConfig,
 };
-use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
-use rotator::proto::{
-    GetGeneratedCredentialsRequest, LocalAccountParameters, RotationType, generated_credential,
-    rotation_parameters::Kind,
-};
+use rotator::proto::{LocalAccountParameters, RotationType, rotation_parameters::Kind};
 use rotator::secret::SecretString;
 use rotator_testkit::driver_conformance::{
     assert_no_secret, assert_phase_span, captured_traces, check_contract, error_texts,
     start_trace_capture,
 };
 use rotator_testkit::issued_local::{self, Running};
-use rotator_testkit::local_server::attempt_states;
+use rotator_testkit::local_server::{attempt_states, stored_single_password};
 use rotator_testkit::sshd::{Sshd, UnixUser};
 
 const SYSTEM: &str = "ssh";
@@ -533,25 +529,7 @@ secrets_mapping = {{ username = "UNIX_USERNAME", password = "UNIX_PASSWORD" }}
 
 /// The stored credential (slot 0) of the rotation: (username, password).
 async fn stored(running: &Running) -> (String, String) {
-    let answer = SecretRotationServiceClient::new(running.channel.clone())
-        .get_generated_credentials(GetGeneratedCredentialsRequest {
-            r#type: TYPE as i32,
-            rotation_id: issued_local::ROTATION_ID.to_owned(),
-        })
-        .await
-        .expect("GetGeneratedCredentials")
-        .into_inner();
-    assert_eq!(answer.active_index, 0, "single-phase types use slot 0");
-    assert_eq!(answer.generated_credentials.len(), 1, "one credential");
-    match answer
-        .generated_credentials
-        .into_iter()
-        .next()
-        .and_then(|c| c.kind)
-    {
-        Some(generated_credential::Kind::UnixLinuxLocalAccount(c)) => (c.username, c.password),
-        other => panic!("unexpected credential {other:?}"),
-    }
+    stored_single_password(&running.channel, TYPE, issued_local::ROTATION_ID, "stored").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,10 +15,9 @@ use rotator::drivers::{
     AnyDriver, BuildError, ConnectionConfig, Credential, Driver as _, DriverError, DriverErrorKind,
     DriverOptions, RotationDriver, Slot,
 };
-use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{
-    GetGeneratedCredentialsRequest, LocalAccountParameters, PasswordRequirements,
-    RequiredCharacters, RotationType, generated_credential, rotation_parameters::Kind,
+    LocalAccountParameters, PasswordRequirements, RequiredCharacters, RotationType,
+    rotation_parameters::Kind,
 };
 use rotator::secret::SecretString;
 use rotator_testkit::driver_conformance::{
@@ -26,7 +25,7 @@ use rotator_testkit::driver_conformance::{
     start_trace_capture,
 };
 use rotator_testkit::issued_local::{self, Running};
-use rotator_testkit::local_server::attempt_states;
+use rotator_testkit::local_server::{attempt_states, stored_single_password};
 use rotator_testkit::samba_standalone::{ADMIN, ADMIN_PASSWORD, SambaStandalone};
 
 const SYSTEM: &str = "smb";
@@ -580,30 +579,13 @@ async fn assert_stored_logs_in(
     running: &Running,
     what: &str,
 ) -> String {
-    let answer = SecretRotationServiceClient::new(running.channel.clone())
-        .get_generated_credentials(GetGeneratedCredentialsRequest {
-            r#type: TYPE as i32,
-            rotation_id: ROTATION.to_owned(),
-        })
-        .await
-        .expect("GetGeneratedCredentials")
-        .into_inner();
-    assert_eq!(
-        answer.active_index, 0,
-        "{what}: single-phase types use slot 0"
-    );
-    assert_eq!(answer.generated_credentials.len(), 1, "{what}");
-    let Some(generated_credential::Kind::WindowsLocalAccount(c)) =
-        answer.generated_credentials[0].kind.clone()
-    else {
-        panic!("{what}: not a windows credential");
-    };
-    assert_eq!(c.username, user);
+    let (username, password) = stored_single_password(&running.channel, TYPE, ROTATION, what).await;
+    assert_eq!(username, user);
     assert!(
-        samba.login_works(user, &c.password),
+        samba.login_works(user, &password),
         "{what}: the stored password logs in"
     );
-    c.password
+    password
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,12 +11,11 @@ use std::time::Duration;
 
 use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{
-    Backend, GetGeneratedCredentialsRequest, GetSecretRotationRequest, RotateSecretsRequest,
-    RotationStatus, RotationType, SecretRotation, generated_credential,
-    get_secret_rotation_request,
+    Backend, GetSecretRotationRequest, RotateSecretsRequest, RotationStatus, RotationType,
+    SecretRotation, get_secret_rotation_request,
 };
 use rotator_testkit::local_server::{
-    attempt_states, free_port, reason, rotator_command, until_not_in_progress,
+    attempt_states, free_port, reason, rotator_command, stored_passwords, until_not_in_progress,
     wait_for_attempts_to_end, wait_serving,
 };
 use rotator_testkit::tcp_gate::TcpGate;
@@ -145,26 +144,7 @@ async fn stop(mut child: Child) {
 }
 
 async fn credentials(channel: &Channel, target: Target, id: &str) -> (u32, Vec<(String, String)>) {
-    let answer = SecretRotationServiceClient::new(channel.clone())
-        .get_generated_credentials(GetGeneratedCredentialsRequest {
-            r#type: target.rotation_type() as i32,
-            rotation_id: id.to_owned(),
-        })
-        .await
-        .expect("GetGeneratedCredentials")
-        .into_inner();
-    let creds = answer
-        .generated_credentials
-        .into_iter()
-        .map(|c| match c.kind {
-            Some(
-                generated_credential::Kind::MysqlCredentials(c)
-                | generated_credential::Kind::RedisCredentials(c),
-            ) => (c.username, c.password),
-            other => panic!("unexpected credential {other:?}"),
-        })
-        .collect();
-    (answer.active_index, creds)
+    stored_passwords(channel, target.rotation_type(), id).await
 }
 
 async fn rotate(

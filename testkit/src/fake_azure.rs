@@ -257,6 +257,16 @@ impl FakeAzure {
         self.lock().propagation = delay;
     }
 
+    /// Ends the propagation of every secret created so far: each is usable from now on.
+    pub fn finish_propagation(&self) {
+        let now = Instant::now();
+        for app in self.lock().applications.values_mut() {
+            for password in &mut app.passwords {
+                password.usable_at = password.usable_at.min(now);
+            }
+        }
+    }
+
     /// Token requests served so far.
     pub fn token_requests(&self) -> u64 {
         self.lock().token_requests

@@ -76,11 +76,23 @@ pub async fn wait_serving(url: &str, limit: Duration) -> Channel {
     }
 }
 
-/// The stored credentials: (active index, [(username, password)]).
+/// The stored credentials of the PostgreSQL rotation: (active index, [(username, password)]).
 pub async fn credentials(channel: &Channel, rotation_id: &str) -> (u32, Vec<(String, String)>) {
+    stored_passwords(channel, RotationType::PostgresCredentials, rotation_id).await
+}
+
+/// The stored credentials of a rotation of any password type, through
+/// `GetGeneratedCredentials`: (active index, [(identity, password)]), the identity being the
+/// username, or the DN for `ldap-password`. Panics on a non-password credential.
+pub async fn stored_passwords(
+    channel: &Channel,
+    rotation_type: RotationType,
+    rotation_id: &str,
+) -> (u32, Vec<(String, String)>) {
+    use generated_credential::Kind;
     let answer = SecretRotationServiceClient::new(channel.clone())
         .get_generated_credentials(GetGeneratedCredentialsRequest {
-            r#type: RotationType::PostgresCredentials as i32,
+            r#type: rotation_type as i32,
             rotation_id: rotation_id.to_owned(),
         })
         .await
@@ -90,11 +102,34 @@ pub async fn credentials(channel: &Channel, rotation_id: &str) -> (u32, Vec<(Str
         .generated_credentials
         .into_iter()
         .map(|c| match c.kind {
-            Some(generated_credential::Kind::PostgresCredentials(c)) => (c.username, c.password),
-            other => panic!("unexpected credential {other:?}"),
+            Some(
+                Kind::PostgresCredentials(c)
+                | Kind::MysqlCredentials(c)
+                | Kind::MssqlCredentials(c)
+                | Kind::OracledbCredentials(c)
+                | Kind::MongodbCredentials(c)
+                | Kind::RedisCredentials(c)
+                | Kind::UnixLinuxLocalAccount(c)
+                | Kind::WindowsLocalAccount(c),
+            ) => (c.username, c.password),
+            Some(Kind::LdapPassword(c)) => (c.dn, c.password),
+            other => panic!("not a password credential: {other:?}"),
         })
         .collect();
     (answer.active_index, creds)
+}
+
+/// The one stored credential of a single-phase rotation (slot 0): (identity, password).
+pub async fn stored_single_password(
+    channel: &Channel,
+    rotation_type: RotationType,
+    rotation_id: &str,
+    what: &str,
+) -> (String, String) {
+    let (active, mut creds) = stored_passwords(channel, rotation_type, rotation_id).await;
+    assert_eq!(active, 0, "{what}: single-phase types use slot 0");
+    assert_eq!(creds.len(), 1, "{what}: one stored credential");
+    creds.remove(0)
 }
 
 /// Whether `user`/`password` log in over TCP (scram) on the private cluster.

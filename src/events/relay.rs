@@ -198,6 +198,19 @@ where
         let mut cursor: OutboxSeq = 0;
         let mut next_prune = Instant::now();
         while !cancel.is_cancelled() {
+            // The lease first, whatever NATS does: a leader keeps its term (or learns it lost
+            // it) even while it cannot publish.
+            let term = match leadership.ensure(&self.store).await {
+                Ok(term) => term,
+                Err(error) => {
+                    cursor = 0;
+                    outage.failed(&EventsError::Store(error));
+                    if pause(backoff.next_delay(), &cancel).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
             // Followers connect too: NATS health is reported, and a takeover starts at once.
             if !ready {
                 let prepared = tokio::select! {
@@ -208,38 +221,29 @@ where
                     Ok(()) => ready = true,
                     Err(error) => {
                         outage.failed(&error);
-                        if pause(backoff.next_delay(), &cancel).await {
+                        let delay = backoff.next_delay().min(leadership.renew_interval());
+                        if pause(delay, &cancel).await {
                             break;
                         }
                         continue;
                     }
                 }
             }
-            let term = match leadership.ensure(&self.store).await {
-                Ok(Some(term)) => term,
-                Ok(None) => {
-                    // Another replica leads: try again when its lease may have run out.
-                    cursor = 0;
-                    if pause(leadership.renew_interval(), &cancel).await {
-                        break;
-                    }
-                    continue;
+            let Some(term) = term else {
+                // Another replica leads: try again when its lease may have run out.
+                cursor = 0;
+                if pause(leadership.renew_interval(), &cancel).await {
+                    break;
                 }
-                Err(error) => {
-                    cursor = 0;
-                    outage.failed(&EventsError::Store(error));
-                    if pause(backoff.next_delay(), &cancel).await {
-                        break;
-                    }
-                    continue;
-                }
+                continue;
             };
             if !term.reconciled {
                 match self.reconcile(&term).await {
                     Ok(()) => leadership.reconciled(),
                     Err(error) => {
                         outage.failed(&error);
-                        if pause(backoff.next_delay(), &cancel).await {
+                        let delay = backoff.next_delay().min(leadership.renew_interval());
+                        if pause(delay, &cancel).await {
                             break;
                         }
                         continue;

@@ -26,7 +26,7 @@ use rotator_testkit::nats_cluster::NatsCluster;
 use rotator_testkit::private_postgres::{self, PrivatePostgres};
 use rotator_testkit::private_redis::{self, PrivateRedis};
 use rotator_testkit::scratch_postgres::ScratchDatabase;
-use sqlx::{ConnectOptions as _, Connection as _, PgPool};
+use sqlx::PgPool;
 use tokio::process::Child;
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -228,24 +228,6 @@ async fn credentials(channel: &Channel, local: &Local) -> Vec<(String, String)> 
             other => panic!("unexpected credential {other:?}"),
         })
         .collect()
-}
-
-async fn mysql_login(user: &str, password: &str) -> bool {
-    match sqlx::mysql::MySqlConnectOptions::new()
-        .host(mariadb::HOST)
-        .port(mariadb::PORT)
-        .username(user)
-        .password(password)
-        .disable_statement_logging()
-        .connect()
-        .await
-    {
-        Ok(c) => {
-            let _ = c.close().await;
-            true
-        }
-        Err(_) => false,
-    }
 }
 
 /// The state of attempt `id` in the shared store.
@@ -541,7 +523,7 @@ async fn replicas_and_a_jetstream_node_killed_lose_and_double_no_event() {
         );
     }
     for (user, password) in credentials(channel, &locals[1]).await {
-        assert!(mysql_login(&user, &password).await, "{user} logs in");
+        assert!(mariadb::login(&user, &password).await, "{user} logs in");
     }
     for (user, password) in credentials(channel, &locals[2]).await {
         assert!(redis.connect(&user, &password).is_ok(), "{user} logs in");
@@ -570,6 +552,17 @@ async fn replicas_and_a_jetstream_node_killed_lose_and_double_no_event() {
         1,
         "exactly one relay leads: {leaders:?}"
     );
+    for (replica, leader) in replicas.iter().zip(&leaders) {
+        let health: serde_json::Value =
+            reqwest::get(format!("http://127.0.0.1:{}/healthz", replica.admin))
+                .await
+                .expect("/healthz")
+                .json()
+                .await
+                .expect("JSON");
+        let expected = if *leader == 1 { "leader" } else { "follower" };
+        assert_eq!(health["relay"]["state"], expected, "{health}");
+    }
     assert!(
         resumed_after <= bound * 2,
         "resumed within twice the bound ({resumed_after:?}; bound {bound:?})"

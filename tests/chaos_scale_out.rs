@@ -488,6 +488,35 @@ async fn replicas_and_a_jetstream_node_killed_lose_and_double_no_event() {
         "the stream holds the outbox's events and nothing else"
     );
 
+    // Per rotation, the stream keeps the outbox's order.
+    let per_rotation = |pairs: Vec<(&str, &str)>| {
+        let mut by_rotation: HashMap<String, Vec<String>> = HashMap::new();
+        for (event, rotation) in pairs {
+            by_rotation
+                .entry(rotation.to_owned())
+                .or_default()
+                .push(event.to_owned());
+        }
+        by_rotation
+    };
+    let outbox_order = per_rotation(
+        outbox
+            .iter()
+            .map(|(event, rotation)| (event.as_str(), rotation.as_str()))
+            .collect(),
+    );
+    let rotation_of: HashMap<&str, &str> = outbox
+        .iter()
+        .map(|(event, rotation)| (event.as_str(), rotation.as_str()))
+        .collect();
+    let stream_order = per_rotation(
+        in_stream
+            .iter()
+            .filter_map(|event| rotation_of.get(event).map(|rotation| (*event, *rotation)))
+            .collect(),
+    );
+    assert_eq!(stream_order, outbox_order, "per-rotation order holds");
+
     // Per local rotation: one event per closed attempt.
     let closed: Vec<(String, i64)> = sqlx::query_as(
         "SELECT rotation_id, COUNT(*) FROM local_attempts \

@@ -4,7 +4,7 @@
 //! publishing them again: one message per event even with a duplicate window far shorter than
 //! the takeover (1 s here), so nothing is left to JetStream's de-duplication.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -186,9 +186,11 @@ async fn a_successor_marks_what_a_dead_leader_published_and_never_publishes_it_a
     let database = ScratchDatabase::create().await;
     let store = Store::open_postgres(&database.url).await.expect("store");
     let mut ids = Vec::new();
+    let mut rotation_of = HashMap::new();
     for n in 0..EVENTS {
         let record = attempt(n % ROTATIONS);
         ids.push(record.event_id.to_string());
+        rotation_of.insert(record.event_id.to_string(), record.rotation_id.clone());
         store
             .append(outbox_row(&record, Vec::new()).expect("row"))
             .await
@@ -242,6 +244,7 @@ async fn a_successor_marks_what_a_dead_leader_published_and_never_publishes_it_a
         .await
         .expect("append");
     ids.push(later.event_id.to_string());
+    rotation_of.insert(later.event_id.to_string(), later.rotation_id.clone());
     wait_drained(&store, Duration::from_secs(30)).await;
 
     let messages = stream_messages(SHARED_NATS, &names.stream).await;
@@ -260,6 +263,17 @@ async fn a_successor_marks_what_a_dead_leader_published_and_never_publishes_it_a
         ids.iter().collect::<HashSet<_>>(),
         "every event is in the stream"
     );
+    let order = |events: &[String]| -> HashMap<String, Vec<String>> {
+        let mut by_rotation: HashMap<String, Vec<String>> = HashMap::new();
+        for event in events {
+            by_rotation
+                .entry(rotation_of[event].clone())
+                .or_default()
+                .push(event.clone());
+        }
+        by_rotation
+    };
+    assert_eq!(order(&in_stream), order(&ids), "per-rotation order holds");
     eprintln!("takeover and reconciliation took {takeover:?} (lease TTL {LEASE_TTL:?})");
 
     cancel_b.cancel();

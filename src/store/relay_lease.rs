@@ -22,6 +22,8 @@ fn seq(stream_seq: i64) -> u64 {
     u64::try_from(stream_seq).unwrap_or_default()
 }
 
+// === impl Store: RelayLease ===
+
 impl RelayLease for Store {
     async fn claim_relay(
         &self,

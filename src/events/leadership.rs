@@ -143,3 +143,114 @@ impl Leadership {
         self.current
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+    use crate::store::Delivery;
+
+    /// A lease whose next answers the test chooses; counts renewals.
+    #[derive(Default)]
+    struct Scripted {
+        renewals: Mutex<Vec<Result<(), StoreError>>>,
+        renewed: Mutex<usize>,
+    }
+
+    impl RelayLease for Scripted {
+        async fn claim_relay(
+            &self,
+            _holder: &str,
+            _ttl: Duration,
+        ) -> Result<Option<RelayTerm>, StoreError> {
+            Ok(Some(RelayTerm {
+                token: 7,
+                marked_stream_seq: 0,
+            }))
+        }
+
+        async fn renew_relay(&self, _token: i64, _ttl: Duration) -> Result<(), StoreError> {
+            *self.renewed.lock().expect("lock") += 1;
+            self.renewals.lock().expect("lock").pop().unwrap_or(Ok(()))
+        }
+
+        async fn release_relay(&self, _token: i64) -> Result<(), StoreError> {
+            Ok(())
+        }
+
+        async fn mark_sent_in_term(
+            &self,
+            _token: i64,
+            _deliveries: &[Delivery],
+            _at: DateTime<Utc>,
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    const TTL: Duration = Duration::from_secs(9);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_term_is_renewed_every_third_and_kept_through_a_store_error_while_valid() {
+        let store = Scripted::default();
+        let mut leadership = Leadership::new("me".into(), TTL);
+        let term = leadership
+            .ensure(&store)
+            .await
+            .expect("claim")
+            .expect("leader");
+        assert_eq!(term.term.token, 7);
+        assert!(leadership.ensure(&store).await.expect("held").is_some());
+        assert_eq!(
+            *store.renewed.lock().expect("lock"),
+            0,
+            "no renewal before TTL/3"
+        );
+
+        tokio::time::advance(TTL / 3).await;
+        store
+            .renewals
+            .lock()
+            .expect("lock")
+            .push(Err(StoreError::Corrupt("unreachable".into())));
+        let kept = leadership.ensure(&store).await.expect("still valid");
+        assert_eq!(kept.map(|t| t.valid_until), Some(term.valid_until));
+
+        tokio::time::advance(TTL).await;
+        store
+            .renewals
+            .lock()
+            .expect("lock")
+            .push(Err(StoreError::Corrupt("unreachable".into())));
+        assert!(leadership.ensure(&store).await.is_err(), "expired: no term");
+        assert!(leadership.current().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_lease_ends_the_term_and_the_next_claim_starts_a_new_one() {
+        let store = Scripted::default();
+        let mut leadership = Leadership::new("me".into(), TTL);
+        let first = leadership
+            .ensure(&store)
+            .await
+            .expect("claim")
+            .expect("leader");
+        leadership.reconciled();
+        tokio::time::advance(TTL / 3).await;
+        store
+            .renewals
+            .lock()
+            .expect("lock")
+            .push(Err(StoreError::LostLease));
+        let next = leadership
+            .ensure(&store)
+            .await
+            .expect("claim")
+            .expect("leader");
+        assert!(!next.reconciled, "a new term checks the stream again");
+        assert!(next.valid_until > first.valid_until);
+    }
+}

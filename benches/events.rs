@@ -21,7 +21,7 @@ use futures::future::BoxFuture;
 use rotator::config::{Config, EventsConfig, NatsConfig};
 use rotator::events::EventsError;
 use rotator::events::jetstream::JetStreamPublisher;
-use rotator::events::publisher::{Acked, OutgoingMessage, Publisher};
+use rotator::events::publisher::{Acked, OutgoingMessage, Publisher, Stored};
 use rotator::events::recorder::outbox_row;
 use rotator::events::{Relay, RelayOptions};
 use rotator::proto::{Backend, RotationType, Trigger};
@@ -63,6 +63,10 @@ where
             }
             acked
         }))
+    }
+
+    async fn stored_since(&self, after: u64, limit: usize) -> Result<Vec<Stored>, EventsError> {
+        self.inner.stored_since(after, limit).await
     }
 }
 

@@ -109,6 +109,19 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
         "ROTATOR_EVENTS_BACKLOG_LOG_INTERVAL_SECONDS",
         "events.backlog_log_interval_seconds",
     ),
+    (
+        "ROTATOR_EVENTS_RELAY_LEASE_TTL_SECONDS",
+        "events.relay_lease_ttl_seconds",
+    ),
+    ("ROTATOR_LOCAL_LEASE_TTL_SECONDS", "local.lease_ttl_seconds"),
+    (
+        "ROTATOR_LOCAL_LEASE_RENEW_SECONDS",
+        "local.lease_renew_seconds",
+    ),
+    (
+        "ROTATOR_LOCAL_SCAN_INTERVAL_SECONDS",
+        "local.scan_interval_seconds",
+    ),
     ("ROTATOR_TLS_CERT_FILE", "tls.cert_file"),
     ("ROTATOR_TLS_KEY_FILE", "tls.key_file"),
     ("ROTATOR_TLS_CLIENT_CA_FILE", "tls.client_ca_file"),
@@ -185,6 +198,7 @@ struct RawConfig {
     infisical: Option<RawInfisical>,
     nats: Option<RawNats>,
     events: Option<RawEvents>,
+    local: Option<RawLocal>,
     tls: Option<security::RawTls>,
     auth: Option<security::RawAuth>,
     network: Option<security::RawNetwork>,
@@ -234,6 +248,15 @@ struct RawEvents {
     unpublished_cap_without_nats: Option<u64>,
     relay_poll_interval_seconds: Option<u64>,
     backlog_log_interval_seconds: Option<u64>,
+    relay_lease_ttl_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLocal {
+    lease_ttl_seconds: Option<u64>,
+    lease_renew_seconds: Option<u64>,
+    scan_interval_seconds: Option<u64>,
 }
 
 // === typed (validated) ===
@@ -269,6 +292,8 @@ pub struct Config {
     pub nats: Option<NatsConfig>,
     /// The events outbox and relay.
     pub events: EventsConfig,
+    /// Leases and scans of local rotation (`[local]`).
+    pub local_timing: LocalTiming,
     /// Server TLS (mutual TLS with a client CA), when configured.
     pub tls: Option<TlsConfig>,
     /// Caller authentication and authorization.
@@ -296,7 +321,37 @@ pub struct EventsConfig {
     pub relay_poll_interval: Duration,
     /// How often the outbox depth and oldest age are logged. Default 60 s. Since v0.1.
     pub backlog_log_interval: Duration,
+    /// How long the relay lease lasts past each renewal (every third of it). Replicas sharing a
+    /// store publish through one relay at a time; a dead leader's relay is replaced within
+    /// TTL + TTL/3. Default 15 s.
+    pub relay_lease_ttl: Duration,
 }
+
+/// Leases and scans of local rotation: how fast a crashed replica's attempt is resumed by
+/// another, against how often the store is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalTiming {
+    /// How long a rotation's lease lasts past each renewal or fenced write. Default 120 s.
+    pub lease_ttl: Duration,
+    /// How often a running attempt renews its lease. Under half the TTL. Default 30 s.
+    pub lease_renew: Duration,
+    /// How often the scheduler scans for due rotations and for open attempts whose lease
+    /// expired. Default 30 s. A crashed replica's attempt is resumed within TTL + one scan.
+    pub scan_interval: Duration,
+}
+
+impl Default for LocalTiming {
+    fn default() -> Self {
+        Self {
+            lease_ttl: Duration::from_secs(120),
+            lease_renew: Duration::from_secs(30),
+            scan_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Bounds of the lease settings, in seconds.
+const LEASE_TTL_BOUNDS: (u64, u64) = (3, 3600);
 
 /// Unpublished events kept without NATS: a day of one call every ten seconds, a few MB.
 const DEFAULT_UNPUBLISHED_CAP: u64 = 10_000;
@@ -308,6 +363,7 @@ impl Default for EventsConfig {
             unpublished_cap_without_nats: DEFAULT_UNPUBLISHED_CAP,
             relay_poll_interval: Duration::from_secs(1),
             backlog_log_interval: Duration::from_secs(60),
+            relay_lease_ttl: Duration::from_secs(15),
         }
     }
 }
@@ -724,6 +780,7 @@ fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Con
         .and_then(|i| validate_infisical(i, env, problems));
     let nats = raw.nats.and_then(|n| validate_nats(n, env, problems));
     let events = validate_events(raw.events.unwrap_or_default(), problems);
+    let local_timing = validate_local_timing(raw.local.unwrap_or_default(), problems);
     let tls = raw.tls.and_then(|t| security::validate_tls(t, problems));
     let auth =
         security::validate_auth(raw.auth.unwrap_or_default(), listen, tls.as_ref(), problems);
@@ -743,6 +800,7 @@ fn validate(raw: RawConfig, env: &Env, problems: &mut Vec<ConfigProblem>) -> Con
         infisical,
         nats,
         events,
+        local_timing,
         tls,
         auth,
         network,
@@ -781,6 +839,75 @@ fn validate_events(raw: RawEvents, problems: &mut Vec<ConfigProblem>) -> EventsC
             raw.backlog_log_interval_seconds,
             defaults.backlog_log_interval,
         ),
+        relay_lease_ttl: lease_ttl(
+            "events.relay_lease_ttl_seconds",
+            raw.relay_lease_ttl_seconds,
+            defaults.relay_lease_ttl,
+            problems,
+        ),
+    }
+}
+
+/// A lease TTL within [`LEASE_TTL_BOUNDS`], else the default and a problem.
+fn lease_ttl(
+    key: &str,
+    value: Option<u64>,
+    default: Duration,
+    problems: &mut Vec<ConfigProblem>,
+) -> Duration {
+    let (min, max) = LEASE_TTL_BOUNDS;
+    match value {
+        None => default,
+        Some(seconds) if (min..=max).contains(&seconds) => Duration::from_secs(seconds),
+        Some(_) => {
+            problems.push(ConfigProblem {
+                key: key.to_owned(),
+                reason: format!("must be between {min} and {max} seconds"),
+            });
+            default
+        }
+    }
+}
+
+fn validate_local_timing(raw: RawLocal, problems: &mut Vec<ConfigProblem>) -> LocalTiming {
+    let defaults = LocalTiming::default();
+    let lease_ttl = lease_ttl(
+        "local.lease_ttl_seconds",
+        raw.lease_ttl_seconds,
+        defaults.lease_ttl,
+        problems,
+    );
+    let lease_renew = match raw.lease_renew_seconds {
+        // The default renewal follows a shorter TTL: a quarter of it.
+        None => defaults.lease_renew.min(lease_ttl / 4),
+        Some(seconds) if seconds >= 1 && Duration::from_secs(seconds) * 2 < lease_ttl => {
+            Duration::from_secs(seconds)
+        }
+        Some(_) => {
+            problems.push(ConfigProblem {
+                key: "local.lease_renew_seconds".to_owned(),
+                reason: "must be at least 1 and less than half of local.lease_ttl_seconds, so \
+                         a renewal can fail once without losing the lease"
+                    .to_owned(),
+            });
+            defaults.lease_renew.min(lease_ttl / 4)
+        }
+    };
+    let scan_interval = match raw.scan_interval_seconds {
+        None => defaults.scan_interval,
+        Some(seconds @ 1..=86_400) => Duration::from_secs(seconds),
+        Some(_) => {
+            problems.push(ConfigProblem {
+                key: "local.scan_interval_seconds".to_owned(),
+                reason: "must be between 1 and 86400 seconds".to_owned(),
+            });
+            defaults.scan_interval
+        }
+    };
+    LocalTiming {
+        lease_ttl,
+        lease_renew,
+        scan_interval,
     }
 }
 
@@ -1044,6 +1171,60 @@ mod tests {
         )
         .expect_err("a zero poll interval");
         assert_eq!(err.0[0].key, "events.relay_poll_interval_seconds");
+    }
+
+    #[test]
+    fn lease_settings_have_defaults_bounds_and_come_from_env() {
+        let config = Config::load(None, &Env::new()).expect("defaults");
+        assert_eq!(config.local_timing, LocalTiming::default());
+        assert_eq!(config.events.relay_lease_ttl, Duration::from_secs(15));
+        let config = Config::load(
+            None,
+            &env(&[
+                ("ROTATOR_LOCAL_LEASE_TTL_SECONDS", "8"),
+                ("ROTATOR_LOCAL_SCAN_INTERVAL_SECONDS", "2"),
+                ("ROTATOR_EVENTS_RELAY_LEASE_TTL_SECONDS", "6"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(
+            config.local_timing,
+            LocalTiming {
+                lease_ttl: Duration::from_secs(8),
+                lease_renew: Duration::from_secs(2),
+                scan_interval: Duration::from_secs(2),
+            },
+            "the renewal follows a short TTL"
+        );
+        assert_eq!(config.events.relay_lease_ttl, Duration::from_secs(6));
+        let keys = |vars: &[(&str, &str)]| -> Vec<String> {
+            Config::load(None, &env(vars))
+                .expect_err("invalid")
+                .0
+                .into_iter()
+                .map(|p| p.key)
+                .collect()
+        };
+        assert_eq!(
+            keys(&[
+                ("ROTATOR_LOCAL_LEASE_TTL_SECONDS", "10"),
+                ("ROTATOR_LOCAL_LEASE_RENEW_SECONDS", "5"),
+            ]),
+            ["local.lease_renew_seconds"],
+            "a renewal of half the TTL"
+        );
+        assert_eq!(
+            keys(&[
+                ("ROTATOR_LOCAL_LEASE_TTL_SECONDS", "2"),
+                ("ROTATOR_LOCAL_SCAN_INTERVAL_SECONDS", "0"),
+                ("ROTATOR_EVENTS_RELAY_LEASE_TTL_SECONDS", "7200"),
+            ]),
+            [
+                "events.relay_lease_ttl_seconds",
+                "local.lease_ttl_seconds",
+                "local.scan_interval_seconds"
+            ]
+        );
     }
 
     #[test]

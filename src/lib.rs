@@ -90,7 +90,10 @@ pub async fn run_on(
         Ok(engine) => match local::start(&config, &store).await.map_err(Into::into) {
             Ok(backend) => {
                 let scheduler = backend.as_ref().map(|backend| {
-                    local::Scheduler::spawn(std::sync::Arc::clone(backend), local::SCHEDULER_PERIOD)
+                    local::Scheduler::spawn(
+                        std::sync::Arc::clone(backend),
+                        config.local_timing.scan_interval,
+                    )
                 });
                 let recovery = backend
                     .as_ref()

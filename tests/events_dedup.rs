@@ -14,8 +14,8 @@ use rotator::events::{Relay, RelayOptions};
 use rotator::proto::{Backend, RotationType, Trigger};
 use rotator::rotation::AttemptRecord;
 use rotator::store::{
-    AckOutbox, Backlog, Delivery, OutboxEvent, OutboxSeq, ReadOutbox, Store, StoreError,
-    WriteOutbox as _,
+    AckOutbox, Backlog, Delivery, OutboxEvent, OutboxSeq, ReadOutbox, RelayLease, RelayTerm, Store,
+    StoreError, WriteOutbox as _,
 };
 use rotator_testkit::events::{
     Names, SHARED_NATS, delete_stream, header, nats_env, stream_messages, unique_names,
@@ -48,14 +48,41 @@ impl ReadOutbox for DiesBeforeMarkingSent {
     }
 }
 
-impl AckOutbox for DiesBeforeMarkingSent {
-    async fn mark_sent(
+impl RelayLease for DiesBeforeMarkingSent {
+    async fn claim_relay(
         &self,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<RelayTerm>, StoreError> {
+        self.inner.claim_relay(holder, ttl).await
+    }
+
+    async fn renew_relay(&self, token: i64, ttl: Duration) -> Result<(), StoreError> {
+        self.inner.renew_relay(token, ttl).await
+    }
+
+    async fn release_relay(&self, token: i64) -> Result<(), StoreError> {
+        self.inner.release_relay(token).await
+    }
+
+    async fn mark_sent_in_term(
+        &self,
+        _token: i64,
         deliveries: &[Delivery],
         _at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let _ = self.acked.send(deliveries.len());
         std::future::pending().await
+    }
+}
+
+impl AckOutbox for DiesBeforeMarkingSent {
+    async fn mark_sent(
+        &self,
+        deliveries: &[Delivery],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.mark_sent(deliveries, at).await
     }
 
     async fn mark_failed(&self, seqs: &[OutboxSeq], error: &str) -> Result<(), StoreError> {

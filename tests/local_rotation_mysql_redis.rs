@@ -47,21 +47,7 @@ impl Target {
     /// Whether `user`/`password` log in with a fresh connection.
     async fn login(self, user: &str, password: &str) -> bool {
         match self {
-            Self::Mysql => match sqlx::mysql::MySqlConnectOptions::new()
-                .host(mariadb::HOST)
-                .port(mariadb::PORT)
-                .username(user)
-                .password(password)
-                .disable_statement_logging()
-                .connect()
-                .await
-            {
-                Ok(c) => {
-                    let _ = c.close().await;
-                    true
-                }
-                Err(_) => false,
-            },
+            Self::Mysql => mariadb::login(user, password).await,
             Self::Redis { port } => {
                 let (user, password) = (user.to_owned(), password.to_owned());
                 tokio::task::spawn_blocking(move || {

@@ -79,6 +79,13 @@ const EVENTS: &[Field] = &[
     Field("unpublished_cap_without_nats", U64),
     Field("relay_poll_interval_seconds", U64),
     Field("backlog_log_interval_seconds", U64),
+    Field("relay_lease_ttl_seconds", U64),
+];
+
+const LOCAL: &[Field] = &[
+    Field("lease_ttl_seconds", U64),
+    Field("lease_renew_seconds", U64),
+    Field("scan_interval_seconds", U64),
 ];
 
 const TLS: &[Field] = &[
@@ -158,6 +165,7 @@ pub(super) const ROOT: &[Field] = &[
     Field("infisical", Kind::Table(INFISICAL)),
     Field("nats", Kind::Table(NATS)),
     Field("events", Kind::Table(EVENTS)),
+    Field("local", Kind::Table(LOCAL)),
     Field("tls", Kind::Table(TLS)),
     Field("auth", Kind::Table(AUTH)),
     Field("network", Kind::Table(NETWORK)),

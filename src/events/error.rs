@@ -28,6 +28,14 @@ pub enum EventsError {
         /// The server's answer.
         source: async_nats::jetstream::context::CreateStreamError,
     },
+    /// The stream's messages could not be read (to find events a previous relay published).
+    #[error("cannot read JetStream stream {stream}: {detail}")]
+    ReadStream {
+        /// The stream name.
+        stream: String,
+        /// The server's or client's answer.
+        detail: String,
+    },
     /// No stream listens on the subject (deleted, or its subjects changed).
     #[error("no JetStream stream accepts subject {0}")]
     NoStream(String),
@@ -60,6 +68,7 @@ impl EventsError {
             Self::Connect(_) => "connect",
             Self::Disconnected => "disconnected",
             Self::Stream { .. } => "stream",
+            Self::ReadStream { .. } => "read_stream",
             Self::NoStream(_) => "no_stream",
             Self::AckTimeout => "timeout",
             Self::Publish(_) => "publish",
@@ -76,7 +85,8 @@ impl EventsError {
             | Self::AckTimeout
             | Self::NoStream(_)
             | Self::Publish(_)
-            | Self::Stream { .. } => true,
+            | Self::Stream { .. }
+            | Self::ReadStream { .. } => true,
             Self::Store(e) => e.is_transient(),
             Self::Settings { .. } | Self::Encode(_) => false,
         }

@@ -6,12 +6,13 @@ use std::time::Duration;
 use async_nats::connection::State;
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::RawMessageErrorKind;
 use async_nats::jetstream::{self, stream};
 use async_nats::{HeaderMap, HeaderName, HeaderValue, ServerAddr};
 use futures::future::BoxFuture;
 use tokio::sync::OnceCell;
 
-use super::publisher::{Acked, OutgoingMessage, Publisher};
+use super::publisher::{Acked, OutgoingMessage, Publisher, Stored};
 use super::{EventsError, subject};
 use crate::config::NatsConfig;
 use crate::telemetry::health;
@@ -219,6 +220,53 @@ impl Publisher for JetStreamPublisher {
                 duplicate: ack.duplicate,
             })
         }))
+    }
+
+    async fn stored_since(&self, after: u64, limit: usize) -> Result<Vec<Stored>, EventsError> {
+        let context = self.context.get().ok_or(EventsError::Disconnected)?;
+        let name = &self.nats.stream.name;
+        let read_error = |detail: String| EventsError::ReadStream {
+            stream: name.clone(),
+            detail,
+        };
+        let stream = context
+            .get_stream_no_info(name)
+            .await
+            .map_err(|e| read_error(e.to_string()))?;
+        let last = stream
+            .get_info()
+            .await
+            .map_err(|e| read_error(e.to_string()))?
+            .state
+            .last_sequence;
+        let newest = u64::try_from(limit).unwrap_or(u64::MAX);
+        let first = (after + 1).max(last.saturating_sub(newest) + 1);
+        if first > after + 1 {
+            tracing::warn!(
+                after,
+                first,
+                "more events in the stream than a relay takeover reads; older ones rely on the \
+                 duplicate window"
+            );
+        }
+        let mut stored = Vec::new();
+        for sequence in first..=last {
+            match stream.get_raw_message(sequence).await {
+                Ok(message) => {
+                    let id = message.headers.get(async_nats::header::NATS_MESSAGE_ID);
+                    if let Some(id) = id {
+                        stored.push(Stored {
+                            message_id: id.as_str().to_owned(),
+                            stream_seq: sequence,
+                        });
+                    }
+                }
+                // Deleted (age limit) or never stored at that sequence.
+                Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => {}
+                Err(e) => return Err(read_error(e.to_string())),
+            }
+        }
+        Ok(stored)
     }
 }
 

@@ -21,6 +21,7 @@ pub mod backoff;
 pub mod cloudevent;
 mod error;
 pub mod jetstream;
+mod leadership;
 pub mod model;
 pub mod publisher;
 pub mod recorder;

@@ -28,6 +28,15 @@ pub struct Acked {
     pub duplicate: bool,
 }
 
+/// A message already in the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Its de-duplication id (`Nats-Msg-Id`): the event id.
+    pub message_id: String,
+    /// Its stream sequence.
+    pub stream_seq: u64,
+}
+
 /// A broker the relay publishes to.
 pub trait Publisher: Send + Sync {
     /// Resolves when the broker has stored the message (or says it already had it).
@@ -50,4 +59,17 @@ pub trait Publisher: Send + Sync {
         &self,
         message: OutgoingMessage,
     ) -> impl Future<Output = Result<Self::Ack, EventsError>> + Send;
+
+    /// The messages stored after stream sequence `after`, oldest first, at most the newest
+    /// `limit`: what a new relay leader checks before publishing, so an event its predecessor
+    /// published but never marked sent is marked instead of published again.
+    ///
+    /// # Errors
+    ///
+    /// The stream cannot be read.
+    fn stored_since(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Stored>, EventsError>> + Send;
 }

@@ -13,17 +13,23 @@
 //!   publisher moves a read cursor past what it has published, so it never waits for an fsync
 //!   and never re-reads rows whose mark is still on its way. The cursor goes back to the start
 //!   after any failure and after each idle poll interval, so nothing is ever skipped for long.
-//! - **Exactly once in the stream.** Each message carries `Nats-Msg-Id` = event id. A row whose
-//!   ack or mark was lost (timeout, crash between publish and mark) is published again and
-//!   JetStream drops the copy within the stream's duplicate window; `PublishAck.duplicate` counts
-//!   as delivered.
+//! - **One relay at a time.** Replicas sharing a store publish only while they hold the relay
+//!   lease ([`leadership`](super::leadership)); marks are fenced by the lease's token, and the
+//!   relay stops sending once its lease would have expired.
+//! - **Exactly once in the stream.** Each message carries `Nats-Msg-Id` = event id. A new leader
+//!   (or a restarted one) first reads the stream after the highest sequence ever marked sent and
+//!   marks the rows it finds there, so what a crashed or deposed leader published without
+//!   marking is never published again, however long NATS or the store was away. A row whose ack
+//!   was lost while this relay leads is published again and JetStream drops the copy within the
+//!   stream's duplicate window; `PublishAck.duplicate` counts as delivered.
 //! - **Never in the way.** It runs in its own task; the gRPC path only appends rows and nudges
 //!   it. While NATS is unreachable it retries with jittered exponential backoff.
 //! - **Wake-ups are hints.** A [`Notify`] from the recorder starts a pass at once; a poll
 //!   interval catches anything a lost wake-up would miss.
 //! - **Shutdown** (cancel = wait): the current batch finishes and its acks are recorded, then
 //!   the relay keeps draining for a short flush period while NATS answers, then the marker
-//!   writes the last marks and both stop. What is left is published at the next start.
+//!   writes the last marks and both stop, and the relay lease is given up so another replica
+//!   takes over at once. What is left is published by the next leader.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,13 +44,20 @@ use tracing::Instrument as _;
 use super::EventsError;
 use super::backoff::Backoff;
 use super::cloudevent::CONTENT_TYPE;
+use super::leadership::{Leadership, Term};
 use super::publisher::{OutgoingMessage, Publisher};
 use super::subject;
-use crate::store::{AckOutbox, Delivery, OutboxEvent, OutboxSeq, ReadOutbox};
+use crate::store::{
+    AckOutbox, Delivery, OutboxEvent, OutboxSeq, ReadOutbox, RelayLease, StoreError,
+};
 use crate::telemetry;
 
-/// Where the publisher hands acknowledged rows to the marker.
-type Marks = mpsc::UnboundedSender<Vec<Delivery>>;
+/// Where the publisher hands acknowledged rows, with the term's token, to the marker.
+type Marks = mpsc::UnboundedSender<(i64, Vec<Delivery>)>;
+
+/// Most stream messages a new leader reads to find its predecessor's unmarked events: far more
+/// than one relay ever has in flight.
+const RECONCILE_LIMIT: usize = 4096;
 
 /// The outcome of publishing one batch.
 #[derive(Debug, Default)]
@@ -57,6 +70,8 @@ struct Sent {
     error: Option<EventsError>,
     /// Acks that said JetStream already had the message.
     duplicates: usize,
+    /// The relay lease ran out before the batch was done; the rest was not sent.
+    lapsed: bool,
 }
 
 /// How a relay behaves.
@@ -76,6 +91,10 @@ pub struct RelayOptions {
     pub backoff: Backoff,
     /// How long to keep draining after cancellation while NATS answers.
     pub shutdown_flush: Duration,
+    /// This replica's name in the relay lease.
+    pub holder: String,
+    /// How long the relay lease lasts past each claim or renewal.
+    pub lease_ttl: Duration,
 }
 
 /// The outbox relay.
@@ -102,7 +121,8 @@ const OUTAGE_REMINDER: Duration = Duration::from_secs(60);
 
 impl RelayOptions {
     /// Options for the configured prefix and events settings, with the default batch size
-    /// (256), backoff (100 ms doubling to 5 s) and shutdown flush (2 s).
+    /// (256), backoff (100 ms doubling to 5 s) and shutdown flush (2 s). The lease holder is
+    /// named after the host, the process and a random suffix.
     pub fn new(subject_prefix: &str, events: &crate::config::EventsConfig) -> Self {
         Self {
             subject_prefix: subject_prefix.to_owned(),
@@ -112,8 +132,17 @@ impl RelayOptions {
             prune_interval: Duration::from_secs(60),
             backoff: default_backoff(),
             shutdown_flush: Duration::from_secs(2),
+            holder: holder_name(),
+            lease_ttl: events.relay_lease_ttl,
         }
     }
+}
+
+/// `host:pid:random`: unique per process, readable in the lease row.
+fn holder_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "rotator".to_owned());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &suffix[..8])
 }
 
 fn default_backoff() -> Backoff {
@@ -127,7 +156,7 @@ fn default_backoff() -> Backoff {
 
 impl<S, P> Relay<S, P>
 where
-    S: ReadOutbox + AckOutbox,
+    S: ReadOutbox + AckOutbox + RelayLease,
     P: Publisher,
 {
     /// A relay from `store` to `publisher`, woken early by `wake`.
@@ -144,17 +173,45 @@ where
     /// last marks.
     pub async fn run(self, cancel: CancellationToken) {
         let (marks, pending) = mpsc::unbounded_channel();
-        tokio::join!(self.publish_loop(cancel, marks), self.mark_loop(pending));
+        let mut leadership = Leadership::new(self.options.holder.clone(), self.options.lease_ttl);
+        tokio::join!(
+            self.publish_loop(cancel, marks, &mut leadership),
+            self.mark_loop(pending)
+        );
+        if let Some(token) = leadership.step_down()
+            && let Err(error) = self.store.release_relay(token).await
+        {
+            tracing::warn!(%error, "cannot give up the relay lease; another replica takes it when it expires");
+        }
         tracing::info!("events relay stopped");
     }
 
-    async fn publish_loop(&self, cancel: CancellationToken, marks: Marks) {
+    async fn publish_loop(
+        &self,
+        cancel: CancellationToken,
+        marks: Marks,
+        leadership: &mut Leadership,
+    ) {
         let mut backoff = self.options.backoff.clone();
         let mut outage = Outage::default();
         let mut ready = false;
         let mut cursor: OutboxSeq = 0;
         let mut next_prune = Instant::now();
         while !cancel.is_cancelled() {
+            // The lease first, whatever NATS does: a leader keeps its term (or learns it lost
+            // it) even while it cannot publish.
+            let term = match leadership.ensure(&self.store).await {
+                Ok(term) => term,
+                Err(error) => {
+                    cursor = 0;
+                    outage.failed(&EventsError::Store(error));
+                    if pause(backoff.next_delay(), &cancel).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            // Followers connect too: NATS health is reported, and a takeover starts at once.
             if !ready {
                 let prepared = tokio::select! {
                     result = self.publisher.prepare() => result,
@@ -164,14 +221,36 @@ where
                     Ok(()) => ready = true,
                     Err(error) => {
                         outage.failed(&error);
-                        if pause(backoff.next_delay(), &cancel).await {
+                        let delay = backoff.next_delay().min(leadership.renew_interval());
+                        if pause(delay, &cancel).await {
                             break;
                         }
                         continue;
                     }
                 }
             }
-            match self.publish_from(&mut cursor, &marks).await {
+            let Some(term) = term else {
+                // Another replica leads: try again when its lease may have run out.
+                cursor = 0;
+                if pause(leadership.renew_interval(), &cancel).await {
+                    break;
+                }
+                continue;
+            };
+            if !term.reconciled {
+                match self.reconcile(&term).await {
+                    Ok(()) => leadership.reconciled(),
+                    Err(error) => {
+                        outage.failed(&error);
+                        let delay = backoff.next_delay().min(leadership.renew_interval());
+                        if pause(delay, &cancel).await {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
+            match self.publish_from(&mut cursor, &marks, &term).await {
                 Ok(0) => {
                     backoff.reset();
                     outage.recovered();
@@ -179,9 +258,11 @@ where
                         self.prune().await;
                         next_prune = Instant::now() + self.options.prune_interval;
                     }
+                    // Wake up in time to renew the lease, too.
+                    let idle = self.options.poll_interval.min(leadership.renew_interval());
                     tokio::select! {
                         () = self.wake.notified() => {}
-                        () = tokio::time::sleep(self.options.poll_interval) => cursor = 0,
+                        () = tokio::time::sleep(idle) => cursor = 0,
                         () = cancel.cancelled() => break,
                     }
                 }
@@ -195,20 +276,22 @@ where
                         ready = false;
                     }
                     outage.failed(&error);
-                    if pause(backoff.next_delay(), &cancel).await {
+                    // Back off, but not past the next renewal of the lease.
+                    let delay = backoff.next_delay().min(leadership.renew_interval());
+                    if pause(delay, &cancel).await {
                         break;
                     }
                 }
             }
         }
-        if ready {
+        if ready && let Some(term) = leadership.current() {
             let deadline = Instant::now() + self.options.shutdown_flush;
             while Instant::now() < deadline {
-                match self.publish_from(&mut cursor, &marks).await {
+                match self.publish_from(&mut cursor, &marks, &term).await {
                     Ok(0) => break,
                     Ok(_) => {}
                     Err(error) => {
-                        tracing::warn!(%error, "events left in the outbox at shutdown; they are published at the next start");
+                        tracing::warn!(%error, "events left in the outbox at shutdown; they are published by the next leader");
                         break;
                     }
                 }
@@ -216,16 +299,78 @@ where
         }
     }
 
-    /// Writes marks as they come, coalescing whatever queued up meanwhile into one transaction.
-    /// Ends when the publisher is done and every mark is written.
-    async fn mark_loop(&self, mut pending: mpsc::UnboundedReceiver<Vec<Delivery>>) {
-        while let Some(mut deliveries) = pending.recv().await {
-            while let Ok(more) = pending.try_recv() {
-                deliveries.extend(more);
+    /// Marks the rows the stream already holds after the term's marked sequence: events a
+    /// crashed or deposed leader published and never marked.
+    async fn reconcile(&self, term: &Term) -> Result<(), EventsError> {
+        let stored = self
+            .publisher
+            .stored_since(term.term.marked_stream_seq, RECONCILE_LIMIT)
+            .await?;
+        if stored.is_empty() {
+            return Ok(());
+        }
+        let in_stream: HashMap<&str, u64> = stored
+            .iter()
+            .map(|s| (s.message_id.as_str(), s.stream_seq))
+            .collect();
+        let mut found = Vec::new();
+        let mut from: OutboxSeq = 0;
+        loop {
+            let batch = self.store.next_batch(from, self.options.batch_size).await?;
+            let Some(last) = batch.last() else { break };
+            from = last.seq + 1;
+            for row in &batch {
+                if let Some(stream_seq) = in_stream.get(row.event.event_id.to_string().as_str()) {
+                    found.push(Delivery {
+                        seq: row.seq,
+                        stream_seq: *stream_seq,
+                    });
+                }
             }
-            if let Err(error) = self.store.mark_sent(&deliveries, Utc::now()).await {
+        }
+        if !found.is_empty() {
+            tracing::info!(
+                events = found.len(),
+                "events published by the previous relay leader but not marked sent: marked now"
+            );
+        }
+        self.store
+            .mark_sent_in_term(term.term.token, &found, Utc::now())
+            .await?;
+        Ok(())
+    }
+
+    /// Writes marks as they come, coalescing whatever queued up meanwhile (of the same term)
+    /// into one transaction. Ends when the publisher is done and every mark is written.
+    async fn mark_loop(&self, mut pending: mpsc::UnboundedReceiver<(i64, Vec<Delivery>)>) {
+        let mut next = pending.recv().await;
+        while let Some((token, mut deliveries)) = next.take() {
+            while let Ok((more_token, more)) = pending.try_recv() {
+                if more_token == token {
+                    deliveries.extend(more);
+                } else {
+                    next = Some((more_token, more));
+                    break;
+                }
+            }
+            match self
+                .store
+                .mark_sent_in_term(token, &deliveries, Utc::now())
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::LostLease) => tracing::warn!(
+                    events = deliveries.len(),
+                    "delivered events not marked: another replica's relay leads now and finds \
+                     them in the stream"
+                ),
                 // The rows stay unsent: they are published again and de-duplicated.
-                tracing::warn!(%error, events = deliveries.len(), "cannot mark delivered events sent");
+                Err(error) => {
+                    tracing::warn!(%error, events = deliveries.len(), "cannot mark delivered events sent");
+                }
+            }
+            if next.is_none() {
+                next = pending.recv().await;
             }
         }
     }
@@ -239,7 +384,7 @@ where
     /// store failure.
     pub async fn publish_batch(&self) -> Result<usize, EventsError> {
         let batch = self.store.next_batch(0, self.options.batch_size).await?;
-        let sent = self.publish(&batch).await;
+        let sent = self.publish(&batch, None).await;
         self.store.mark_sent(&sent.delivered, Utc::now()).await?;
         self.settle(sent).await
     }
@@ -249,28 +394,39 @@ where
         &self,
         cursor: &mut OutboxSeq,
         marks: &Marks,
+        term: &Term,
     ) -> Result<usize, EventsError> {
         let batch = self
             .store
             .next_batch(*cursor, self.options.batch_size)
             .await?;
-        let sent = self.publish(&batch).await;
+        let sent = self.publish(&batch, Some(term.valid_until)).await;
         if sent.error.is_none()
+            && !sent.lapsed
             && let Some(last) = batch.last()
         {
             *cursor = last.seq + 1;
         }
         if !sent.delivered.is_empty() {
             // The marker only stops after this loop, so the channel is open.
-            let _ = marks.send(sent.delivered.clone());
+            let _ = marks.send((term.term.token, sent.delivered.clone()));
+        }
+        if sent.lapsed && sent.error.is_none() {
+            // Renewed (or handed over) at the next pass; a lapse is not an empty outbox.
+            return Ok(sent.delivered.len().max(1));
         }
         self.settle(sent).await
     }
 
-    /// Publishes `batch` wave by wave, stopping at the first failure.
-    async fn publish(&self, batch: &[OutboxEvent]) -> Sent {
+    /// Publishes `batch` wave by wave, stopping at the first failure, and before any wave once
+    /// `until` (the end of the relay lease) has passed.
+    async fn publish(&self, batch: &[OutboxEvent], until: Option<Instant>) -> Sent {
         let mut sent = Sent::default();
         for wave in waves(batch) {
+            if until.is_some_and(|until| Instant::now() >= until) {
+                sent.lapsed = true;
+                break;
+            }
             self.publish_wave(&wave, &mut sent).await;
             if sent.error.is_some() {
                 break;

@@ -29,6 +29,9 @@ use crate::store::{Store, in_transaction_span};
 /// How long a lease lasts past each fenced write.
 pub use crate::store::LEASE_TTL;
 
+/// How often a running attempt renews its lease unless configured: a quarter of [`LEASE_TTL`].
+const DEFAULT_LEASE_RENEW: Duration = Duration::from_secs(30);
+
 /// How often a replayed call looks at a still running attempt.
 const REPLAY_POLL: Duration = Duration::from_millis(50);
 
@@ -69,6 +72,8 @@ pub struct LocalBackend {
     limits: ConnectionLimits,
     /// Wakes background recovery when an attempt is left open.
     recovery: Arc<Notify>,
+    /// How often a running attempt renews its lease.
+    lease_renew: Duration,
 }
 
 // === impl LocalBackend ===
@@ -86,6 +91,7 @@ impl LocalBackend {
             budget: Budget::default(),
             limits: ConnectionLimits::default(),
             recovery: Arc::new(Notify::new()),
+            lease_renew: DEFAULT_LEASE_RENEW,
         })
     }
 
@@ -98,7 +104,16 @@ impl LocalBackend {
             budget: Budget::default(),
             limits: ConnectionLimits::default(),
             recovery: Arc::new(Notify::new()),
+            lease_renew: DEFAULT_LEASE_RENEW,
         }
+    }
+
+    /// This backend with running attempts renewing their lease every `every`
+    /// (`local.lease_renew_seconds`; the TTL is the store's).
+    #[must_use]
+    pub fn with_lease_renew(mut self, every: Duration) -> Self {
+        self.lease_renew = every;
+        self
     }
 
     /// What background recovery waits on between passes.
@@ -310,8 +325,11 @@ impl LocalBackend {
         let token = match self
             .in_span(
                 "acquire lease",
-                self.store
-                    .acquire(&rotation_id, &attempt_id.to_string(), LEASE_TTL),
+                self.store.acquire(
+                    &rotation_id,
+                    &attempt_id.to_string(),
+                    self.store.lease_ttl(),
+                ),
             )
             .await?
         {
@@ -333,9 +351,10 @@ impl LocalBackend {
                 c.max_parallel_rotations
             });
         let _slot = self.limits.acquire(&rotation.connection, limit).await;
-        let result = self
-            .run_under_lease(&current, rotation, driver, attempt_id, token, origin)
-            .await;
+        let result = tokio::select! {
+            result = self.run_under_lease(&current, rotation, driver, attempt_id, token, origin) => result,
+            never = self.keep_lease(&rotation_id, token) => match never {},
+        };
         if let Err(error) = self
             .in_span("release lease", self.store.release(&rotation_id, token))
             .await
@@ -343,6 +362,29 @@ impl LocalBackend {
             tracing::warn!(%rotation_id, %error, "could not release the lease; it expires");
         }
         result
+    }
+
+    /// Renews the lease of `rotation_id` every `lease_renew` while the attempt runs (dropped
+    /// when it ends). Once the lease is lost it stops: the attempt's next fenced write fails.
+    async fn keep_lease(&self, rotation_id: &str, token: i64) -> std::convert::Infallible {
+        loop {
+            tokio::time::sleep(self.lease_renew).await;
+            match self
+                .store
+                .renew(rotation_id, token, self.store.lease_ttl())
+                .await
+            {
+                Ok(()) => {}
+                Err(crate::store::StoreError::LostLease) => {
+                    tracing::warn!(%rotation_id, "the attempt's lease was taken over; its next write is refused");
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%rotation_id, %error, "cannot renew the lease; retrying")
+                }
+            }
+        }
+        std::future::pending().await
     }
 
     /// The outcome of attempt `attempt_id`, named by an idempotency key already seen: the

@@ -52,7 +52,8 @@ pub async fn start(
     if config.local.is_empty() {
         return Ok(None);
     }
-    let backend = backend::LocalBackend::new(config.local.clone(), store.clone())?;
+    let backend = backend::LocalBackend::new(config.local.clone(), store.clone())?
+        .with_lease_renew(config.local_timing.lease_renew);
     backend.start_up().await?;
     Ok(Some(std::sync::Arc::new(backend)))
 }

@@ -1,5 +1,6 @@
-//! The auto-rotation scheduler: a background task that, at start and then every [`PERIOD`],
-//! rotates every registered rotation with auto-rotation on whose `next_rotation_at` has passed.
+//! The auto-rotation scheduler: a background task that, at start and then every scan interval
+//! (`local.scan_interval_seconds`, default [`PERIOD`]), rotates every registered rotation with
+//! auto-rotation on whose `next_rotation_at` has passed.
 //!
 //! Each due rotation goes through [`LocalBackend::rotate`], the same path as `RotateSecrets`
 //! (lease, attempt, events), with the scheduled origin: the event's trigger is SCHEDULED and
@@ -22,7 +23,7 @@ use super::backend::{LocalBackend, Origin, Scope};
 use super::error::LocalError;
 use crate::config::registry::Registry;
 
-/// Time between two scans for due rotations.
+/// Time between two scans for due rotations, unless configured.
 pub const PERIOD: Duration = Duration::from_secs(30);
 
 /// A due rotation: its id and the connection it runs against.

@@ -55,12 +55,14 @@ macro_rules! migrations {
 
 /// Every SQLite migration, in version order.
 const SQLITE_MIGRATIONS: &[MigrationSource] = migrations!(
-    "sqlite": (1, "outbox"), (2, "local"), (3, "idempotency"), (4, "credential_ids")
+    "sqlite": (1, "outbox"), (2, "local"), (3, "idempotency"), (4, "credential_ids"),
+    (5, "relay_lease")
 );
 
 /// Every PostgreSQL migration, in version order: the same tables as SQLite's.
 const POSTGRES_MIGRATIONS: &[MigrationSource] = migrations!(
-    "postgres": (1, "outbox"), (2, "local"), (3, "idempotency"), (4, "credential_ids")
+    "postgres": (1, "outbox"), (2, "local"), (3, "idempotency"), (4, "credential_ids"),
+    (5, "relay_lease")
 );
 
 /// How long a SQLite writer waits for another process's lock before the call fails as busy.
@@ -91,6 +93,8 @@ pub(crate) enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) backend: Backend,
+    /// How long a rotation's lease lasts past each fenced write.
+    pub(crate) lease_ttl: Duration,
 }
 
 /// Runs `$body` against the store's pools: `$writer` and `$reader` are bound to the backend's
@@ -133,16 +137,17 @@ pub(crate) use on_db;
 
 impl Store {
     /// Opens the store the configuration names: PostgreSQL when `store_url` is set, else SQLite
-    /// under `data_dir`.
+    /// under `data_dir`, with the configured rotation lease TTL.
     ///
     /// # Errors
     ///
     /// As [`Store::open_sqlite`] or [`Store::open_postgres`].
     pub async fn open(config: &crate::config::Config) -> Result<Self, StoreError> {
-        match &config.store_url {
-            Some(url) => Self::open_postgres(url.expose()).await,
-            None => Self::open_sqlite(&config.data_dir).await,
-        }
+        let store = match &config.store_url {
+            Some(url) => Self::open_postgres(url.expose()).await?,
+            None => Self::open_sqlite(&config.data_dir).await?,
+        };
+        Ok(store.with_lease_ttl(config.local_timing.lease_ttl))
     }
 
     /// Opens (creating if needed) `data_dir/rotator.db` and applies pending migrations.
@@ -189,6 +194,7 @@ impl Store {
             .map_err(StoreError::Open)?;
         Ok(Self {
             backend: Backend::Sqlite { writer, reader },
+            lease_ttl: super::LEASE_TTL,
         })
     }
 
@@ -211,7 +217,21 @@ impl Store {
         migrator(POSTGRES_MIGRATIONS).run(&pool).await?;
         Ok(Self {
             backend: Backend::Postgres(pool),
+            lease_ttl: super::LEASE_TTL,
         })
+    }
+
+    /// This store with rotation leases lasting `ttl` past each fenced write
+    /// (`local.lease_ttl_seconds`).
+    #[must_use]
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// How long a rotation's lease lasts past each fenced write.
+    pub fn lease_ttl(&self) -> Duration {
+        self.lease_ttl
     }
 
     /// `db.system.name` of the backend, for the spans of its transactions.

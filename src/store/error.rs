@@ -26,9 +26,9 @@ pub enum StoreError {
     /// Any other database failure.
     #[error("store query failed: {0}")]
     Query(#[source] sqlx::Error),
-    /// Another holder took the rotation's lease (its fencing token moved on); nothing was
-    /// written.
-    #[error("the rotation's lease was taken over by another holder")]
+    /// Another holder took the lease (a rotation's, or the relay's): its fencing token moved
+    /// on; nothing was written.
+    #[error("the lease was taken over by another holder")]
     LostLease,
     /// A stored row does not decode.
     #[error("a stored row is malformed: {0}")]

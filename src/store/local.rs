@@ -166,6 +166,19 @@ pub trait LeaseStore: Send + Sync {
         ttl: Duration,
     ) -> impl Future<Output = Result<LeaseOutcome, StoreError>> + Send;
 
+    /// Extends the lease by `ttl` from now, if `token` still holds it: a running attempt
+    /// renews between its fenced writes, so a slow step does not let the lease expire.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::LostLease`] when another holder took it; or the store could not write.
+    fn renew(
+        &self,
+        rotation_id: &str,
+        token: i64,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Gives the lease up, if `token` still holds it.
     ///
     /// # Errors

@@ -13,7 +13,8 @@ use crate::store::local::{
     RotationState, RotationStateStore, StoredCredential, parse_state, state_name,
 };
 
-/// How long a lease lasts past each fenced write.
+/// How long a lease lasts past each fenced write, unless configured
+/// (`local.lease_ttl_seconds`).
 pub const LEASE_TTL: Duration = Duration::from_secs(120);
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -45,13 +46,13 @@ fn count(v: i64) -> u32 {
 /// it, else [`StoreError::LostLease`]. The update row-locks the lease until the transaction
 /// ends, so two holders' fenced writes never interleave.
 macro_rules! fence {
-    ($tx:expr, $rotation_id:expr, $token:expr) => {
+    ($tx:expr, $ttl:expr, $rotation_id:expr, $token:expr) => {
         async {
             let done = sqlx::query(
                 "UPDATE local_leases SET expires_at = $1 WHERE rotation_id = $2 \
                  AND fencing_token = $3 AND holder <> ''",
             )
-            .bind(ms(Utc::now()) + ttl_ms(LEASE_TTL))
+            .bind(ms(Utc::now()) + ttl_ms($ttl))
             .bind($rotation_id)
             .bind($token)
             .execute(&mut *$tx)
@@ -234,6 +235,14 @@ impl LeaseStore for Store {
         })
     }
 
+    async fn renew(&self, rotation_id: &str, token: i64, ttl: Duration) -> Result<(), StoreError> {
+        on_db!(self, |writer, reader, postgres| {
+            let mut tx = writer.begin().await.map_err(StoreError::query)?;
+            fence!(tx, ttl, rotation_id, token).await?;
+            tx.commit().await.map_err(StoreError::query)
+        })
+    }
+
     async fn release(&self, rotation_id: &str, token: i64) -> Result<(), StoreError> {
         on_db!(self, |writer, reader, postgres| {
             let mut tx = writer.begin().await.map_err(StoreError::query)?;
@@ -367,7 +376,7 @@ impl AttemptStore for Store {
         let now = ms(Utc::now());
         on_db!(self, |writer, reader, postgres| {
             let mut tx = writer.begin().await.map_err(StoreError::query)?;
-            fence!(tx, &row.rotation_id, row.fencing_token).await?;
+            fence!(tx, self.lease_ttl, &row.rotation_id, row.fencing_token).await?;
             sqlx::query(
                 "INSERT INTO local_attempts (attempt_id, rotation_id, slot, state, key_id, \
                  candidate, fencing_token, trigger_kind, request_id, transient, regenerations, \
@@ -412,7 +421,7 @@ impl AttemptStore for Store {
     async fn transition(&self, row: &AttemptRow) -> Result<(), StoreError> {
         on_db!(self, |writer, reader, postgres| {
             let mut tx = writer.begin().await.map_err(StoreError::query)?;
-            fence!(tx, &row.rotation_id, row.fencing_token).await?;
+            fence!(tx, self.lease_ttl, &row.rotation_id, row.fencing_token).await?;
             let done = sqlx::query(
                 "UPDATE local_attempts SET state = $1, key_id = $2, candidate = $3, \
                  transient = $4, regenerations = $5, updated_at = $6, candidate_id = $7, \
@@ -446,7 +455,7 @@ impl AttemptStore for Store {
     ) -> Result<(), StoreError> {
         on_db!(self, |writer, reader, postgres| {
             let mut tx = writer.begin().await.map_err(StoreError::query)?;
-            fence!(tx, rotation_id, token).await?;
+            fence!(tx, self.lease_ttl, rotation_id, token).await?;
             sqlx::query("UPDATE local_attempts SET fencing_token = $1 WHERE attempt_id = $2")
                 .bind(token)
                 .bind(attempt_id.to_string())
@@ -485,7 +494,7 @@ impl AttemptStore for Store {
         let at = ms(c.at);
         on_db!(self, |writer, reader, postgres| {
             let mut tx = writer.begin().await.map_err(StoreError::query)?;
-            fence!(tx, &c.rotation_id, token).await?;
+            fence!(tx, self.lease_ttl, &c.rotation_id, token).await?;
             close_attempt!(tx, c.attempt_id, token, "committed", None::<&str>).await?;
             sqlx::query(
                 "INSERT INTO local_credentials (rotation_id, slot, key_id, ciphertext, \
@@ -529,7 +538,7 @@ impl AttemptStore for Store {
         let at = ms(f.at);
         on_db!(self, |writer, reader, postgres| {
             let mut tx = writer.begin().await.map_err(StoreError::query)?;
-            fence!(tx, &f.rotation_id, token).await?;
+            fence!(tx, self.lease_ttl, &f.rotation_id, token).await?;
             close_attempt!(tx, f.attempt_id, token, "failed", Some(f.message.as_str())).await?;
             sqlx::query(
                 "UPDATE local_rotations SET status = 'failed', last_rotation_attempted_at = $1, \

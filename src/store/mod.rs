@@ -11,6 +11,7 @@ pub mod error;
 pub mod local;
 mod local_tables;
 mod outbox;
+mod relay_lease;
 
 use std::future::Future;
 use std::time::Duration;
@@ -193,10 +194,70 @@ pub trait AckOutbox: Send + Sync {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
-/// Everything the events pipeline needs from a store.
-pub trait OutboxStore: WriteOutbox + ReadOutbox + AckOutbox {}
+/// One term of relay leadership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayTerm {
+    /// The fencing token: larger than every earlier term's. Marks of an older term are refused.
+    pub token: i64,
+    /// The highest stream sequence any leader marked sent: events a predecessor published and
+    /// never marked are in the stream after it.
+    pub marked_stream_seq: u64,
+}
 
-impl<T: WriteOutbox + ReadOutbox + AckOutbox> OutboxStore for T {}
+/// The relay lease: which replica's relay publishes the outbox, with a fencing token, so a
+/// deposed leader can never move the outbox on.
+pub trait RelayLease: Send + Sync {
+    /// Takes the lease for `holder` for `ttl` when it is free, expired or already `holder`'s
+    /// (a new term each time); `None` while another holder's lease runs. A store only this
+    /// process uses (SQLite) has no other holder: the lease is always taken.
+    ///
+    /// # Errors
+    ///
+    /// The store could not write.
+    fn claim_relay(
+        &self,
+        holder: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<RelayTerm>, StoreError>> + Send;
+
+    /// Extends the lease of term `token` by `ttl` from now.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::LostLease`] when another term took it; or the store could not write.
+    fn renew_relay(
+        &self,
+        token: i64,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Gives the lease up if term `token` still holds it, so a successor need not wait for it
+    /// to expire.
+    ///
+    /// # Errors
+    ///
+    /// The store could not write.
+    fn release_relay(&self, token: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// [`AckOutbox::mark_sent`] fenced by term `token`, in one transaction that also raises the
+    /// lease's marked stream sequence.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::LostLease`] when another term holds the lease (nothing was written); or the
+    /// store could not write.
+    fn mark_sent_in_term(
+        &self,
+        token: i64,
+        deliveries: &[Delivery],
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Everything the events pipeline needs from a store.
+pub trait OutboxStore: WriteOutbox + ReadOutbox + AckOutbox + RelayLease {}
+
+impl<T: WriteOutbox + ReadOutbox + AckOutbox + RelayLease> OutboxStore for T {}
 
 /// The contract every outbox backend must keep; each backend's tests call it.
 #[cfg(test)]

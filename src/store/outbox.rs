@@ -51,6 +51,26 @@ macro_rules! append_in {
 }
 pub(crate) use append_in;
 
+/// Marks `$deliveries` sent at `$at` inside the open transaction `$tx`.
+macro_rules! mark_sent_in {
+    ($tx:expr, $deliveries:expr, $at:expr) => {
+        async {
+            let at: chrono::DateTime<chrono::Utc> = $at;
+            for delivery in $deliveries {
+                sqlx::query("UPDATE outbox SET sent_at = $1, stream_seq = $2 WHERE seq = $3")
+                    .bind(at.timestamp_micros())
+                    .bind(i64::try_from(delivery.stream_seq).unwrap_or(i64::MAX))
+                    .bind(delivery.seq)
+                    .execute(&mut *$tx)
+                    .await
+                    .map_err(StoreError::query)?;
+            }
+            Ok::<(), StoreError>(())
+        }
+    };
+}
+pub(crate) use mark_sent_in;
+
 // === impl Store: WriteOutbox ===
 
 impl WriteOutbox for Store {
@@ -124,15 +144,7 @@ impl AckOutbox for Store {
         // One transaction (one fsync, one commit) for the whole batch.
         on_db!(self, |writer, reader, postgres| {
             let mut tx = writer.begin().await.map_err(StoreError::query)?;
-            for delivery in deliveries {
-                sqlx::query("UPDATE outbox SET sent_at = $1, stream_seq = $2 WHERE seq = $3")
-                    .bind(at.timestamp_micros())
-                    .bind(i64::try_from(delivery.stream_seq).unwrap_or(i64::MAX))
-                    .bind(delivery.seq)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::query)?;
-            }
+            mark_sent_in!(tx, deliveries, at).await?;
             tx.commit().await.map_err(StoreError::query)
         })
     }

@@ -197,6 +197,7 @@ async fn healthz(State(readiness): State<Readiness>) -> impl IntoResponse {
         "outbox": outbox,
         "overdue_rotations": super::metrics::overdue_rotations(),
         "nats": super::health::to_json(super::health::NATS),
+        "relay": super::health::to_json(super::health::RELAY),
         "infisical_token": super::health::to_json(super::health::INFISICAL_TOKEN),
     });
     (

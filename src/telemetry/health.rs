@@ -13,6 +13,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 /// The NATS connection of the events relay.
 pub const NATS: &str = "nats";
+/// The relay lease: whether this replica's relay publishes the outbox (`leader`) or waits
+/// for the lease (`follower`).
+pub const RELAY: &str = "relay";
 /// The machine-identity token rotator uses with Infisical.
 pub const INFISICAL_TOKEN: &str = "infisical_token";
 

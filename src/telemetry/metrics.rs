@@ -16,6 +16,7 @@
 //! | `rotator.events.publish_failures` | counter | `rotator_events_publish_failures_total` |
 //! | `rotator.lease.takeovers` | counter | `rotator_lease_takeovers_total` |
 //! | `rotator.rotations.overdue` | observable gauge | `rotator_rotations_overdue` |
+//! | `rotator.events.relay_leader` | observable gauge | `rotator_events_relay_leader` |
 //!
 //! The instruments are process-wide (like the OpenTelemetry global meter provider), so the api,
 //! engine, upstream client and events relay record without handles being threaded through
@@ -89,6 +90,8 @@ pub struct Metrics {
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
+/// 1 while this replica's relay holds the relay lease; 0 from start.
+static RELAY_LEADER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 static SOURCES: OnceLock<Sources> = OnceLock::new();
 
 fn sources() -> &'static Sources {
@@ -280,6 +283,15 @@ fn register_observables(meter: &Meter) {
         })
         .build();
     meter
+        .u64_observable_gauge("rotator.events.relay_leader")
+        .with_description(
+            "1 while this replica's relay publishes the outbox (holds the relay lease)",
+        )
+        .with_callback(|observer| {
+            observer.observe(RELAY_LEADER.load(std::sync::atomic::Ordering::Relaxed), &[]);
+        })
+        .build();
+    meter
         .u64_observable_gauge("rotator.rotations.overdue")
         .with_description("Rotations whose next rotation time has passed")
         .with_unit("{rotation}")
@@ -416,6 +428,11 @@ pub fn events_discarded(count: u64) {
 /// Counts one lease taken over from an expired holder.
 pub fn lease_taken_over() {
     global().lease_takeovers.add(1, &[]);
+}
+
+/// Records whether this replica's relay holds the relay lease.
+pub fn set_relay_leader(leader: bool) {
+    RELAY_LEADER.store(u64::from(leader), std::sync::atomic::Ordering::Relaxed);
 }
 
 // === sources ===

@@ -135,7 +135,7 @@ impl Drop for PrivateNats {
     }
 }
 
-fn nats_server_binary() -> PathBuf {
+pub(crate) fn nats_server_binary() -> PathBuf {
     for candidate in ["/usr/sbin/nats-server", "/usr/bin/nats-server"] {
         if Path::new(candidate).exists() {
             return PathBuf::from(candidate);

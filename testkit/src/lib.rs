@@ -9,6 +9,7 @@
 //! - [`issued_local`]: local rotations of issued client secrets through the binary, read back.
 //! - [`local_server`]: a local-rotation server (binary or in-process) and logins to check passwords.
 //! - [`events`]: unique NATS names, a private restartable nats-server, stream reads, `run_on`.
+//! - [`nats_cluster`]: a three-node JetStream cluster; find and kill the stream leader, restart.
 //!
 //! Its peers:
 //! - [`fake_infisical`]: a fake Infisical built from the vendor contract, with failure injection.
@@ -54,6 +55,7 @@ pub mod log_capture;
 pub mod log_lines;
 pub mod mariadb;
 pub mod moto;
+pub mod nats_cluster;
 pub mod otlp;
 pub mod private_mariadb;
 pub mod private_postgres;

@@ -22,6 +22,25 @@ pub async fn root() -> MySqlConnection {
         .expect("root on the shared MariaDB at 127.0.0.1:3306")
 }
 
+/// Whether `user`/`password` log in to the shared server with a fresh connection.
+pub async fn login(user: &str, password: &str) -> bool {
+    match MySqlConnectOptions::new()
+        .host(HOST)
+        .port(PORT)
+        .username(user)
+        .password(password)
+        .disable_statement_logging()
+        .connect()
+        .await
+    {
+        Ok(c) => {
+            let _ = c.close().await;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// Runs `sql` as root.
 pub async fn execute(sql: &str) {
     let mut conn = root().await;

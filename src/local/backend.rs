@@ -69,6 +69,8 @@ pub struct LocalBackend {
     limits: ConnectionLimits,
     /// Wakes background recovery when an attempt is left open.
     recovery: Arc<Notify>,
+    /// Wakes the delivery worker after a commit of a rotation with sinks.
+    delivery: Arc<Notify>,
 }
 
 // === impl LocalBackend ===
@@ -86,6 +88,7 @@ impl LocalBackend {
             budget: Budget::default(),
             limits: ConnectionLimits::default(),
             recovery: Arc::new(Notify::new()),
+            delivery: Arc::new(Notify::new()),
         })
     }
 
@@ -98,6 +101,7 @@ impl LocalBackend {
             budget: Budget::default(),
             limits: ConnectionLimits::default(),
             recovery: Arc::new(Notify::new()),
+            delivery: Arc::new(Notify::new()),
         }
     }
 
@@ -109,6 +113,20 @@ impl LocalBackend {
     /// Asks background recovery for a pass soon (an attempt was left open).
     pub(super) fn wake_recovery(&self) {
         self.recovery.notify_one();
+    }
+
+    /// What the delivery worker waits on: a commit of a rotation with sinks.
+    pub fn delivery_signal(&self) -> Arc<Notify> {
+        Arc::clone(&self.delivery)
+    }
+
+    pub(super) fn wake_delivery(&self) {
+        self.delivery.notify_one();
+    }
+
+    /// The store (the delivery worker keeps its table there).
+    pub fn shared_store(&self) -> &Store {
+        &self.store
     }
 
     pub(super) fn store(&self) -> &Store {

@@ -251,8 +251,10 @@ async fn every_committed_version_reaches_file_and_exec_sinks() {
             rotate(&channel, &id).await;
         }
         let state = wait_deliveries(&channel, &id, "every good sink delivered", |s| {
-            good.iter()
-                .all(|g| s.iter().any(|x| &x.sink == g && x.delivered_version == version))
+            good.iter().all(|g| {
+                s.iter()
+                    .any(|x| &x.sink == g && x.delivered_version == version)
+            })
         })
         .await;
         for name in &good {
@@ -316,7 +318,10 @@ async fn every_committed_version_reaches_file_and_exec_sinks() {
 
     let events = outbox(&setup.path("data")).await;
     let subjects: Vec<&str> = events.iter().map(|(s, _)| s.as_str()).collect();
-    assert!(subjects.contains(&"redis-credentials.delivered"), "{subjects:?}");
+    assert!(
+        subjects.contains(&"redis-credentials.delivered"),
+        "{subjects:?}"
+    );
     assert!(
         subjects
             .iter()
@@ -328,7 +333,11 @@ async fn every_committed_version_reaches_file_and_exec_sinks() {
         .iter()
         .find(|(s, p)| s == "redis-credentials.delivered" && p.contains("\"recorder\""))
         .expect("a recorder event");
-    assert!(delivered.1.contains("rotator.v1.CredentialDelivered"), "{}", delivered.1);
+    assert!(
+        delivered.1.contains("rotator.v1.CredentialDelivered"),
+        "{}",
+        delivered.1
+    );
 
     let _ = child.kill().await;
     let _ = child.wait().await;

@@ -38,9 +38,12 @@ impl Sink for AwsSecretsManagerSink {
                     "ClientRequestToken": token,
                     "Description": "written by rotator (docs/delivery.md)",
                 });
-                self.call("CreateSecret", &create).await.map_err(Into::into)
+                self.call("CreateSecret", &create)
+                    .await
+                    .map(drop)
+                    .map_err(Into::into)
             }
-            other => other.map_err(Into::into),
+            other => other.map(drop).map_err(Into::into),
         }
     }
 }
@@ -74,8 +77,25 @@ impl AwsSecretsManagerSink {
         })
     }
 
-    /// One signed JSON-protocol call. The answer's body is read only for its error type.
-    async fn call(&self, action: &str, body: &serde_json::Value) -> Result<(), Failure> {
+    /// One signed JSON-protocol call of `action` (e.g. `GetSecretValue`) with the sink's key:
+    /// its answer, or an error naming the service's error type (never a body).
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError`] without any value in its message.
+    pub async fn request(
+        &self,
+        action: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, SinkError> {
+        self.call(action, body).await.map_err(Into::into)
+    }
+
+    async fn call(
+        &self,
+        action: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, Failure> {
         let url = self.endpoint();
         let body = body.to_string();
         let target = format!("secretsmanager.{action}");
@@ -127,10 +147,10 @@ impl AwsSecretsManagerSink {
             .await
             .map_err(|e| Failure::Other(format!("{action} to {url}: {}", transport(&e))))?;
         let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
         let text = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            return Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null));
+        }
         let code = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v.get("__type").and_then(|t| t.as_str()).map(str::to_owned))

@@ -34,6 +34,8 @@ use crate::store::deliveries::{DeliveryRow, DeliveryStore as _, FailedDelivery};
 
 /// How often the worker looks for owed deliveries when nothing woke it.
 pub const SCAN_PERIOD: Duration = Duration::from_secs(30);
+/// The shortest wait between passes.
+const MIN_WAIT: Duration = Duration::from_millis(20);
 /// The first retry delay of a failing sink.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// The longest retry delay.
@@ -72,10 +74,13 @@ impl Delivery {
                 if let Err(error) = pass(&backend).await {
                     tracing::warn!(%error, "delivery could not read the owed deliveries");
                 }
+                let to_scan = next_scan.saturating_duration_since(tokio::time::Instant::now());
                 let wait = match backend.shared_store().next_delivery_at().await {
-                    Ok(Some(at)) => until(at).min(next_scan - tokio::time::Instant::now()),
-                    _ => next_scan.saturating_duration_since(tokio::time::Instant::now()),
-                };
+                    Ok(Some(at)) => until(at).min(to_scan),
+                    _ => to_scan,
+                }
+                // A row that stays due (its try could not even be recorded) is not spun on.
+                .max(MIN_WAIT);
                 tokio::select! {
                     () = wake.notified() => {}
                     () = tokio::time::sleep(wait) => {}
@@ -116,32 +121,67 @@ async fn ensure_rows(backend: &LocalBackend) -> Result<(), crate::store::StoreEr
     Ok(())
 }
 
-/// Tries every due delivery once; sinks of no registered rotation wait (a reload may bring
-/// them back).
+/// Tries every due delivery once. A sink of no registered rotation (removed by a reload) is
+/// put off like a failure, without an event: a reload may bring it back.
 async fn pass(backend: &LocalBackend) -> Result<(), crate::store::StoreError> {
     let rows = backend.shared_store().due_deliveries(Utc::now()).await?;
     if rows.is_empty() {
         return Ok(());
     }
     let current = backend.current();
-    let owed: Vec<Owed> = rows
-        .into_iter()
-        .filter_map(|row| {
-            let rotation = current
-                .registry
-                .rotations
-                .iter()
-                .find(|r| r.id.to_string() == row.rotation_id)?;
-            let sink = rotation.sinks.iter().find(|s| s.name == row.sink)?;
-            Some(Owed {
+    let mut owed = Vec::new();
+    for row in rows {
+        let registered = current
+            .registry
+            .rotations
+            .iter()
+            .find(|r| r.id.to_string() == row.rotation_id)
+            .and_then(|r| Some((r, r.sinks.iter().find(|s| s.name == row.sink)?)));
+        match registered {
+            Some((rotation, sink)) => owed.push(Owed {
                 sink: sink.clone(),
                 rotation: rotation.clone(),
                 row,
-            })
-        })
-        .collect();
+            }),
+            None => {
+                put_off(
+                    backend,
+                    &row,
+                    row.wanted_version,
+                    "the sink is not configured".into(),
+                    None,
+                )
+                .await?;
+            }
+        }
+    }
     futures::future::join_all(owed.iter().map(|o| try_one(backend, o))).await;
     Ok(())
+}
+
+/// Records a failed try of `version` with its backoff (and `event`, if any).
+async fn put_off(
+    backend: &LocalBackend,
+    row: &DeliveryRow,
+    version: u64,
+    error: String,
+    event: Option<NewOutboxEvent>,
+) -> Result<Duration, crate::store::StoreError> {
+    let now = Utc::now();
+    let delay = retry_backoff().after(row.failures).next_delay();
+    backend
+        .shared_store()
+        .mark_failed(&FailedDelivery {
+            rotation_id: row.rotation_id.clone(),
+            sink: row.sink.clone(),
+            version,
+            error,
+            at: now,
+            next_try_at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
+            event,
+        })
+        .await?;
+    Ok(delay)
 }
 
 /// One try of the committed version to one sink, recorded with its event.
@@ -156,8 +196,13 @@ async fn try_one(backend: &LocalBackend, owed: &Owed) {
         Ok(Some(committed)) if committed.version > row.delivered_version => committed,
         Ok(_) => return,
         Err(error) => {
+            // No value in a LocalError; retried with backoff like a sink's failure.
             tracing::warn!(rotation_id = %row.rotation_id, sink = %row.sink, %error,
                 "delivery could not read the committed credential");
+            let message = format!("cannot read the committed credential: {error}");
+            if let Err(error) = put_off(backend, row, row.wanted_version, message, None).await {
+                tracing::warn!(%error, "could not record a delivery outcome");
+            }
             return;
         }
     };
@@ -185,7 +230,7 @@ async fn try_one(backend: &LocalBackend, owed: &Owed) {
         attempt_number: row.failures + 1,
     };
     let store = backend.shared_store();
-    let recorded = match outcome {
+    let recorded: Result<(), crate::store::StoreError> = match outcome {
         Ok(()) => {
             let event = RotationEvent::Delivered(CredentialDelivered {
                 delivery: Some(attempt),
@@ -214,11 +259,6 @@ async fn try_one(backend: &LocalBackend, owed: &Owed) {
         Err(error) => {
             let known: Vec<&str> = committed.values.iter().map(|(_, v)| v.expose()).collect();
             let message = redact_message(&error.to_string(), &known);
-            let delay = retry_backoff().after(row.failures).next_delay();
-            tracing::warn!(rotation_id = %row.rotation_id, sink = %sink.name,
-                version = committed.version, error = %message,
-                retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                "delivery failed; it is retried");
             // One event per version and sink: the first failure. Later ones show in the status.
             let event = (row.failures == 0)
                 .then(|| {
@@ -231,25 +271,22 @@ async fn try_one(backend: &LocalBackend, owed: &Owed) {
                     )
                 })
                 .transpose();
-            match event {
-                Ok(event) => {
-                    store
-                        .mark_failed(&FailedDelivery {
-                            rotation_id: row.rotation_id.clone(),
-                            sink: sink.name.clone(),
-                            version: committed.version,
-                            error: message,
-                            at: now,
-                            next_try_at: now
-                                + chrono::Duration::from_std(delay).unwrap_or_default(),
-                            event,
-                        })
-                        .await
-                }
+            let event = match event {
+                Ok(event) => event,
                 Err(error) => {
                     tracing::warn!(%error, "could not encode a delivery event");
-                    return;
+                    None
                 }
+            };
+            match put_off(backend, row, committed.version, message.clone(), event).await {
+                Ok(delay) => {
+                    tracing::warn!(rotation_id = %row.rotation_id, sink = %sink.name,
+                        version = committed.version, error = %message,
+                        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        "delivery failed; it is retried");
+                    Ok(())
+                }
+                Err(error) => Err(error),
             }
         }
     };

@@ -233,7 +233,7 @@ async fn every_committed_version_reaches_file_and_exec_sinks() {
     // Its child sleeps on after the script: only killing the process group ends it.
     script(
         &setup.path("hang.sh"),
-        &format!("sleep 300 &\necho $! > {d}/hang.pid\nwait"),
+        &format!("sleep 300 &\necho $! >> {d}/hang.pids\nwait"),
     );
     let (mut child, channel) = setup.start(None).await;
     let channel = channel.expect("serving");
@@ -306,10 +306,20 @@ async fn every_committed_version_reaches_file_and_exec_sinks() {
             .is_some_and(|e| e.contains("killed")),
         "{hangs:?}"
     );
-    let pid = std::fs::read_to_string(setup.path("hang.pid")).expect("pid");
+    // The first try's `sleep` (its failure is recorded, so its group was killed) is gone, or
+    // a zombie nobody reaped yet.
+    let pids = std::fs::read_to_string(setup.path("hang.pids")).expect("pids");
+    let first = pids.lines().next().expect("a pid");
+    let stat = std::fs::read_to_string(format!("/proc/{first}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .next();
     assert!(
-        !Path::new(&format!("/proc/{}", pid.trim())).exists(),
-        "the command's process group was killed"
+        stat.is_empty() || state == Some("Z"),
+        "the command's process group was killed: {stat}"
     );
     // The rotation itself is unaffected by the failing sink.
     rotate(&channel, &id).await;

@@ -2,8 +2,9 @@
 //! committed version reaches each sink (atomic file with its mode, each format; a command that
 //! gets the values on stdin only), a hanging command is killed with its process group and
 //! retried without failing the rotation, the status and events say so, no value reaches a log
-//! line, an argument, an environment or an event; and a kill -9 between a commit and its
-//! delivery delivers exactly the committed version after the restart.
+//! line, an argument, an environment or an event; a kill -9 between a commit and its delivery
+//! delivers exactly the committed version after the restart; and a sink added by a SIGHUP
+//! reload gets the current version.
 //!
 //! Needs `redis-server` on PATH.
 
@@ -28,24 +29,35 @@ struct Setup {
     dir: tempfile::TempDir,
     id: String,
     config: PathBuf,
+    redis_port: u16,
 }
 
 impl Setup {
     /// A Redis rotation whose sinks are `sinks` (TOML inline tables, `{DIR}` replaced).
     fn new(redis_port: u16, sinks: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let id = uuid::Uuid::new_v4().to_string();
         std::fs::create_dir(dir.path().join("out")).expect("out dir");
-        let d = dir.path().display().to_string();
+        let setup = Self {
+            config: dir.path().join("rotator.toml"),
+            dir,
+            id: uuid::Uuid::new_v4().to_string(),
+            redis_port,
+        };
+        setup.write_config(sinks);
+        setup
+    }
+
+    /// (Re)writes the configuration with `sinks`.
+    fn write_config(&self, sinks: &[&str]) {
+        let d = self.dir.path().display().to_string();
         let sinks: Vec<String> = sinks.iter().map(|s| s.replace("{DIR}", &d)).collect();
-        let config = dir.path().join("rotator.toml");
         let text = format!(
             r#"
 [[connections]]
 name = "redis"
 app = "redis"
 host = "127.0.0.1"
-port = {redis_port}
+port = {port}
 username = "{ADMIN_USER}"
 password = "env:{ADMIN_ENV}"
 tls = "disable"
@@ -62,11 +74,12 @@ sinks = [
 {sinks}
 ]
 "#,
-            short = &id[..8],
+            port = self.redis_port,
+            id = self.id,
+            short = &self.id[..8],
             sinks = sinks.join(",\n"),
         );
-        std::fs::write(&config, text).expect("config");
-        Self { dir, id, config }
+        std::fs::write(&self.config, text).expect("config");
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -423,4 +436,45 @@ async fn a_kill_between_commit_and_delivery_delivers_the_committed_version_after
     let _ = child.wait().await;
     let log = setup.log();
     assert!(!log.contains(&first) && !log.contains(&second));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_added_by_a_reload_gets_the_current_version() {
+    let redis = PrivateRedis::shared();
+    let first = r#"{ kind = "file", path = "{DIR}/out/app.env" }"#;
+    let setup = Setup::new(redis.port(), &[first]);
+    let d = setup.dir.path().display().to_string();
+    let (mut child, channel) = setup.start(None).await;
+    let channel = channel.expect("serving");
+    let env_name = ENV_FILE.replace("{DIR}", &d);
+    wait_deliveries(&channel, &setup.id, "the first sink", |s| {
+        sink(s, &env_name).delivered_version == 1
+    })
+    .await;
+
+    setup.write_config(&[
+        first,
+        r#"{ kind = "file", name = "added", path = "{DIR}/out/added.json", format = "json" }"#,
+    ]);
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let state = wait_deliveries(&channel, &setup.id, "the added sink", |s| {
+        s.iter()
+            .any(|x| x.sink == "added" && x.delivered_version == 1)
+    })
+    .await;
+    assert_eq!(state.len(), 2);
+    let (user, password) = active(&channel, &setup.id).await;
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(setup.path("out/added.json")).expect("added file"),
+    )
+    .expect("json");
+    assert_eq!(json["APP_USER"], user.as_str());
+    assert_eq!(json["APP_PASSWORD"], password.as_str());
+    let _ = child.kill().await;
+    let _ = child.wait().await;
 }

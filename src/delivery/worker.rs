@@ -8,9 +8,10 @@
 //! overwrite the record of a newer one. Failures wait with jittered backoff (1 s doubling to
 //! 5 min), kept in the row so a restart keeps it too.
 //!
-//! Wake-ups: a commit of a rotation with sinks (a hint), the next due retry, and a scan every
-//! [`SCAN_PERIOD`], which also creates the rows of sinks added by a reload. Stopping aborts
-//! the task; a try cut off is owed still and made again by the next start.
+//! Wake-ups: a commit of a rotation with sinks and a reload (hints), the next due retry, and a
+//! scan every [`SCAN_PERIOD`]. Each creates the rows of configured sinks that have none (added
+//! by a reload, or configured after the last commit). Stopping aborts the task; a try cut off
+//! is owed still and made again by the next start.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,14 +63,15 @@ impl Delivery {
     pub fn spawn(backend: Arc<LocalBackend>) -> Self {
         let wake = backend.delivery_signal();
         let task = tokio::spawn(async move {
-            let mut next_scan = tokio::time::Instant::now();
+            let mut next_scan = tokio::time::Instant::now() + SCAN_PERIOD;
             loop {
-                let now = tokio::time::Instant::now();
-                if now >= next_scan {
-                    if let Err(error) = ensure_rows(&backend).await {
-                        tracing::warn!(%error, "delivery could not record the configured sinks");
-                    }
-                    next_scan = now + SCAN_PERIOD;
+                // Every wake-up (start, commit, reload, scan) records sinks that have no row:
+                // an insert that finds its row writes nothing.
+                if let Err(error) = ensure_rows(&backend).await {
+                    tracing::warn!(%error, "delivery could not record the configured sinks");
+                }
+                if tokio::time::Instant::now() >= next_scan {
+                    next_scan = tokio::time::Instant::now() + SCAN_PERIOD;
                 }
                 if let Err(error) = pass(&backend).await {
                     tracing::warn!(%error, "delivery could not read the owed deliveries");

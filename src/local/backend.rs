@@ -164,7 +164,10 @@ impl LocalBackend {
             connections = next.registry.connections.len(),
             "local registry reloaded"
         );
-        self.issue_first_credentials(&next).await
+        let issued = self.issue_first_credentials(&next).await;
+        // Sinks added by the reload are owed the current version now, not at the next scan.
+        self.wake_delivery();
+        issued
     }
 
     /// Runs one store transaction inside its span, named for this store's database.

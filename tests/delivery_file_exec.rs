@@ -86,8 +86,17 @@ sinks = [
         self.dir.path().join(name)
     }
 
-    /// Starts the binary (JSON logs appended to `rotator.log`), optionally with a failpoint.
+    /// Starts the binary (JSON logs appended to `rotator.log`, the admin listener on
+    /// `admin_port`), optionally with a failpoint.
     async fn start(&self, failpoint: Option<&str>) -> (Child, Option<Channel>) {
+        self.start_with_admin(failpoint, free_port()).await
+    }
+
+    async fn start_with_admin(
+        &self,
+        failpoint: Option<&str>,
+        admin_port: u16,
+    ) -> (Child, Option<Channel>) {
         let port = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -103,6 +112,7 @@ sinks = [
         );
         command
             .env("ROTATOR_LOG_FORMAT", "json")
+            .env("ROTATOR_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
             .stderr(std::process::Stdio::from(log.try_clone().expect("log")))
             .stdout(std::process::Stdio::from(log));
         if let Some(fp) = failpoint {
@@ -248,7 +258,8 @@ async fn every_committed_version_reaches_file_and_exec_sinks() {
         &setup.path("hang.sh"),
         &format!("sleep 300 &\necho $! >> {d}/hang.pids\nwait"),
     );
-    let (mut child, channel) = setup.start(None).await;
+    let admin_port = free_port();
+    let (mut child, channel) = setup.start_with_admin(None, admin_port).await;
     let channel = channel.expect("serving");
     let id = setup.id.clone();
     let good = [
@@ -360,6 +371,24 @@ async fn every_committed_version_reaches_file_and_exec_sinks() {
         delivered.1.contains("rotator.v1.CredentialDelivered"),
         "{}",
         delivered.1
+    );
+
+    let metrics = reqwest::get(format!("http://127.0.0.1:{admin_port}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let counted = |kind: &str, outcome: &str| {
+        metrics.lines().any(|l| {
+            l.starts_with("rotator_deliveries_total{")
+                && l.contains(&format!("sink_kind=\"{kind}\""))
+                && l.contains(&format!("outcome=\"{outcome}\""))
+        })
+    };
+    assert!(
+        counted("file", "delivered") && counted("exec", "delivered") && counted("exec", "failed"),
+        "{metrics}"
     );
 
     let _ = child.kill().await;

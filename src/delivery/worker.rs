@@ -214,6 +214,14 @@ async fn try_one(backend: &LocalBackend, owed: &Owed) {
         values: &committed.values,
     };
     let outcome = deliver(sink, &payload).await;
+    crate::telemetry::metrics::delivery_tried(
+        kind_name(sink),
+        if outcome.is_ok() {
+            "delivered"
+        } else {
+            "failed"
+        },
+    );
     let now = Utc::now();
     let since_commit = committed
         .committed_at

@@ -19,6 +19,7 @@ use crate::secret::SecretString;
 pub mod registry;
 mod schema;
 mod security;
+pub mod sinks;
 pub mod telemetry;
 
 pub use self::security::{AuthConfig, AuthMode, IdentityConfig, NetworkConfig, TlsConfig};

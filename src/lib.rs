@@ -12,6 +12,7 @@
 //! - [`engine`]: routing to a backend, tracked rotation tasks, forwarded attempt records.
 //! - [`events`]: rotation events: outbox recorder, relay to NATS JetStream, CloudEvents model.
 //! - [`local`]: local rotation: leases, attempts (chosen and issued secrets), recovery, scheduler.
+//! - [`delivery`]: committed credentials to sinks (files, commands, AWS Secrets Manager).
 //! - [`store`]: the store (embedded SQLite, or PostgreSQL shared by replicas): outbox, local
 //!   rotation state, leases and attempts.
 //! - [`drivers`]: what local rotation does on a target, one file per driver.
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod crypto;
+pub mod delivery;
 pub mod drivers;
 pub mod engine;
 pub mod events;
@@ -98,6 +100,9 @@ pub async fn run_on(
                 let recovery = backend
                     .as_ref()
                     .map(|backend| local::Recovery::spawn(std::sync::Arc::clone(backend)));
+                let delivery = backend
+                    .as_ref()
+                    .map(|backend| delivery::Delivery::spawn(std::sync::Arc::clone(backend)));
                 let reloader = backend.as_ref().map(|backend| {
                     local::spawn_on_sighup(
                         std::sync::Arc::clone(backend),
@@ -116,6 +121,9 @@ pub async fn run_on(
                 }
                 if let Some(recovery) = recovery {
                     recovery.stop();
+                }
+                if let Some(delivery) = delivery {
+                    delivery.stop();
                 }
                 if let Some(reloader) = reloader {
                     reloader.abort();

@@ -198,8 +198,10 @@ impl SecretRotationService for RotatorApi {
                         ));
                     }
                 };
+                let deliveries = self.engine.deliveries(&rotation).await?;
                 Ok(GetSecretRotationResponse {
                     secret_rotation: Some(rotation),
+                    deliveries,
                 })
             },
         )

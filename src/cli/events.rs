@@ -25,6 +25,7 @@ pub enum EventsCommand {
     #[command(after_help = "Examples:
   rotator events tail --config rotator.toml
   rotator events tail --outcome failed
+  rotator events tail --outcome delivery-failed
   rotator events tail --type postgres-credentials --from-start --limit 10 --json")]
     Tail(TailArgs),
 }
@@ -38,8 +39,9 @@ pub struct TailArgs {
     /// Only this rotation type, e.g. postgres-credentials.
     #[arg(long = "type", value_name = "TYPE")]
     rotation_type: Option<String>,
-    /// Only completed or only failed attempts.
-    #[arg(long, value_parser = ["completed", "failed"])]
+    /// Only events of this outcome: rotation attempts (completed, failed) or sink deliveries
+    /// (delivered, delivery-failed).
+    #[arg(long, value_parser = ["completed", "failed", "delivered", "delivery-failed"])]
     outcome: Option<String>,
     /// Replay the whole stream first, then follow.
     #[arg(long)]
@@ -179,6 +181,19 @@ pub fn readable(event: &CloudEvent) -> String {
             line.push_str(&format!("  {name}={value}"));
         }
     };
+    let delivery = &data["delivery"];
+    if delivery.is_object() {
+        field("name", text(&delivery["name"]));
+        field("sink", text(&delivery["sink"]));
+        field("version", text(&delivery["version"]));
+        field(
+            "try",
+            delivery["attemptNumber"].as_u64().map(|n| n.to_string()),
+        );
+        field("after_commit", text(&delivery["sinceCommit"]));
+        field("message", text(&data["message"]).map(|m| format!("{m:?}")));
+        return line;
+    }
     field("name", text(&attempt["name"]));
     field("env", text(&attempt["environment"]));
     field(

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::config::sinks::SinkSpec;
 use crate::config::{ConfigProblem, Env};
 use crate::crypto::KeyRing;
 use crate::proto::{RotationType, rotation_parameters, secrets_mapping};
@@ -125,6 +126,8 @@ pub struct LocalRotation {
     /// as Infisical names it): what a driver that logs in as the target (`login-as-target`,
     /// `target-principal`) uses until rotator stores a credential of its own.
     pub initial_password: Option<SecretString>,
+    /// Where each committed credential's mapped secrets go (docs/delivery.md).
+    pub sinks: Vec<SinkSpec>,
 }
 
 /// Every local connection and rotation, and the key ring that seals their credentials.
@@ -174,6 +177,8 @@ struct RawRotation {
     folder_path: Option<String>,
     description: Option<String>,
     temporary_parameters: Option<RawTemporaryParameters>,
+    #[serde(default)]
+    sinks: Vec<toml::Value>,
 }
 
 /// Create-only parameters, as Infisical names them.
@@ -374,7 +379,7 @@ fn connection(
 
 /// Resolves a secret given by reference (`env:NAME`, `file:PATH`); a literal value is a
 /// problem, named by `key` and never shown.
-fn secret_reference(
+pub(super) fn secret_reference(
     key: &str,
     reference: String,
     env: &Env,
@@ -480,6 +485,8 @@ fn rotation(
                 problems,
             )
         });
+    let mapped = crate::rotation::json::mapped_names(&secrets_mapping);
+    let sinks = super::sinks::read(raw.sinks, &key, &mapped, env, problems);
     if problems.len() > before {
         return None;
     }
@@ -499,6 +506,7 @@ fn rotation(
         folder_path: raw.folder_path.unwrap_or_else(|| "/".to_owned()),
         description: raw.description,
         initial_password,
+        sinks,
     })
 }
 

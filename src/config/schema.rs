@@ -146,6 +146,25 @@ const ROTATION: &[Field] = &[
     Field("folder_path", Kind::Str),
     Field("description", Kind::Str),
     Field("temporary_parameters", Kind::Table(TEMPORARY_PARAMETERS)),
+    Field("sinks", Kind::Tables(SINK)),
+];
+
+/// A rotation's sink; which keys a kind takes is checked by `config::sinks`.
+const SINK: &[Field] = &[
+    Field("name", Kind::Str),
+    Field("kind", Kind::Str),
+    Field("path", Kind::Str),
+    Field("format", Kind::Str),
+    Field("template", Kind::Str),
+    Field("mode", Kind::Str),
+    Field("owner", Kind::Str),
+    Field("command", Kind::StrList),
+    Field("timeout_seconds", U64),
+    Field("secret_id", Kind::Str),
+    Field("region", Kind::Str),
+    Field("endpoint", Kind::Str),
+    Field("access_key_id", Kind::Secret),
+    Field("secret_access_key", Kind::Secret),
 ];
 
 /// A rotation's create-only parameters (Infisical's `temporaryParameters`).

@@ -241,6 +241,25 @@ impl Engine {
         Ok(self.upstream(&id)?.get(rotation_type, &id, ctx).await?)
     }
 
+    /// Where each sink of a local rotation stands; empty for a forwarded one.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn deliveries(
+        &self,
+        rotation: &SecretRotation,
+    ) -> Result<Vec<crate::proto::SinkDelivery>, EngineError> {
+        let (Some(local), Ok(id)) = (&self.local, Uuid::parse_str(&rotation.id)) else {
+            return Ok(Vec::new());
+        };
+        let current = local.current();
+        match current.registry.rotation(id) {
+            Some(registered) => Ok(local.deliveries(registered).await?),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// Reads one rotation by name.
     ///
     /// # Errors

@@ -43,6 +43,14 @@ impl Backoff {
         })
     }
 
+    /// The same backoff as if `failures` tries had already failed (state kept elsewhere, e.g.
+    /// in a store row).
+    #[must_use]
+    pub fn after(mut self, failures: u32) -> Self {
+        self.failures = failures;
+        self
+    }
+
     /// The delay before the next try, counting one more failure.
     pub fn next_delay(&mut self) -> Duration {
         let step = self

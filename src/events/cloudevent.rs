@@ -37,7 +37,8 @@ pub struct CloudEvent {
     pub id: String,
     /// Always `/rotator`.
     pub source: String,
-    /// `rotator.v1.RotationCompleted` or `rotator.v1.RotationFailed`: the proto message of `data`.
+    /// `rotator.v1.RotationCompleted`, `…RotationFailed`, `…CredentialDelivered` or
+    /// `…CredentialDeliveryFailed`: the proto message of `data`.
     #[serde(rename = "type")]
     pub event_type: String,
     /// The rotation id.
@@ -48,9 +49,9 @@ pub struct CloudEvent {
     pub datacontenttype: String,
     /// Extension: the rotation type slug, e.g. `postgres-credentials`.
     pub rotationtype: String,
-    /// Extension: `completed` or `failed`.
+    /// Extension: `completed`, `failed`, `delivered` or `delivery-failed`.
     pub outcome: String,
-    /// Extension: rotator's request id of the originating call.
+    /// Extension: rotator's request id of the originating call (empty for deliveries).
     pub requestid: String,
     /// Distributed-tracing extension: the W3C `traceparent` of the originating call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,8 +76,8 @@ impl CloudEvent {
         time: DateTime<Utc>,
         trace_headers: &[(String, String)],
     ) -> Result<Self, EventsError> {
-        let attempt = event
-            .attempt()
+        let (event_id, rotation_id, request_id) = event
+            .ids()
             .ok_or_else(|| EventsError::Encode("the event has no attempt".into()))?;
         let header = |name: &str| {
             trace_headers
@@ -86,10 +87,10 @@ impl CloudEvent {
         };
         Ok(Self {
             specversion: SPEC_VERSION.to_owned(),
-            id: attempt.event_id.clone(),
+            id: event_id.to_owned(),
             source: SOURCE.to_owned(),
             event_type: event.message_name().to_owned(),
-            subject: attempt.rotation_id.clone(),
+            subject: rotation_id.to_owned(),
             time: time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
             datacontenttype: "application/json".to_owned(),
             rotationtype: event
@@ -98,7 +99,7 @@ impl CloudEvent {
                 .unwrap_or("unspecified")
                 .to_owned(),
             outcome: event.outcome().as_str().to_owned(),
-            requestid: attempt.request_id.clone(),
+            requestid: request_id.to_owned(),
             traceparent: header("traceparent"),
             tracestate: header("tracestate"),
             data: proto3_json(event)?,

@@ -1,10 +1,15 @@
 //! The event model: one `RotationCompleted` or `RotationFailed` per attempt, built from the
-//! [`AttemptRecord`]. Only identifiers, timings and a scrubbed message: never a secret.
+//! [`AttemptRecord`], and `CredentialDelivered` / `CredentialDeliveryFailed` per sink delivery
+//! (built by `crate::delivery`). Only identifiers, timings and a scrubbed message: never a
+//! secret.
 
 use tonic::Code;
 
 use super::redact::redact_message;
-use crate::proto::{RotationAttempt, RotationCompleted, RotationFailed, RotationType};
+use crate::proto::{
+    CredentialDelivered, CredentialDeliveryFailed, DeliveryAttempt, RotationAttempt,
+    RotationCompleted, RotationFailed, RotationType,
+};
 use crate::rotation::AttemptRecord;
 
 /// Whether an attempt succeeded; the last token of the event's subject.
@@ -14,6 +19,10 @@ pub enum Outcome {
     Completed,
     /// The rotation failed.
     Failed,
+    /// A sink took a committed version.
+    Delivered,
+    /// A try to deliver a version to a sink failed.
+    DeliveryFailed,
 }
 
 /// One rotation event.
@@ -23,26 +32,36 @@ pub enum RotationEvent {
     Completed(RotationCompleted),
     /// A failed attempt.
     Failed(RotationFailed),
+    /// A sink took a committed version.
+    Delivered(CredentialDelivered),
+    /// A delivery try failed.
+    DeliveryFailed(CredentialDeliveryFailed),
 }
 
 // === impl Outcome ===
 
 impl Outcome {
-    /// The subject token: `completed` or `failed`.
+    /// Every outcome, in subject-token order of the docs.
+    pub const ALL: [Self; 4] = [
+        Self::Completed,
+        Self::Failed,
+        Self::Delivered,
+        Self::DeliveryFailed,
+    ];
+
+    /// The subject token: `completed`, `failed`, `delivered` or `delivery-failed`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Delivered => "delivered",
+            Self::DeliveryFailed => "delivery-failed",
         }
     }
 
     /// Parses a subject token.
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "completed" => Some(Self::Completed),
-            "failed" => Some(Self::Failed),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|o| o.as_str() == text)
     }
 }
 
@@ -96,27 +115,51 @@ impl RotationEvent {
         }
     }
 
-    /// Completed or failed.
+    /// Its outcome, the last token of its subject.
     pub fn outcome(&self) -> Outcome {
         match self {
             Self::Completed(_) => Outcome::Completed,
             Self::Failed(_) => Outcome::Failed,
+            Self::Delivered(_) => Outcome::Delivered,
+            Self::DeliveryFailed(_) => Outcome::DeliveryFailed,
         }
     }
 
-    /// The attempt the event describes.
+    /// The attempt a rotation event describes; `None` for a delivery event.
     pub fn attempt(&self) -> Option<&RotationAttempt> {
         match self {
             Self::Completed(e) => e.attempt.as_ref(),
             Self::Failed(e) => e.attempt.as_ref(),
+            Self::Delivered(_) | Self::DeliveryFailed(_) => None,
         }
     }
 
-    /// The rotation type of the attempt.
+    /// The delivery try a delivery event describes; `None` for a rotation event.
+    pub fn delivery(&self) -> Option<&DeliveryAttempt> {
+        match self {
+            Self::Delivered(e) => e.delivery.as_ref(),
+            Self::DeliveryFailed(e) => e.delivery.as_ref(),
+            Self::Completed(_) | Self::Failed(_) => None,
+        }
+    }
+
+    /// The event id, the rotation id and the request id (empty for a delivery), whichever
+    /// kind of event this is.
+    pub fn ids(&self) -> Option<(&str, &str, &str)> {
+        if let Some(a) = self.attempt() {
+            return Some((&a.event_id, &a.rotation_id, &a.request_id));
+        }
+        self.delivery()
+            .map(|d| (d.event_id.as_str(), d.rotation_id.as_str(), ""))
+    }
+
+    /// The rotation type of the attempt or delivery.
     pub fn rotation_type(&self) -> RotationType {
-        self.attempt()
-            .map(|a| a.r#type())
-            .unwrap_or(RotationType::Unspecified)
+        match (self.attempt(), self.delivery()) {
+            (Some(a), _) => a.r#type(),
+            (None, Some(d)) => d.r#type(),
+            (None, None) => RotationType::Unspecified,
+        }
     }
 
     /// The fully-qualified proto message name, also the CloudEvents `type`.
@@ -124,6 +167,8 @@ impl RotationEvent {
         match self {
             Self::Completed(_) => "rotator.v1.RotationCompleted",
             Self::Failed(_) => "rotator.v1.RotationFailed",
+            Self::Delivered(_) => "rotator.v1.CredentialDelivered",
+            Self::DeliveryFailed(_) => "rotator.v1.CredentialDeliveryFailed",
         }
     }
 
@@ -133,6 +178,8 @@ impl RotationEvent {
         match self {
             Self::Completed(e) => e.encode_to_vec(),
             Self::Failed(e) => e.encode_to_vec(),
+            Self::Delivered(e) => e.encode_to_vec(),
+            Self::DeliveryFailed(e) => e.encode_to_vec(),
         }
     }
 }

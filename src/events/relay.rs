@@ -537,6 +537,8 @@ fn published(row: &OutboxEvent, span: &tracing::Span, result: Result<(), &Events
             let outcome = match row.event.subject.rsplit('.').next() {
                 Some("completed") => "completed",
                 Some("failed") => "failed",
+                Some("delivered") => "delivered",
+                Some("delivery-failed") => "delivery-failed",
                 _ => "other",
             };
             telemetry::metrics::event_published(outcome);

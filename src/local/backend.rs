@@ -74,6 +74,8 @@ pub struct LocalBackend {
     recovery: Arc<Notify>,
     /// How often a running attempt renews its lease.
     lease_renew: Duration,
+    /// Wakes the delivery worker after a commit of a rotation with sinks.
+    delivery: Arc<Notify>,
 }
 
 // === impl LocalBackend ===
@@ -92,6 +94,7 @@ impl LocalBackend {
             limits: ConnectionLimits::default(),
             recovery: Arc::new(Notify::new()),
             lease_renew: DEFAULT_LEASE_RENEW,
+            delivery: Arc::new(Notify::new()),
         })
     }
 
@@ -105,6 +108,7 @@ impl LocalBackend {
             limits: ConnectionLimits::default(),
             recovery: Arc::new(Notify::new()),
             lease_renew: DEFAULT_LEASE_RENEW,
+            delivery: Arc::new(Notify::new()),
         }
     }
 
@@ -124,6 +128,20 @@ impl LocalBackend {
     /// Asks background recovery for a pass soon (an attempt was left open).
     pub(super) fn wake_recovery(&self) {
         self.recovery.notify_one();
+    }
+
+    /// What the delivery worker waits on: a commit of a rotation with sinks.
+    pub fn delivery_signal(&self) -> Arc<Notify> {
+        Arc::clone(&self.delivery)
+    }
+
+    pub(super) fn wake_delivery(&self) {
+        self.delivery.notify_one();
+    }
+
+    /// The store (the delivery worker keeps its table there).
+    pub fn shared_store(&self) -> &Store {
+        &self.store
     }
 
     pub(super) fn store(&self) -> &Store {
@@ -161,7 +179,10 @@ impl LocalBackend {
             connections = next.registry.connections.len(),
             "local registry reloaded"
         );
-        self.issue_first_credentials(&next).await
+        let issued = self.issue_first_credentials(&next).await;
+        // Sinks added by the reload are owed the current version now, not at the next scan.
+        self.wake_delivery();
+        issued
     }
 
     /// Runs one store transaction inside its span, named for this store's database.

@@ -175,6 +175,7 @@ impl Harness {
             folder_path: "/".into(),
             description: None,
             initial_password: None,
+            sinks: Vec::new(),
         };
         let registry = Registry {
             connections: HashMap::new(),

@@ -34,6 +34,7 @@ mod view;
 pub use self::backend::{LEASE_TTL, LocalBackend, Origin, Scope};
 pub use self::error::LocalError;
 pub use self::failpoint::FAILPOINT_VAR;
+pub use self::reads::CommittedValues;
 pub use self::recovery::Recovery;
 pub use self::reload::{reload, spawn_on_sighup};
 pub use self::scheduler::{PERIOD as SCHEDULER_PERIOD, Scheduler};

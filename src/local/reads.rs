@@ -9,10 +9,11 @@ use crate::crypto::{CryptoError, Sealed, associated_data};
 use crate::drivers::{LocalDriver, Slot};
 use crate::proto::{
     GeneratedCredential, GetGeneratedCredentialsResponse, RotationName, RotationType,
-    SecretRotation,
+    SecretRotation, SinkDelivery,
 };
 use crate::rotation::Credential;
 use crate::secret::SecretString;
+use crate::store::deliveries::DeliveryStore as _;
 use crate::store::local::{RotationState, RotationStateStore as _, StoredCredential};
 
 // === impl LocalBackend (reads) ===
@@ -120,6 +121,69 @@ impl LocalBackend {
             active_index,
             generated_credentials,
         })
+    }
+}
+
+// === impl LocalBackend (delivery reads) ===
+
+/// A committed credential's mapped secrets, as the sinks receive them.
+#[derive(Debug)]
+pub struct CommittedValues {
+    /// The version that committed it (1 is the first credential).
+    pub version: u64,
+    /// When that version was committed.
+    pub committed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// `secrets_mapping` names with their values, sorted by name.
+    pub values: Vec<(String, SecretString)>,
+}
+
+impl LocalBackend {
+    /// The committed credential of `rotation` (in `current`), decrypted and mapped; `None`
+    /// before its first commit.
+    ///
+    /// # Errors
+    ///
+    /// The store failed, or the credential does not decrypt.
+    pub async fn committed_values(
+        &self,
+        current: &Registered,
+        rotation: &LocalRotation,
+    ) -> Result<Option<CommittedValues>, LocalError> {
+        let rotation_id = rotation.id.to_string();
+        let Some(committed) = self.store().committed_credential(&rotation_id).await? else {
+            return Ok(None);
+        };
+        let (_, driver) = current.rotation(rotation.id)?;
+        let credential = open_stored(current, &rotation_id, driver, &committed.credential)?;
+        let generated = GeneratedCredential {
+            kind: Some(crate::rotation::credential::generated(
+                &rotation.parameters,
+                &credential,
+            )),
+        };
+        Ok(Some(CommittedValues {
+            version: committed.version,
+            committed_at: committed.committed_at,
+            values: crate::rotation::json::mapped_values(&rotation.secrets_mapping, &generated),
+        }))
+    }
+
+    /// Where each configured sink of `rotation` stands, as `GetSecretRotation` shows it; a
+    /// sink with nothing owed yet shows zeros.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn deliveries(
+        &self,
+        rotation: &LocalRotation,
+    ) -> Result<Vec<SinkDelivery>, LocalError> {
+        let rows = self.store().deliveries(&rotation.id.to_string()).await?;
+        Ok(rotation
+            .sinks
+            .iter()
+            .map(|sink| super::view::sink_delivery(sink, rows.iter().find(|r| r.sink == sink.name)))
+            .collect())
     }
 }
 

@@ -437,6 +437,7 @@ impl LocalBackend {
             next_rotation_at: state.next_rotation_at,
             manual,
             event,
+            sinks: run.rotation.sinks.iter().map(|s| s.name.clone()).collect(),
         };
         self.in_span(
             "commit attempt",
@@ -444,6 +445,9 @@ impl LocalBackend {
         )
         .await?;
         failpoint::hit("committed").await;
+        if !run.rotation.sinks.is_empty() {
+            self.wake_delivery();
+        }
         Ok(view)
     }
 

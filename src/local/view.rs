@@ -3,7 +3,11 @@
 use chrono::{DateTime, Utc};
 
 use crate::config::registry::{LocalRotation, Registry};
-use crate::proto::{Backend, RotationParameters, RotationStatus, SecretRotation, SecretsMapping};
+use crate::config::sinks::{SinkKind, SinkSpec};
+use crate::proto::{
+    Backend, RotationParameters, RotationStatus, SecretRotation, SecretsMapping, SinkDelivery,
+};
+use crate::store::deliveries::DeliveryRow;
 use crate::store::local::{LocalStatus, RotationState};
 
 /// `rotation` of `registry` with its stored `state`, shaped as Infisical answers a rotation.
@@ -68,5 +72,33 @@ fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.timestamp(),
         nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// One sink's delivery state as `GetSecretRotation` shows it.
+pub fn sink_delivery(sink: &SinkSpec, row: Option<&DeliveryRow>) -> SinkDelivery {
+    let kind = match sink.kind {
+        SinkKind::File(_) => "file",
+        SinkKind::Exec(_) => "exec",
+        SinkKind::AwsSecretsManager(_) => "aws-secrets-manager",
+    };
+    let Some(row) = row else {
+        return SinkDelivery {
+            sink: sink.name.clone(),
+            kind: kind.to_owned(),
+            ..SinkDelivery::default()
+        };
+    };
+    let lagging = row.delivered_version < row.wanted_version;
+    SinkDelivery {
+        sink: sink.name.clone(),
+        kind: kind.to_owned(),
+        wanted_version: row.wanted_version,
+        delivered_version: row.delivered_version,
+        delivered_at: row.delivered_at.map(timestamp),
+        last_error: row.last_error.clone(),
+        failing_since: row.failing_since.map(timestamp),
+        failures: row.failures,
+        next_try_at: lagging.then(|| timestamp(row.next_try_at)),
     }
 }

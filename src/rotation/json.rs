@@ -72,7 +72,7 @@ macro_rules! per_type {
             })
         }
 
-        fn mapping_to_json(k: &secrets_mapping::Kind) -> Value {
+        pub(crate) fn mapping_to_json(k: &secrets_mapping::Kind) -> Value {
             use secrets_mapping::Kind;
             match k { $(Kind::$variant(m) => serde_json::to_value(m).unwrap_or(Value::Null),)* }
         }
@@ -356,6 +356,46 @@ pub fn generated_credentials_to_json(r: &GetGeneratedCredentialsResponse) -> Val
         "rotationId": r.rotation_id,
         "type": r.r#type().slug(),
     })
+}
+
+/// The secret names a mapping writes to (its values), e.g. `DB_USER`, `DB_PASSWORD`.
+pub fn mapped_names(
+    mapping: &crate::proto::secrets_mapping::Kind,
+) -> std::collections::BTreeSet<String> {
+    match mapping_to_json(mapping) {
+        Value::Object(fields) => fields
+            .values()
+            .filter_map(|v| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned))
+            .collect(),
+        _ => std::collections::BTreeSet::new(),
+    }
+}
+
+/// Each mapped secret name with its value in `credential`: the mapping's field names (e.g.
+/// `password`) are the credential's JSON field names. Sorted by name.
+pub fn mapped_values(
+    mapping: &crate::proto::secrets_mapping::Kind,
+    credential: &crate::proto::GeneratedCredential,
+) -> Vec<(String, crate::secret::SecretString)> {
+    let Value::Object(names) = mapping_to_json(mapping) else {
+        return Vec::new();
+    };
+    let Value::Object(values) = credential_to_json(credential) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, crate::secret::SecretString)> = names
+        .iter()
+        .filter_map(|(field, name)| {
+            let name = name.as_str().filter(|s| !s.is_empty())?;
+            let value = values.get(field)?.as_str()?;
+            Some((
+                name.to_owned(),
+                crate::secret::SecretString::new(value.to_owned()),
+            ))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 #[cfg(test)]

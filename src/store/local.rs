@@ -131,6 +131,9 @@ pub struct CommitAttempt {
     pub manual: bool,
     /// The RotationCompleted outbox row.
     pub event: NewOutboxEvent,
+    /// The rotation's sinks: each one's wanted version becomes the new version, in the same
+    /// transaction.
+    pub sinks: Vec<String>,
 }
 
 /// The one-transaction FAIL of an attempt: the stored credentials are not touched.
@@ -285,8 +288,9 @@ pub trait AttemptStore: Send + Sync {
         attempt_id: Uuid,
     ) -> impl Future<Output = Result<Option<AttemptRow>, StoreError>> + Send;
 
-    /// Slot credential, active index, timestamps, status, message, outbox event, attempt state
-    /// and the lease's release, in one transaction.
+    /// Slot credential, active index, version (one more), timestamps, status, message, outbox
+    /// event, each sink's wanted version, attempt state and the lease's release, in one
+    /// transaction.
     ///
     /// # Errors
     ///

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::db::{Columns, on_db};
+use super::deliveries::want_in;
 use super::outbox::append_in;
 use super::{Store, StoreError};
 use crate::store::local::{
@@ -514,7 +515,8 @@ impl AttemptStore for Store {
             .map_err(StoreError::query)?;
             sqlx::query(
                 "UPDATE local_rotations SET active_index = $1, status = 'success', \
-                 last_rotated_at = $2, last_rotation_attempted_at = $3, next_rotation_at = $4, \
+                 version = version + 1, last_rotated_at = $2, last_rotation_attempted_at = $3, \
+                 next_rotation_at = $4, \
                  is_last_rotation_manual = $5, last_message = NULL, updated_at = $6 \
                  WHERE rotation_id = $7",
             )
@@ -529,6 +531,9 @@ impl AttemptStore for Store {
             .await
             .map_err(StoreError::query)?;
             append_in!(&mut *tx, postgres, &c.event).await?;
+            for sink in &c.sinks {
+                want_in!(&mut *tx, &c.rotation_id, sink, at).await?;
+            }
             release_in!(tx, &c.rotation_id, token).await?;
             tx.commit().await.map_err(StoreError::query)
         })
@@ -658,6 +663,7 @@ mod tests {
             next_rotation_at: None,
             manual: true,
             event: event("r"),
+            sinks: Vec::new(),
         };
         assert!(matches!(
             store.commit(&commit, t1).await,

@@ -7,6 +7,7 @@
 //! the backends, and `outbox.rs` / `local_tables.rs` implement the traits once for both.
 
 pub mod db;
+pub mod deliveries;
 pub mod error;
 pub mod local;
 mod local_tables;

@@ -15,6 +15,7 @@
 //! | `rotator.events.published` | counter | `rotator_events_published_total` |
 //! | `rotator.events.publish_failures` | counter | `rotator_events_publish_failures_total` |
 //! | `rotator.lease.takeovers` | counter | `rotator_lease_takeovers_total` |
+//! | `rotator.deliveries` | counter | `rotator_deliveries_total` |
 //! | `rotator.rotations.overdue` | observable gauge | `rotator_rotations_overdue` |
 //! | `rotator.events.relay_leader` | observable gauge | `rotator_events_relay_leader` |
 //!
@@ -87,6 +88,7 @@ pub struct Metrics {
     publish_failures: Counter<u64>,
     discarded: Counter<u64>,
     lease_takeovers: Counter<u64>,
+    deliveries: Counter<u64>,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -205,6 +207,18 @@ impl Metrics {
                 .with_description("Rotation leases taken over from an expired holder")
                 .with_unit("{takeover}")
                 .build(),
+            deliveries: {
+                let counter = meter
+                    .u64_counter("rotator.deliveries")
+                    .with_description(
+                        "Tries to deliver a committed credential to a sink, by outcome",
+                    )
+                    .with_unit("{try}")
+                    .build();
+                // Exported from the start, like `rotator.events.discarded`.
+                counter.add(0, &[]);
+                counter
+            },
             provider,
             registry,
             otlp: has_otlp,
@@ -433,6 +447,17 @@ pub fn lease_taken_over() {
 /// Records whether this replica's relay holds the relay lease.
 pub fn set_relay_leader(leader: bool) {
     RELAY_LEADER.store(u64::from(leader), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Counts one try to deliver a version to a sink: `outcome` is `delivered` or `failed`.
+pub fn delivery_tried(sink_kind: &'static str, outcome: &'static str) {
+    global().deliveries.add(
+        1,
+        &[
+            KeyValue::new("sink_kind", sink_kind),
+            KeyValue::new("outcome", outcome),
+        ],
+    );
 }
 
 // === sources ===

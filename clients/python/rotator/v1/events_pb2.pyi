@@ -77,3 +77,41 @@ class RotationAttempt(_message.Message):
     trace_id: str
     resolves_event_id: str
     def __init__(self, event_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rotation_id: _Optional[str] = ..., type: _Optional[_Union[_rotation_pb2.RotationType, str]] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., environment: _Optional[str] = ..., folder_path: _Optional[str] = ..., backend: _Optional[_Union[_rotation_pb2.Backend, str]] = ..., active_index: _Optional[int] = ..., trigger: _Optional[_Union[Trigger, str]] = ..., attempt_number: _Optional[int] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., request_id: _Optional[str] = ..., upstream_req_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., resolves_event_id: _Optional[str] = ...) -> None: ...
+
+class CredentialDelivered(_message.Message):
+    __slots__ = ("delivery",)
+    DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    delivery: DeliveryAttempt
+    def __init__(self, delivery: _Optional[_Union[DeliveryAttempt, _Mapping]] = ...) -> None: ...
+
+class CredentialDeliveryFailed(_message.Message):
+    __slots__ = ("delivery", "message")
+    DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    delivery: DeliveryAttempt
+    message: str
+    def __init__(self, delivery: _Optional[_Union[DeliveryAttempt, _Mapping]] = ..., message: _Optional[str] = ...) -> None: ...
+
+class DeliveryAttempt(_message.Message):
+    __slots__ = ("event_id", "time", "rotation_id", "type", "name", "sink", "sink_kind", "version", "since_commit", "attempt_number")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    ROTATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SINK_FIELD_NUMBER: _ClassVar[int]
+    SINK_KIND_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SINCE_COMMIT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    time: _timestamp_pb2.Timestamp
+    rotation_id: str
+    type: _rotation_pb2.RotationType
+    name: str
+    sink: str
+    sink_kind: str
+    version: int
+    since_commit: _duration_pb2.Duration
+    attempt_number: int
+    def __init__(self, event_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rotation_id: _Optional[str] = ..., type: _Optional[_Union[_rotation_pb2.RotationType, str]] = ..., name: _Optional[str] = ..., sink: _Optional[str] = ..., sink_kind: _Optional[str] = ..., version: _Optional[int] = ..., since_commit: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., attempt_number: _Optional[int] = ...) -> None: ...

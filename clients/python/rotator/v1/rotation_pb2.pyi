@@ -98,10 +98,34 @@ class RotationName(_message.Message):
     def __init__(self, name: _Optional[str] = ..., project_id: _Optional[str] = ..., environment: _Optional[str] = ..., secret_path: _Optional[str] = ...) -> None: ...
 
 class GetSecretRotationResponse(_message.Message):
-    __slots__ = ("secret_rotation",)
+    __slots__ = ("secret_rotation", "deliveries")
     SECRET_ROTATION_FIELD_NUMBER: _ClassVar[int]
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
     secret_rotation: SecretRotation
-    def __init__(self, secret_rotation: _Optional[_Union[SecretRotation, _Mapping]] = ...) -> None: ...
+    deliveries: _containers.RepeatedCompositeFieldContainer[SinkDelivery]
+    def __init__(self, secret_rotation: _Optional[_Union[SecretRotation, _Mapping]] = ..., deliveries: _Optional[_Iterable[_Union[SinkDelivery, _Mapping]]] = ...) -> None: ...
+
+class SinkDelivery(_message.Message):
+    __slots__ = ("sink", "kind", "wanted_version", "delivered_version", "delivered_at", "last_error", "failing_since", "failures", "next_try_at")
+    SINK_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    WANTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    FAILING_SINCE_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_TRY_AT_FIELD_NUMBER: _ClassVar[int]
+    sink: str
+    kind: str
+    wanted_version: int
+    delivered_version: int
+    delivered_at: _timestamp_pb2.Timestamp
+    last_error: str
+    failing_since: _timestamp_pb2.Timestamp
+    failures: int
+    next_try_at: _timestamp_pb2.Timestamp
+    def __init__(self, sink: _Optional[str] = ..., kind: _Optional[str] = ..., wanted_version: _Optional[int] = ..., delivered_version: _Optional[int] = ..., delivered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_error: _Optional[str] = ..., failing_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failures: _Optional[int] = ..., next_try_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListSecretRotationsRequest(_message.Message):
     __slots__ = ("type", "project_id")

@@ -37,7 +37,7 @@ PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done; done
-  rm -rf "$WORK"
+  [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -85,12 +85,12 @@ cat >"$WORK/proxy/nginx.conf" <<EOF
 $common pid $WORK/proxy/nginx.pid;
 events { worker_connections 1024; }
 http {
-  access_log off; keepalive_requests 1000000; http2_max_requests 1000000; client_body_temp_path $WORK/proxy/tmp;
+  access_log off; keepalive_requests 1000000; client_body_temp_path $WORK/proxy/tmp;
   proxy_temp_path $WORK/proxy/tmp; fastcgi_temp_path $WORK/proxy/tmp; uwsgi_temp_path $WORK/proxy/tmp; scgi_temp_path $WORK/proxy/tmp;
   upstream infisical { server 127.0.0.1:$UP_PORT; keepalive 64; }
   server {
     listen 127.0.0.1:$PROXY_PORT http2;
-    location / {
+    location = /rotator.v1.SecretRotationService/RotateSecrets {
       proxy_pass http://infisical/api/v2/secret-rotations/postgres-credentials/$ROTATION_ID/rotate-secrets;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
@@ -127,6 +127,7 @@ round() { # name port pid concurrency calls
   local name=$1 port=$2 pid=$3 conc=$4 calls=$5 conns streams log before after
   if [ "$conc" -eq 1 ]; then conns=1; streams=1; else conns=$CONNS_64; streams=$((conc / CONNS_64)); fi
   log="$WORK/$name-$conc.log"
+  rm -f "$log" # h2load appends
   before=$(ticks "$pid")
   h2load -n "$calls" -c "$conns" -m "$streams" -t 1 --log-file="$log" \
     -H 'content-type: application/grpc' -H 'te: trailers' -d "$WORK/body.bin" \
@@ -172,6 +173,8 @@ db, results = sys.argv[1], sys.argv[2]
 answered = 2000 + sum(int(l.split()[6]) for l in open(results) if l.startswith("rotator"))
 rows = sqlite3.connect(db).execute("SELECT subject, COUNT(*) FROM outbox GROUP BY subject").fetchall()
 print(f"\noutbox rows: {dict(rows)}; rotator calls answered 200 (incl. warm-up): {answered}")
+if dict(rows) != {"postgres-credentials.completed": answered}:
+    sys.exit("every answered call must leave exactly one completed event")
 PY
 
 python3 - "$RESULTS" "$ROUNDS" "$(nproc)" "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" <<'PY'

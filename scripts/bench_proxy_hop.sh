@@ -15,6 +15,7 @@
 # CONNS_64 (8: concurrency 64 is CONNS_64 connections × 64/CONNS_64 streams). The upstream's
 # answers are scripts/bench_proxy_hop/*.json: a Universal Auth login and a 1.4 KB rotate-secrets
 # answer in the shape of testkit's fake Infisical (`rotation.rs`, `to_json`).
+# PROFILE=FILE adds a perf profile of rotator at concurrency 64 (see below).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -108,7 +109,7 @@ wait_port "$UP_PORT"; wait_port "$PROXY_PORT"
 env -i PATH="$PATH" HOME="$WORK" RUST_LOG=info \
   ROTATOR_LISTEN="127.0.0.1:$GRPC_PORT" ROTATOR_ADMIN_LISTEN=off ROTATOR_DATA_DIR="$WORK/rotator-data" \
   ROTATOR_INFISICAL_URL="http://127.0.0.1:$UP_PORT" ROTATOR_INFISICAL_CLIENT_ID=bench \
-  ROTATOR_INFISICAL_CLIENT_SECRET=bench-secret \
+  ROTATOR_INFISICAL_CLIENT_SECRET=bench-secret ROTATOR_EVENTS_UNPUBLISHED_CAP_WITHOUT_NATS=1000000000 \
   "$ROTATOR_BIN" serve >"$WORK/rotator.log" 2>&1 & ROTATOR_PID=$!; PIDS+=($ROTATOR_PID)
 wait_port "$GRPC_PORT"
 
@@ -165,12 +166,25 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 
+# PROFILE=FILE: one more rotator round at concurrency 64 under `perf record` (software clock,
+# no hardware counters needed), its flat report (self time per symbol) written to FILE.
+if [ -n "${PROFILE:-}" ]; then
+  perf record -e cpu-clock -F 999 -o "$WORK/perf.data" -p "$ROTATOR_PID" 2>/dev/null & PERF_PID=$!
+  sleep 0.5
+  echo "rotator 64 $(round rotator "$GRPC_PORT" "$ROTATOR_PID" 64 "$CALLS_64")" >>"$RESULTS.profiled"
+  kill -INT "$PERF_PID"; wait "$PERF_PID" || true
+  perf report -i "$WORK/perf.data" --no-children --sort dso,symbol -F overhead,dso,sym --percent-limit 0.3 --stdio 2>/dev/null >"$PROFILE"
+  perf report -i "$WORK/perf.data" --no-children --sort dso -F overhead,dso --stdio 2>/dev/null >>"$PROFILE"
+fi
+
 # Every rotator call left one durable `completed` event.
 sleep 0.2
 python3 - "$WORK/rotator-data/rotator.db" "$RESULTS" <<'PY'
 import sqlite3, sys
 db, results = sys.argv[1], sys.argv[2]
-answered = 2000 + sum(int(l.split()[6]) for l in open(results) if l.startswith("rotator"))
+import os
+answered = 2000 + sum(int(l.split()[6]) for f in (results, results + ".profiled") if os.path.exists(f)
+                      for l in open(f) if l.startswith("rotator"))
 rows = sqlite3.connect(db).execute("SELECT subject, COUNT(*) FROM outbox GROUP BY subject").fetchall()
 print(f"\noutbox rows: {dict(rows)}; rotator calls answered 200 (incl. warm-up): {answered}")
 if dict(rows) != {"postgres-credentials.completed": answered}:

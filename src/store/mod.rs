@@ -8,6 +8,7 @@
 
 pub mod db;
 pub mod error;
+mod group_commit;
 pub mod local;
 mod local_tables;
 mod outbox;

@@ -163,6 +163,59 @@ fn closed() -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::db::testing::TestStore;
+    use crate::store::{ReadOutbox as _, WriteOutbox as _};
+
+    fn event(rotation: &str, n: usize) -> NewOutboxEvent {
+        NewOutboxEvent {
+            event_id: uuid::Uuid::now_v7(),
+            subject: "postgres-credentials.completed".to_owned(),
+            payload: format!("{{\"n\":{n}}}").into_bytes(),
+            rotation_id: rotation.to_owned(),
+            trace_headers: Vec::new(),
+            request_id: format!("{rotation}-{n}"),
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    /// Many appends at once (more than one group's worth, some repeated): each returns once its
+    /// row is stored, every row is stored once, and one rotation's rows keep their order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_are_each_stored_once_in_order() {
+        let test = TestStore::sqlite().await;
+        let store = test.store.clone();
+        let mut appends = tokio::task::JoinSet::new();
+        for rotation in 0..(3 * MAX_BATCH) {
+            let store = store.clone();
+            appends.spawn(async move {
+                let name = format!("r{rotation}");
+                for n in 0..3 {
+                    let row = event(&name, n);
+                    store.append(row.clone()).await.expect("append");
+                    store
+                        .append(row)
+                        .await
+                        .expect("a repeated append is a no-op");
+                }
+            });
+        }
+        while let Some(done) = appends.join_next().await {
+            done.expect("append task");
+        }
+        let rows = store.next_batch(0, 10 * MAX_BATCH).await.expect("read");
+        assert_eq!(rows.len(), 3 * 3 * MAX_BATCH);
+        let mut seen = std::collections::HashMap::<&str, Vec<&str>>::new();
+        for row in &rows {
+            seen.entry(row.event.rotation_id.as_str())
+                .or_default()
+                .push(row.event.request_id.as_str());
+        }
+        for (rotation, requests) in seen {
+            let expected: Vec<String> = (0..3).map(|n| format!("{rotation}-{n}")).collect();
+            assert_eq!(requests, expected, "{rotation}");
+        }
+        test.finish().await;
+    }
 
     #[test]
     fn statements_number_every_parameter_once() {

@@ -36,6 +36,7 @@ use sqlx::sqlite::{
 };
 
 use super::StoreError;
+use super::group_commit::OutboxAppender;
 
 /// The database file name inside `data_dir`.
 pub const DB_FILE: &str = "rotator.db";
@@ -84,6 +85,8 @@ pub(crate) enum Backend {
         writer: SqlitePool,
         /// Reads only.
         reader: SqlitePool,
+        /// Outbox appends, group-committed through `writer`.
+        appender: OutboxAppender,
     },
     /// One pool for both.
     Postgres(PgPool),
@@ -114,7 +117,7 @@ macro_rules! on_db {
     ($store:expr, |$writer:ident, $reader:ident, $postgres:ident| $body:expr) => {{
         use tracing::instrument::WithSubscriber as _;
         match &$store.backend {
-            $crate::store::db::Backend::Sqlite { writer, reader } => {
+            $crate::store::db::Backend::Sqlite { writer, reader, .. } => {
                 #[allow(unused_variables)]
                 let ($writer, $reader, $postgres) = (writer, reader, false);
                 async { $body }
@@ -180,7 +183,9 @@ impl Store {
             // answer survives a power loss too (NORMAL would only survive a process crash).
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            // The outbox's group-commit statements (one per group size) beside the rest.
+            .statement_cache_capacity(100 + super::group_commit::MAX_BATCH);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -192,8 +197,13 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(StoreError::Open)?;
+        let appender = OutboxAppender::spawn(writer.clone());
         Ok(Self {
-            backend: Backend::Sqlite { writer, reader },
+            backend: Backend::Sqlite {
+                writer,
+                reader,
+                appender,
+            },
             lease_ttl: super::LEASE_TTL,
         })
     }
@@ -251,7 +261,7 @@ impl Store {
     /// Closes every connection, waiting for running statements.
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite { writer, reader } => {
+            Backend::Sqlite { writer, reader, .. } => {
                 writer.close().await;
                 reader.close().await;
             }

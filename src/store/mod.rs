@@ -9,6 +9,7 @@
 pub mod db;
 pub mod deliveries;
 pub mod error;
+mod group_commit;
 pub mod local;
 mod local_tables;
 mod outbox;

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::db::{Columns, on_db};
+use super::db::{Backend, Columns, on_db};
 use super::{
     AckOutbox, Backlog, Delivery, NewOutboxEvent, OutboxEvent, OutboxSeq, ReadOutbox, Store,
     StoreError, WriteOutbox,
@@ -79,6 +79,12 @@ impl WriteOutbox for Store {
     }
 
     async fn append(&self, event: NewOutboxEvent) -> Result<(), StoreError> {
+        // SQLite: group commit (`group_commit.rs`). PostgreSQL keeps a transaction per append:
+        // its advisory lock orders `seq` across replicas, and its server commits concurrent
+        // transactions' WAL flushes together anyway.
+        if let Backend::Sqlite { appender, .. } = &self.backend {
+            return appender.append(event).await;
+        }
         on_db!(self, |writer, reader, postgres| {
             let mut tx = writer.begin().await.map_err(StoreError::query)?;
             append_in!(&mut *tx, postgres, &event).await?;

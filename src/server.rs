@@ -73,6 +73,9 @@ pub fn build_engine(
                 .unwrap_or_default()
         });
     }
+    crate::telemetry::metrics::seed_rotation_types(
+        config.enabled_types.iter().filter_map(|t| t.slug()),
+    );
     Ok(Engine::new(
         infisical,
         config.enabled_types.iter().copied(),

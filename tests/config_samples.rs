@@ -152,3 +152,42 @@ fn every_toml_block_of_the_docs_parses() {
         }
     }
 }
+
+/// The configuration files of deploy/ (Kubernetes ConfigMaps, compose) load as they are
+/// deployed: their `file:` references under /run/secrets/rotator/ point at a directory holding
+/// those files, as the mounted Secret does. scripts/check_deploy.py checks the manifests around
+/// them (grace periods, ports, probes, mounts).
+#[test]
+fn the_deployment_configurations_load() {
+    let secrets = tempfile::tempdir().expect("tempdir");
+    for (name, value) in [
+        ("infisical-client-secret", "example-client-secret"),
+        (
+            "store-url",
+            "postgres://rotator:example@postgres:5432/rotator",
+        ),
+    ] {
+        std::fs::write(secrets.path().join(name), value).expect("write secret file");
+    }
+    let mounted = format!("{}/", secrets.path().display());
+    for (file, shared_store) in [
+        ("deploy/kubernetes/base/rotator.toml", false),
+        ("deploy/kubernetes/overlays/postgres/rotator.toml", true),
+        ("deploy/compose/rotator.toml", true),
+    ] {
+        let text = std::fs::read_to_string(root().join(file)).expect("read");
+        assert!(text.contains("/run/secrets/rotator/"), "{file}");
+        let text = text.replace("/run/secrets/rotator/", &mounted);
+        let config = Config::from_toml_str(&text, &sample_env())
+            .unwrap_or_else(|e| panic!("{file} does not load:\n{e}"));
+        assert!(rotator::local::check(&config).is_empty(), "{file}");
+        assert_eq!(config.store_url.is_some(), shared_store, "{file}");
+        assert!(!config.listen.ip().is_loopback(), "{file}: listen");
+        assert!(
+            config
+                .admin_listen
+                .is_some_and(|admin| !admin.ip().is_loopback()),
+            "{file}: the probes need admin_listen off loopback"
+        );
+    }
+}

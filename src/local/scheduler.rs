@@ -72,12 +72,16 @@ impl Scheduler {
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
+                let started = tokio::time::Instant::now();
                 if let Err(error) = backend.resume_open_attempts().await.map(drop) {
                     tracing::warn!(%error, "the scheduler could not read open attempts");
                 }
-                if let Err(error) = run_due(&backend, Utc::now()).await {
-                    tracing::warn!(%error, "the scheduler could not read due rotations");
-                }
+                let scan = run_due(&backend, Utc::now(), started)
+                    .await
+                    .unwrap_or_else(|error| {
+                        tracing::warn!(%error, "the scheduler could not read due rotations");
+                        Scan::default()
+                    });
                 // Overdue: still due after the scan (held by another attempt, or unreadable).
                 match backend.due_rotation_ids(Utc::now()).await {
                     Ok(stored) => {
@@ -88,6 +92,7 @@ impl Scheduler {
                         tracing::warn!(%error, "the scheduler could not count overdue rotations")
                     }
                 }
+                scan.log(started.elapsed());
             }
         });
         Self { task }
@@ -105,12 +110,41 @@ impl Drop for Scheduler {
     }
 }
 
+/// What one scan did: how many rotations were due and how long finding them took (open
+/// attempts, the due query, the registry match), for the scan's log line.
+#[derive(Debug, Default)]
+struct Scan {
+    due: usize,
+    found_in: Duration,
+}
+
+impl Scan {
+    /// One line per scan: INFO when it rotated something, DEBUG otherwise (every period).
+    fn log(&self, elapsed: Duration) {
+        let (due, scan_ms) = (self.due, self.found_in.as_secs_f64() * 1000.0);
+        let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+        if due > 0 {
+            tracing::info!(due, scan_ms, elapsed_ms, "scheduler scan finished");
+        } else {
+            tracing::debug!(due, scan_ms, elapsed_ms, "scheduler scan finished");
+        }
+    }
+}
+
 /// Rotates every rotation due at `now` and waits for them all; they run in parallel within
 /// the backend's per-connection bounds. Outcomes are logged; failures are already recorded by
 /// the backend.
-async fn run_due(backend: &Arc<LocalBackend>, now: DateTime<Utc>) -> Result<(), LocalError> {
+async fn run_due(
+    backend: &Arc<LocalBackend>,
+    now: DateTime<Utc>,
+    started: tokio::time::Instant,
+) -> Result<Scan, LocalError> {
     let stored = backend.due_rotation_ids(now).await?;
     let due = select_due(&backend.current().registry, &stored);
+    let scan = Scan {
+        due: due.len(),
+        found_in: started.elapsed(),
+    };
     let mut running = JoinSet::new();
     for item in due {
         let backend = Arc::clone(backend);
@@ -132,7 +166,7 @@ async fn run_due(backend: &Arc<LocalBackend>, now: DateTime<Utc>) -> Result<(), 
         });
     }
     while running.join_next().await.is_some() {}
-    Ok(())
+    Ok(scan)
 }
 
 #[cfg(test)]

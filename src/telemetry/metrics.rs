@@ -19,6 +19,12 @@
 //! | `rotator.rotations.overdue` | observable gauge | `rotator_rotations_overdue` |
 //! | `rotator.events.relay_leader` | observable gauge | `rotator_events_relay_leader` |
 //!
+//! Every series a dashboard queries exists from start, at zero where nothing happened, so no
+//! panel says "No data" on a quiet or fresh server: counters are seeded with `add(0)` (the
+//! rotation counter per enabled type and outcome, by [`seed_rotation_types`]), gauges without a
+//! registered source read 0, and a histogram nothing was recorded in yet is rendered as an empty
+//! one (OpenTelemetry has no way to create a histogram series without a recording).
+//!
 //! The instruments are process-wide (like the OpenTelemetry global meter provider), so the api,
 //! engine, upstream client and events relay record without handles being threaded through
 //! every constructor. Recording costs an atomic update or a short lock; nothing blocks on export.
@@ -42,6 +48,47 @@ const CALL_BUCKETS: &[f64] = &[
 const ROTATION_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
+
+/// A histogram's Prometheus family, to render it empty before its first recording.
+struct HistogramFamily {
+    name: &'static str,
+    help: &'static str,
+    buckets: &'static [f64],
+}
+
+const HISTOGRAMS: &[HistogramFamily] = &[
+    HistogramFamily {
+        name: "rotator_rotation_duration_seconds",
+        help: "How long rotation attempts took",
+        buckets: ROTATION_BUCKETS,
+    },
+    HistogramFamily {
+        name: "rpc_server_call_duration_seconds",
+        help: "How long gRPC calls took, by method and status code",
+        buckets: CALL_BUCKETS,
+    },
+    HistogramFamily {
+        name: "http_client_request_duration_seconds",
+        help: "How long upstream HTTP requests took, by status",
+        buckets: CALL_BUCKETS,
+    },
+];
+
+impl HistogramFamily {
+    /// Appends the family with one series of count 0 to a text exposition.
+    fn render_empty(&self, text: &mut String) {
+        use std::fmt::Write as _;
+        let name = self.name;
+        let _ = writeln!(text, "# HELP {name} {}", self.help);
+        let _ = writeln!(text, "# TYPE {name} histogram");
+        for bound in self.buckets {
+            let _ = writeln!(text, "{name}_bucket{{le=\"{bound}\"}} 0");
+        }
+        let _ = writeln!(text, "{name}_bucket{{le=\"+Inf\"}} 0");
+        let _ = writeln!(text, "{name}_sum 0");
+        let _ = writeln!(text, "{name}_count 0");
+    }
+}
 
 /// The outbox's state, as its owner reports it at collection time.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -150,7 +197,7 @@ impl Metrics {
         let provider = builder.build();
         let meter = provider.meter("rotator");
         register_observables(&meter);
-        Self {
+        let metrics = Self {
             rotations: meter
                 .u64_counter("rotator.rotations")
                 .with_description("Rotation attempts, by type, backend and outcome")
@@ -189,19 +236,14 @@ impl Metrics {
                 .with_description("Event publish attempts that failed (the relay retries)")
                 .with_unit("{failure}")
                 .build(),
-            discarded: {
-                let counter = meter
-                    .u64_counter("rotator.events.discarded")
-                    .with_description(
-                        "Unpublished events deleted because no NATS is configured and the \
-                         outbox held more than events.unpublished_cap_without_nats",
-                    )
-                    .with_unit("{event}")
-                    .build();
-                // Exported as 0 from the start, so a dashboard panel never says "No data".
-                counter.add(0, &[]);
-                counter
-            },
+            discarded: meter
+                .u64_counter("rotator.events.discarded")
+                .with_description(
+                    "Unpublished events deleted because no NATS is configured and the outbox \
+                     held more than events.unpublished_cap_without_nats",
+                )
+                .with_unit("{event}")
+                .build(),
             lease_takeovers: meter
                 .u64_counter("rotator.lease.takeovers")
                 .with_description("Rotation leases taken over from an expired holder")
@@ -222,7 +264,21 @@ impl Metrics {
             provider,
             registry,
             otlp: has_otlp,
+        };
+        metrics.seed_zeros();
+        metrics
+    }
+
+    /// Creates the series the dashboard reads at zero (adding 0 changes no count).
+    fn seed_zeros(&self) {
+        for event_type in ["completed", "failed"] {
+            self.published
+                .add(0, &[KeyValue::new("rotator.event_type", event_type)]);
         }
+        self.publish_failures.add(0, &[]);
+        self.discarded.add(0, &[]);
+        self.lease_takeovers.add(0, &[]);
+        self.rpc_active.add(0, &[]);
     }
 
     /// Whether readings are also pushed over OTLP.
@@ -230,14 +286,21 @@ impl Metrics {
         self.otlp
     }
 
-    /// The Prometheus text exposition (format 0.0.4) of every metric.
+    /// The Prometheus text exposition (format 0.0.4) of every metric; a histogram nothing was
+    /// recorded in yet appears empty (count 0).
     pub fn render_prometheus(&self) -> String {
         let mut out = Vec::new();
         if let Err(error) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out)
         {
             tracing::warn!(%error, "cannot encode metrics as Prometheus text");
         }
-        String::from_utf8(out).unwrap_or_default()
+        let mut text = String::from_utf8(out).unwrap_or_default();
+        for histogram in HISTOGRAMS {
+            if !text.contains(&format!("# TYPE {} histogram", histogram.name)) {
+                histogram.render_empty(&mut text);
+            }
+        }
+        text
     }
 
     /// Pushes pending readings to the OTLP endpoint, if any. Blocks: call off the async runtime.
@@ -265,14 +328,13 @@ fn register_observables(meter: &Meter) {
         .with_description("Infisical logins and token renewals")
         .with_unit("{operation}")
         .with_callback(|observer| {
-            if let Some(source) = read(&sources().tokens) {
-                let (logins, renewals) = source();
-                observer.observe(logins, &[KeyValue::new("rotator.token.operation", "login")]);
-                observer.observe(
-                    renewals,
-                    &[KeyValue::new("rotator.token.operation", "renewal")],
-                );
-            }
+            // Without Infisical nothing logs in: zero, so the panel shows it.
+            let (logins, renewals) = read(&sources().tokens).map_or((0, 0), |source| source());
+            observer.observe(logins, &[KeyValue::new("rotator.token.operation", "login")]);
+            observer.observe(
+                renewals,
+                &[KeyValue::new("rotator.token.operation", "renewal")],
+            );
         })
         .build();
     meter
@@ -280,9 +342,7 @@ fn register_observables(meter: &Meter) {
         .with_description("Events waiting in the outbox for a JetStream ack")
         .with_unit("{event}")
         .with_callback(|observer| {
-            if let Some(source) = read(&sources().outbox) {
-                observer.observe(source().depth, &[]);
-            }
+            observer.observe(outbox_stats().unwrap_or_default().depth, &[]);
         })
         .build();
     meter
@@ -290,10 +350,11 @@ fn register_observables(meter: &Meter) {
         .with_description("Age of the oldest unpublished event; 0 when the outbox is empty")
         .with_unit("s")
         .with_callback(|observer| {
-            if let Some(source) = read(&sources().outbox) {
-                let age = source().oldest_age.unwrap_or_default();
-                observer.observe(age.as_secs_f64(), &[]);
-            }
+            let age = outbox_stats()
+                .unwrap_or_default()
+                .oldest_age
+                .unwrap_or_default();
+            observer.observe(age.as_secs_f64(), &[]);
         })
         .build();
     meter
@@ -310,9 +371,8 @@ fn register_observables(meter: &Meter) {
         .with_description("Rotations whose next rotation time has passed")
         .with_unit("{rotation}")
         .with_callback(|observer| {
-            if let Some(source) = read(&sources().overdue) {
-                observer.observe(source(), &[]);
-            }
+            // Without local rotations there is no scheduler and nothing is overdue.
+            observer.observe(read(&sources().overdue).map_or(0, |source| source()), &[]);
         })
         .build();
 }
@@ -354,6 +414,24 @@ pub fn rotation_finished(
     }
     m.rotations.add(1, &attrs);
     m.rotation_duration.record(duration.as_secs_f64(), &attrs);
+}
+
+/// Creates the rotation counter's series at zero for each of these types, with outcome
+/// `success` and `failure` (no backend label: which backend serves a rotation is known only when
+/// it is asked for), so per-type and error-ratio panels have a series before the first rotation.
+pub fn seed_rotation_types(slugs: impl IntoIterator<Item = &'static str>) {
+    let rotations = &global().rotations;
+    for slug in slugs {
+        for outcome in ["success", "failure"] {
+            rotations.add(
+                0,
+                &[
+                    KeyValue::new("rotator.rotation_type", slug),
+                    KeyValue::new("rotator.outcome", outcome),
+                ],
+            );
+        }
+    }
 }
 
 /// Records one finished gRPC call.
@@ -525,5 +603,25 @@ mod tests {
         assert!(text.contains("# TYPE rotator_rotation_duration_seconds histogram"));
         assert!(text.contains("rotator_rotation_duration_seconds_bucket{le=\"0.5\"} 1"));
         assert!(text.contains("# TYPE rotator_rpc_active_calls gauge"));
+    }
+
+    #[test]
+    fn histograms_without_recordings_render_empty_and_recorded_ones_once() {
+        let m = Metrics::build(Resource::builder_empty().build(), None);
+        m.rotation_duration.record(0.3, &[]);
+        let text = m.render_prometheus();
+        assert_eq!(
+            text.matches("# TYPE rotator_rotation_duration_seconds histogram")
+                .count(),
+            1,
+            "{text}"
+        );
+        assert!(text.contains("rotator_rotation_duration_seconds_count 1"));
+        assert!(text.contains("# TYPE rpc_server_call_duration_seconds histogram"));
+        assert!(text.contains("rpc_server_call_duration_seconds_bucket{le=\"0.005\"} 0"));
+        assert!(text.contains("rpc_server_call_duration_seconds_bucket{le=\"+Inf\"} 0"));
+        assert!(text.contains("http_client_request_duration_seconds_count 0"));
+        assert!(text.contains("rotator_lease_takeovers_total 0"), "{text}");
+        assert!(text.contains("rotator_outbox_depth 0"), "{text}");
     }
 }

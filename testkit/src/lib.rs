@@ -40,6 +40,7 @@
 //! - [`log_capture`]: a tracing writer keeping every formatted line.
 //! - [`log_lines`]: rotator's JSON log lines captured in memory, parsed per line.
 //! - [`prometheus`]: a parser of the Prometheus text format.
+//! - [`promql`]: the metric selectors of PromQL expressions (dashboard queries).
 
 pub mod driver_conformance;
 pub mod events;
@@ -61,6 +62,7 @@ pub mod private_mariadb;
 pub mod private_postgres;
 pub mod private_redis;
 pub mod prometheus;
+pub mod promql;
 pub mod rotator_server;
 pub mod samba_ad;
 pub mod samba_standalone;

@@ -1,0 +1,359 @@
+//! Scale: 10,000 registered local rotations (Redis ACL users on a private `redis-server`, the
+//! cheapest target there is) through the real binary, release build.
+//!
+//! Measures, in one run:
+//! - start-up time (spawn → gRPC health SERVING): the first start, which issues every
+//!   rotation's first credential, and a restart with all of them issued;
+//! - idle RSS with 0 and with 10,000 registered rotations, and the difference per rotation;
+//! - the scheduler's scan time (open attempts, the due query, the registry match) with 10,000
+//!   registered, from its `scheduler scan finished` log line;
+//! - 1,000 rotations falling due at once (their `next_rotation_at` moved into the past while
+//!   rotator is stopped): the time until the scan that picked them up has finished them all,
+//!   against the floor measured in the same run: the same Redis commands the driver sends
+//!   (`ACL SETUSER … reset on #<sha256> <scope>`, `ACL SAVE`, a fresh connection's `AUTH`) for
+//!   1,000 users, with the same parallelism, without rotator.
+//!
+//! Run: `cargo bench --bench scale` (a few minutes; prints a Markdown table for
+//! docs/benchmarks.md). Not part of the test suite.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rotator_testkit::local_server::{KEY, free_port, wait_serving};
+use rotator_testkit::private_redis::{ADMIN_PASSWORD, ADMIN_USER, PrivateRedis};
+use sha2::Digest as _;
+use tokio::io::AsyncBufReadExt as _;
+use tokio::time::Instant;
+
+/// Rotations registered (`SCALE_REGISTERED` overrides, for a quick trial).
+const REGISTERED: usize = 10_000;
+/// Rotations made due at once (`SCALE_DUE` overrides).
+const DUE: usize = 1_000;
+
+fn count(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+/// `max_parallel_rotations` of the connection, and the floor's concurrency.
+const PARALLEL: usize = 16;
+/// The rotated users' ACL rules.
+const SCOPE: &str = "~app:* +get";
+/// Settling time before RSS is read, as scripts/idle_rss.sh does.
+const SETTLE: Duration = Duration::from_secs(3);
+
+fn rotation_id(i: usize) -> String {
+    format!("00000000-0000-4000-8000-{i:012}")
+}
+
+fn write_config(dir: &Path, redis_port: u16, rotations: usize) -> PathBuf {
+    use std::fmt::Write as _;
+    let mut text = format!(
+        r#"
+[[connections]]
+name = "redis"
+app = "redis"
+host = "127.0.0.1"
+port = {redis_port}
+username = "{ADMIN_USER}"
+password = "env:REDIS_ADMIN"
+tls = "disable"
+max_parallel_rotations = {PARALLEL}
+"#
+    );
+    for i in 0..rotations {
+        let _ = write!(
+            text,
+            r#"
+[[rotations]]
+id = "{}"
+name = "scale-{i}"
+type = "redis-credentials"
+connection = "redis"
+rotation_interval_days = 30
+rotate_at_utc = "03:30"
+parameters = {{ permissionScope = "{SCOPE}" }}
+secrets_mapping = {{ username = "U", password = "P" }}
+"#,
+            rotation_id(i)
+        );
+    }
+    let path = dir.join(format!("rotator-{rotations}.toml"));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// A running `rotator serve` whose JSON log lines are kept.
+struct Server {
+    child: tokio::process::Child,
+    lines: Arc<Mutex<Vec<serde_json::Value>>>,
+    started_in: Duration,
+}
+
+impl Server {
+    async fn start(config: Option<&Path>, data_dir: &Path) -> Self {
+        let port = free_port();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rotator"));
+        command.arg("serve");
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let started = Instant::now();
+        let mut child = command
+            .env("ROTATOR_LISTEN", format!("127.0.0.1:{port}"))
+            .env("ROTATOR_ADMIN_LISTEN", "off")
+            .env("ROTATOR_DATA_DIR", data_dir)
+            .env("ROTATOR_ENCRYPTION_KEY", KEY)
+            .env("REDIS_ADMIN", ADMIN_PASSWORD)
+            .env("RUST_LOG", "warn,rotator::local::scheduler=debug")
+            .env_remove("ROTATOR_FAILPOINT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn rotator");
+        let lines: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+        let mut stderr = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let kept = Arc::clone(&lines);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                match serde_json::from_str(&line) {
+                    Ok(value) => kept.lock().expect("lines").push(value),
+                    // A configuration error is plain text.
+                    Err(_) => eprintln!("rotator: {line}"),
+                }
+            }
+        });
+        let url = format!("http://127.0.0.1:{port}");
+        tokio::select! {
+            _ = wait_serving(&url, Duration::from_secs(3600)) => {}
+            status = child.wait() => panic!("rotator exited before serving: {status:?}"),
+        }
+        Self {
+            child,
+            lines,
+            started_in: started.elapsed(),
+        }
+    }
+
+    /// The next `scheduler scan finished` line after the first `skip`, waiting for it.
+    async fn scan(&self, skip: usize) -> serde_json::Value {
+        loop {
+            let found = self
+                .lines
+                .lock()
+                .expect("lines")
+                .iter()
+                .filter(|l| l["message"] == "scheduler scan finished")
+                .nth(skip)
+                .cloned();
+            if let Some(line) = found {
+                return line;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn rss_kb(&self) -> u64 {
+        let pid = self.child.id().expect("running");
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// SIGTERM, then waits for the exit.
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let _ = self.child.wait().await;
+    }
+}
+
+/// Moves the first `count` rotations' next rotation time into the past (rotator stopped).
+async fn make_due(data_dir: &Path, count: usize) {
+    use sqlx::ConnectOptions as _;
+    let mut db = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(data_dir.join("rotator.db"))
+        .connect()
+        .await
+        .expect("open the store");
+    let past = chrono::Utc::now().timestamp_millis() - 60_000;
+    for i in 0..count {
+        sqlx::query("UPDATE local_rotations SET next_rotation_at = $1 WHERE rotation_id = $2")
+            .bind(past)
+            .bind(rotation_id(i))
+            .execute(&mut db)
+            .await
+            .expect("make due");
+    }
+}
+
+/// The floor: the driver's Redis commands for `count` users, `PARALLEL` at a time.
+async fn floor(redis_port: u16, count: usize) -> Duration {
+    let admin_url = format!("redis://{ADMIN_USER}:{ADMIN_PASSWORD}@127.0.0.1:{redis_port}/");
+    let started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..PARALLEL {
+        let next = Arc::clone(&next);
+        let admin_url = admin_url.clone();
+        workers.spawn(async move {
+            let client = redis::Client::open(admin_url).expect("admin url");
+            let mut admin = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("admin connects");
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= count {
+                    return;
+                }
+                let user = format!("floor-{i}");
+                let password = format!("floor-Pw-{i}-{}", uuid::Uuid::new_v4());
+                let hash = hex::encode(sha2::Sha256::digest(password.as_bytes()));
+                redis::cmd("ACL")
+                    .arg("SETUSER")
+                    .arg(&user)
+                    .arg("reset")
+                    .arg("on")
+                    .arg(format!("#{hash}"))
+                    .arg(SCOPE.split(' ').collect::<Vec<_>>())
+                    .query_async::<()>(&mut admin)
+                    .await
+                    .expect("ACL SETUSER");
+                // Without an ACL file Redis refuses; the driver ignores that answer too.
+                let _ = redis::cmd("ACL")
+                    .arg("SAVE")
+                    .query_async::<()>(&mut admin)
+                    .await;
+                let login = redis::Client::open(format!(
+                    "redis://{user}:{password}@127.0.0.1:{redis_port}/"
+                ))
+                .expect("user url");
+                login
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("the user logs in");
+            }
+        });
+    }
+    while workers.join_next().await.is_some() {}
+    started.elapsed()
+}
+
+fn ms(value: &serde_json::Value) -> f64 {
+    value.as_f64().unwrap_or(f64::NAN)
+}
+
+#[tokio::main]
+async fn main() {
+    // No ACL file: the cheapest target (ACL SAVE answers "no ACL file", as the driver allows).
+    let (registered, due_count) = (
+        count("SCALE_REGISTERED", REGISTERED),
+        count("SCALE_DUE", DUE),
+    );
+    let redis = PrivateRedis::start(false);
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // 0 registered: the baseline footprint.
+    eprintln!("scale: baseline");
+    let empty = Server::start(None, &dir.path().join("empty")).await;
+    tokio::time::sleep(SETTLE).await;
+    let (empty_start, empty_rss) = (empty.started_in, empty.rss_kb());
+    empty.stop().await;
+
+    // 10,000 registered: the first start issues every first credential.
+    eprintln!("scale: first start");
+    let data = dir.path().join("data");
+    let config = write_config(dir.path(), redis.port(), registered);
+    let first = Server::start(Some(&config), &data).await;
+    let first_start = first.started_in;
+    first.stop().await;
+
+    // Restart: everything issued, nothing due. The first scan runs at start.
+    eprintln!("scale: restart");
+    let idle = Server::start(Some(&config), &data).await;
+    let idle_scan = idle.scan(0).await;
+    tokio::time::sleep(SETTLE).await;
+    let (restart, idle_rss) = (idle.started_in, idle.rss_kb());
+    idle.stop().await;
+
+    // The floor, alone on the machine.
+    eprintln!("scale: floor");
+    let floor_wall = floor(redis.port(), due_count).await;
+
+    // 1,000 due at once: the scan at start picks them up.
+    eprintln!("scale: due at once");
+    make_due(&data, due_count).await;
+    let busy = Server::start(Some(&config), &data).await;
+    let due_scan = busy.scan(0).await;
+    let after_scan = busy.scan(1);
+    // The next scan (30 s later) finds nothing left due.
+    let after = tokio::time::timeout(Duration::from_secs(40), after_scan).await;
+    busy.stop().await;
+
+    let due = due_scan["due"].as_u64().unwrap_or(0);
+    assert_eq!(
+        due, due_count as u64,
+        "the scan found {due} due: {due_scan}"
+    );
+    let due_ms = ms(&due_scan["elapsed_ms"]);
+    let floor_ms = floor_wall.as_secs_f64() * 1000.0;
+    let rate = due_count as f64 / (due_ms / 1000.0);
+    let floor_rate = due_count as f64 / (floor_ms / 1000.0);
+    let per_rotation = (idle_rss.saturating_sub(empty_rss) as f64 * 1024.0) / registered as f64;
+
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!(
+        "| start-up, 0 registered | {:.0} ms |",
+        empty_start.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| first start, {registered} registered (issues every first credential) | {:.1} s |",
+        first_start.as_secs_f64()
+    );
+    println!(
+        "| restart, {registered} registered | {:.0} ms |",
+        restart.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| idle RSS, 0 / {registered} registered | {:.1} MB / {:.1} MB |",
+        empty_rss as f64 / 1024.0,
+        idle_rss as f64 / 1024.0
+    );
+    println!("| RSS per registered rotation | {per_rotation:.0} bytes |");
+    println!(
+        "| scheduler scan, {registered} registered, 0 due | {:.1} ms |",
+        ms(&idle_scan["scan_ms"])
+    );
+    println!(
+        "| scheduler scan, {registered} registered, {due_count} due (finding them) | {:.1} ms |",
+        ms(&due_scan["scan_ms"])
+    );
+    if let Ok(line) = after {
+        println!(
+            "| scheduler scan after the run (due / scan) | {} / {:.1} ms |",
+            line["due"],
+            ms(&line["scan_ms"])
+        );
+    }
+    println!(
+        "| {due_count} due at once: all finished | {:.2} s ({rate:.0}/s) |",
+        due_ms / 1000.0
+    );
+    println!(
+        "| floor: {due_count} bare ACL changes + logins, {PARALLEL} at a time | {:.2} s ({floor_rate:.0}/s) |",
+        floor_ms / 1000.0
+    );
+    println!("| ratio rotator / floor rate | {:.2}× |", rate / floor_rate);
+}

@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// mimalloc instead of the system allocator: on the forwarding path glibc's malloc/free took
 /// about a sixth of the CPU (perf), and mimalloc raised forwarded throughput by ~12 % in
 /// `benches/forwarding.rs`. Built with `no_thp`: otherwise it asks for transparent huge pages
@@ -13,5 +11,8 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    rotator::cli::run(rotator::cli::Cli::parse())
+    match rotator::cli::parse(std::env::args_os().collect()) {
+        Ok(cli) => rotator::cli::run(cli),
+        Err(code) => code,
+    }
 }

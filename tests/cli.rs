@@ -455,6 +455,66 @@ fn completions_and_man_page_are_generated() {
     }
 }
 
+/// `events tail --json` printed its failures as text, and so did every command for a usage
+/// error clap caught (unknown flag, bad value, missing argument). With `--json` or `-o json`,
+/// every failure is now one JSON object on stderr with the usual exit code.
+#[test]
+fn with_json_usage_and_configuration_errors_are_json_too() {
+    let json_error = |out: &Output| -> serde_json::Value {
+        serde_json::from_slice(&out.stderr)
+            .unwrap_or_else(|e| panic!("JSON on stderr ({e}): {}", text(&out.stderr)))
+    };
+    for (args, hint) in [
+        (
+            &["events", "tail", "--json", "--outcome", "bogus"][..],
+            "bogus",
+        ),
+        (
+            &["events", "tail", "--json", "--type", "bogus"][..],
+            "postgres-credentials",
+        ),
+        (&["list", "--json"][..], "--project"),
+        (
+            &["rotate", "-o", "json", "--no-such-flag"][..],
+            "--no-such-flag",
+        ),
+    ] {
+        let out = rotator(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let error = json_error(&out);
+        assert_eq!(error["error"]["code"], "INVALID_ARGUMENT", "{args:?}");
+        assert_eq!(error["error"]["reason"], "CLI_USAGE", "{args:?}");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(hint)),
+            "{args:?}: {error}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_rotator"))
+        .args(["events", "tail", "--json"])
+        .env_clear()
+        .output()
+        .expect("run the rotator binary");
+    assert_eq!(out.status.code(), Some(64));
+    let error = json_error(&out);
+    assert_eq!(error["error"]["reason"], "CLI_CONFIG");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ROTATOR_NATS_URL")),
+        "{error}"
+    );
+    // Without --json: clap's text, as before.
+    let out = rotator(&["events", "tail", "--outcome", "bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).starts_with("error:"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn events_tail_with_an_unknown_type_lists_the_valid_ones() {
     let out = rotator(&["events", "tail", "--type", "bogus"]);

@@ -21,12 +21,15 @@ use rotator::proto::{
 };
 use rotator::secret::SecretString;
 use rotator_testkit::driver_conformance::{
-    assert_no_secret, assert_phase_span, captured_traces, error_texts, start_trace_capture,
+    assert_certificate_refused, assert_no_secret, assert_phase_span, captured_traces, error_texts,
+    start_trace_capture,
 };
 use rotator_testkit::local_server::{
     attempt_states, free_port, rotator_command, wait_for_attempts_to_end, wait_serving,
 };
 use rotator_testkit::moto::Moto;
+use rotator_testkit::test_ca::{SelfSigned, TestCa};
+use rotator_testkit::tls_front::TlsFront;
 use tokio::process::Child;
 use tonic::transport::Channel;
 
@@ -557,4 +560,91 @@ async fn an_unmanaged_key_is_never_deleted_even_at_the_cap() {
         "the stored key still works"
     );
     stop(child).await;
+}
+
+/// Lists the admin's keys through a TLS front serving `cert_pem` / `key_pem` before moto, with
+/// `tls = "verify-full"` and `ca_pem` as the connection's `ca_file`.
+async fn list_over_tls(
+    moto: &Moto,
+    cert_pem: &str,
+    key_pem: &str,
+    ca_pem: &str,
+) -> Result<(), DriverError> {
+    let front = TlsFront::start(&format!("127.0.0.1:{}", moto.port()), cert_pem, key_pem).await;
+    let mut connection = connection(moto, moto.admin());
+    connection.port = front.port();
+    connection.tls = TlsConfig {
+        mode: TlsMode::VerifyFull,
+        ca_pem: Some(ca_pem.to_owned()),
+    };
+    let built = rotator::drivers::build(
+        &uuid::Uuid::new_v4().to_string(),
+        connection,
+        &rotation_parameters::Kind::AwsIamUserSecret(AwsIamUserSecretParameters {
+            user_name: rotator_testkit::moto::ADMIN_USER.into(),
+            region: None,
+        }),
+        DriverOptions::default(),
+    )
+    .expect("a valid aws connection");
+    let LocalDriver::Issued(driver) = built else {
+        panic!("issued");
+    };
+    driver.list().await.map(drop)
+}
+
+/// A self-signed (CA:TRUE) server certificate given as the `ca_file` is pinned, as `openssl req
+/// -x509` and rcgen make it; another self-signed certificate is a TLS failure naming `ca_file`.
+#[tokio::test]
+async fn verify_full_pins_a_self_signed_certificate_given_as_the_ca_file() {
+    let moto = Moto::shared().await;
+    let (dir, other_dir) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let other = SelfSigned::rcgen(other_dir.path());
+    for (maker, made) in [
+        ("openssl", SelfSigned::openssl(dir.path())),
+        ("rcgen", SelfSigned::rcgen(dir.path())),
+    ] {
+        let key = std::fs::read_to_string(&made.key_file).expect("the key");
+        list_over_tls(&moto, &made.pem, &key, &made.pem)
+            .await
+            .unwrap_or_else(|e| panic!("{maker}: the pinned certificate is accepted: {e}"));
+        let refused = list_over_tls(&moto, &made.pem, &key, &other.pem)
+            .await
+            .expect_err("another self-signed certificate");
+        assert_certificate_refused(
+            &refused,
+            "put that exact certificate in ca_file",
+            moto.admin().secret.expose(),
+        );
+    }
+}
+
+/// A `ca_file` with a CA still gets full verification of the chain, the server's name included.
+#[tokio::test]
+async fn verify_full_with_a_ca_file_still_checks_the_chain_and_the_name() {
+    let moto = Moto::shared().await;
+    let (good_dir, wrong_dir) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let good = TestCa::create(good_dir.path());
+    let key = std::fs::read_to_string(&good.key_file).expect("the key");
+    let cert = std::fs::read_to_string(&good.cert_file).expect("the certificate");
+    list_over_tls(&moto, &cert, &key, &good.ca_pem)
+        .await
+        .expect("a chain to the CA in the ca_file");
+    let wrong = TestCa::create_for(wrong_dir.path(), "DNS:iam.example");
+    let key = std::fs::read_to_string(&wrong.key_file).expect("the key");
+    let cert = std::fs::read_to_string(&wrong.cert_file).expect("the certificate");
+    let refused = list_over_tls(&moto, &cert, &key, &wrong.ca_pem)
+        .await
+        .expect_err("the certificate names another host");
+    assert_certificate_refused(
+        &refused,
+        "does not name 127.0.0.1",
+        moto.admin().secret.expose(),
+    );
 }

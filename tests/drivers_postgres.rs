@@ -13,7 +13,8 @@ use rotator::proto::rotation_parameters::Kind;
 use rotator::proto::{PasswordRequirements, RequiredCharacters, SqlCredentialsParameters};
 use rotator::secret::SecretString;
 use rotator_testkit::driver_conformance::{
-    assert_no_secret, captured_traces, check_contract, error_texts, start_trace_capture,
+    assert_certificate_refused, assert_no_secret, captured_traces, check_contract, error_texts,
+    start_trace_capture,
 };
 use rotator_testkit::private_postgres::{ADMIN_PASSWORD, ADMIN_USER, PrivatePostgres};
 use rotator_testkit::test_ca;
@@ -408,18 +409,13 @@ async fn tls_modes_check_the_certificate_as_configured() {
     let ca = test_ca::TestCa::create(certs_dir.path());
     let pg = PrivatePostgres::start_with_tls(&ca.cert_file, &ca.key_file);
     let roles = two_roles(&pg).await;
-    let with_tls = |mode, ca_pem: Option<String>| {
-        let mut c = connection(&pg);
-        c.tls = TlsConfig { mode, ca_pem };
-        build(c, parameters(&roles[0].id, &roles[1].id))
-    };
 
-    let verified = with_tls(TlsMode::VerifyFull, Some(ca.ca_pem.clone()));
+    let verified = with_tls(&pg, &roles, TlsMode::VerifyFull, Some(ca.ca_pem.clone()));
     check_contract(&verified.driver, &verified.password_policy, Slot::First).await;
-    let encrypted = with_tls(TlsMode::Require, None);
+    let encrypted = with_tls(&pg, &roles, TlsMode::Require, None);
     check_contract(&encrypted.driver, &encrypted.password_policy, Slot::Second).await;
 
-    let untrusted = with_tls(TlsMode::VerifyFull, None);
+    let untrusted = with_tls(&pg, &roles, TlsMode::VerifyFull, None);
     let e = untrusted
         .driver
         .probe()
@@ -427,6 +423,73 @@ async fn tls_modes_check_the_certificate_as_configured() {
         .expect_err("the CA is not a system root");
     assert_eq!(e.kind(), DriverErrorKind::Tls, "{e}");
     assert!(!e.is_transient());
+}
+
+/// A driver for `pg`'s `roles` with this TLS mode and CA file.
+fn with_tls(
+    pg: &PrivatePostgres,
+    roles: &[Credential; 2],
+    mode: TlsMode,
+    ca_pem: Option<String>,
+) -> RotationDriver {
+    let mut c = connection(pg);
+    c.tls = TlsConfig { mode, ca_pem };
+    build(c, parameters(&roles[0].id, &roles[1].id))
+}
+
+/// A self-signed (CA:TRUE) server certificate given as the `ca_file` is pinned, as `openssl req
+/// -x509` and rcgen make it; another self-signed certificate is a TLS failure naming `ca_file`.
+#[tokio::test]
+async fn verify_full_pins_a_self_signed_certificate_given_as_the_ca_file() {
+    let (dir, other_dir) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let other = test_ca::SelfSigned::rcgen(other_dir.path());
+    for made in [
+        test_ca::SelfSigned::openssl(dir.path()),
+        test_ca::SelfSigned::rcgen(dir.path()),
+    ] {
+        let pg = PrivatePostgres::start_with_tls(&made.cert_file, &made.key_file);
+        let roles = two_roles(&pg).await;
+        let pinned = with_tls(&pg, &roles, TlsMode::VerifyFull, Some(made.pem.clone()));
+        check_contract(&pinned.driver, &pinned.password_policy, Slot::First).await;
+
+        let refused = with_tls(&pg, &roles, TlsMode::VerifyFull, Some(other.pem.clone()))
+            .driver
+            .probe()
+            .await
+            .expect_err("another self-signed certificate");
+        assert_certificate_refused(
+            &refused,
+            "put that exact certificate in ca_file",
+            ADMIN_PASSWORD,
+        );
+    }
+}
+
+/// A `ca_file` with a CA still gets full verification of the chain, the server's name included;
+/// a server without TLS is refused under `require` with what to do.
+#[tokio::test]
+async fn verify_full_with_a_ca_file_still_checks_the_server_name() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let ca = test_ca::TestCa::create_for(dir.path(), "DNS:db.example");
+    let pg = PrivatePostgres::start_with_tls(&ca.cert_file, &ca.key_file);
+    let roles = two_roles(&pg).await;
+    let refused = with_tls(&pg, &roles, TlsMode::VerifyFull, Some(ca.ca_pem.clone()))
+        .driver
+        .probe()
+        .await
+        .expect_err("the certificate names another host");
+    assert_certificate_refused(&refused, "does not name 127.0.0.1", ADMIN_PASSWORD);
+
+    let plain = PrivatePostgres::shared();
+    let refused = with_tls(&plain, &roles, TlsMode::Require, None)
+        .driver
+        .probe()
+        .await
+        .expect_err("the server has no TLS");
+    assert_certificate_refused(&refused, "does not accept TLS", ADMIN_PASSWORD);
 }
 
 #[tokio::test]

@@ -11,7 +11,8 @@ use rotator::proto::rotation_parameters::Kind;
 use rotator::proto::{PasswordRequirements, RedisCredentialsParameters, RequiredCharacters};
 use rotator::secret::SecretString;
 use rotator_testkit::driver_conformance::{
-    assert_no_secret, captured_traces, check_contract, error_texts, start_trace_capture,
+    assert_certificate_refused, assert_no_secret, captured_traces, check_contract, error_texts,
+    start_trace_capture,
 };
 use rotator_testkit::private_redis::{ADMIN_PASSWORD, ADMIN_USER, PrivateRedis};
 use rotator_testkit::test_ca;
@@ -376,17 +377,12 @@ async fn tls_modes_check_the_certificate_as_configured() {
         ca.key_file.clone(),
         ca.ca_file.clone(),
     );
-    let with_tls = |mode, ca_pem: Option<String>| {
-        let mut c = connection(server.port());
-        c.tls = TlsConfig { mode, ca_pem };
-        build(c, parameters(SCOPE)).expect("valid")
-    };
-    let verified = with_tls(TlsMode::VerifyFull, Some(ca.ca_pem.clone()));
+    let verified = with_tls(&server, TlsMode::VerifyFull, Some(ca.ca_pem.clone()));
     check_contract(&verified.driver, &verified.password_policy, Slot::First).await;
-    let encrypted = with_tls(TlsMode::Require, None);
+    let encrypted = with_tls(&server, TlsMode::Require, None);
     check_contract(&encrypted.driver, &encrypted.password_policy, Slot::Second).await;
 
-    let untrusted = with_tls(TlsMode::VerifyFull, None);
+    let untrusted = with_tls(&server, TlsMode::VerifyFull, None);
     let e = untrusted
         .driver
         .probe()
@@ -394,4 +390,67 @@ async fn tls_modes_check_the_certificate_as_configured() {
         .expect_err("the CA is not a system root");
     assert_eq!(e.kind(), DriverErrorKind::Tls, "{e}");
     assert!(!e.is_transient());
+}
+
+/// A driver for `server` with this TLS mode and CA file.
+fn with_tls(server: &PrivateRedis, mode: TlsMode, ca_pem: Option<String>) -> RotationDriver {
+    let mut c = connection(server.port());
+    c.tls = TlsConfig { mode, ca_pem };
+    build(c, parameters(SCOPE)).expect("valid")
+}
+
+/// A self-signed (CA:TRUE) server certificate given as the `ca_file` is pinned, as `openssl req
+/// -x509` and rcgen make it; another self-signed certificate is a TLS failure naming `ca_file`.
+#[tokio::test]
+async fn verify_full_pins_a_self_signed_certificate_given_as_the_ca_file() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let other_dir = tempfile::tempdir().expect("a temp dir");
+    let other = test_ca::SelfSigned::rcgen(other_dir.path());
+    for made in [
+        test_ca::SelfSigned::openssl(dir.path()),
+        test_ca::SelfSigned::rcgen(dir.path()),
+    ] {
+        let server = PrivateRedis::start_with_tls(
+            made.cert_file.clone(),
+            made.key_file.clone(),
+            made.cert_file.clone(),
+        );
+        let pinned = with_tls(&server, TlsMode::VerifyFull, Some(made.pem.clone()));
+        check_contract(&pinned.driver, &pinned.password_policy, Slot::First).await;
+
+        let refused = with_tls(&server, TlsMode::VerifyFull, Some(other.pem.clone()))
+            .driver
+            .probe()
+            .await
+            .expect_err("another self-signed certificate");
+        assert_certificate_refused(
+            &refused,
+            "put that exact certificate in ca_file",
+            ADMIN_PASSWORD,
+        );
+    }
+}
+
+/// A `ca_file` with a CA still gets full verification of the chain, the server's name included.
+#[tokio::test]
+async fn verify_full_with_a_ca_file_still_checks_the_server_name() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let ca = test_ca::TestCa::create_for(dir.path(), "DNS:redis.example");
+    let server = PrivateRedis::start_with_tls(
+        ca.cert_file.clone(),
+        ca.key_file.clone(),
+        ca.ca_file.clone(),
+    );
+    let refused = with_tls(&server, TlsMode::VerifyFull, Some(ca.ca_pem.clone()))
+        .driver
+        .probe()
+        .await
+        .expect_err("the certificate names another host");
+    assert_certificate_refused(&refused, "does not name 127.0.0.1", ADMIN_PASSWORD);
+    // The same server is accepted under `require` (encrypted, not verified).
+    with_tls(&server, TlsMode::Require, None)
+        .driver
+        .probe()
+        .await
+        .expect("require does not check the certificate");
 }

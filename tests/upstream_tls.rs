@@ -9,7 +9,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rotator::config::{Config, Env};
@@ -17,44 +16,7 @@ use rotator::context::CallContext;
 use rotator::proto::RotationType;
 use rotator::upstream::infisical::Infisical;
 use rotator_testkit::fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical, PROJECT_ID};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-
-/// A TLS listener on a loopback port that forwards every connection to `backend`.
-async fn tls_front(backend: &str, cert_pem: &str, key_pem: &str) -> String {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .expect("server certificate");
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("server key");
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .expect("server config");
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let backend = backend.to_owned();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let (acceptor, backend) = (acceptor.clone(), backend.clone());
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(socket).await else {
-                    return;
-                };
-                if let Ok(mut plain) = TcpStream::connect(&backend).await {
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-                }
-            });
-        }
-    });
-    format!("https://127.0.0.1:{port}")
-}
+use rotator_testkit::tls_front::TlsFront;
 
 fn upstream(url: &str, ca_file: &Path) -> Infisical {
     let env: Env = [
@@ -85,7 +47,8 @@ async fn list_through(
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned();
-    let url = tls_front(&backend, server_cert, server_key).await;
+    let front = TlsFront::start(&backend, server_cert, server_key).await;
+    let url = front.url();
     let dir = tempfile::tempdir().expect("tempdir");
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca_file_pem).expect("write CA file");
@@ -214,12 +177,8 @@ async fn an_http_driver_pins_a_self_signed_certificate_from_its_ca_file() {
 
     let fake = FakeAuth0::start().await;
     let (cert, key) = rcgen_self_signed();
-    let front = tls_front(&format!("127.0.0.1:{}", fake.port()), &cert, &key).await;
-    let port: u16 = front
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("the front's port");
+    let front = TlsFront::start(&format!("127.0.0.1:{}", fake.port()), &cert, &key).await;
+    let port = front.port();
     let (admin, secret) = fake.admin();
     let probe = |ca_pem: String| {
         let mut options = toml::Table::new();

@@ -13,6 +13,7 @@ use futures::StreamExt as _;
 use serde_json::Value;
 
 use super::EXIT_CONFIG;
+use super::output::{self, CliError, Format};
 use crate::config::{Config, Env};
 use crate::events::cloudevent::CloudEvent;
 use crate::events::model::Outcome;
@@ -67,41 +68,50 @@ async fn tail(args: TailArgs) -> ExitCode {
         None => None,
         Some(Ok(t)) => Some(t),
         Some(Err(error)) => {
-            eprintln!("error: --type: {}", error.message);
-            return ExitCode::from(error.exit);
+            return fail(
+                args.json,
+                CliError {
+                    message: format!("--type: {}", error.message),
+                    ..error
+                },
+            );
         }
     };
     let env: Env = std::env::vars().collect();
     let config = match Config::load(args.config.as_deref(), &env) {
         Ok(config) => config,
+        Err(error) if args.json => {
+            return fail(true, CliError::config(error.to_string().trim_end()));
+        }
         Err(error) => {
             eprint!("{error}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
     let Some(nats) = config.nats else {
-        eprintln!("error: no NATS configured: set nats.url or ROTATOR_NATS_URL");
-        return ExitCode::from(EXIT_CONFIG);
+        return fail(
+            args.json,
+            CliError::config("no NATS configured: set nats.url or ROTATOR_NATS_URL"),
+        );
     };
     let outcome = args.outcome.as_deref().and_then(Outcome::parse);
     let filter = subject::filter(&nats.subject_prefix, rotation_type, outcome);
 
     let client = match js::connect(&nats, "rotator-events-tail").await {
         Ok(client) => client,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(error) => return fail(args.json, CliError::unavailable(error.to_string())),
     };
     let context = jetstream::new(client.clone());
     let stream = match context.get_stream(&nats.stream.name).await {
         Ok(stream) => stream,
         Err(error) => {
-            eprintln!(
-                "error: cannot open stream {}: {error} (has the server started?)",
-                nats.stream.name
+            return fail(
+                args.json,
+                CliError::failed(format!(
+                    "cannot open stream {}: {error} (has the server started?)",
+                    nats.stream.name
+                )),
             );
-            return ExitCode::FAILURE;
         }
     };
     let consumer = stream
@@ -120,13 +130,17 @@ async fn tail(args: TailArgs) -> ExitCode {
         Ok(consumer) => match consumer.messages().await {
             Ok(messages) => messages,
             Err(error) => {
-                eprintln!("error: cannot subscribe: {error}");
-                return ExitCode::FAILURE;
+                return fail(
+                    args.json,
+                    CliError::failed(format!("cannot subscribe: {error}")),
+                );
             }
         },
         Err(error) => {
-            eprintln!("error: cannot subscribe to {filter}: {error}");
-            return ExitCode::FAILURE;
+            return fail(
+                args.json,
+                CliError::failed(format!("cannot subscribe to {filter}: {error}")),
+            );
         }
     };
     eprintln!("following {filter} on stream {}", nats.stream.name);
@@ -142,10 +156,7 @@ async fn tail(args: TailArgs) -> ExitCode {
         };
         let message = match next {
             Some(Ok(message)) => message,
-            Some(Err(error)) => {
-                eprintln!("error: {error}");
-                return ExitCode::FAILURE;
-            }
+            Some(Err(error)) => return fail(args.json, CliError::failed(error.to_string())),
             None => return ExitCode::SUCCESS,
         };
         let line = if args.json {
@@ -165,6 +176,13 @@ async fn tail(args: TailArgs) -> ExitCode {
         }
         printed += 1;
     }
+}
+
+/// Prints a failure as the client commands do: `error: …`, or with `--json` the JSON error
+/// object (code, message, reason, request_id) on standard error. Returns its exit code.
+fn fail(json: bool, error: CliError) -> ExitCode {
+    let format = if json { Format::Json } else { Format::Text };
+    output::error(format, &error)
 }
 
 /// One line for a person: time, outcome, type, rotation, then what is known.

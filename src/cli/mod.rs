@@ -250,6 +250,47 @@ rotation.")]
     },
 }
 
+/// Parses the command line `args` (program name first). A usage error (unknown flag, bad value,
+/// missing argument) is printed as the JSON error object when the line asks for JSON
+/// (`--json`, `-o json`, `--output json`), so scripts get JSON on every failure; else as clap's
+/// text. Help and version go to standard output as usual.
+///
+/// # Errors
+///
+/// The exit code when there is nothing to run (a usage error, help or version, printed).
+pub fn parse(args: Vec<std::ffi::OsString>) -> Result<Cli, ExitCode> {
+    let wants_json = asks_for_json(&args);
+    match Cli::try_parse_from(args) {
+        Ok(cli) => Ok(cli),
+        Err(error) if error.use_stderr() && wants_json => {
+            let rendered = error.render().to_string();
+            // clap's text: "error: <what>\n\nUsage: …\n\nFor more information, try '--help'."
+            let what = rendered.split("\n\nUsage:").next().unwrap_or(&rendered);
+            let what = what.trim().trim_start_matches("error: ");
+            Err(output::error(
+                output::Format::Json,
+                &output::CliError::usage(what.split_whitespace().collect::<Vec<_>>().join(" ")),
+            ))
+        }
+        Err(error) => {
+            // Help and version print to stdout with exit 0, usage errors to stderr with 2.
+            let _ = error.print();
+            Err(ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2)))
+        }
+    }
+}
+
+/// Whether the command line asks for JSON output (`--json`, `-o json`, `--output[=]json`).
+fn asks_for_json(args: &[std::ffi::OsString]) -> bool {
+    let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    args.iter().enumerate().any(|(i, arg)| {
+        *arg == "--json"
+            || *arg == "--output=json"
+            || *arg == "-ojson"
+            || ((*arg == "-o" || *arg == "--output") && args.get(i + 1) == Some(&"json"))
+    })
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
@@ -383,5 +424,31 @@ async fn serve(config_file: Option<PathBuf>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_asked_by_either_flag_spelling() {
+        let line = |args: &[&str]| asks_for_json(&args.iter().map(Into::into).collect::<Vec<_>>());
+        for yes in [
+            &["rotator", "list", "--json"][..],
+            &["rotator", "list", "-o", "json"],
+            &["rotator", "list", "--output", "json"],
+            &["rotator", "list", "--output=json"],
+            &["rotator", "list", "-ojson"],
+        ] {
+            assert!(line(yes), "{yes:?}");
+        }
+        for no in [
+            &["rotator", "list"][..],
+            &["rotator", "list", "-o", "yaml"],
+            &["rotator", "list", "--project", "json"],
+        ] {
+            assert!(!line(no), "{no:?}");
+        }
     }
 }

@@ -57,6 +57,16 @@ impl CliError {
         Self::local("UNAVAILABLE", "CLI_CONNECT_FAILED", message, 1)
     }
 
+    /// A configuration that does not load or lacks what the command needs (exit 64).
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::local(
+            "FAILED_PRECONDITION",
+            "CLI_CONFIG",
+            message,
+            super::EXIT_CONFIG,
+        )
+    }
+
     /// Any other failure on this side (exit 1).
     pub fn failed(message: impl Into<String>) -> Self {
         Self::local("INTERNAL", "CLI_FAILED", message, 1)

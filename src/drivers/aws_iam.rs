@@ -352,7 +352,8 @@ impl AwsIamDriver {
             ))?,
             None => iam_url.clone(),
         };
-        let http = http_client(connection)?;
+        // `verify-full` with a ca_file pins a self-signed certificate as the HTTP drivers do.
+        let http = super::http::client(connection, SYSTEM)?;
         Ok(Self {
             user_name: user_name.to_owned(),
             admin: Credential {
@@ -796,41 +797,6 @@ fn classify(e: &QueryError, phase: Phase, signer: Signer, redactor: &Redactor<'_
 /// A 2xx reply the driver cannot read. The text is the driver's own, never the reply's.
 fn reply_error(phase: Phase, message: &'static str) -> DriverError {
     DriverError::new(DriverErrorKind::Server, SYSTEM, phase, message)
-}
-
-/// The HTTP client for the connection's TLS settings.
-fn http_client(connection: &ConnectionConfig) -> Result<Client, DriverError> {
-    let mut builder = Client::builder()
-        .user_agent(concat!("rotator/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(OPERATION_TIMEOUT)
-        // A signed request is for its endpoint only.
-        .redirect(reqwest::redirect::Policy::none());
-    match connection.tls.mode {
-        TlsMode::Disable => {}
-        TlsMode::Require => builder = builder.danger_accept_invalid_certs(true),
-        TlsMode::VerifyFull => {
-            if let Some(pem) = connection.ca_pem() {
-                let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|_| {
-                    DriverError::new(
-                        DriverErrorKind::Tls,
-                        SYSTEM,
-                        Phase::Build,
-                        "the ca_file holds no usable PEM certificate",
-                    )
-                })?;
-                builder = builder.tls_certs_only(certs);
-            }
-        }
-    }
-    builder.build().map_err(|e| {
-        DriverError::new(
-            DriverErrorKind::Tls,
-            SYSTEM,
-            Phase::Build,
-            error_chain(&e),
-        )
-    })
 }
 
 /// An endpoint URL: http(s), with a host, nothing after the path.

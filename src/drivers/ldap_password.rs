@@ -36,10 +36,6 @@ use std::sync::Arc;
 
 use ldap3::exop::PasswordModify;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, Scope, SearchEntry};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use super::password::PasswordPolicy;
 use super::redact::Redactor;
@@ -47,7 +43,6 @@ use super::{
     BuildContext, Built, CONNECT_TIMEOUT, ConnectionConfig, Credential, DbSystem, Descriptor,
     Driver, DriverError, DriverErrorKind, OPERATION_TIMEOUT, Operations, Phase, TlsMode, invalid,
 };
-use crate::net::pinned::PinnedVerifier;
 use crate::proto::{LdapPasswordParameters, RotationType, rotation_parameters};
 use crate::rotation::{CredentialShape, SecretSource};
 use crate::secret::SecretString;
@@ -218,10 +213,8 @@ fn new_driver(
             ));
         }
     };
-    let tls = match transport {
-        Transport::Plain => None,
-        Transport::Ldaps | Transport::StartTls => Some(Arc::new(tls_config(c)?)),
-    };
+    // `None` exactly for the plain transport (tls = "disable").
+    let tls = super::tls::client_config(c, SYSTEM)?;
     let host = c.host.trim();
     let host = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
@@ -246,38 +239,6 @@ fn new_driver(
         admin: c.clone(),
     };
     Ok((driver, dn))
-}
-
-/// The rustls configuration for the connection's TLS mode and CA file.
-fn tls_config(c: &ConnectionConfig) -> Result<rustls::ClientConfig, DriverError> {
-    let tls_error = |e: String| DriverError::new(DriverErrorKind::Tls, SYSTEM, Phase::Build, e);
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls_error(e.to_string()))?;
-    let config = match (c.tls.mode, c.ca_pem()) {
-        (TlsMode::Require, _) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-            .with_no_client_auth(),
-        (_, Some(pem)) => {
-            let mut config = PinnedVerifier::new("ca_file", pem.as_bytes())
-                .and_then(PinnedVerifier::client_config)
-                .map_err(|e| tls_error(e.to_string()))?;
-            // Its ALPN offers HTTP; LDAP negotiates none.
-            config.alpn_protocols.clear();
-            config
-        }
-        (_, None) => {
-            let verifier = rustls_platform_verifier::Verifier::new(provider)
-                .map_err(|e| tls_error(format!("cannot load the system roots: {e}")))?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(verifier))
-                .with_no_client_auth()
-        }
-    };
-    Ok(config)
 }
 
 /// The LDAP driver of one rotation.
@@ -918,56 +879,6 @@ fn string_option(options: &toml::Table, key: &str) -> Result<Option<String>, Dri
             Phase::Build,
             format!("option {key} must be a string"),
         )),
-    }
-}
-
-/// Accepts any server certificate (`tls = "require"`: encrypted, not verified); the handshake
-/// signatures are still checked.
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -29,6 +29,8 @@
 //! - `contract`: the traits and the descriptor; `dispatch`: lookup, build, preamble.
 //! - [`error`]: [`DriverError`], [`DriverErrorKind`]; `redact`: scrubbing peer text.
 //! - [`password`]: password requirements and the generator of chosen secrets.
+//! - `tls`: the TLS the database drivers set up themselves (mode, `ca_file` pinning,
+//!   handshake).
 //! - [`quote`], [`scram`], `admin_sessions`, `shared`: helpers some drivers share;
 //!   `http`: the HTTP client, base URL, sending, status and token-error classes, token cache
 //!   and propagation wait of the HTTP API drivers.
@@ -44,6 +46,7 @@ mod redact;
 pub mod scram;
 mod shared;
 mod sql_error;
+mod tls;
 
 use std::time::Duration;
 

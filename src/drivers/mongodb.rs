@@ -577,8 +577,8 @@ fn io_kind(io: &std::io::Error) -> DriverErrorKind {
 /// An I/O failure's text, followed by what to fix when it is a refused certificate (the
 /// driver takes only root certificates: a self-signed server certificate cannot be pinned).
 fn io_detail(io: &std::io::Error, error: &MongoError) -> String {
-    let advice = crate::net::pinned::unpinnable_advice(io)
-        .or_else(|| crate::net::pinned::unpinnable_advice(error));
+    let advice = crate::net::pinned::driver_advice(io, false)
+        .or_else(|| crate::net::pinned::driver_advice(error, false));
     match advice {
         Some(advice) => format!("{io}: {advice}"),
         None => io.to_string(),

@@ -9,21 +9,29 @@
 //!   role's objects).
 //!
 //! Applies reuse an idle admin session of the connection when one is fresh
-//! (`AdminSessions`); every verify is a new login. 10 s to connect, statement logging off (sqlx
-//! would otherwise log the statement text).
+//! (`AdminSessions`); every verify is a new login. 10 s to connect.
+//!
+//! The client is tokio-postgres over a socket the driver opens itself: plain TCP, or the
+//! SSLRequest and then the TLS handshake of [`tls`](super::tls), so `verify-full` pins a
+//! self-signed `ca_file` certificate (sqlx, which the store uses, takes only root certificates).
+//! tokio-postgres logs statement text through the `log` crate at debug level; rotator installs
+//! no `log` logger, so the verifier in an `ALTER ROLE` goes nowhere.
 
-use sqlx::error::DatabaseError;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
-use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{Client, NoTls};
 
 use super::admin_sessions::AdminSessions;
 use super::quote::{pg_identifier, pg_literal};
 use super::redact::Redactor;
-use super::sql_error::{Login, connect_within, from_sqlx, timed_out};
+use super::sql_error::{Login, timed_out};
+use super::tls;
 use super::{
     BuildContext, Built, CONNECT_TIMEOUT, ConnectionConfig, Credential, DbSystem, Descriptor,
-    Driver, DriverError, DriverErrorKind, OPERATION_TIMEOUT, Operations, Phase, TlsMode, invalid,
-    scram,
+    Driver, DriverError, DriverErrorKind, OPERATION_TIMEOUT, Operations, Phase, invalid, scram,
 };
 use crate::proto::{RotationType, SqlCredentialsParameters, rotation_parameters};
 use crate::rotation::{CredentialShape, SecretSource};
@@ -55,7 +63,7 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
     };
     let sessions = ctx
         .shared
-        .get_or_init(|| AdminSessions::<PgConnection>::new(ctx.shared.max_parallel()));
+        .get_or_init(|| AdminSessions::<Client>::new(ctx.shared.max_parallel()));
     let driver = PostgresDriver::new(ctx.connection.clone(), parameters, sessions)?;
     let usernames = driver.usernames.clone();
     Ok(Built::chosen(
@@ -72,7 +80,9 @@ pub struct PostgresDriver {
     /// `username1`, `username2`, trimmed.
     usernames: [String; 2],
     /// Idle admin sessions, shared with the connection's other rotations.
-    admin_sessions: AdminSessions<PgConnection>,
+    admin_sessions: AdminSessions<Client>,
+    /// The TLS settings of the connection's mode (`None` under `disable`).
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 // === impl PostgresDriver ===
@@ -84,11 +94,12 @@ impl PostgresDriver {
     ///
     /// [`DriverErrorKind::InvalidInput`]: a missing or unquotable username, equal usernames, a
     /// username equal to the admin, or a custom `rotationStatement` (it would put the password
-    /// into SQL text; the local driver never does).
+    /// into SQL text; the local driver never does). [`DriverErrorKind::Tls`]: a `ca_file` with
+    /// no PEM certificate.
     pub fn new(
         connection: ConnectionConfig,
         parameters: &SqlCredentialsParameters,
-        admin_sessions: AdminSessions<PgConnection>,
+        admin_sessions: AdminSessions<Client>,
     ) -> Result<Self, DriverError> {
         if parameters.rotation_statement.is_some() {
             return Err(invalid(
@@ -105,38 +116,16 @@ impl PostgresDriver {
             pg_identifier(u)
                 .map_err(|e| invalid(SYSTEM, Phase::Build, format!("username {u:?}: {e}")))?;
         }
+        let tls = tls::client_config(&connection, SYSTEM)?;
         Ok(Self {
             connection,
             usernames,
             admin_sessions,
+            tls,
         })
     }
 
-    fn options(&self, username: &str, password: &str) -> PgConnectOptions {
-        let c = &self.connection;
-        let ssl_mode = match c.tls.mode {
-            TlsMode::Disable => PgSslMode::Disable,
-            TlsMode::Require => PgSslMode::Require,
-            TlsMode::VerifyFull => PgSslMode::VerifyFull,
-        };
-        let mut options = PgConnectOptions::new_without_pgpass()
-            .host(&c.host)
-            .port(c.port)
-            .username(username)
-            .password(password)
-            .ssl_mode(ssl_mode)
-            .application_name("rotator")
-            .statement_cache_capacity(0)
-            .disable_statement_logging();
-        if !c.database.is_empty() {
-            options = options.database(&c.database);
-        }
-        if let Some(pem) = c.ca_pem() {
-            options = options.ssl_root_cert_from_pem(pem.as_bytes().to_vec());
-        }
-        options
-    }
-
+    /// Logs in as `username` on a new session, within [`CONNECT_TIMEOUT`].
     async fn connect(
         &self,
         phase: Phase,
@@ -144,33 +133,49 @@ impl PostgresDriver {
         username: &str,
         password: &SecretString,
         redactor: &Redactor<'_>,
-    ) -> Result<PgConnection, DriverError> {
-        let options = self.options(username, password.expose());
-        connect_within(
-            PgConnection::connect_with(&options),
-            SYSTEM,
-            phase,
-            login,
-            redactor,
-            database_kind,
-        )
-        .await
+    ) -> Result<Client, DriverError> {
+        let c = &self.connection;
+        let mut config = tokio_postgres::Config::new();
+        config
+            .user(username)
+            .password(password.expose())
+            .application_name("rotator")
+            // The socket below is already what the connection's `tls` asks for.
+            .ssl_mode(SslMode::Disable);
+        if !c.database.is_empty() {
+            config.dbname(&c.database);
+        }
+        let connecting = async {
+            let tcp = tls::connect_tcp(c, SYSTEM, phase).await?;
+            let started = match &self.tls {
+                Some(tls_config) => {
+                    let tcp = ssl_request(tcp, phase).await?;
+                    let stream =
+                        tls::handshake(Arc::clone(tls_config), c, tcp, SYSTEM, phase).await?;
+                    start(&config, stream).await
+                }
+                None => start(&config, tcp).await,
+            };
+            started.map_err(|e| from_pg(&e, phase, login, redactor))
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(connected) => connected.map_err(DriverError::before_sending),
+            Err(_) => Err(timed_out(SYSTEM, phase, "the connection").before_sending()),
+        }
     }
 
-    /// Runs `sql` (simple protocol, nothing cached) and closes the connection.
+    /// Runs `sql` (simple protocol, nothing cached) and closes the session.
     async fn execute(
         &self,
-        mut conn: PgConnection,
+        conn: Client,
         phase: Phase,
         login: Login,
         sql: &str,
         redactor: &Redactor<'_>,
     ) -> Result<(), DriverError> {
-        let result = run(&mut conn, sql)
+        run(&conn, sql)
             .await
-            .map_err(|e| e.into_driver_error(phase, login, redactor));
-        close(conn).await;
-        result
+            .map_err(|e| e.into_driver_error(phase, login, redactor))
     }
 
     /// Runs `sql` as the admin, on an idle admin session when a fresh one is kept, else on a new
@@ -183,32 +188,23 @@ impl PostgresDriver {
         sql: &str,
         redactor: &Redactor<'_>,
     ) -> Result<(), DriverError> {
+        // Dropping a session closes it: tokio-postgres sends Terminate and ends the socket.
         let taken = self.admin_sessions.take(std::time::Instant::now());
-        for expired in taken.expired {
-            close(expired).await;
-        }
-        if let Some(mut conn) = taken.session {
-            match run(&mut conn, sql).await {
+        drop(taken.expired);
+        if let Some(conn) = taken.session {
+            match run(&conn, sql).await {
                 Ok(()) => {
-                    self.keep(conn).await;
+                    self.keep(conn);
                     return Ok(());
                 }
                 Err(RunError::Failed(e)) if !session_lost(&e) => {
-                    close(conn).await;
-                    return Err(from_sqlx(
-                        &e,
-                        SYSTEM,
-                        phase,
-                        Login::Admin,
-                        redactor,
-                        database_kind,
-                    ));
+                    return Err(from_pg(&e, phase, Login::Admin, redactor));
                 }
-                Err(_) => close(conn).await,
+                Err(_) => drop(conn),
             }
         }
         let c = &self.connection;
-        let mut conn = self
+        let conn = self
             .connect(
                 phase,
                 Login::Admin,
@@ -217,50 +213,84 @@ impl PostgresDriver {
                 redactor,
             )
             .await?;
-        match run(&mut conn, sql).await {
+        match run(&conn, sql).await {
             Ok(()) => {
-                self.keep(conn).await;
+                self.keep(conn);
                 Ok(())
             }
-            Err(e) => {
-                close(conn).await;
-                Err(e.into_driver_error(phase, Login::Admin, redactor))
-            }
+            Err(e) => Err(e.into_driver_error(phase, Login::Admin, redactor)),
         }
     }
 
     /// Keeps an admin session for the next apply, or closes it when enough are kept.
-    async fn keep(&self, conn: PgConnection) {
-        if let Some(extra) = self.admin_sessions.put(conn, std::time::Instant::now()) {
-            close(extra).await;
-        }
+    fn keep(&self, conn: Client) {
+        drop(self.admin_sessions.put(conn, std::time::Instant::now()));
     }
+}
+
+/// PostgreSQL's SSLRequest on a new socket: the server answers `S` and then speaks TLS, or `N`
+/// when it has none.
+async fn ssl_request(mut tcp: TcpStream, phase: Phase) -> Result<TcpStream, DriverError> {
+    /// Length 8, then the request code 80877103 (protocol docs, "SSLRequest").
+    const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    let broken = |e: std::io::Error| {
+        DriverError::new(DriverErrorKind::Unreachable, SYSTEM, phase, e.to_string())
+    };
+    tcp.write_all(&SSL_REQUEST).await.map_err(broken)?;
+    let mut answer = [0_u8];
+    tcp.read_exact(&mut answer).await.map_err(broken)?;
+    match answer {
+        [b'S'] => Ok(tcp),
+        [b'N'] => Err(DriverError::new(
+            DriverErrorKind::Tls,
+            SYSTEM,
+            phase,
+            "the server does not accept TLS: turn ssl on in its configuration, or use \
+             tls = \"disable\" (unencrypted)",
+        )),
+        _ => Err(DriverError::new(
+            DriverErrorKind::Server,
+            SYSTEM,
+            phase,
+            "the server answered the TLS request with neither S nor N: is it PostgreSQL?",
+        )),
+    }
+}
+
+/// The startup (login) over `stream`; the session's I/O then runs on its own task until the
+/// client is dropped.
+async fn start<S>(
+    config: &tokio_postgres::Config,
+    stream: S,
+) -> Result<Client, tokio_postgres::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (client, connection) = config.connect_raw(stream, NoTls).await?;
+    // A broken session shows as a closed client on its next statement.
+    tokio::spawn(async move { drop(connection.await) });
+    Ok(client)
 }
 
 /// Why a statement did not succeed.
 enum RunError {
-    Failed(sqlx::Error),
+    Failed(tokio_postgres::Error),
     TimedOut,
 }
 
 impl RunError {
     fn into_driver_error(self, phase: Phase, login: Login, redactor: &Redactor<'_>) -> DriverError {
         match self {
-            Self::Failed(e) => from_sqlx(&e, SYSTEM, phase, login, redactor, database_kind),
+            Self::Failed(e) => from_pg(&e, phase, login, redactor),
             Self::TimedOut => timed_out(SYSTEM, phase, "the statement"),
         }
     }
 }
 
 /// Runs `sql` on `conn` with the simple protocol, within [`OPERATION_TIMEOUT`].
-async fn run(conn: &mut PgConnection, sql: &str) -> Result<(), RunError> {
-    match tokio::time::timeout(
-        OPERATION_TIMEOUT,
-        sqlx::raw_sql(AssertSqlSafe(sql)).execute(conn),
-    )
-    .await
-    {
-        Ok(Ok(_)) => Ok(()),
+async fn run(conn: &Client, sql: &str) -> Result<(), RunError> {
+    match tokio::time::timeout(OPERATION_TIMEOUT, conn.batch_execute(sql)).await {
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(RunError::Failed(e)),
         Err(_) => Err(RunError::TimedOut),
     }
@@ -268,19 +298,48 @@ async fn run(conn: &mut PgConnection, sql: &str) -> Result<(), RunError> {
 
 /// Whether a statement failed because its session is gone (closed socket, server shutdown or
 /// terminated backend), as opposed to the statement itself being refused.
-fn session_lost(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|code| code.starts_with("57P") || code.starts_with("08")),
-        _ => false,
-    }
+fn session_lost(error: &tokio_postgres::Error) -> bool {
+    error.code().is_none_or(|code| {
+        let code = code.code();
+        code.starts_with("57P") || code.starts_with("08")
+    })
 }
 
-/// Says goodbye, best effort: the server ends the session on its own if it is lost.
-async fn close(conn: PgConnection) {
-    let _ = tokio::time::timeout(CONNECT_TIMEOUT, conn.close()).await;
+/// Classifies a client error: a server error by its SQLSTATE ([`database_kind`]), a broken
+/// session as unreachable. The detail is scrubbed by `redactor`.
+fn from_pg(
+    e: &tokio_postgres::Error,
+    phase: Phase,
+    login: Login,
+    redactor: &Redactor<'_>,
+) -> DriverError {
+    let (kind, detail) = match e.as_db_error() {
+        Some(db) => (
+            database_kind(db.code().code(), login),
+            format!("[{}] {}", db.code().code(), db.message()),
+        ),
+        None => {
+            let io = std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());
+            let kind = if e.is_closed() || io {
+                DriverErrorKind::Unreachable
+            } else {
+                DriverErrorKind::Server
+            };
+            (kind, error_text(e))
+        }
+    };
+    DriverError::new(kind, SYSTEM, phase, redactor.scrub(&detail))
+}
+
+/// `e` and its sources, `: `-joined (tokio-postgres keeps the cause in the source).
+fn error_text(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
 }
 
 impl Driver for PostgresDriver {
@@ -359,9 +418,8 @@ impl Driver for PostgresDriver {
 }
 
 /// Classifies a server error by SQLSTATE.
-fn database_kind(db: &dyn DatabaseError, login: Login) -> DriverErrorKind {
-    let code = db.code().unwrap_or_default();
-    match code.as_ref() {
+fn database_kind(code: &str, login: Login) -> DriverErrorKind {
+    match code {
         // invalid_password, invalid_authorization_specification (incl. "not permitted to log in")
         "28P01" | "28000" => login.rejected(),
         // undefined_object: ALTER ROLE on a missing role

@@ -18,19 +18,19 @@
 //! leave a stray third password; two users need neither, and the engine treats Redis exactly as
 //! it treats PostgreSQL.
 
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{
-    AsyncConnectionConfig, Client, ConnectionAddr, ErrorKind, IntoConnectionInfo as _,
-    RedisConnectionInfo, RedisError, ServerErrorKind, TlsCertificates,
-};
+use redis::aio::{AsyncStream, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, ErrorKind, RedisConnectionInfo, RedisError, ServerErrorKind};
 
 use super::redact::Redactor;
 use super::sql_error::Login;
+use super::tls;
 use super::{
     BuildContext, Built, CONNECT_TIMEOUT, ConnectionConfig, Credential, DbSystem, Descriptor,
-    Driver, DriverError, DriverErrorKind, OPERATION_TIMEOUT, Operations, Phase, TlsMode, invalid,
+    Driver, DriverError, DriverErrorKind, OPERATION_TIMEOUT, Operations, Phase, invalid,
 };
 use crate::proto::{RedisCredentialsParameters, RotationType, rotation_parameters};
 use crate::rotation::{CredentialShape, SecretSource};
@@ -82,6 +82,10 @@ pub struct RedisDriver {
     connection: ConnectionConfig,
     /// The permission scope, one ACL rule per element (selectors kept whole).
     scope: Vec<String>,
+    /// The TLS settings of the connection's mode (`None` under `disable`). The driver opens
+    /// the socket and does the handshake itself, so `verify-full` pins a `ca_file` certificate
+    /// (redis takes only root certificates).
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 // === impl RedisDriver ===
@@ -93,7 +97,7 @@ impl RedisDriver {
     ///
     /// [`DriverErrorKind::InvalidInput`]: an empty scope, a scope rule that touches passwords or
     /// the user's on/off state, a username with whitespace, `default`, equal usernames or one
-    /// equal to the admin.
+    /// equal to the admin. [`DriverErrorKind::Tls`]: a `ca_file` with no PEM certificate.
     pub fn new(
         connection: ConnectionConfig,
         parameters: &RedisCredentialsParameters,
@@ -109,7 +113,12 @@ impl RedisDriver {
                 ));
             }
         }
-        Ok(Self { connection, scope })
+        let tls = tls::client_config(&connection, SYSTEM)?;
+        Ok(Self {
+            connection,
+            scope,
+            tls,
+        })
     }
 
     /// The slot users used when the configuration names none: `rotator-<rotation id>-0` and
@@ -133,48 +142,6 @@ impl RedisDriver {
         &self.scope
     }
 
-    fn client(
-        &self,
-        phase: Phase,
-        username: Option<&str>,
-        password: &str,
-    ) -> Result<Client, DriverError> {
-        let c = &self.connection;
-        let addr = match c.tls.mode {
-            TlsMode::Disable => ConnectionAddr::Tcp(c.host.clone(), c.port),
-            TlsMode::Require | TlsMode::VerifyFull => ConnectionAddr::TcpTls {
-                host: c.host.clone(),
-                port: c.port,
-                insecure: c.tls.mode == TlsMode::Require,
-                tls_params: None,
-            },
-        };
-        let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
-        if !password.is_empty() {
-            if let Some(u) = username {
-                settings = settings.set_username(u);
-            }
-            settings = settings.set_password(password);
-        }
-        let built = addr
-            .into_connection_info()
-            .map(|info| info.set_redis_settings(settings))
-            .and_then(|info| match (c.tls.mode, c.ca_pem()) {
-                (TlsMode::Disable, _) | (_, None) => Client::open(info),
-                (_, Some(pem)) => Client::build_with_tls(
-                    info,
-                    TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(pem.as_bytes().to_vec()),
-                    },
-                ),
-            });
-        built.map_err(|e| {
-            let redactor = Redactor::new([password]);
-            invalid(SYSTEM, phase, redactor.scrub(&e.to_string()))
-        })
-    }
-
     async fn connect(
         &self,
         phase: Phase,
@@ -183,19 +150,34 @@ impl RedisDriver {
         password: &str,
         redactor: &Redactor<'_>,
     ) -> Result<MultiplexedConnection, DriverError> {
-        let client = self.client(phase, Some(username), password)?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(OPERATION_TIMEOUT));
-        // The client's own timeouts bound each step; this bounds the whole handshake.
-        let limit = CONNECT_TIMEOUT + OPERATION_TIMEOUT + Duration::from_secs(1);
+        let c = &self.connection;
+        let opening = async {
+            let tcp = tls::connect_tcp(c, SYSTEM, phase).await?;
+            let stream: Pin<Box<dyn AsyncStream + Send + Sync>> = match &self.tls {
+                Some(config) => Box::pin(
+                    tls::handshake(Arc::clone(config), c, tcp, SYSTEM, phase).await?,
+                ),
+                None => Box::pin(tcp),
+            };
+            Ok(stream)
+        };
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, opening)
+            .await
+            .unwrap_or_else(|_| Err(timed_out(phase)))
+            .map_err(DriverError::before_sending)?;
+        // The response timeout bounds each step of the login (HELLO/AUTH); this bounds them all.
+        let config = AsyncConnectionConfig::new().set_response_timeout(Some(OPERATION_TIMEOUT));
+        let settings = login_settings(username, password);
         match tokio::time::timeout(
-            limit,
-            client.get_multiplexed_async_connection_with_config(&config),
+            OPERATION_TIMEOUT + Duration::from_secs(1),
+            MultiplexedConnection::new_with_config(&settings, stream, config),
         )
         .await
         {
-            Ok(Ok(conn)) => Ok(conn),
+            Ok(Ok((conn, driver))) => {
+                tokio::spawn(driver);
+                Ok(conn)
+            }
             Ok(Err(e)) => Err(from_redis(&e, phase, login, redactor).before_sending()),
             Err(_) => Err(timed_out(phase).before_sending()),
         }
@@ -392,6 +374,16 @@ pub fn acl_password_hash(password: &SecretString) -> SecretString {
     )
 }
 
+/// The login of a connection: `AUTH username password`, none with an empty password.
+fn login_settings(username: &str, password: &str) -> RedisConnectionInfo {
+    let settings = RedisConnectionInfo::default().set_skip_set_lib_name();
+    if password.is_empty() {
+        settings
+    } else {
+        settings.set_username(username).set_password(password)
+    }
+}
+
 async fn query(
     conn: &mut MultiplexedConnection,
     cmd: &redis::Cmd,
@@ -439,7 +431,7 @@ fn from_redis(e: &RedisError, phase: Phase, login: Login, redactor: &Redactor<'_
     let kind = if e.is_timeout() {
         DriverErrorKind::Timeout
     } else if io_error_kind(e) == Some(std::io::ErrorKind::InvalidData) {
-        // rustls reports handshake and certificate failures as InvalidData.
+        // rustls reports a broken TLS session as InvalidData.
         DriverErrorKind::Tls
     } else if e.kind() == ErrorKind::AuthenticationFailed {
         login.rejected()
@@ -458,21 +450,7 @@ fn from_redis(e: &RedisError, phase: Phase, login: Login, redactor: &Redactor<'_
             _ => DriverErrorKind::Server,
         }
     };
-    let mut detail = e.to_string();
-    if kind == DriverErrorKind::Tls
-        && let Some(advice) = std::error::Error::source(e)
-            .and_then(|source| {
-                source
-                    .downcast_ref::<std::sync::Arc<dyn std::error::Error + Send + Sync>>()
-                    .map(|inner| crate::net::pinned::unpinnable_advice(inner.as_ref()))
-                    .unwrap_or_else(|| crate::net::pinned::unpinnable_advice(source))
-            })
-    {
-        // redis takes only root certificates: a self-signed server certificate cannot be
-        // pinned as the upstream's can.
-        detail = format!("{detail}: {advice}");
-    }
-    DriverError::new(kind, SYSTEM, phase, redactor.scrub(&detail))
+    DriverError::new(kind, SYSTEM, phase, redactor.scrub(&e.to_string()))
 }
 
 #[cfg(test)]

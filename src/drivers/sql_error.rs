@@ -1,5 +1,6 @@
-//! Turning sqlx errors into [`DriverError`]s, shared by the PostgreSQL and MySQL drivers. The
-//! database-specific codes are decided by each driver's own function.
+//! Turning sqlx errors into [`DriverError`]s (the MySQL driver; its codes are decided by its
+//! own function), and whose login a connection uses ([`Login`], shared with the PostgreSQL and
+//! Redis drivers).
 
 use sqlx::error::DatabaseError;
 
@@ -61,7 +62,7 @@ pub(crate) fn from_sqlx(
 /// only root certificates, so a self-signed server certificate cannot be pinned as the
 /// upstream's can).
 fn with_advice(detail: String, error: &(dyn std::error::Error + 'static)) -> String {
-    match crate::net::pinned::unpinnable_advice(error) {
+    match crate::net::pinned::driver_advice(error, false) {
         Some(advice) => format!("{detail}: {advice}"),
         None => detail,
     }

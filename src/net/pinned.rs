@@ -105,6 +105,18 @@ impl PinnedVerifier {
         Ok(config)
     }
 
+    /// A rustls client configuration with these checks and no ALPN, for protocols that
+    /// negotiate none (Redis, LDAP).
+    ///
+    /// # Errors
+    ///
+    /// As [`client_config`](Self::client_config).
+    pub fn client_config_without_alpn(self) -> Result<rustls::ClientConfig, PinnedError> {
+        let mut config = self.client_config()?;
+        config.alpn_protocols.clear();
+        Ok(config)
+    }
+
     /// What to do about a certificate full verification refused.
     fn explain(&self, error: &rustls::Error, server: &ServerName<'_>) -> rustls::Error {
         let server = server.to_str();
@@ -172,10 +184,11 @@ fn certificate_advice(e: &CertificateError, server: &str, key: &str, can_pin: bo
     }
 }
 
-/// What to fix when a client that takes only root certificates (the drivers' sqlx and redis
-/// clients: neither accepts a custom verifier, so they cannot pin) refused the server
-/// certificate: `None` unless a rustls certificate error is in `error`'s source chain.
-pub fn unpinnable_advice(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+/// What to fix when a driver's database client refused the server certificate: `None` unless a
+/// rustls certificate error is in `error`'s source chain. `can_pin` when the driver would accept
+/// the server's own certificate given as its `ca_file` (clients that take only root
+/// certificates, as sqlx does, cannot).
+pub fn driver_advice(error: &(dyn std::error::Error + 'static), can_pin: bool) -> Option<String> {
     let mut current = Some(error);
     while let Some(e) = current {
         let found = e.downcast_ref::<rustls::Error>().or_else(|| {
@@ -188,12 +201,35 @@ pub fn unpinnable_advice(error: &(dyn std::error::Error + 'static)) -> Option<St
                 c,
                 "the connection's host",
                 "the connection's ca_file",
-                false,
+                can_pin,
             ));
         }
         current = e.source();
     }
     None
+}
+
+/// The TLS handshake to `host` over `stream` with `config`, whose verifier does the checks (a
+/// refusal is an [`std::io::ErrorKind::InvalidData`] error that says what to fix).
+///
+/// # Errors
+///
+/// `host` is no valid server name ([`std::io::ErrorKind::InvalidInput`]), or the handshake
+/// failed.
+pub async fn handshake<S>(
+    config: Arc<rustls::ClientConfig>,
+    host: &str,
+    stream: S,
+) -> std::io::Result<tokio_rustls::client::TlsStream<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let name = ServerName::try_from(bare.to_owned())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, stream)
+        .await
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -256,12 +292,17 @@ mod tests {
             std::io::ErrorKind::InvalidData,
             rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
         );
-        let advice = unpinnable_advice(&io).expect("a certificate refusal");
+        let advice = driver_advice(&io, false).expect("a certificate refusal");
         assert!(
             advice.contains("put its issuing CA in the connection's ca_file"),
             "{advice}"
         );
+        let pinnable = driver_advice(&io, true).expect("a certificate refusal");
+        assert!(
+            pinnable.contains("or the server's own certificate, in the connection's ca_file"),
+            "{pinnable}"
+        );
         let other = std::io::Error::new(std::io::ErrorKind::InvalidData, "not a certificate");
-        assert!(unpinnable_advice(&other).is_none());
+        assert!(driver_advice(&other, false).is_none());
     }
 }

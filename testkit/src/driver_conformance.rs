@@ -79,6 +79,18 @@ pub fn assert_no_secret<'a>(secrets: &[&SecretString], texts: impl IntoIterator<
     }
 }
 
+/// A refused server certificate: `DRIVER_TLS`, permanent, a detail that contains `advice`, and
+/// not `secret` anywhere in the error.
+pub fn assert_certificate_refused(error: &DriverError, advice: &str, secret: &str) {
+    assert_eq!(error.kind(), DriverErrorKind::Tls, "{error}");
+    assert!(!error.is_transient(), "{error}");
+    assert!(
+        error.detail().contains(advice),
+        "{advice:?} missing: {error}"
+    );
+    assert!(!error.to_string().contains(secret), "{error}");
+}
+
 /// The Display and Debug texts of `errors`.
 pub fn error_texts(errors: &[DriverError]) -> Vec<String> {
     errors

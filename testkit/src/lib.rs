@@ -32,8 +32,10 @@
 //!   optionally behind TLS.
 //! - [`slapd`]: a private OpenLDAP slapd (ldap://, StartTLS, ldaps://, self-signed certificate).
 //! - [`samba_ad`]: a Samba AD DC on 127.0.0.1's fixed ports (one per machine: test group `samba`).
-//! - [`test_ca`]: a throwaway CA and server certificate (openssl) for the drivers' TLS modes.
+//! - [`test_ca`]: a throwaway CA and server certificate (openssl), and self-signed (CA:TRUE)
+//!   certificates (openssl, rcgen), for the drivers' TLS modes and `ca_file` pinning.
 //! - [`tcp_gate`]: a forwarder in front of a real server that a test shuts and opens again.
+//! - [`tls_front`]: a TLS listener with a chosen certificate in front of a plain server.
 //! - [`driver_conformance`]: the driver contract (`docs/specs/driver.md`) as one harness.
 //!
 //! What it said:
@@ -73,3 +75,4 @@ pub mod slapd;
 pub mod sshd;
 pub mod tcp_gate;
 pub mod test_ca;
+pub mod tls_front;

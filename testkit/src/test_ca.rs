@@ -1,5 +1,7 @@
-//! A throwaway certificate authority and a server certificate for 127.0.0.1 / localhost, made
-//! with the `openssl` command line, for tests of the drivers' TLS modes.
+//! Throwaway server certificates for tests of the drivers' TLS modes: a certificate authority
+//! and a server certificate it signed (the `openssl` command line), and self-signed server
+//! certificates as `openssl req -x509` and rcgen make them (basicConstraints CA:TRUE), which a
+//! `ca_file` holding exactly that certificate pins.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,8 +19,14 @@ pub struct TestCa {
 }
 
 impl TestCa {
-    /// Creates the CA and the server certificate in `dir`.
+    /// Creates the CA and the server certificate (for 127.0.0.1 and localhost) in `dir`.
     pub fn create(dir: &Path) -> Self {
+        Self::create_for(dir, "IP:127.0.0.1,DNS:localhost")
+    }
+
+    /// Creates the CA and a server certificate whose subjectAltName is `names`
+    /// (`IP:…,DNS:…`) in `dir`.
+    pub fn create_for(dir: &Path, names: &str) -> Self {
         let p = |name: &str| dir.join(name);
         let s = |path: &PathBuf| path.to_str().expect("utf-8 path").to_owned();
         let (ca_key, ca_file, key_file, csr, cert_file, ext) = (
@@ -29,21 +37,7 @@ impl TestCa {
             p("server.crt"),
             p("server.ext"),
         );
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=rotator test CA",
-            "-keyout",
-            &s(&ca_key),
-            "-out",
-            &s(&ca_file),
-        ]);
+        req_x509("/CN=rotator test CA", &[], &ca_key, &ca_file);
         openssl(&[
             "req",
             "-newkey",
@@ -58,8 +52,10 @@ impl TestCa {
         ]);
         std::fs::write(
             &ext,
-            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
-             extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+            format!(
+                "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
+             extendedKeyUsage=serverAuth\nsubjectAltName={names}\n"
+            ),
         )
         .expect("write the extensions file");
         openssl(&[
@@ -86,6 +82,66 @@ impl TestCa {
             key_file,
         }
     }
+}
+
+/// A self-signed server certificate for 127.0.0.1 and localhost, with basicConstraints CA:TRUE.
+pub struct SelfSigned {
+    /// The certificate (PEM): given as the `ca_file`, it pins the server.
+    pub pem: String,
+    /// The certificate file.
+    pub cert_file: PathBuf,
+    /// The key file.
+    pub key_file: PathBuf,
+}
+
+impl SelfSigned {
+    /// As `openssl req -x509` makes it (the most common way), in `dir`.
+    pub fn openssl(dir: &Path) -> Self {
+        let (cert_file, key_file) = (dir.join("self-signed.crt"), dir.join("self-signed.key"));
+        req_x509(
+            "/CN=127.0.0.1",
+            &["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+            &key_file,
+            &cert_file,
+        );
+        Self {
+            pem: std::fs::read_to_string(&cert_file).expect("read the certificate"),
+            cert_file,
+            key_file,
+        }
+    }
+
+    /// As rcgen makes it with `is_ca` set, in `dir`.
+    pub fn rcgen(dir: &Path) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .expect("certificate parameters");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().expect("a key");
+        let cert = params.self_signed(&key).expect("a self-signed certificate");
+        let (cert_file, key_file) = (dir.join("rcgen.crt"), dir.join("rcgen.key"));
+        std::fs::write(&cert_file, cert.pem()).expect("write the certificate");
+        std::fs::write(&key_file, key.serialize_pem()).expect("write the key");
+        Self {
+            pem: cert.pem(),
+            cert_file,
+            key_file,
+        }
+    }
+}
+
+/// `openssl req -x509`: a new RSA key in `key` and a self-signed certificate (CA:TRUE, openssl's
+/// default) for `subject` in `cert`, valid for two days.
+fn req_x509(subject: &str, extra: &[&str], key: &Path, cert: &Path) {
+    let s = |path: &Path| path.to_str().expect("utf-8 path").to_owned();
+    let (key, cert) = (s(key), s(cert));
+    let mut args = vec![
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", subject,
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-keyout", &key, "-out", &cert]);
+    openssl(&args);
 }
 
 fn openssl(args: &[&str]) {

@@ -1,0 +1,158 @@
+//! TLS the database drivers set up themselves (PostgreSQL, Redis, LDAP): the rustls
+//! configuration of a connection's `tls` mode and `ca_file`, and the TCP socket and handshake.
+//!
+//! Why the drivers own their TLS: sqlx and redis take only root certificates, so they could not
+//! accept a self-signed (CA:TRUE) server certificate given as the `ca_file`; with the handshake
+//! done here, `verify-full` uses [`PinnedVerifier`] like every other client of rotator. The
+//! session the certificate was checked on is the one the protocol runs over (no probe first).
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::net::TcpStream;
+
+use super::{ConnectionConfig, DbSystem, DriverError, DriverErrorKind, Phase, TlsMode};
+use crate::net::pinned::{self, PinnedVerifier};
+
+/// The rustls configuration for the connection's TLS mode and CA file, without ALPN:
+/// `require` accepts any certificate (encrypted, not verified), `verify-full` checks with the
+/// system roots, or with [`PinnedVerifier`] when there is a `ca_file`. `None` under `disable`.
+///
+/// # Errors
+///
+/// [`DriverErrorKind::Tls`]: a `ca_file` with no PEM certificate, or no system roots.
+pub(crate) fn client_config(
+    c: &ConnectionConfig,
+    system: DbSystem,
+) -> Result<Option<Arc<rustls::ClientConfig>>, DriverError> {
+    let tls_error = |e: String| DriverError::new(DriverErrorKind::Tls, system, Phase::Build, e);
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error(e.to_string()))?;
+    let config = match (c.tls.mode, c.ca_pem()) {
+        (TlsMode::Disable, _) => return Ok(None),
+        (TlsMode::Require, _) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth(),
+        (TlsMode::VerifyFull, Some(pem)) => PinnedVerifier::new("ca_file", pem.as_bytes())
+            .and_then(PinnedVerifier::client_config_without_alpn)
+            .map_err(|e| tls_error(e.to_string()))?,
+        (TlsMode::VerifyFull, None) => {
+            let verifier = rustls_platform_verifier::Verifier::new(provider)
+                .map_err(|e| tls_error(format!("cannot load the system roots: {e}")))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+                .with_no_client_auth()
+        }
+    };
+    Ok(Some(Arc::new(config)))
+}
+
+/// A TCP connection to the connection's host and port (an IPv6 literal may be in brackets).
+///
+/// # Errors
+///
+/// [`DriverErrorKind::Unreachable`].
+pub(crate) async fn connect_tcp(
+    c: &ConnectionConfig,
+    system: DbSystem,
+    phase: Phase,
+) -> Result<TcpStream, DriverError> {
+    TcpStream::connect((bare_host(&c.host), c.port))
+        .await
+        .map_err(|e| DriverError::new(DriverErrorKind::Unreachable, system, phase, e.to_string()))
+}
+
+/// The TLS handshake with the connection's host over `stream`.
+///
+/// # Errors
+///
+/// [`DriverErrorKind::Tls`] for a refused certificate or a failed handshake (saying what to
+/// fix), [`DriverErrorKind::Unreachable`] when the connection broke,
+/// [`DriverErrorKind::InvalidInput`] for a host that is no server name.
+pub(crate) async fn handshake<S>(
+    config: Arc<rustls::ClientConfig>,
+    c: &ConnectionConfig,
+    stream: S,
+    system: DbSystem,
+    phase: Phase,
+) -> Result<tokio_rustls::client::TlsStream<S>, DriverError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    pinned::handshake(config, bare_host(&c.host), stream)
+        .await
+        .map_err(|e| {
+            let (kind, detail) = match e.kind() {
+                std::io::ErrorKind::InvalidInput => (DriverErrorKind::InvalidInput, e.to_string()),
+                // rustls reports handshake and certificate failures as InvalidData; the pinned
+                // verifier's refusals carry their advice, the system roots' get it here.
+                std::io::ErrorKind::InvalidData => match pinned::driver_advice(&e, true) {
+                    Some(advice) => (DriverErrorKind::Tls, format!("{e}: {advice}")),
+                    None => (DriverErrorKind::Tls, e.to_string()),
+                },
+                _ => (DriverErrorKind::Unreachable, e.to_string()),
+            };
+            DriverError::new(kind, system, phase, detail)
+        })
+}
+
+fn bare_host(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Accepts any server certificate (`tls = "require"`: encrypted, not verified); the handshake
+/// signatures are still checked.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

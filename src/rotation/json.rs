@@ -132,7 +132,10 @@ struct RawRotation {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     rotation_interval: f64,
-    rotation_status: String,
+    /// `null` or a status this build does not know reads as unspecified (and is written back as
+    /// `null`, which must read again: found by the `upstream_json` fuzz target).
+    #[serde(default)]
+    rotation_status: Option<String>,
     #[serde(default)]
     last_rotation_attempted_at: Option<DateTime<Utc>>,
     #[serde(default)]
@@ -217,9 +220,9 @@ pub fn rotation_from_json(value: Value) -> Result<SecretRotation, JsonModelError
             source,
         }
     })?;
-    let status = match raw.rotation_status.as_str() {
-        "success" => RotationStatus::Success,
-        "failed" => RotationStatus::Failed,
+    let status = match raw.rotation_status.as_deref() {
+        Some("success") => RotationStatus::Success,
+        Some("failed") => RotationStatus::Failed,
         _ => RotationStatus::Unspecified,
     };
     Ok(SecretRotation {
@@ -512,5 +515,17 @@ mod tests {
             assert!(!error.to_string().contains(secret), "{error}");
             assert!(!format!("{error:?}").contains(secret), "{error:?}");
         }
+    }
+
+    #[test]
+    fn an_unknown_status_reads_as_unspecified_and_survives_a_round_trip() {
+        let mut raw = postgres_rotation();
+        raw["rotationStatus"] = json!("succe0ss");
+        let rotation = rotation_from_json(raw).expect("an unknown status is still read");
+        assert_eq!(rotation.rotation_status(), RotationStatus::Unspecified);
+        let written = rotation_to_json(&rotation);
+        assert_eq!(written["rotationStatus"], Value::Null);
+        let again = rotation_from_json(written).expect("null reads back");
+        assert_eq!(again, rotation);
     }
 }

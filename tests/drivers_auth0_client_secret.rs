@@ -19,7 +19,6 @@ use rotator_testkit::driver_conformance::{
 };
 use rotator_testkit::fake_auth0::{AUDIENCE, Endpoint, FakeAuth0};
 use rotator_testkit::issued_local::{self, Running};
-use rotator_testkit::local_server::attempt_states;
 
 const SYSTEM: &str = "auth0";
 const ROTATION: &str = issued_local::ROTATION_ID;
@@ -344,20 +343,17 @@ async fn kill_at_prepared_applied_verified_leaves_the_stored_secret_working() {
         let config = config(dir.path(), &fake, &client);
         let admin = fake.admin().1;
         let env = (ADMIN_ENV, admin.as_str());
-        // Round 1 crashes the first create (start-up), round 2 a rotation.
-        for round in 1..=2 {
-            let what = format!("{boundary}, round {round}");
-            issued_local::crash_at(BIN, dir.path(), &config, env, boundary, TYPE).await;
-            let clean = issued_local::start(BIN, dir.path(), &config, env, None)
-                .await
-                .expect("serving");
-            assert_tenant_holds_the_stored(&fake, &client, &clean, &what).await;
-            clean.stop().await;
-            let states = attempt_states(&dir.path().join("data")).await;
-            assert!(
-                states.iter().all(|s| s == "committed" || s == "failed"),
-                "{what}: open attempts remain: {states:?}"
-            );
-        }
+        issued_local::crash_twice_at(
+            BIN,
+            dir.path(),
+            &config,
+            env,
+            boundary,
+            TYPE,
+            async |clean, what| {
+                assert_tenant_holds_the_stored(&fake, &client, clean, what).await;
+            },
+        )
+        .await;
     }
 }

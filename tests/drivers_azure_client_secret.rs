@@ -18,7 +18,6 @@ use rotator_testkit::driver_conformance::{
 };
 use rotator_testkit::fake_azure::{App, Endpoint, FakeAzure, PERSONAL_ACCOUNT_CAP};
 use rotator_testkit::issued_local::{self, Running};
-use rotator_testkit::local_server::attempt_states;
 
 const SYSTEM: &str = "azure.graph";
 const ROTATION: &str = issued_local::ROTATION_ID;
@@ -462,20 +461,17 @@ async fn kill_at_issued_applied_verified_leaves_exactly_the_stored_secrets() {
         let config = config(dir.path(), &fake, &app);
         let admin = fake.admin().1;
         let env = (ADMIN_ENV, admin);
-        // Round 1 crashes the first create (start-up), round 2 a rotation.
-        for round in 1..=2 {
-            let what = format!("{boundary}, round {round}");
-            issued_local::crash_at(BIN, dir.path(), &config, env, boundary, TYPE).await;
-            let clean = issued_local::start(BIN, dir.path(), &config, env, None)
-                .await
-                .expect("serving");
-            assert_fake_holds_exactly_the_stored(&fake, &app, &clean, &what).await;
-            clean.stop().await;
-            let states = attempt_states(&dir.path().join("data")).await;
-            assert!(
-                states.iter().all(|s| s == "committed" || s == "failed"),
-                "{what}: open attempts remain: {states:?}"
-            );
-        }
+        issued_local::crash_twice_at(
+            BIN,
+            dir.path(),
+            &config,
+            env,
+            boundary,
+            TYPE,
+            async |clean, what| {
+                assert_fake_holds_exactly_the_stored(&fake, &app, clean, what).await;
+            },
+        )
+        .await;
     }
 }

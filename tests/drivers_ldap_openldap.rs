@@ -535,21 +535,18 @@ async fn kill_at_prepared_applied_verified_leaves_the_stored_password_binding() 
         let dir = tempfile::tempdir().expect("tempdir");
         let config = config(dir.path(), &slapd, &dn);
         let env = (ADMIN_ENV, ADMIN_PASSWORD);
-        // Round 1 crashes the first create (start-up), round 2 a rotation.
-        for round in 1..=2 {
-            let what = format!("{boundary}, round {round}");
-            issued_local::crash_at(BIN, dir.path(), &config, env, boundary, TYPE).await;
-            let clean = issued_local::start(BIN, dir.path(), &config, env, None)
-                .await
-                .expect("serving");
-            assert_stored_binds(&slapd, &dn, &clean, &what).await;
-            clean.stop().await;
-            let states = attempt_states(&dir.path().join("data")).await;
-            assert!(
-                states.iter().all(|s| s == "committed" || s == "failed"),
-                "{what}: open attempts remain: {states:?}"
-            );
-        }
+        issued_local::crash_twice_at(
+            BIN,
+            dir.path(),
+            &config,
+            env,
+            boundary,
+            TYPE,
+            async |clean, what| {
+                assert_stored_binds(&slapd, &dn, clean, what).await;
+            },
+        )
+        .await;
     }
 }
 

@@ -23,7 +23,7 @@ use rotator_testkit::driver_conformance::{
     start_trace_capture,
 };
 use rotator_testkit::issued_local::{self, Running};
-use rotator_testkit::local_server::{attempt_states, stored_single_password};
+use rotator_testkit::local_server::stored_single_password;
 use rotator_testkit::sshd::{Sshd, UnixUser};
 
 const SYSTEM: &str = "ssh";
@@ -573,31 +573,28 @@ async fn crash_rounds(sshd: &Sshd, target: &UnixUser, mut config: impl FnMut(&Pa
     for boundary in ["prepared", "applied", "verified"] {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = config(dir.path());
-        // Round 1 crashes the first create (start-up), round 2 a rotation.
-        for round in 1..=2 {
-            let what = format!("{boundary}, round {round}");
-            issued_local::crash_at(BIN, dir.path(), &config, env, boundary, TYPE).await;
-            let clean = issued_local::start(BIN, dir.path(), &config, env, None)
-                .await
-                .expect("serving");
-            let (user, password) = stored(&clean).await;
-            assert_eq!(user, target.name(), "{what}");
-            checker
-                .driver
-                .verify(&Credential {
-                    id: user,
-                    secret: SecretString::new(password.clone()),
-                })
-                .await
-                .unwrap_or_else(|e| panic!("{what}: the stored password logs in: {e}"));
-            assert_ne!(previous.as_deref(), Some(password.as_str()), "{what}");
-            previous = Some(password);
-            clean.stop().await;
-            let states = attempt_states(&dir.path().join("data")).await;
-            assert!(
-                states.iter().all(|s| s == "committed" || s == "failed"),
-                "{what}: open attempts remain: {states:?}"
-            );
-        }
+        issued_local::crash_twice_at(
+            BIN,
+            dir.path(),
+            &config,
+            env,
+            boundary,
+            TYPE,
+            async |clean, what| {
+                let (user, password) = stored(clean).await;
+                assert_eq!(user, target.name(), "{what}");
+                checker
+                    .driver
+                    .verify(&Credential {
+                        id: user,
+                        secret: SecretString::new(password.clone()),
+                    })
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: the stored password logs in: {e}"));
+                assert_ne!(previous.as_deref(), Some(password.as_str()), "{what}");
+                previous = Some(password);
+            },
+        )
+        .await;
     }
 }

@@ -25,7 +25,7 @@ use rotator_testkit::driver_conformance::{
     start_trace_capture,
 };
 use rotator_testkit::issued_local::{self, Running};
-use rotator_testkit::local_server::{attempt_states, stored_single_password};
+use rotator_testkit::local_server::stored_single_password;
 use rotator_testkit::samba_standalone::{ADMIN, ADMIN_PASSWORD, SambaStandalone};
 
 const SYSTEM: &str = "smb";
@@ -629,21 +629,18 @@ async fn kill_at_prepared_applied_verified_leaves_the_stored_password_working() 
         let dir = tempfile::tempdir().expect("tempdir");
         let config = config_with(dir.path(), &samba, &user, method);
         let env = (ADMIN_ENV, ADMIN_PASSWORD);
-        // Round 1 crashes the first create (start-up), round 2 a rotation.
-        for round in 1..=2 {
-            let what = format!("{method}, {boundary}, round {round}");
-            issued_local::crash_at(BIN, dir.path(), &config, env, boundary, TYPE).await;
-            let clean = issued_local::start(BIN, dir.path(), &config, env, None)
-                .await
-                .expect("serving");
-            assert_stored_logs_in(&samba, &user, &clean, &what).await;
-            clean.stop().await;
-            let states = attempt_states(&dir.path().join("data")).await;
-            assert!(
-                states.iter().all(|s| s == "committed" || s == "failed"),
-                "{what}: open attempts remain: {states:?}"
-            );
-        }
+        issued_local::crash_twice_at(
+            BIN,
+            dir.path(),
+            &config,
+            env,
+            boundary,
+            TYPE,
+            async |clean, what| {
+                assert_stored_logs_in(&samba, &user, clean, &format!("{method}, {what}")).await;
+            },
+        )
+        .await;
     }
 }
 

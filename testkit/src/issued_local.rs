@@ -14,7 +14,9 @@ use rotator::proto::{
 use tokio::process::Child;
 use tonic::transport::Channel;
 
-use crate::local_server::{free_port, rotator_command, wait_for_attempts_to_end, wait_serving};
+use crate::local_server::{
+    attempt_states, free_port, rotator_command, wait_for_attempts_to_end, wait_serving,
+};
 
 /// The rotation id every config of this module uses.
 pub const ROTATION_ID: &str = "0b5e3a1c-8d2f-4c6e-9a7b-1d3f5e7a9c2b";
@@ -90,6 +92,34 @@ pub async fn crash_at(
         }
     };
     assert!(!status.success(), "{failpoint}: the failpoint fired");
+}
+
+/// Kill -9 at `boundary` twice: round 1 crashes the first create (start-up), round 2 a
+/// rotation. After each crash a clean restart runs `check(running, what)`, is stopped, and no
+/// attempt may be left open.
+pub async fn crash_twice_at(
+    binary: &str,
+    dir: &Path,
+    config: &Path,
+    env: (&str, &str),
+    boundary: &str,
+    rotation_type: RotationType,
+    mut check: impl AsyncFnMut(&Running, &str),
+) {
+    for round in 1..=2 {
+        let what = format!("{boundary}, round {round}");
+        crash_at(binary, dir, config, env, boundary, rotation_type).await;
+        let clean = start(binary, dir, config, env, None)
+            .await
+            .expect("serving");
+        check(&clean, &what).await;
+        clean.stop().await;
+        let states = attempt_states(&dir.join("data")).await;
+        assert!(
+            states.iter().all(|s| s == "committed" || s == "failed"),
+            "{what}: open attempts remain: {states:?}"
+        );
+    }
 }
 
 /// Starts the binary (`binary` is the test's `env!("CARGO_BIN_EXE_rotator")`) with its store

@@ -2,7 +2,8 @@
 //! after publishing but before marking (a stopped process, a cut network), its successor takes
 //! over once the lease expires, finds those events in the stream and marks them instead of
 //! publishing them again: one message per event even with a duplicate window far shorter than
-//! the takeover (1 s here), so nothing is left to JetStream's de-duplication.
+//! the takeover (1 s here), so nothing is left to JetStream's de-duplication. And a leader cut
+//! off from NATS (but not from the store) hands the lease to a replica that reaches NATS.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -11,7 +12,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rotator::config::{Config, NatsConfig};
+use rotator::events::EventsError;
 use rotator::events::jetstream::JetStreamPublisher;
+use rotator::events::publisher::{OutgoingMessage, Publisher, Stored};
 use rotator::events::recorder::outbox_row;
 use rotator::events::{Relay, RelayOptions};
 use rotator::proto::{Backend, RotationType, Trigger};
@@ -283,6 +286,128 @@ async fn a_successor_marks_what_a_dead_leader_published_and_never_publishes_it_a
         "",
         "B gives the lease up when it stops"
     );
+    store.close().await;
+    delete_stream(SHARED_NATS, &names.stream).await;
+}
+
+/// A publisher whose NATS a test can cut: every call fails as with a lost connection.
+#[derive(Debug)]
+struct Cuttable {
+    inner: JetStreamPublisher,
+    cut: Arc<AtomicBool>,
+}
+
+impl Cuttable {
+    fn check(&self) -> Result<(), EventsError> {
+        if self.cut.load(Ordering::SeqCst) {
+            Err(EventsError::Disconnected)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Publisher for Cuttable {
+    type Ack = <JetStreamPublisher as Publisher>::Ack;
+
+    async fn prepare(&self) -> Result<(), EventsError> {
+        self.check()?;
+        self.inner.prepare().await
+    }
+
+    async fn send(&self, message: OutgoingMessage) -> Result<Self::Ack, EventsError> {
+        self.check()?;
+        self.inner.send(message).await
+    }
+
+    async fn stored_since(&self, after: u64, limit: usize) -> Result<Vec<Stored>, EventsError> {
+        self.check()?;
+        self.inner.stored_since(after, limit).await
+    }
+}
+
+/// Waits until `holder` holds the relay lease.
+async fn wait_holder(store: &ScratchDatabase, holder: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while lease_holder(store).await != holder {
+        assert!(
+            Instant::now() < deadline,
+            "{holder} holds the relay lease within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_nats_hands_the_lease_to_a_replica_that_reaches_it() {
+    let names = unique_names();
+    let database = ScratchDatabase::create().await;
+    let store = Store::open_postgres(&database.url).await.expect("store");
+
+    // A leads alone; B, started after, follows.
+    let cut = Arc::new(AtomicBool::new(false));
+    let cancel = CancellationToken::new();
+    let a = Relay::new(
+        store.clone(),
+        Cuttable {
+            inner: JetStreamPublisher::new(nats_config(&names)),
+            cut: cut.clone(),
+        },
+        Arc::new(Notify::new()),
+        options(&names, "replica-a"),
+    );
+    let a = tokio::spawn(a.run(cancel.clone()));
+    wait_holder(&database, "replica-a", Duration::from_secs(30)).await;
+    let b = Relay::new(
+        store.clone(),
+        JetStreamPublisher::new(nats_config(&names)),
+        Arc::new(Notify::new()),
+        options(&names, "replica-b"),
+    );
+    let b = tokio::spawn(b.run(cancel.clone()));
+
+    // A loses NATS while events keep coming: B takes the lease and publishes them all.
+    cut.store(true, Ordering::SeqCst);
+    let cut_at = Instant::now();
+    let mut ids = HashSet::new();
+    for n in 0..EVENTS {
+        let record = attempt(n % ROTATIONS);
+        ids.insert(record.event_id.to_string());
+        store
+            .append(outbox_row(&record, Vec::new()).expect("row"))
+            .await
+            .expect("append");
+    }
+    wait_holder(&database, "replica-b", LEASE_TTL * 6).await;
+    let handed_over = cut_at.elapsed();
+    wait_drained(&store, Duration::from_secs(30)).await;
+    let in_stream: Vec<String> = stream_messages(SHARED_NATS, &names.stream)
+        .await
+        .iter()
+        .filter_map(|m| header(m, "Nats-Msg-Id").map(str::to_owned))
+        .collect();
+    assert_eq!(in_stream.len(), ids.len(), "one message per event");
+    assert_eq!(
+        in_stream.iter().cloned().collect::<HashSet<_>>(),
+        ids,
+        "every event is in the stream"
+    );
+
+    // A, back on NATS, stays a follower while B leads.
+    cut.store(false, Ordering::SeqCst);
+    tokio::time::sleep(LEASE_TTL).await;
+    assert_eq!(
+        lease_holder(&database).await,
+        "replica-b",
+        "B keeps leading"
+    );
+    eprintln!(
+        "a leader cut off from NATS handed over after {handed_over:?} (lease TTL {LEASE_TTL:?})"
+    );
+
+    cancel.cancel();
+    a.await.expect("A stops");
+    b.await.expect("B stops");
     store.close().await;
     delete_stream(SHARED_NATS, &names.stream).await;
 }

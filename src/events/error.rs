@@ -61,6 +61,16 @@ impl EventsError {
         matches!(self, Self::NoStream(_))
     }
 
+    /// Whether the failure is the broker's (unreachable, no ack, no stream) rather than the
+    /// outbox's or one event's: what makes a relay leader hand its lease to a replica that can
+    /// reach NATS.
+    pub fn is_broker(&self) -> bool {
+        !matches!(
+            self,
+            Self::Settings { .. } | Self::Encode(_) | Self::Store(_)
+        )
+    }
+
     /// A short, bounded name of the failure, for the `error.type` of metrics and spans.
     pub fn kind(&self) -> &'static str {
         match self {

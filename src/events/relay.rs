@@ -117,6 +117,12 @@ struct Outage {
 
 const OUTAGE_REMINDER: Duration = Duration::from_secs(60);
 
+/// Since when NATS has failed this relay without a success in between.
+#[derive(Debug, Default)]
+struct BrokerOutage {
+    since: Option<Instant>,
+}
+
 // === impl RelayOptions ===
 
 impl RelayOptions {
@@ -197,19 +203,33 @@ where
         let mut ready = false;
         let mut cursor: OutboxSeq = 0;
         let mut next_prune = Instant::now();
+        let mut broker = BrokerOutage::default();
+        let mut claim_after = Instant::now();
         while !cancel.is_cancelled() {
+            // A leader that has not reached NATS for a whole lease TTL hands the lease over, so
+            // a replica that can publish takes over instead of the outbox waiting for this one.
+            // It waits half a TTL before claiming again: the others try every third.
+            if broker.lasted(self.options.lease_ttl) && self.hand_over(leadership).await {
+                ready = false;
+                claim_after = Instant::now() + self.options.lease_ttl / 2;
+            }
             // The lease first, whatever NATS does: a leader keeps its term (or learns it lost
-            // it) even while it cannot publish.
-            let term = match leadership.ensure(&self.store).await {
-                Ok(term) => term,
-                Err(error) => {
-                    cursor = 0;
-                    outage.failed(&EventsError::Store(error));
-                    if pause(backoff.next_delay(), &cancel).await {
-                        break;
+            // it) even while it cannot publish. A follower claims only once NATS answered it.
+            let may_claim = ready && Instant::now() >= claim_after;
+            let term = if may_claim || leadership.current().is_some() {
+                match leadership.ensure(&self.store).await {
+                    Ok(term) => term,
+                    Err(error) => {
+                        cursor = 0;
+                        outage.failed(&EventsError::Store(error));
+                        if pause(backoff.next_delay(), &cancel).await {
+                            break;
+                        }
+                        continue;
                     }
-                    continue;
                 }
+            } else {
+                None
             };
             // Followers connect too: NATS health is reported, and a takeover starts at once.
             if !ready {
@@ -218,8 +238,16 @@ where
                     () = cancel.cancelled() => break,
                 };
                 match prepared {
-                    Ok(()) => ready = true,
+                    Ok(()) => {
+                        ready = true;
+                        broker.recovered();
+                        if term.is_none() && Instant::now() >= claim_after {
+                            // Claim at once, now that this replica can publish.
+                            continue;
+                        }
+                    }
                     Err(error) => {
+                        broker.failed(&error);
                         outage.failed(&error);
                         let delay = backoff.next_delay().min(leadership.renew_interval());
                         if pause(delay, &cancel).await {
@@ -241,6 +269,7 @@ where
                 match self.reconcile(&term).await {
                     Ok(()) => leadership.reconciled(),
                     Err(error) => {
+                        broker.failed(&error);
                         outage.failed(&error);
                         let delay = backoff.next_delay().min(leadership.renew_interval());
                         if pause(delay, &cancel).await {
@@ -254,6 +283,7 @@ where
                 Ok(0) => {
                     backoff.reset();
                     outage.recovered();
+                    broker.recovered();
                     if Instant::now() >= next_prune {
                         self.prune().await;
                         next_prune = Instant::now() + self.options.prune_interval;
@@ -269,12 +299,14 @@ where
                 Ok(_) => {
                     backoff.reset();
                     outage.recovered();
+                    broker.recovered();
                 }
                 Err(error) => {
                     cursor = 0;
                     if error.needs_stream() {
                         ready = false;
                     }
+                    broker.failed(&error);
                     outage.failed(&error);
                     // Back off, but not past the next renewal of the lease.
                     let delay = backoff.next_delay().min(leadership.renew_interval());
@@ -297,6 +329,24 @@ where
                 }
             }
         }
+    }
+
+    /// Gives up the relay lease, if this relay holds it, so that a replica that reaches NATS
+    /// claims it at its next try; this one claims again only once NATS answers it. Returns
+    /// whether it held the lease.
+    async fn hand_over(&self, leadership: &mut Leadership) -> bool {
+        let Some(token) = leadership.step_down() else {
+            return false;
+        };
+        tracing::warn!(
+            token,
+            "this relay cannot reach NATS for a whole relay lease; it hands the lease over to \
+             a replica that can"
+        );
+        if let Err(error) = self.store.release_relay(token).await {
+            tracing::warn!(%error, "cannot give up the relay lease; another replica takes it when it expires");
+        }
+        true
     }
 
     /// Marks the rows the stream already holds after the term's marked sequence: events a
@@ -571,6 +621,29 @@ async fn pause(delay: Duration, cancel: &CancellationToken) -> bool {
     tokio::select! {
         () = tokio::time::sleep(delay) => false,
         () = cancel.cancelled() => true,
+    }
+}
+
+// === impl BrokerOutage ===
+
+impl BrokerOutage {
+    fn failed(&mut self, error: &EventsError) {
+        if error.is_broker() {
+            self.since.get_or_insert_with(Instant::now);
+        }
+    }
+
+    fn recovered(&mut self) {
+        self.since = None;
+    }
+
+    /// Whether NATS has been failing for at least `bound`; restarts the count when it has.
+    fn lasted(&mut self, bound: Duration) -> bool {
+        let lasted = self.since.is_some_and(|since| since.elapsed() >= bound);
+        if lasted {
+            self.since = None;
+        }
+        lasted
     }
 }
 

@@ -186,7 +186,6 @@ impl Infisical {
                     "secretKey": key,
                     "secretValue": value.expose(),
                     "secretMetadata": metadata,
-                    "skipMultilineEncoding": true,
                 })
             })
             .collect();

@@ -545,3 +545,56 @@ client_secret = "a-literal-secret-value"
     let keys: Vec<&str> = error.0.iter().map(|p| p.key.as_str()).collect();
     assert_eq!(keys, ["rotations[0].sinks[0].kind"], "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_replaced_and_a_rotated_key_is_refused() {
+    let redis = PrivateRedis::shared();
+    let fake = FakeInfisical::start().await;
+    fake.add_folder("prod", FOLDER);
+    // Another folder whose APP_USER an Infisical secret rotation manages.
+    fake.add_rotated_secret("dev", "/managed", "APP_USER", "managed-by-infisical");
+    let managed = format!(
+        r#"{{ kind = "infisical", name = "managed", project_id = "{PROJECT_ID}", environment = "dev", secret_path = "/managed" }}"#
+    );
+    let setup = Setup::new(redis.port(), &fake, &[&main_sink(), &managed]);
+    let (mut child, channel) = setup.start(None).await;
+    let channel = channel.expect("serving");
+    let state = wait_deliveries(&channel, &setup.id, "version 1, managed refused", |s| {
+        sink(s, "infisical").delivered_version == 1 && sink(s, "managed").failures >= 1
+    })
+    .await;
+    let error = sink(&state, "managed")
+        .last_error
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        error.contains("APP_USER is managed by an Infisical secret rotation"),
+        "{error}"
+    );
+    let untouched = fake.secret("dev", "/managed", "APP_USER").expect("managed");
+    assert_eq!(
+        (untouched.value.as_str(), untouched.version),
+        ("managed-by-infisical", 1)
+    );
+
+    // The token Infisical issued stops working: the sink logs in again and delivers.
+    fake.expire_all_tokens();
+    rotate(&channel, &setup.id).await;
+    wait_deliveries(&channel, &setup.id, "version 2 with a new token", |s| {
+        sink(s, "infisical").delivered_version == 2
+    })
+    .await;
+    let (_, password) = active(&channel, &setup.id).await;
+    let stored = fake
+        .secret("prod", FOLDER, "REDIS_PASSWORD")
+        .expect("secret");
+    assert_eq!(
+        (stored.value.as_str(), stored.version),
+        (password.as_str(), 2)
+    );
+    assert_eq!(fake.login_calls(), 2);
+    let _ = child.kill().await;
+    let _ = child.wait().await;
+    assert!(!setup.log().contains(&password));
+    fake.shutdown().await;
+}

@@ -598,3 +598,49 @@ async fn an_expired_token_is_replaced_and_a_rotated_key_is_refused() {
     assert!(!setup.log().contains(&password));
     fake.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_policy_holds_the_version_until_approved_without_new_requests() {
+    let redis = PrivateRedis::shared();
+    let fake = FakeInfisical::start().await;
+    fake.require_approval("prod", FOLDER);
+    let setup = Setup::new(redis.port(), &fake, &[&main_sink()]);
+    let (mut child, channel) = setup.start(None).await;
+    let channel = channel.expect("serving");
+
+    // Retries (the second failure) read the folder again but file no second request.
+    let state = wait_deliveries(&channel, &setup.id, "awaiting approval", |s| {
+        sink(s, "infisical").failures >= 2
+    })
+    .await;
+    let error = sink(&state, "infisical")
+        .last_error
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        error.contains("holds the write as approval request"),
+        "{error}"
+    );
+    assert_eq!(fake.pending_approvals(), 1);
+    assert_eq!(fake.calls_to("PATCH", "/api/v4/secrets/batch"), 1);
+    assert!(fake.secrets().is_empty());
+
+    // Once approved and merged, the next try finds version 1 held: delivered, nothing rewritten.
+    fake.approve_all();
+    wait_deliveries(&channel, &setup.id, "delivered after approval", |s| {
+        sink(s, "infisical").delivered_version == 1
+    })
+    .await;
+    let (_, password) = active(&channel, &setup.id).await;
+    let stored = fake
+        .secret("prod", FOLDER, "REDIS_PASSWORD")
+        .expect("merged");
+    assert_eq!(
+        (stored.value.as_str(), stored.version),
+        (password.as_str(), 1)
+    );
+    assert_eq!(fake.calls_to("PATCH", "/api/v4/secrets/batch"), 1);
+    let _ = child.kill().await;
+    let _ = child.wait().await;
+    fake.shutdown().await;
+}

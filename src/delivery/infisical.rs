@@ -8,6 +8,10 @@
 //! newer one of this rotation under every key, nothing is written, so a repeated delivery
 //! makes no new Infisical version.
 //!
+//! A folder under a change policy turns the write into an approval request. The request is
+//! remembered (in memory) for that version, so retries only read the folder until the request
+//! is merged (then the version is held and the delivery succeeds) instead of filing another.
+//!
 //! The default identity is the service's `[infisical]` one (the same token manager as
 //! forwarding: no second login); a sink may name its own, whose client is built on first use
 //! and kept while its credentials stay the same.
@@ -40,6 +44,8 @@ pub struct Clients {
     /// Clients of sinks' own identities, by client id and a digest of the secret (a reload
     /// that changes the secret gets a new client).
     identities: Mutex<HashMap<String, Arc<Infisical>>>,
+    /// Approval requests a write became, by folder and rotation: the version and the request id.
+    awaiting: Mutex<HashMap<String, (u64, Option<String>)>>,
 }
 
 // === impl Clients ===
@@ -50,7 +56,31 @@ impl Clients {
         Self {
             service,
             identities: Mutex::new(HashMap::new()),
+            awaiting: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The approval request already filed for `version` under `key`, if any.
+    fn awaiting(&self, key: &str, version: u64) -> Option<Option<String>> {
+        let awaiting = self
+            .awaiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        awaiting
+            .get(key)
+            .filter(|(v, _)| *v == version)
+            .map(|(_, id)| id.clone())
+    }
+
+    fn set_awaiting(&self, key: String, entry: Option<(u64, Option<String>)>) {
+        let mut awaiting = self
+            .awaiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match entry {
+            Some(entry) => awaiting.insert(key, entry),
+            None => awaiting.remove(&key),
+        };
     }
 
     fn for_sink(&self, identity: Option<&InfisicalIdentity>) -> Result<Arc<Infisical>, SinkError> {
@@ -111,9 +141,16 @@ pub async fn deliver(
         .folder_secrets(folder, &ctx)
         .await
         .map_err(|e| failure("reading the folder", &e))?;
+    let approval_key = format!(
+        "{}\0{}\0{}\0{}",
+        payload.rotation_id, sink.project_id, sink.environment, sink.secret_path
+    );
     match standing(&stored, &writes, payload) {
         Standing::Owed => {}
-        Standing::Held => return Ok(()),
+        Standing::Held => {
+            clients.set_awaiting(approval_key, None);
+            return Ok(());
+        }
         Standing::Newer(version) => {
             tracing::info!(
                 rotation_id = payload.rotation_id,
@@ -129,6 +166,9 @@ pub async fn deliver(
                  written values; map another key (rename)"
             )));
         }
+    }
+    if let Some(id) = clients.awaiting(&approval_key, payload.version) {
+        return Err(awaiting_approval(sink, id.as_deref()));
     }
     let version = payload.version.to_string();
     let metadata = [
@@ -155,14 +195,22 @@ pub async fn deliver(
                 )))
             }
         }
-        Upserted::ApprovalRequired { id } => Err(SinkError(format!(
-            "a change policy on {}/{} turned the write into approval request {}; exempt \
-             rotator's identity from the policy or deliver to another folder",
-            sink.environment,
-            sink.secret_path,
-            id.as_deref().unwrap_or("(no id)")
-        ))),
+        Upserted::ApprovalRequired { id } => {
+            let error = awaiting_approval(sink, id.as_deref());
+            clients.set_awaiting(approval_key, Some((payload.version, id)));
+            Err(error)
+        }
     }
+}
+
+fn awaiting_approval(sink: &InfisicalSink, id: Option<&str>) -> SinkError {
+    SinkError(format!(
+        "a change policy on {}{} holds the write as approval request {}; it is delivered once \
+         approved (or exempt rotator's identity from the policy)",
+        sink.environment,
+        sink.secret_path,
+        id.unwrap_or("(no id)")
+    ))
 }
 
 /// What Infisical's folder says about the version to deliver.

@@ -25,7 +25,8 @@
 //! - `read_routes.rs`: options, list, get, get-by-name, generated credentials.
 //! - `rotate_route.rs`: rotate-secrets, under the per-rotation lock.
 //! - `secret_routes.rs`: the secrets API (v4) a writer of secrets uses: list, batch update
-//!   (`failOnNotFound`, `ignore`, `upsert`), with versions; built from Infisical's API reference.
+//!   (`failOnNotFound`, `ignore`, `upsert`), with versions, and folders under a change policy
+//!   (writes become approval requests); built from Infisical's API reference.
 //! - `codec.rs`: JS timestamps, base64url, percent-decoding.
 //!
 //! Pipeline of every request, in Fastify's order (`infisical-api.md` §7.2, §10):
@@ -387,6 +388,29 @@ impl FakeInfisical {
             comment: String::new(),
             is_rotated: true,
         });
+    }
+
+    /// Puts folder `secret_path` of `environment` under a change policy: batch writes there
+    /// answer `{approval}` and write nothing until [`approve_all`](Self::approve_all).
+    pub fn require_approval(&self, environment: &str, secret_path: &str) {
+        let mut st = self.shared.st();
+        st.folder_or_create(environment, secret_path);
+        st.approval_paths
+            .push((environment.to_owned(), secret_path.to_owned()));
+    }
+
+    /// How many approval requests wait.
+    pub fn pending_approvals(&self) -> usize {
+        self.shared.st().pending_approvals.len()
+    }
+
+    /// Approves and merges every waiting approval request, oldest first.
+    pub fn approve_all(&self) {
+        let mut st = self.shared.st();
+        let pending = std::mem::take(&mut st.pending_approvals);
+        for (_, batch) in pending {
+            let _ = secret_routes::apply_batch(&mut st, batch);
+        }
     }
 
     /// How many requests named `path` (without the query), whatever their outcome.

@@ -129,7 +129,8 @@ pub(super) fn list_secrets_route(app: &App, ctx: &Ctx) -> Response {
 }
 
 /// One entry of the update's `secrets` array.
-struct Update {
+#[derive(Clone)]
+pub(super) struct Update {
     key: String,
     value: Option<String>,
     comment: Option<String>,
@@ -137,15 +138,16 @@ struct Update {
 }
 
 /// A validated update body.
-struct Batch {
-    project_id: String,
+#[derive(Clone)]
+pub(super) struct Batch {
     environment: String,
     path: String,
     mode: String,
     updates: Vec<Update>,
 }
 
-fn parse_update(body: &Value) -> Result<Batch, Vec<Value>> {
+/// The project id and the batch of a valid body.
+fn parse_update(body: &Value) -> Result<(String, Batch), Vec<Value>> {
     let mut issues = Vec::new();
     let Value::Object(obj) = body else {
         return Err(vec![zod_wrong_type(&[], "object", body)]);
@@ -235,13 +237,15 @@ fn parse_update(body: &Value) -> Result<Batch, Vec<Value>> {
         Some(other) => issues.push(zod_wrong_type(&["secrets"], "array", other)),
     }
     if issues.is_empty() {
-        Ok(Batch {
+        Ok((
             project_id,
-            environment,
-            path,
-            mode,
-            updates,
-        })
+            Batch {
+                environment,
+                path,
+                mode,
+                updates,
+            },
+        ))
     } else {
         Err(issues)
     }
@@ -253,16 +257,11 @@ pub(super) fn update_secrets_route(app: &App, ctx: &Ctx) -> Response {
         Ok(_) => return ctx.validation_failure(vec![zod_required(&[], "object")]),
         Err(()) => return ctx.something_went_wrong(),
     };
-    let Batch {
-        project_id,
-        environment,
-        path,
-        mode,
-        updates,
-    } = match parse_update(&body) {
+    let (project_id, batch) = match parse_update(&body) {
         Ok(parsed) => parsed,
         Err(issues) => return ctx.validation_failure(issues),
     };
+    let (environment, path) = (batch.environment.clone(), batch.path.clone());
     let mut st = app.st();
     if let Some(resp) = checked_scope(&st, ctx, &project_id, &environment) {
         return resp;
@@ -278,6 +277,34 @@ pub(super) fn update_secrets_route(app: &App, ctx: &Ctx) -> Response {
             format!("Folder with path '{path}' in environment with slug '{environment}' not found"),
         );
     }
+    if st
+        .approval_paths
+        .iter()
+        .any(|(e, p)| *e == environment && *p == path)
+    {
+        // A change policy: the write becomes an approval request, applied when approved.
+        let id = Uuid::new_v4().to_string();
+        st.pending_approvals.push((id.clone(), batch));
+        return json_response(
+            200,
+            &json!({ "approval": { "id": id, "slug": format!("approval-{}", &id[..8]),
+                "status": "open", "hasMerged": false, "policyId": Uuid::new_v4().to_string() } }),
+        );
+    }
+    match apply_batch(&mut st, batch) {
+        Ok(written) => json_response(200, &json!({ "secrets": written })),
+        Err(message) => ctx.error(404, "NotFound", message),
+    }
+}
+
+/// Applies a validated batch whose folder exists: the written secrets, or the not-found message.
+pub(super) fn apply_batch(st: &mut State, batch: Batch) -> Result<Vec<Value>, String> {
+    let Batch {
+        environment,
+        path,
+        mode,
+        updates,
+    } = batch;
     let exists = |st: &State, key: &str| {
         st.secrets
             .iter()
@@ -285,18 +312,14 @@ pub(super) fn update_secrets_route(app: &App, ctx: &Ctx) -> Response {
     };
     let missing: Vec<&str> = updates
         .iter()
-        .filter(|u| !exists(&st, &u.key))
+        .filter(|u| !exists(st, &u.key))
         .map(|u| u.key.as_str())
         .collect();
     if mode == "failOnNotFound" && !missing.is_empty() {
-        return ctx.error(
-            404,
-            "NotFound",
-            format!(
-                "Secret does not exist: {} in path {path}",
-                missing.join(", ")
-            ),
-        );
+        return Err(format!(
+            "Secret does not exist: {} in path {path}",
+            missing.join(", ")
+        ));
     }
     let mut written = Vec::new();
     for update in updates {
@@ -340,5 +363,5 @@ pub(super) fn update_secrets_route(app: &App, ctx: &Ctx) -> Response {
         };
         written.push(secret.to_json(true));
     }
-    json_response(200, &json!({ "secrets": written }))
+    Ok(written)
 }

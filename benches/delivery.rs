@@ -1,4 +1,5 @@
-//! Commit → delivered latency of the file, exec and AWS Secrets Manager sinks: the real binary
+//! Commit → delivered latency of the file, exec, AWS Secrets Manager and Infisical sinks (the
+//! last on the in-process fake Infisical's secrets API): the real binary
 //! rotates a private Redis `ROUNDS` times in a row (each round waits until every sink took the
 //! version), then reads each `CredentialDelivered` event's `sinceCommit` (from the COMMIT's
 //! timestamp to the sink's success) out of the outbox.
@@ -12,6 +13,7 @@ use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{
     GetSecretRotationRequest, RotateSecretsRequest, RotationType, get_secret_rotation_request,
 };
+use rotator_testkit::fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical, PROJECT_ID};
 use rotator_testkit::local_server::{free_port, rotator_command, wait_serving};
 use rotator_testkit::moto::{Moto, REGION};
 use rotator_testkit::private_redis::{ADMIN_PASSWORD, ADMIN_USER, PrivateRedis};
@@ -24,6 +26,7 @@ const ID: &str = "0d1e2f3a-0000-4000-8000-00000000de11";
 async fn main() {
     let redis = PrivateRedis::start(true);
     let moto = Moto::start().await;
+    let infisical = FakeInfisical::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path().display();
     let config = dir.path().join("rotator.toml");
@@ -31,6 +34,11 @@ async fn main() {
         &config,
         format!(
             r#"
+[infisical]
+url = "{infisical_url}"
+client_id = "{CLIENT_ID}"
+client_secret = "env:INFISICAL_SECRET"
+
 [[connections]]
 name = "redis"
 app = "redis"
@@ -52,10 +60,12 @@ sinks = [
   {{ kind = "file", name = "file", path = "{d}/app.env" }},
   {{ kind = "exec", name = "exec", command = ["/bin/sh", "-c", "cat > /dev/null"] }},
   {{ kind = "aws-secrets-manager", name = "aws", secret_id = "bench/app", region = "{REGION}", endpoint = "{endpoint}", access_key_id = "env:SM_KEY_ID", secret_access_key = "env:SM_SECRET" }},
+  {{ kind = "infisical", name = "infisical", project_id = "{PROJECT_ID}", environment = "prod" }},
 ]
 "#,
             port = redis.port(),
             endpoint = moto.endpoint(),
+            infisical_url = infisical.base_url(),
         ),
     )
     .expect("config");
@@ -69,6 +79,7 @@ sinks = [
     )
     .env("SM_KEY_ID", &moto.admin().id)
     .env("SM_SECRET", moto.admin().secret.expose())
+    .env("INFISICAL_SECRET", CLIENT_SECRET)
     .spawn()
     .expect("spawn");
     let channel = wait_serving(&format!("http://127.0.0.1:{port}"), Duration::from_secs(60)).await;
@@ -117,7 +128,7 @@ sinks = [
             .await
             .expect("outbox");
     println!("| sink | deliveries | p50 | p99 | max |\n|---|---|---|---|---|");
-    for sink in ["file", "exec", "aws"] {
+    for sink in ["file", "exec", "aws", "infisical"] {
         let mut ms: Vec<f64> = payloads
             .iter()
             .filter_map(|p| serde_json::from_slice::<serde_json::Value>(p).ok())

@@ -516,6 +516,9 @@ impl Config {
         };
         let mut config = validate(raw, env, &mut problems);
         config.local = local;
+        if config.infisical.is_none() {
+            problems.extend(sinks::infisical_without_upstream(&config.local));
+        }
         if problems.is_empty() {
             return Ok(config);
         }

@@ -100,9 +100,12 @@ pub async fn run_on(
                 let recovery = backend
                     .as_ref()
                     .map(|backend| local::Recovery::spawn(std::sync::Arc::clone(backend)));
-                let delivery = backend
-                    .as_ref()
-                    .map(|backend| delivery::Delivery::spawn(std::sync::Arc::clone(backend)));
+                let delivery = backend.as_ref().map(|backend| {
+                    delivery::Delivery::spawn_with(
+                        std::sync::Arc::clone(backend),
+                        delivery::SinkContext::new(engine.infisical().cloned()),
+                    )
+                });
                 let reloader = backend.as_ref().map(|backend| {
                     local::spawn_on_sighup(
                         std::sync::Arc::clone(backend),

@@ -1185,3 +1185,123 @@ fn next_rotation_at_follows_the_lifecycle_examples() {
         None
     );
 }
+
+// ---- secrets API (v4) ---------------------------------------------------------------------------
+
+async fn patch_batch(fake: &FakeInfisical, token: Option<&str>, body: Value) -> Reply {
+    let mut request = client().patch(format!("{}/api/v4/secrets/batch", fake.base_url()));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    reply(request.json(&body).send().await.unwrap()).await
+}
+
+fn batch(project: &str, env: &str, path: &str, mode: &str, value: &str) -> Value {
+    json!({
+        "projectId": project, "environment": env, "secretPath": path, "mode": mode,
+        "secrets": [{ "secretKey": "DB_PASSWORD", "secretValue": value,
+                      "secretMetadata": [{ "key": "rotator-version", "value": "1" }] }],
+    })
+}
+
+#[tokio::test]
+async fn secrets_batch_update_needs_a_token_and_a_known_project_environment_and_folder() {
+    let fake = FakeInfisical::start().await;
+    let r = patch_batch(&fake, None, batch(PROJECT_ID, "prod", "/", "upsert", "v")).await;
+    assert_error(&r, 401, "UnauthorizedError", MSG_TOKEN_MISSING);
+    let token = login(&fake).await;
+    let r = patch_batch(
+        &fake,
+        Some(&token),
+        batch("nope", "prod", "/", "upsert", "v"),
+    )
+    .await;
+    assert_error(&r, 404, "NotFound", "Project with ID 'nope' not found");
+    let r = patch_batch(
+        &fake,
+        Some(&token),
+        batch(PROJECT_ID, "qa", "/", "upsert", "v"),
+    )
+    .await;
+    assert_error(
+        &r,
+        404,
+        "NotFound",
+        &format!("Environment with slug 'qa' in project with ID '{PROJECT_ID}' not found"),
+    );
+    let r = patch_batch(
+        &fake,
+        Some(&token),
+        batch(PROJECT_ID, "prod", "/x", "upsert", "v"),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = patch_batch(
+        &fake,
+        Some(&token),
+        batch(PROJECT_ID, "prod", "/", "failOnNotFound", "v"),
+    )
+    .await;
+    assert_error(
+        &r,
+        404,
+        "NotFound",
+        "Secret does not exist: DB_PASSWORD in path /",
+    );
+    let r = get(
+        &fake,
+        &token,
+        "/api/v4/secrets?projectId=nope&environment=prod",
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(fake.secrets().is_empty());
+}
+
+#[tokio::test]
+async fn secrets_upsert_creates_then_updates_with_versions_and_lists_without_values() {
+    let fake = FakeInfisical::start().await;
+    let token = login(&fake).await;
+    for (i, value) in ["first-value", "second-value"].iter().enumerate() {
+        let r = patch_batch(
+            &fake,
+            Some(&token),
+            batch(PROJECT_ID, "prod", "/", "upsert", value),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["secrets"][0]["version"], i as u64 + 1);
+        assert_eq!(r.body["secrets"][0]["secretKey"], "DB_PASSWORD");
+    }
+    let stored = fake.secret("prod", "/", "DB_PASSWORD").expect("stored");
+    assert_eq!(stored.history, ["first-value", "second-value"]);
+    assert_eq!(
+        stored.metadata,
+        [("rotator-version".to_owned(), "1".to_owned())]
+    );
+    let r = get(
+        &fake,
+        &token,
+        &format!("/api/v4/secrets?projectId={PROJECT_ID}&environment=prod&viewSecretValue=false"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["secrets"][0]["version"], 2);
+    assert_eq!(r.body["secrets"][0]["secretValueHidden"], true);
+    assert!(!r.body.to_string().contains("second-value"));
+    // A failing write injected for the next call only.
+    fake.fail_next_secret_writes(1);
+    let r = patch_batch(
+        &fake,
+        Some(&token),
+        batch(PROJECT_ID, "prod", "/", "upsert", "third"),
+    )
+    .await;
+    assert_eq!(r.status, 503);
+    assert_eq!(
+        fake.secret("prod", "/", "DB_PASSWORD")
+            .expect("stored")
+            .version,
+        2
+    );
+}

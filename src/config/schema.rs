@@ -165,6 +165,12 @@ const SINK: &[Field] = &[
     Field("endpoint", Kind::Str),
     Field("access_key_id", Kind::Secret),
     Field("secret_access_key", Kind::Secret),
+    Field("project_id", Kind::Str),
+    Field("environment", Kind::Str),
+    Field("secret_path", Kind::Str),
+    Field("rename", Kind::AnyTable),
+    Field("client_id", Kind::Str),
+    Field("client_secret", Kind::Secret),
 ];
 
 /// A rotation's create-only parameters (Infisical's `temporaryParameters`).

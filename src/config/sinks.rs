@@ -4,7 +4,7 @@
 //! owner, command, template placeholders) and problems are reported by key path, never by value.
 //! What a sink does is `crate::delivery`'s.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -39,6 +39,8 @@ pub enum SinkKind {
     Exec(ExecSink),
     /// An AWS Secrets Manager secret (`PutSecretValue`).
     AwsSecretsManager(AwsSecretsManagerSink),
+    /// Secrets in an Infisical project, environment and folder (batch upsert).
+    Infisical(InfisicalSink),
 }
 
 /// How the mapped secrets are rendered.
@@ -102,6 +104,39 @@ pub struct AwsSecretsManagerSink {
     pub secret_access_key: SecretString,
 }
 
+/// An Infisical sink: each mapped secret becomes a secret of one folder of one environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InfisicalSink {
+    /// The project's id.
+    pub project_id: String,
+    /// The environment's slug, e.g. `prod`.
+    pub environment: String,
+    /// The folder, e.g. `/` or `/app/db`; it must exist.
+    pub secret_path: String,
+    /// Infisical's key for each `secrets_mapping` name that is renamed; the others keep theirs.
+    pub rename: BTreeMap<String, String>,
+    /// The machine identity to write with; `None`: the service's own `[infisical]` identity.
+    pub identity: Option<InfisicalIdentity>,
+}
+
+/// A Universal Auth machine identity of its own for one Infisical sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InfisicalIdentity {
+    /// The identity's client id.
+    pub client_id: String,
+    /// Its client secret (from an `env:`/`file:` reference).
+    pub client_secret: SecretString,
+}
+
+// === impl InfisicalSink ===
+
+impl InfisicalSink {
+    /// Infisical's key for the mapped secret `name`.
+    pub fn key_of<'a>(&'a self, name: &'a str) -> &'a str {
+        self.rename.get(name).map_or(name, String::as_str)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSink {
@@ -119,6 +154,12 @@ struct RawSink {
     endpoint: Option<String>,
     access_key_id: Option<String>,
     secret_access_key: Option<String>,
+    project_id: Option<String>,
+    environment: Option<String>,
+    secret_path: Option<String>,
+    rename: Option<BTreeMap<String, String>>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
 }
 
 /// Reads a rotation's `sinks` array. `mapped` are the secret names of its `secrets_mapping`
@@ -182,11 +223,19 @@ fn sink(
             "access_key_id",
             "secret_access_key",
         ],
+        "infisical" => &[
+            "project_id",
+            "environment",
+            "secret_path",
+            "rename",
+            "client_id",
+            "client_secret",
+        ],
         _ => {
             push(
                 problems,
                 &field("kind"),
-                "must be file, exec or aws-secrets-manager".into(),
+                "must be file, exec, aws-secrets-manager or infisical".into(),
             );
             return None;
         }
@@ -204,6 +253,12 @@ fn sink(
         ("endpoint", raw.endpoint.is_some()),
         ("access_key_id", raw.access_key_id.is_some()),
         ("secret_access_key", raw.secret_access_key.is_some()),
+        ("project_id", raw.project_id.is_some()),
+        ("environment", raw.environment.is_some()),
+        ("secret_path", raw.secret_path.is_some()),
+        ("rename", raw.rename.is_some()),
+        ("client_id", raw.client_id.is_some()),
+        ("client_secret", raw.client_secret.is_some()),
     ];
     for (name, present) in given {
         if present && !allowed.contains(&name) {
@@ -282,6 +337,27 @@ fn sink(
                 name,
             )
         }
+        "infisical" => {
+            let sink = infisical(
+                InfisicalFields {
+                    project_id: raw.project_id,
+                    environment: raw.environment,
+                    secret_path: raw.secret_path,
+                    rename: raw.rename,
+                    client_id: raw.client_id,
+                    client_secret: raw.client_secret,
+                },
+                key,
+                mapped,
+                env,
+                problems,
+            )?;
+            let name = format!(
+                "infisical:{}/{}{}",
+                sink.project_id, sink.environment, sink.secret_path
+            );
+            (SinkKind::Infisical(sink), name)
+        }
         _ => {
             let secret_id = required(raw.secret_id, &field("secret_id"), problems);
             let region = raw.region.unwrap_or_else(|| "us-east-1".to_owned());
@@ -314,6 +390,130 @@ fn sink(
         return None;
     }
     Some(SinkSpec { name, kind })
+}
+
+/// The keys of an `infisical` sink.
+struct InfisicalFields {
+    project_id: Option<String>,
+    environment: Option<String>,
+    secret_path: Option<String>,
+    rename: Option<BTreeMap<String, String>>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+fn infisical(
+    raw: InfisicalFields,
+    key: &str,
+    mapped: &BTreeSet<String>,
+    env: &Env,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<InfisicalSink> {
+    let field = |name: &str| format!("{key}.{name}");
+    let project_id = required(raw.project_id, &field("project_id"), problems);
+    let environment = required(raw.environment, &field("environment"), problems);
+    if let Some(slug) = &environment
+        && !slug
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        push(
+            problems,
+            &field("environment"),
+            "must be an environment slug, e.g. \"prod\"".into(),
+        );
+    }
+    let secret_path = raw.secret_path.unwrap_or_else(|| "/".to_owned());
+    let secret_path = match secret_path.trim_end_matches('/') {
+        "" => "/".to_owned(),
+        trimmed => trimmed.to_owned(),
+    };
+    if !secret_path.starts_with('/') || secret_path.contains("//") {
+        push(
+            problems,
+            &field("secret_path"),
+            "must be a folder path starting with /, e.g. \"/\" or \"/app/db\"".into(),
+        );
+    }
+    let rename = raw.rename.unwrap_or_default();
+    for (name, to) in &rename {
+        if !mapped.contains(name) {
+            push(
+                problems,
+                &format!("{key}.rename.{name}"),
+                format!(
+                    "names a secret not in secrets_mapping ({})",
+                    mapped.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            );
+        } else if !is_secret_key(to) {
+            push(
+                problems,
+                &format!("{key}.rename.{name}"),
+                "must be an Infisical secret key: no spaces, no / or :, at most 255 characters"
+                    .into(),
+            );
+        }
+    }
+    let mut keys = BTreeSet::new();
+    for name in mapped {
+        let to = rename.get(name).unwrap_or(name);
+        if !keys.insert(to) {
+            push(
+                problems,
+                &field("rename"),
+                format!("two secrets would both be written to the key {to:?}"),
+            );
+        }
+    }
+    let identity = match (raw.client_id, raw.client_secret) {
+        (None, None) => None,
+        (client_id, client_secret) => {
+            let client_id = required(client_id, &field("client_id"), problems);
+            let client_secret = required(client_secret, &field("client_secret"), problems)
+                .and_then(|r| {
+                    super::registry::secret_reference(&field("client_secret"), r, env, problems)
+                });
+            Some(InfisicalIdentity {
+                client_id: client_id?,
+                client_secret: client_secret?,
+            })
+        }
+    };
+    Some(InfisicalSink {
+        project_id: project_id?,
+        environment: environment?,
+        secret_path,
+        rename,
+        identity,
+    })
+}
+
+/// The problems of `infisical` sinks in a configuration without `[infisical]`: every Infisical
+/// sink talks to the service's Infisical (its URL and CA), with its identity or one of its own.
+pub fn infisical_without_upstream(registry: &super::registry::Registry) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    for rotation in &registry.rotations {
+        for (i, sink) in rotation.sinks.iter().enumerate() {
+            if matches!(sink.kind, SinkKind::Infisical(_)) {
+                push(
+                    &mut problems,
+                    &format!("{}.sinks[{i}].kind", rotation.key),
+                    "an infisical sink needs the [infisical] section (url and identity)".into(),
+                );
+            }
+        }
+    }
+    problems
+}
+
+/// What Infisical accepts as a secret key (its API trims them; a space, `/` or `:` is refused).
+fn is_secret_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 255
+        && !key
+            .chars()
+            .any(|c| c.is_whitespace() || c == '/' || c == ':')
 }
 
 fn required(value: Option<String>, key: &str, problems: &mut Vec<ConfigProblem>) -> Option<String> {
@@ -526,6 +726,72 @@ mod tests {
             "{problems:?}"
         );
         assert_eq!(sinks.len(), 1);
+    }
+
+    #[test]
+    fn an_infisical_sink_reads_with_defaults_renames_and_its_own_identity() {
+        let (sinks, problems) = read_one(
+            r#"sinks = [
+                { kind = "infisical", project_id = "p1", environment = "prod" },
+                { kind = "infisical", name = "own", project_id = "p1", environment = "dev", secret_path = "/app/db/", rename = { DB_PASSWORD = "PG_PASSWORD" }, client_id = "cid", client_secret = "env:SK" },
+            ]"#,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(sinks[0].name, "infisical:p1/prod/");
+        let SinkKind::Infisical(plain) = &sinks[0].kind else {
+            panic!("infisical")
+        };
+        assert_eq!(
+            (plain.secret_path.as_str(), plain.identity.is_none()),
+            ("/", true)
+        );
+        assert_eq!(plain.key_of("DB_PASSWORD"), "DB_PASSWORD");
+        let SinkKind::Infisical(own) = &sinks[1].kind else {
+            panic!("infisical")
+        };
+        assert_eq!(own.secret_path, "/app/db");
+        assert_eq!(own.key_of("DB_PASSWORD"), "PG_PASSWORD");
+        assert_eq!(own.key_of("DB_USER"), "DB_USER");
+        let identity = own.identity.as_ref().expect("identity");
+        assert_eq!(
+            (identity.client_id.as_str(), identity.client_secret.expose()),
+            ("cid", "sk-value")
+        );
+    }
+
+    #[test]
+    fn infisical_sink_problems_are_named_by_key() {
+        let (sinks, problems) = read_one(
+            r#"sinks = [
+                { kind = "infisical", environment = "a b", secret_path = "x", path = "/p" },
+                { kind = "infisical", project_id = "p", environment = "e", rename = { DB_USER = "A B", OTHER = "X" } },
+                { kind = "infisical", project_id = "p", environment = "e", rename = { DB_USER = "DB_PASSWORD" } },
+                { kind = "infisical", project_id = "p", environment = "e", client_id = "c" },
+                { kind = "infisical", project_id = "p", environment = "e", client_secret = "LITERAL-SECRET" },
+            ]"#,
+        );
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "rotations[0].sinks[0].path",
+                "rotations[0].sinks[0].project_id",
+                "rotations[0].sinks[0].environment",
+                "rotations[0].sinks[0].secret_path",
+                "rotations[0].sinks[1].rename.DB_USER",
+                "rotations[0].sinks[1].rename.OTHER",
+                "rotations[0].sinks[2].rename",
+                "rotations[0].sinks[3].client_secret",
+                "rotations[0].sinks[4].client_id",
+                "rotations[0].sinks[4].client_secret",
+            ]
+        );
+        assert!(
+            problems
+                .iter()
+                .all(|p| !p.reason.contains("LITERAL-SECRET"))
+        );
+        assert!(sinks.is_empty());
     }
 
     #[test]

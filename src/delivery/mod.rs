@@ -7,7 +7,7 @@
 //!   the committed credential, renders it ([`render`]), hands it to the sink, and records the
 //!   outcome with its event (`CredentialDelivered` / `CredentialDeliveryFailed`) in one
 //!   transaction; failures are retried with backoff.
-//! - One file per sink: [`file`], [`exec`], [`aws_secrets_manager`].
+//! - One file per sink: [`file`], [`exec`], [`aws_secrets_manager`], [`infisical`].
 //!
 //! A sink's failure never fails or undoes the rotation, and no value reaches an error, a log
 //! line or an event: sink errors are built without values and scrubbed of them again.
@@ -15,13 +15,16 @@
 pub mod aws_secrets_manager;
 pub mod exec;
 pub mod file;
+pub mod infisical;
 pub mod render;
 pub mod worker;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use crate::config::sinks::{SinkKind, SinkSpec};
 use crate::secret::SecretString;
+use crate::upstream::infisical::Infisical;
 
 pub use self::worker::Delivery;
 
@@ -41,6 +44,25 @@ pub struct Payload<'a> {
 #[error("{0}")]
 pub struct SinkError(pub String);
 
+/// What sinks share beyond their own configuration: clients of services rotator already
+/// talks to.
+#[derive(Debug, Default)]
+pub struct SinkContext {
+    /// Infisical clients: the service's identity and sinks' own.
+    pub infisical: infisical::Clients,
+}
+
+// === impl SinkContext ===
+
+impl SinkContext {
+    /// A context over the service's Infisical client, if it has one.
+    pub fn new(infisical: Option<Arc<Infisical>>) -> Self {
+        Self {
+            infisical: infisical::Clients::new(infisical),
+        }
+    }
+}
+
 /// Something that takes a committed version's mapped secrets.
 pub trait Sink {
     /// Delivers `payload`; delivering the same version again must be harmless.
@@ -57,18 +79,24 @@ pub fn kind_name(sink: &SinkSpec) -> &'static str {
         SinkKind::File(_) => "file",
         SinkKind::Exec(_) => "exec",
         SinkKind::AwsSecretsManager(_) => "aws-secrets-manager",
+        SinkKind::Infisical(_) => "infisical",
     }
 }
 
-/// Delivers `payload` to `sink`, whatever its kind.
+/// Delivers `payload` to `sink`, whatever its kind, with the clients of `context`.
 ///
 /// # Errors
 ///
 /// The sink's [`SinkError`].
-pub async fn deliver(sink: &SinkSpec, payload: &Payload<'_>) -> Result<(), SinkError> {
+pub async fn deliver(
+    sink: &SinkSpec,
+    payload: &Payload<'_>,
+    context: &SinkContext,
+) -> Result<(), SinkError> {
     match &sink.kind {
         SinkKind::File(s) => s.deliver(payload).await,
         SinkKind::Exec(s) => s.deliver(payload).await,
         SinkKind::AwsSecretsManager(s) => s.deliver(payload).await,
+        SinkKind::Infisical(s) => infisical::deliver(s, &context.infisical, payload).await,
     }
 }

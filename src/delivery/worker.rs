@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::{Payload, deliver, kind_name};
+use super::{Payload, SinkContext, deliver, kind_name};
 use crate::config::registry::LocalRotation;
 use crate::config::sinks::SinkSpec;
 use crate::events::backoff::Backoff;
@@ -61,6 +61,11 @@ impl Delivery {
     /// Spawns the worker over `backend`: a scan now, then on each commit, each due retry and
     /// every [`SCAN_PERIOD`].
     pub fn spawn(backend: Arc<LocalBackend>) -> Self {
+        Self::spawn_with(backend, SinkContext::default())
+    }
+
+    /// [`Delivery::spawn`] with the clients sinks share (the service's Infisical client).
+    pub fn spawn_with(backend: Arc<LocalBackend>, context: SinkContext) -> Self {
         let wake = backend.delivery_signal();
         let task = tokio::spawn(async move {
             let mut next_scan = tokio::time::Instant::now() + SCAN_PERIOD;
@@ -73,7 +78,7 @@ impl Delivery {
                 if tokio::time::Instant::now() >= next_scan {
                     next_scan = tokio::time::Instant::now() + SCAN_PERIOD;
                 }
-                if let Err(error) = pass(&backend).await {
+                if let Err(error) = pass(&backend, &context).await {
                     tracing::warn!(%error, "delivery could not read the owed deliveries");
                 }
                 let to_scan = next_scan.saturating_duration_since(tokio::time::Instant::now());
@@ -125,7 +130,10 @@ async fn ensure_rows(backend: &LocalBackend) -> Result<(), crate::store::StoreEr
 
 /// Tries every due delivery once. A sink of no registered rotation (removed by a reload) is
 /// put off like a failure, without an event: a reload may bring it back.
-async fn pass(backend: &LocalBackend) -> Result<(), crate::store::StoreError> {
+async fn pass(
+    backend: &LocalBackend,
+    context: &SinkContext,
+) -> Result<(), crate::store::StoreError> {
     let rows = backend.shared_store().due_deliveries(Utc::now()).await?;
     if rows.is_empty() {
         return Ok(());
@@ -157,7 +165,7 @@ async fn pass(backend: &LocalBackend) -> Result<(), crate::store::StoreError> {
             }
         }
     }
-    futures::future::join_all(owed.iter().map(|o| try_one(backend, o))).await;
+    futures::future::join_all(owed.iter().map(|o| try_one(backend, o, context))).await;
     Ok(())
 }
 
@@ -187,7 +195,7 @@ async fn put_off(
 }
 
 /// One try of the committed version to one sink, recorded with its event.
-async fn try_one(backend: &LocalBackend, owed: &Owed) {
+async fn try_one(backend: &LocalBackend, owed: &Owed, context: &SinkContext) {
     let Owed {
         row,
         rotation,
@@ -213,7 +221,7 @@ async fn try_one(backend: &LocalBackend, owed: &Owed) {
         version: committed.version,
         values: &committed.values,
     };
-    let outcome = deliver(sink, &payload).await;
+    let outcome = deliver(sink, &payload, context).await;
     crate::telemetry::metrics::delivery_tried(
         kind_name(sink),
         if outcome.is_ok() {

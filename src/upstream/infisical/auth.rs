@@ -40,6 +40,9 @@ pub struct TokenManager {
     state: Mutex<TokenState>,
     logins: AtomicU64,
     renewals: AtomicU64,
+    /// Whether this is the service's identity, whose state `/healthz` shows (a sink's own
+    /// identity is not).
+    reports_health: bool,
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +121,28 @@ impl TokenManager {
             state: Mutex::new(TokenState::default()),
             logins: AtomicU64::new(0),
             renewals: AtomicU64::new(0),
+            reports_health: true,
+        }
+    }
+
+    /// A manager for another identity of the same Infisical (same HTTP client, URL and
+    /// organization), with its own token cache.
+    pub fn for_identity(&self, auth: InfisicalAuth) -> Self {
+        Self {
+            http: self.http.clone(),
+            base_url: self.base_url.clone(),
+            auth,
+            organization_slug: self.organization_slug.clone(),
+            state: Mutex::new(TokenState::default()),
+            logins: AtomicU64::new(0),
+            renewals: AtomicU64::new(0),
+            reports_health: false,
+        }
+    }
+
+    fn report_health(&self, state: &'static str, reason: Option<String>) {
+        if self.reports_health {
+            health::report(health::INFISICAL_TOKEN, state, reason);
         }
     }
 
@@ -165,19 +190,15 @@ impl TokenManager {
         if let Some(current) = state.current.take() {
             let started = state.session_started.unwrap_or(current.obtained);
             if current.can_renew(now, started) {
-                health::report(health::INFISICAL_TOKEN, "renewing", None);
+                self.report_health("renewing", None);
                 match self.renew(&current.value).await {
                     Ok(renewed) => {
                         self.renewals.fetch_add(1, Ordering::Relaxed);
-                        health::report(health::INFISICAL_TOKEN, "valid", None);
+                        self.report_health("valid", None);
                         return Ok(install(&mut state, renewed, false));
                     }
                     Err(error) => {
-                        health::report(
-                            health::INFISICAL_TOKEN,
-                            "renewing",
-                            Some(health_reason(&error)),
-                        );
+                        self.report_health("renewing", Some(health_reason(&error)));
                         tracing::warn!(%error, "renewing the Infisical token failed; logging in again")
                     }
                 }
@@ -194,15 +215,11 @@ impl TokenManager {
             Ok(token) => {
                 self.logins.fetch_add(1, Ordering::Relaxed);
                 state.backoff_until = None;
-                health::report(health::INFISICAL_TOKEN, "valid", None);
+                self.report_health("valid", None);
                 Ok(install(&mut state, token, true))
             }
             Err(error) => {
-                health::report(
-                    health::INFISICAL_TOKEN,
-                    "login_failing",
-                    Some(health_reason(&error)),
-                );
+                self.report_health("login_failing", Some(health_reason(&error)));
                 if !error.is_transient() {
                     state.backoff_until = Some(now + LOGIN_BACKOFF);
                 }
@@ -216,11 +233,7 @@ impl TokenManager {
         let mut state = self.state.lock().await;
         if state.generation == generation {
             state.current = None;
-            health::report(
-                health::INFISICAL_TOKEN,
-                "rejected",
-                Some("UPSTREAM_UNAUTHENTICATED".into()),
-            );
+            self.report_health("rejected", Some("UPSTREAM_UNAUTHENTICATED".into()));
         }
     }
 

@@ -63,13 +63,34 @@ impl RestClient {
         ctx: &CallContext,
         idempotency: Idempotency,
     ) -> Result<Value, UpstreamError> {
+        self.call_with_body(tokens, method, path, query, None, ctx, idempotency)
+            .await
+    }
+
+    /// [`RestClient::call`] with a JSON request body. The body may hold secret values: it is
+    /// never logged or traced.
+    ///
+    /// # Errors
+    ///
+    /// The last failure, classified.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn call_with_body(
+        &self,
+        tokens: &TokenManager,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        ctx: &CallContext,
+        idempotency: Idempotency,
+    ) -> Result<Value, UpstreamError> {
         let mut token_retried = false;
         let mut sends = 0;
         loop {
             sends += 1;
             let lease = tokens.token().await?;
             let error = match self
-                .send_once(&method, path, query, ctx, lease.token.expose())
+                .send_once(&method, path, query, body, ctx, lease.token.expose())
                 .await
             {
                 Ok(body) => return Ok(body),
@@ -105,6 +126,7 @@ impl RestClient {
         method: &Method,
         path: &str,
         query: &[(&str, &str)],
+        body: Option<&Value>,
         ctx: &CallContext,
         token: &str,
     ) -> Result<Value, UpstreamError> {
@@ -122,9 +144,11 @@ impl RestClient {
         })?;
         auth.set_sensitive(true);
         let call = ClientCall::start(method, &url, query, Some(&ctx.request_id));
-        let request = self
-            .http
-            .request(method.clone(), url)
+        let mut request = self.http.request(method.clone(), url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let request = request
             .query(query)
             .timeout(timeout)
             .headers(call.trace_headers())

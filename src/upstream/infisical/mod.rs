@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod secrets;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

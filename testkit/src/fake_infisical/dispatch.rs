@@ -24,6 +24,7 @@ use super::read_routes::{
 };
 use super::rotate_route::rotate_route;
 use super::rotation::Rotation;
+use super::secret_routes::{list_secrets_route, update_secrets_route};
 use super::state::{App, State};
 use super::tokens::{RateClass, RateInfo};
 use super::{MAX_RECORDED_REQUESTS, RecordedRequest, Route};
@@ -41,6 +42,8 @@ pub(super) enum Matched {
     GetByName(&'static TypeInfo, String),
     GeneratedCredentials(&'static TypeInfo, String),
     Rotate(&'static TypeInfo, String),
+    SecretsList,
+    SecretsBatchUpdate,
 }
 
 impl Matched {
@@ -56,15 +59,19 @@ impl Matched {
             Matched::GetByName(..) => Route::GetByName,
             Matched::GeneratedCredentials(..) => Route::GeneratedCredentials,
             Matched::Rotate(..) => Route::Rotate,
+            Matched::SecretsList => Route::SecretsList,
+            Matched::SecretsBatchUpdate => Route::SecretsBatchUpdate,
         })
     }
 
     pub(super) fn rate_class(&self) -> RateClass {
         match self {
             Matched::Status => RateClass::Exempt,
-            Matched::Login | Matched::Renew | Matched::Revoke | Matched::Rotate(..) => {
-                RateClass::Write
-            }
+            Matched::Login
+            | Matched::Renew
+            | Matched::Revoke
+            | Matched::Rotate(..)
+            | Matched::SecretsBatchUpdate => RateClass::Write,
             _ => RateClass::Read,
         }
     }
@@ -87,6 +94,8 @@ pub(super) fn match_route(method: &Method, path: &str, supported: &[String]) -> 
         ("POST", "/api/v1/auth/universal-auth/login") => return Some(Matched::Login),
         ("POST", "/api/v1/auth/token/renew") => return Some(Matched::Renew),
         ("POST", "/api/v1/auth/token/revoke") => return Some(Matched::Revoke),
+        ("GET", "/api/v4/secrets") => return Some(Matched::SecretsList),
+        ("PATCH", "/api/v4/secrets/batch") => return Some(Matched::SecretsBatchUpdate),
         _ => {}
     }
     let segs = rotation_route_segments(path)?;
@@ -206,7 +215,7 @@ pub(super) fn record_request(
         url: url.to_string(),
         headers: headers.to_vec(),
     });
-    if path.starts_with("/api/v2/") {
+    if path.starts_with("/api/v2/") || path.starts_with("/api/v4/") {
         st.last_resource_headers = headers.to_vec();
     }
     match (method.as_str(), path) {
@@ -305,6 +314,8 @@ pub(super) async fn resource_route(app: App, ctx: Ctx, matched: Matched) -> Resp
         Matched::GetByName(ti, name) => get_by_name_route(&app, &ctx, ti, name),
         Matched::GeneratedCredentials(ti, rid) => generated_credentials_route(&app, &ctx, ti, rid),
         Matched::Rotate(ti, rid) => rotate_route(&app, &ctx, ti, rid).await,
+        Matched::SecretsList => list_secrets_route(&app, &ctx),
+        Matched::SecretsBatchUpdate => update_secrets_route(&app, &ctx),
         _ => fastify_not_found(&ctx.method, &ctx.url),
     };
     with_rate_headers(resp, rate)

@@ -68,6 +68,23 @@ impl FakeInfisical {
             });
     }
 
+    /// The next `n` batch writes of secrets answer 503 `ServiceUnavailable` without writing.
+    pub fn fail_next_secret_writes(&self, n: usize) {
+        for _ in 0..n {
+            self.inject_next(
+                Route::SecretsBatchUpdate,
+                503,
+                serde_json::json!({
+                    "reqId": super::http::new_req_id(),
+                    "statusCode": 503,
+                    "error": "ServiceUnavailable",
+                    "message": "The server is temporarily unavailable",
+                }),
+                Vec::new(),
+            );
+        }
+    }
+
     pub fn set_rotate_latency(&self, d: Duration) {
         self.shared.st().cfg.rotate_latency = d;
     }

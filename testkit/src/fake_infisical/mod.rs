@@ -24,6 +24,9 @@
 //! - `auth_routes.rs`: authentication, Universal Auth login, token renew and revoke.
 //! - `read_routes.rs`: options, list, get, get-by-name, generated credentials.
 //! - `rotate_route.rs`: rotate-secrets, under the per-rotation lock.
+//! - `secret_routes.rs`: the secrets API (v4) a writer of secrets uses: list, batch update
+//!   (`failOnNotFound`, `ignore`, `upsert`), with versions, and folders under a change policy
+//!   (writes become approval requests); built from Infisical's API reference.
 //! - `codec.rs`: JS timestamps, base64url, percent-decoding.
 //!
 //! Pipeline of every request, in Fastify's order (`infisical-api.md` §7.2, §10):
@@ -46,11 +49,13 @@ mod inject;
 mod read_routes;
 mod rotate_route;
 mod rotation;
+mod secret_routes;
 mod state;
 mod tokens;
 
 pub use catalogue::{connection_app, display_name};
 pub use rotation::calculate_next_rotation_at;
+pub use secret_routes::FakeSecret;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -182,6 +187,10 @@ pub enum Route {
     GeneratedCredentials,
     Revoke,
     Options,
+    /// `GET /api/v4/secrets`.
+    SecretsList,
+    /// `PATCH /api/v4/secrets/batch`.
+    SecretsBatchUpdate,
 }
 
 /// How many requests `FakeInfisical::requests` keeps (a bench must not grow memory without bound).
@@ -341,6 +350,77 @@ impl FakeInfisical {
             .map(|r| st.token_lifetime(r))
             .unwrap_or(0);
         st.issue_jwt(row_id, lifetime, now)
+    }
+
+    /// The secret `key` in folder `secret_path` of `environment`, with its versions' values.
+    pub fn secret(&self, environment: &str, secret_path: &str, key: &str) -> Option<FakeSecret> {
+        self.shared
+            .st()
+            .secrets
+            .iter()
+            .find(|s| s.environment == environment && s.secret_path == secret_path && s.key == key)
+            .cloned()
+    }
+
+    /// Every secret written through the secrets API.
+    pub fn secrets(&self) -> Vec<FakeSecret> {
+        self.shared.st().secrets.clone()
+    }
+
+    /// Creates folder `path` (e.g. `/app/db`) in `environment` (`dev`, `staging` or `prod`).
+    pub fn add_folder(&self, environment: &str, path: &str) {
+        self.shared.st().folder_or_create(environment, path);
+    }
+
+    /// Stores a secret managed by an Infisical secret rotation (writes keep its value).
+    pub fn add_rotated_secret(&self, environment: &str, secret_path: &str, key: &str, value: &str) {
+        let mut st = self.shared.st();
+        st.folder_or_create(environment, secret_path);
+        st.secrets.push(FakeSecret {
+            id: Uuid::new_v4().to_string(),
+            environment: environment.into(),
+            secret_path: secret_path.into(),
+            key: key.into(),
+            value: value.into(),
+            version: 1,
+            history: vec![value.into()],
+            metadata: Vec::new(),
+            comment: String::new(),
+            is_rotated: true,
+        });
+    }
+
+    /// Puts folder `secret_path` of `environment` under a change policy: batch writes there
+    /// answer `{approval}` and write nothing until [`approve_all`](Self::approve_all).
+    pub fn require_approval(&self, environment: &str, secret_path: &str) {
+        let mut st = self.shared.st();
+        st.folder_or_create(environment, secret_path);
+        st.approval_paths
+            .push((environment.to_owned(), secret_path.to_owned()));
+    }
+
+    /// How many approval requests wait.
+    pub fn pending_approvals(&self) -> usize {
+        self.shared.st().pending_approvals.len()
+    }
+
+    /// Approves and merges every waiting approval request, oldest first.
+    pub fn approve_all(&self) {
+        let mut st = self.shared.st();
+        let pending = std::mem::take(&mut st.pending_approvals);
+        for (_, batch) in pending {
+            let _ = secret_routes::apply_batch(&mut st, batch);
+        }
+    }
+
+    /// How many requests named `path` (without the query), whatever their outcome.
+    pub fn calls_to(&self, method: &str, path: &str) -> usize {
+        self.shared
+            .st()
+            .requests
+            .iter()
+            .filter(|r| r.method == method && r.url.split('?').next() == Some(path))
+            .count()
     }
 
     /// Stop accepting, cut every open connection and wait (briefly) for the server task.

@@ -16,6 +16,7 @@ use super::connection::ConnHandle;
 use super::credentials::generate_credential;
 use super::inject::Injection;
 use super::rotation::{Connection, Environment, Folder, Rotation};
+use super::secret_routes::{Batch, FakeSecret};
 use super::tokens::{Bucket, IssuedJwt, Lockout, TokenRow};
 use super::{FakeConfig, PROJECT_ID, RecordedRequest, Route};
 
@@ -29,6 +30,12 @@ pub(super) struct State {
     pub(super) environments: Vec<Environment>,
     pub(super) folders: Vec<Folder>,
     pub(super) rotations: Vec<Rotation>,
+    /// The secrets written through the secrets API.
+    pub(super) secrets: Vec<FakeSecret>,
+    /// Folders `(environment, path)` under a change policy: writes become approval requests.
+    pub(super) approval_paths: Vec<(String, String)>,
+    /// Approval requests not yet approved: id and the write they hold.
+    pub(super) pending_approvals: Vec<(String, Batch)>,
 
     pub(super) token_rows: HashMap<Uuid, TokenRow>,
     pub(super) jwts: HashMap<String, IssuedJwt>,
@@ -68,6 +75,9 @@ impl State {
             environments,
             folders: Vec::new(),
             rotations: Vec::new(),
+            secrets: Vec::new(),
+            approval_paths: Vec::new(),
+            pending_approvals: Vec::new(),
             token_rows: HashMap::new(),
             jwts: HashMap::new(),
             lockout: Lockout::default(),

@@ -7,7 +7,8 @@
 //!   the committed credential, renders it ([`render`]), hands it to the sink, and records the
 //!   outcome with its event (`CredentialDelivered` / `CredentialDeliveryFailed`) in one
 //!   transaction; failures are retried with backoff.
-//! - One file per sink: [`file`], [`exec`], [`aws_secrets_manager`].
+//! - One file per sink: [`file`], [`exec`], [`aws_secrets_manager`]; [`kubernetes`] (a small
+//!   API client and kubeconfig reader beside it).
 //!
 //! A sink's failure never fails or undoes the rotation, and no value reaches an error, a log
 //! line or an event: sink errors are built without values and scrubbed of them again.
@@ -15,6 +16,7 @@
 pub mod aws_secrets_manager;
 pub mod exec;
 pub mod file;
+pub mod kubernetes;
 pub mod render;
 pub mod worker;
 
@@ -57,6 +59,7 @@ pub fn kind_name(sink: &SinkSpec) -> &'static str {
         SinkKind::File(_) => "file",
         SinkKind::Exec(_) => "exec",
         SinkKind::AwsSecretsManager(_) => "aws-secrets-manager",
+        SinkKind::KubernetesSecret(_) => "kubernetes-secret",
     }
 }
 
@@ -70,5 +73,6 @@ pub async fn deliver(sink: &SinkSpec, payload: &Payload<'_>) -> Result<(), SinkE
         SinkKind::File(s) => s.deliver(payload).await,
         SinkKind::Exec(s) => s.deliver(payload).await,
         SinkKind::AwsSecretsManager(s) => s.deliver(payload).await,
+        SinkKind::KubernetesSecret(s) => s.deliver(payload).await,
     }
 }

@@ -81,6 +81,7 @@ pub fn sink_delivery(sink: &SinkSpec, row: Option<&DeliveryRow>) -> SinkDelivery
         SinkKind::File(_) => "file",
         SinkKind::Exec(_) => "exec",
         SinkKind::AwsSecretsManager(_) => "aws-secrets-manager",
+        SinkKind::KubernetesSecret(_) => "kubernetes-secret",
     };
     let Some(row) = row else {
         return SinkDelivery {

@@ -570,6 +570,11 @@ fn kubernetes_secret(
             }
             if raw.context.as_deref() == Some("") {
                 push(problems, &field("context"), "must not be empty".into());
+            } else if path.is_absolute() && path.exists() {
+                // Read again on every delivery; a file that is there now must already work.
+                if let Err(e) = super::kubeconfig::resolve(&path, raw.context.as_deref()) {
+                    push(problems, &field("kubeconfig"), e.to_string());
+                }
             }
             Some(KubernetesAuth::Kubeconfig {
                 path,
@@ -938,6 +943,34 @@ mod tests {
             ]
         );
         assert!(sinks.is_empty());
+    }
+
+    #[test]
+    fn a_kubeconfig_that_exists_must_resolve_when_the_config_is_read() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("config");
+        std::fs::write(
+            &path,
+            "current-context: a\nclusters: [{name: c, cluster: {server: \"https://k:6443\"}}]\n\
+             contexts: [{name: a, context: {cluster: c, user: u}}]\n\
+             users: [{name: u, user: {token: tok-Secret-1}}]\n",
+        )
+        .expect("write");
+        let sink = |context: &str| {
+            format!(
+                "sinks = [{{ kind = \"kubernetes-secret\", namespace = \"app\", secret_name = \"db\", \
+                 kubeconfig = \"{}\"{context} }}]",
+                path.display()
+            )
+        };
+        let (sinks, problems) = read_one(&sink(""));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(sinks.len(), 1);
+        let (_, problems) = read_one(&sink(", context = \"prod\""));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "rotations[0].sinks[0].kubeconfig");
+        assert!(problems[0].reason.contains("no context \"prod\""));
+        assert!(!problems[0].reason.contains("tok-Secret-1"));
     }
 
     #[test]

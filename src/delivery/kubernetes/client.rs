@@ -15,7 +15,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 
 use super::KubernetesError;
-use super::kubeconfig::{self, ClientAuth, Resolved};
+use crate::config::kubeconfig::{self, ClientAuth, Resolved};
 use crate::config::sinks::KubernetesAuth;
 use crate::secret::SecretString;
 
@@ -54,7 +54,8 @@ impl Api {
         let resolved = match auth {
             KubernetesAuth::InCluster { dir, host, port } => in_cluster(dir, host, port)?,
             KubernetesAuth::Kubeconfig { path, context } => {
-                kubeconfig::resolve(path, context.as_deref())?
+                kubeconfig::resolve(path, context.as_deref())
+                    .map_err(|e| KubernetesError::Auth(e.to_string()))?
             }
         };
         Self::from_resolved(resolved)
@@ -205,9 +206,8 @@ fn in_cluster(
 }
 
 /// A file's text; the error names the file and the OS reason only.
-pub(super) fn read(path: &Path) -> Result<String, KubernetesError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| KubernetesError::Auth(format!("cannot read {}: {}", path.display(), e.kind())))
+fn read(path: &Path) -> Result<String, KubernetesError> {
+    kubeconfig::read(path).map_err(|e| KubernetesError::Auth(e.to_string()))
 }
 
 /// rustls with the cluster's CA as the only trust anchors (the platform's roots when no CA is

@@ -14,10 +14,10 @@
 //!   Secret with that version (`rotator.dev/delivered-at`), so a repeated delivery patches the
 //!   same values and starts no second rollout.
 //!
-//! Errors carry the HTTP status and the API's `Status.reason`/`message`, never a value.
+//! The connection is set up anew for every delivery ([`client`]; kubeconfig files are read by
+//! `crate::config::kubeconfig`). Errors carry the HTTP status and the API's `Status.reason`/`message`, never a value.
 
 pub mod client;
-pub mod kubeconfig;
 
 use std::collections::BTreeMap;
 

@@ -5,6 +5,10 @@
 //!
 //! The YAML is parsed into a tree (yaml-rust2), turned into JSON values and read with serde;
 //! errors say where, never what a field held.
+//!
+//! Read when the configuration is (a file that exists must resolve, problems reported by key)
+//! and again on every delivery by the `kubernetes-secret` sink (`crate::delivery::kubernetes`),
+//! so a rotated token or certificate is picked up without a reload.
 
 use std::path::{Path, PathBuf};
 
@@ -12,9 +16,13 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::KubernetesError;
-use super::client::read;
 use crate::secret::SecretString;
+
+/// Why a kubeconfig cannot be used: the file and what is missing, unreadable or unsupported;
+/// never a value.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct KubeconfigError(pub String);
 
 /// What a kubeconfig context resolves to.
 pub struct Resolved {
@@ -115,11 +123,10 @@ struct Context {
 ///
 /// # Errors
 ///
-/// [`KubernetesError::Auth`] naming the file and what is missing or unsupported.
-pub fn resolve(path: &Path, context: Option<&str>) -> Result<Resolved, KubernetesError> {
+/// [`KubeconfigError`] naming the file and what is missing or unsupported.
+pub fn resolve(path: &Path, context: Option<&str>) -> Result<Resolved, KubeconfigError> {
     let text = read(path)?;
-    let bad =
-        |what: String| KubernetesError::Auth(format!("kubeconfig {}: {what}", path.display()));
+    let bad = |what: String| KubeconfigError(format!("kubeconfig {}: {what}", path.display()));
     let file = parse(&text).map_err(bad)?;
     let dir = path.parent().unwrap_or(Path::new("/"));
     let name = match context {
@@ -228,6 +235,16 @@ fn client_auth(user: &User, dir: &Path) -> Result<ClientAuth, String> {
         return Err("has an empty token".into());
     }
     Ok(ClientAuth::Token(SecretString::new(token)))
+}
+
+/// A file's text; the error names the file and the OS reason only.
+///
+/// # Errors
+///
+/// [`KubeconfigError`] when the file cannot be read as text.
+pub fn read(path: &Path) -> Result<String, KubeconfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| KubeconfigError(format!("cannot read {}: {}", path.display(), e.kind())))
 }
 
 fn relative(dir: &Path, file: &str) -> PathBuf {

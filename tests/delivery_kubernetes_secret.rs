@@ -677,3 +677,32 @@ async fn errors_carry_the_status_and_reason_never_a_value() {
     assert!(text.contains("cannot connect"), "{text}");
     assert!(!text.contains("never-Logged-9") && !text.contains("tok-Secret-7"));
 }
+
+#[tokio::test]
+async fn plain_http_is_accepted_only_on_loopback() {
+    let fake = FakeKubernetes::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let token = fake.token();
+    let plain = fake
+        .kubeconfig_with_token(&token)
+        .replace(&fake.server_url(), &fake.plain_url());
+    let sink = kubeconfig_sink(dir.path(), &plain, &[]);
+    deliver(&sink, 1, "proxy-Pw-1")
+        .await
+        .expect("loopback http");
+    assert_eq!(
+        fake.secret_data(NS, "db")
+            .get("password")
+            .map(String::as_str),
+        Some("proxy-Pw-1")
+    );
+    let remote = fake
+        .kubeconfig_with_token(&token)
+        .replace(&fake.server_url(), "http://192.0.2.10:8080");
+    let sink = kubeconfig_sink(dir.path(), &remote, &[]);
+    let text = deliver(&sink, 2, "proxy-Pw-2")
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(text.contains("must be https://"), "{text}");
+}

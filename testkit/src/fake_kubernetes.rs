@@ -45,7 +45,7 @@ pub struct FakeKubernetes {
     port: u16,
     front: tokio::task::JoinHandle<()>,
     // The plain backends the TLS front forwards to: by token, and for verified client certs.
-    _token_backend: Served,
+    token_backend: Served,
     _cert_backend: Served,
 }
 
@@ -93,7 +93,7 @@ impl FakeKubernetes {
             shared,
             port,
             front,
-            _token_backend: token_backend,
+            token_backend,
             _cert_backend: cert_backend,
         };
         fake.new_token();
@@ -112,6 +112,12 @@ impl FakeKubernetes {
     /// `https://127.0.0.1:PORT`.
     pub fn server_url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:PORT`: the same API in plain HTTP (bearer tokens only), as a local
+    /// `kubectl proxy` would serve it.
+    pub fn plain_url(&self) -> String {
+        self.token_backend.base_url()
     }
 
     /// The cluster CA certificate (PEM), as `ca.crt` of a service account holds it.

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::rotation::RotationType;
 use crate::secret::SecretString;
 
+pub mod kubeconfig;
 pub mod registry;
 mod schema;
 mod security;

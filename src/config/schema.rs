@@ -171,6 +171,14 @@ const SINK: &[Field] = &[
     Field("rename", Kind::AnyTable),
     Field("client_id", Kind::Str),
     Field("client_secret", Kind::Secret),
+    Field("namespace", Kind::Str),
+    Field("secret_name", Kind::Str),
+    Field("keys", Kind::AnyTable),
+    Field("key", Kind::Str),
+    Field("restart_deployments", Kind::StrList),
+    Field("kubeconfig", Kind::Str),
+    Field("context", Kind::Str),
+    Field("service_account_dir", Kind::Str),
 ];
 
 /// A rotation's create-only parameters (Infisical's `temporaryParameters`).

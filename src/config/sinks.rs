@@ -19,6 +19,8 @@ pub const DEFAULT_MODE: u32 = 0o600;
 pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest `timeout_seconds`.
 const MAX_EXEC_TIMEOUT_SECONDS: u64 = 3600;
+/// Where a pod's service-account token, CA certificate and namespace are mounted.
+pub const DEFAULT_SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// One configured sink of a rotation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +43,8 @@ pub enum SinkKind {
     AwsSecretsManager(AwsSecretsManagerSink),
     /// Secrets in an Infisical project, environment and folder (batch upsert).
     Infisical(InfisicalSink),
+    /// A Kubernetes Secret, optionally with Deployments restarted after it changes.
+    KubernetesSecret(KubernetesSecretSink),
 }
 
 /// How the mapped secrets are rendered.
@@ -137,6 +141,59 @@ impl InfisicalSink {
     }
 }
 
+/// A `kubernetes-secret` sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesSecretSink {
+    /// The Secret's namespace.
+    pub namespace: String,
+    /// The Secret's name; created on first delivery when absent.
+    pub secret_name: String,
+    /// What goes into the Secret's `data`.
+    pub data: KubernetesData,
+    /// Deployments (same namespace) whose pod template is annotated after the Secret changed,
+    /// as `kubectl rollout restart` does.
+    pub restart_deployments: Vec<String>,
+    /// How rotator reaches and authenticates to the API server.
+    pub auth: KubernetesAuth,
+}
+
+/// The data keys a `kubernetes-secret` sink writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KubernetesData {
+    /// One data key per mapped secret: mapped name → data key (`keys` renames, default the
+    /// mapped name itself).
+    Keys(BTreeMap<String, String>),
+    /// All mapped secrets rendered in `format` under the one data key `key`.
+    Rendered {
+        /// The data key.
+        key: String,
+        /// Its content.
+        format: Format,
+    },
+}
+
+/// How a `kubernetes-secret` sink authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KubernetesAuth {
+    /// The pod's service account: the token (re-read on every call, the kubelet rotates it) and
+    /// `ca.crt` in `dir`, the API server from `KUBERNETES_SERVICE_HOST`/`_PORT`.
+    InCluster {
+        /// The mounted service-account directory.
+        dir: PathBuf,
+        /// `KUBERNETES_SERVICE_HOST` when the configuration was read.
+        host: Option<String>,
+        /// `KUBERNETES_SERVICE_PORT` when the configuration was read.
+        port: Option<String>,
+    },
+    /// A kubeconfig file, re-read on every delivery.
+    Kubeconfig {
+        /// Absolute path of the file.
+        path: PathBuf,
+        /// The context to use; default the file's `current-context`.
+        context: Option<String>,
+    },
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSink {
@@ -160,6 +217,14 @@ struct RawSink {
     rename: Option<BTreeMap<String, String>>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    namespace: Option<String>,
+    secret_name: Option<String>,
+    keys: Option<BTreeMap<String, String>>,
+    key: Option<String>,
+    restart_deployments: Option<Vec<String>>,
+    kubeconfig: Option<String>,
+    context: Option<String>,
+    service_account_dir: Option<String>,
 }
 
 /// Reads a rotation's `sinks` array. `mapped` are the secret names of its `secrets_mapping`
@@ -231,11 +296,23 @@ fn sink(
             "client_id",
             "client_secret",
         ],
+        "kubernetes-secret" => &[
+            "namespace",
+            "secret_name",
+            "keys",
+            "key",
+            "format",
+            "template",
+            "restart_deployments",
+            "kubeconfig",
+            "context",
+            "service_account_dir",
+        ],
         _ => {
             push(
                 problems,
                 &field("kind"),
-                "must be file, exec, aws-secrets-manager or infisical".into(),
+                "must be file, exec, aws-secrets-manager, infisical or kubernetes-secret".into(),
             );
             return None;
         }
@@ -259,6 +336,14 @@ fn sink(
         ("rename", raw.rename.is_some()),
         ("client_id", raw.client_id.is_some()),
         ("client_secret", raw.client_secret.is_some()),
+        ("namespace", raw.namespace.is_some()),
+        ("secret_name", raw.secret_name.is_some()),
+        ("keys", raw.keys.is_some()),
+        ("key", raw.key.is_some()),
+        ("restart_deployments", raw.restart_deployments.is_some()),
+        ("kubeconfig", raw.kubeconfig.is_some()),
+        ("context", raw.context.is_some()),
+        ("service_account_dir", raw.service_account_dir.is_some()),
     ];
     for (name, present) in given {
         if present && !allowed.contains(&name) {
@@ -357,6 +442,23 @@ fn sink(
                 sink.project_id, sink.environment, sink.secret_path
             );
             (SinkKind::Infisical(sink), name)
+        }
+        "kubernetes-secret" => {
+            let fields = RawKubernetes {
+                namespace: raw.namespace,
+                secret_name: raw.secret_name,
+                keys: raw.keys,
+                key: raw.key,
+                format: raw.format,
+                template: raw.template,
+                restart_deployments: raw.restart_deployments,
+                kubeconfig: raw.kubeconfig,
+                context: raw.context,
+                service_account_dir: raw.service_account_dir,
+            };
+            let sink = kubernetes_secret(fields, key, mapped, env, problems)?;
+            let name = format!("kubernetes-secret:{}/{}", sink.namespace, sink.secret_name);
+            (SinkKind::KubernetesSecret(sink), name)
         }
         _ => {
             let secret_id = required(raw.secret_id, &field("secret_id"), problems);
@@ -516,6 +618,234 @@ fn is_secret_key(key: &str) -> bool {
             .any(|c| c.is_whitespace() || c == '/' || c == ':')
 }
 
+/// The keys of a `kubernetes-secret` sink, taken out of [`RawSink`].
+struct RawKubernetes {
+    namespace: Option<String>,
+    secret_name: Option<String>,
+    keys: Option<BTreeMap<String, String>>,
+    key: Option<String>,
+    format: Option<String>,
+    template: Option<String>,
+    restart_deployments: Option<Vec<String>>,
+    kubeconfig: Option<String>,
+    context: Option<String>,
+    service_account_dir: Option<String>,
+}
+
+/// Checks a `kubernetes-secret` sink: object names as the API server would (DNS-1123), data
+/// keys, the mapping against `secrets_mapping`, and one way to authenticate. Problems name the
+/// key; only names (never values) are quoted.
+fn kubernetes_secret(
+    raw: RawKubernetes,
+    key: &str,
+    mapped: &BTreeSet<String>,
+    env: &Env,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<KubernetesSecretSink> {
+    let before = problems.len();
+    let field = |name: &str| format!("{key}.{name}");
+    let namespace = required(raw.namespace, &field("namespace"), problems);
+    if let Some(ns) = &namespace
+        && !is_dns_label(ns)
+    {
+        push(
+            problems,
+            &field("namespace"),
+            "must be a DNS-1123 label: at most 63 of a-z, 0-9 and '-', starting and ending \
+             with a letter or digit"
+                .into(),
+        );
+    }
+    let secret_name = required(raw.secret_name, &field("secret_name"), problems);
+    if let Some(name) = &secret_name
+        && !is_dns_subdomain(name)
+    {
+        push(
+            problems,
+            &field("secret_name"),
+            "must be a DNS-1123 subdomain: at most 253 of a-z, 0-9, '-' and '.', starting and \
+             ending with a letter or digit"
+                .into(),
+        );
+    }
+    let data = match (raw.key, raw.keys) {
+        (Some(_), Some(_)) => {
+            push(
+                problems,
+                &field("keys"),
+                "cannot be given with `key`: either one data key per secret (`keys`) or all \
+                 rendered under one (`key` with `format`)"
+                    .into(),
+            );
+            None
+        }
+        (Some(data_key), None) => {
+            if !is_data_key(&data_key) {
+                push(problems, &field("key"), DATA_KEY_RULE.into());
+            }
+            let format = format(raw.format, raw.template, "env", key, mapped, problems);
+            format.map(|format| KubernetesData::Rendered {
+                key: data_key,
+                format,
+            })
+        }
+        (None, keys) => {
+            if raw.format.is_some() || raw.template.is_some() {
+                let which = if raw.format.is_some() {
+                    "format"
+                } else {
+                    "template"
+                };
+                push(
+                    problems,
+                    &field(which),
+                    "is only read with `key` (the data key that holds the rendered secrets)".into(),
+                );
+            }
+            let keys = keys.unwrap_or_default();
+            let mut out = BTreeMap::new();
+            for (name, data_key) in &keys {
+                let at = field(&format!("keys.{name}"));
+                if !mapped.contains(name) {
+                    push(
+                        problems,
+                        &at,
+                        format!(
+                            "is not a name in secrets_mapping ({})",
+                            mapped.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    );
+                } else if !is_data_key(data_key) {
+                    push(problems, &at, DATA_KEY_RULE.into());
+                }
+            }
+            for name in mapped {
+                let data_key = keys.get(name).unwrap_or(name);
+                if !keys.contains_key(name) && !is_data_key(data_key) {
+                    push(
+                        problems,
+                        &field("keys"),
+                        format!("must rename {name}: {DATA_KEY_RULE}"),
+                    );
+                }
+                if let Some((other, _)) = out.iter().find(|(_, k)| *k == data_key) {
+                    push(
+                        problems,
+                        &field("keys"),
+                        format!("maps both {other} and {name} to one data key"),
+                    );
+                }
+                out.insert(name.clone(), data_key.clone());
+            }
+            Some(KubernetesData::Keys(out))
+        }
+    };
+    let restart_deployments = raw.restart_deployments.unwrap_or_default();
+    for (i, name) in restart_deployments.iter().enumerate() {
+        if !is_dns_subdomain(name) {
+            push(
+                problems,
+                &field(&format!("restart_deployments[{i}]")),
+                "must be a Deployment name (a DNS-1123 subdomain)".into(),
+            );
+        }
+    }
+    let auth = match (raw.kubeconfig, raw.service_account_dir) {
+        (Some(_), Some(_)) => {
+            push(
+                problems,
+                &field("service_account_dir"),
+                "is for in-cluster authentication and cannot be given with `kubeconfig`".into(),
+            );
+            None
+        }
+        (Some(path), None) => {
+            let path = PathBuf::from(path);
+            if !path.is_absolute() {
+                push(
+                    problems,
+                    &field("kubeconfig"),
+                    "must be an absolute path".into(),
+                );
+            }
+            if raw.context.as_deref() == Some("") {
+                push(problems, &field("context"), "must not be empty".into());
+            } else if path.is_absolute() && path.exists() {
+                // Read again on every delivery; a file that is there now must already work.
+                if let Err(e) = super::kubeconfig::resolve(&path, raw.context.as_deref()) {
+                    push(problems, &field("kubeconfig"), e.to_string());
+                }
+            }
+            Some(KubernetesAuth::Kubeconfig {
+                path,
+                context: raw.context,
+            })
+        }
+        (None, dir) => {
+            if raw.context.is_some() {
+                push(
+                    problems,
+                    &field("context"),
+                    "is only read with `kubeconfig`".into(),
+                );
+            }
+            let dir = PathBuf::from(dir.unwrap_or_else(|| DEFAULT_SERVICE_ACCOUNT_DIR.to_owned()));
+            if !dir.is_absolute() {
+                push(
+                    problems,
+                    &field("service_account_dir"),
+                    "must be an absolute path".into(),
+                );
+            }
+            Some(KubernetesAuth::InCluster {
+                dir,
+                host: env.get("KUBERNETES_SERVICE_HOST").cloned(),
+                port: env.get("KUBERNETES_SERVICE_PORT").cloned(),
+            })
+        }
+    };
+    if problems.len() > before {
+        return None;
+    }
+    Some(KubernetesSecretSink {
+        namespace: namespace?,
+        secret_name: secret_name?,
+        data: data?,
+        restart_deployments,
+        auth: auth?,
+    })
+}
+
+const DATA_KEY_RULE: &str =
+    "must be a Secret data key: at most 253 of a-z, A-Z, 0-9, '-', '_' and '.'";
+
+/// A DNS-1123 label (namespaces): `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
+fn is_dns_label(text: &str) -> bool {
+    text.len() <= 63
+        && !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-')
+}
+
+/// A DNS-1123 subdomain (most object names): dot-separated labels, at most 253 characters.
+fn is_dns_subdomain(text: &str) -> bool {
+    text.len() <= 253 && text.split('.').all(is_dns_label)
+}
+
+/// A Secret data key: `[-._a-zA-Z0-9]+`, at most 253 characters, not `.` or `..`.
+fn is_data_key(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 253
+        && text != "."
+        && text != ".."
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 fn required(value: Option<String>, key: &str, problems: &mut Vec<ConfigProblem>) -> Option<String> {
     match value {
         Some(v) if !v.is_empty() => Some(v),
@@ -648,6 +978,8 @@ fn push(problems: &mut Vec<ConfigProblem>, key: &str, reason: String) {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn read_one(text: &str) -> (Vec<SinkSpec>, Vec<ConfigProblem>) {
@@ -818,5 +1150,118 @@ mod tests {
             placeholders("a {{ X }} b {{Y}} {{unclosed"),
             ["X".to_owned(), "Y".to_owned()]
         );
+    }
+
+    #[test]
+    fn a_kubernetes_secret_reads_with_defaults_and_its_options() {
+        let (sinks, problems) = read_one(
+            r#"sinks = [
+                { kind = "kubernetes-secret", namespace = "app", secret_name = "app-db" },
+                { kind = "kubernetes-secret", namespace = "app", secret_name = "db-env", key = "db.env", format = "dotenv", kubeconfig = "/etc/kube/config", context = "prod", restart_deployments = ["api", "worker"] },
+                { kind = "kubernetes-secret", namespace = "app", secret_name = "renamed", keys = { DB_PASSWORD = "password" }, service_account_dir = "/var/run/token" },
+            ]"#,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(sinks[0].name, "kubernetes-secret:app/app-db");
+        let SinkKind::KubernetesSecret(first) = &sinks[0].kind else {
+            panic!("kubernetes-secret")
+        };
+        let identity: BTreeMap<String, String> = [
+            ("DB_PASSWORD".to_owned(), "DB_PASSWORD".to_owned()),
+            ("DB_USER".to_owned(), "DB_USER".to_owned()),
+        ]
+        .into();
+        assert_eq!(first.data, KubernetesData::Keys(identity));
+        assert!(matches!(
+            &first.auth,
+            KubernetesAuth::InCluster { dir, .. } if dir == Path::new(DEFAULT_SERVICE_ACCOUNT_DIR)
+        ));
+        let SinkKind::KubernetesSecret(second) = &sinks[1].kind else {
+            panic!("kubernetes-secret")
+        };
+        assert_eq!(
+            second.data,
+            KubernetesData::Rendered {
+                key: "db.env".into(),
+                format: Format::Dotenv
+            }
+        );
+        assert_eq!(second.restart_deployments, ["api", "worker"]);
+        assert_eq!(
+            second.auth,
+            KubernetesAuth::Kubeconfig {
+                path: "/etc/kube/config".into(),
+                context: Some("prod".into())
+            }
+        );
+        let SinkKind::KubernetesSecret(third) = &sinks[2].kind else {
+            panic!("kubernetes-secret")
+        };
+        let KubernetesData::Keys(keys) = &third.data else {
+            panic!("keys")
+        };
+        assert_eq!(keys["DB_PASSWORD"], "password");
+        assert_eq!(keys["DB_USER"], "DB_USER");
+    }
+
+    #[test]
+    fn kubernetes_secret_problems_are_named_by_key() {
+        let (sinks, problems) = read_one(
+            r#"sinks = [
+                { kind = "kubernetes-secret", namespace = "App_NS", secret_name = "-bad" },
+                { kind = "kubernetes-secret", namespace = "app", secret_name = "x", keys = { NOPE = "a", DB_USER = "bad key" } },
+                { kind = "kubernetes-secret", namespace = "app", secret_name = "y", keys = { DB_USER = "k" }, key = "k" },
+                { kind = "kubernetes-secret", namespace = "app", secret_name = "z", format = "json", kubeconfig = "relative", service_account_dir = "/d" },
+                { kind = "kubernetes-secret", namespace = "app", secret_name = "w", context = "c", restart_deployments = ["UPPER"], keys = { DB_USER = "DB_PASSWORD" } },
+                { kind = "kubernetes-secret", secret_name = "v", path = "/x" },
+            ]"#,
+        );
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "rotations[0].sinks[0].namespace",
+                "rotations[0].sinks[0].secret_name",
+                "rotations[0].sinks[1].keys.DB_USER",
+                "rotations[0].sinks[1].keys.NOPE",
+                "rotations[0].sinks[2].keys",
+                "rotations[0].sinks[3].format",
+                "rotations[0].sinks[3].service_account_dir",
+                "rotations[0].sinks[4].keys",
+                "rotations[0].sinks[4].restart_deployments[0]",
+                "rotations[0].sinks[4].context",
+                "rotations[0].sinks[5].path",
+                "rotations[0].sinks[5].namespace",
+            ]
+        );
+        assert!(sinks.is_empty());
+    }
+
+    #[test]
+    fn a_kubeconfig_that_exists_must_resolve_when_the_config_is_read() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("config");
+        std::fs::write(
+            &path,
+            "current-context: a\nclusters: [{name: c, cluster: {server: \"https://k:6443\"}}]\n\
+             contexts: [{name: a, context: {cluster: c, user: u}}]\n\
+             users: [{name: u, user: {token: tok-Secret-1}}]\n",
+        )
+        .expect("write");
+        let sink = |context: &str| {
+            format!(
+                "sinks = [{{ kind = \"kubernetes-secret\", namespace = \"app\", secret_name = \"db\", \
+                 kubeconfig = \"{}\"{context} }}]",
+                path.display()
+            )
+        };
+        let (sinks, problems) = read_one(&sink(""));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(sinks.len(), 1);
+        let (_, problems) = read_one(&sink(", context = \"prod\""));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "rotations[0].sinks[0].kubeconfig");
+        assert!(problems[0].reason.contains("no context \"prod\""));
+        assert!(!problems[0].reason.contains("tok-Secret-1"));
     }
 }

@@ -7,7 +7,8 @@
 //!   the committed credential, renders it ([`render`]), hands it to the sink, and records the
 //!   outcome with its event (`CredentialDelivered` / `CredentialDeliveryFailed`) in one
 //!   transaction; failures are retried with backoff.
-//! - One file per sink: [`file`], [`exec`], [`aws_secrets_manager`], [`infisical`].
+//! - One file per sink: [`file`], [`exec`], [`aws_secrets_manager`], [`infisical`];
+//!   [`kubernetes`] (a small API client beside it).
 //!
 //! A sink's failure never fails or undoes the rotation, and no value reaches an error, a log
 //! line or an event: sink errors are built without values and scrubbed of them again.
@@ -16,6 +17,7 @@ pub mod aws_secrets_manager;
 pub mod exec;
 pub mod file;
 pub mod infisical;
+pub mod kubernetes;
 pub mod render;
 pub mod worker;
 
@@ -80,6 +82,7 @@ pub fn kind_name(sink: &SinkSpec) -> &'static str {
         SinkKind::Exec(_) => "exec",
         SinkKind::AwsSecretsManager(_) => "aws-secrets-manager",
         SinkKind::Infisical(_) => "infisical",
+        SinkKind::KubernetesSecret(_) => "kubernetes-secret",
     }
 }
 
@@ -98,5 +101,6 @@ pub async fn deliver(
         SinkKind::Exec(s) => s.deliver(payload).await,
         SinkKind::AwsSecretsManager(s) => s.deliver(payload).await,
         SinkKind::Infisical(s) => infisical::deliver(s, &context.infisical, payload).await,
+        SinkKind::KubernetesSecret(s) => s.deliver(payload).await,
     }
 }

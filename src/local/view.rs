@@ -82,6 +82,7 @@ pub fn sink_delivery(sink: &SinkSpec, row: Option<&DeliveryRow>) -> SinkDelivery
         SinkKind::Exec(_) => "exec",
         SinkKind::AwsSecretsManager(_) => "aws-secrets-manager",
         SinkKind::Infisical(_) => "infisical",
+        SinkKind::KubernetesSecret(_) => "kubernetes-secret",
     };
     let Some(row) = row else {
         return SinkDelivery {

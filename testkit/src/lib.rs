@@ -19,6 +19,8 @@
 //!   Basic and bearer auth, forms).
 //! - [`fake_azure`]: the Microsoft identity platform token endpoint and Graph application
 //!   passwords; [`fake_auth0`]: Auth0's `/oauth/token` and Management API client routes.
+//! - [`fake_kubernetes`]: a fake Kubernetes API server (Secrets, Deployments, resourceVersion
+//!   conflicts, bearer-token and client-certificate auth over HTTPS), with a conflict hook.
 //! - [`otlp`]: an OTLP collector (gRPC and HTTP/protobuf) keeping spans and metrics.
 //! - [`scratch_postgres`]: a database of its own on the shared PostgreSQL, dropped on drop.
 //! - [`private_postgres`]: a private PostgreSQL 15 cluster with `scram-sha-256` logins.
@@ -51,6 +53,7 @@ pub mod fake_azure;
 pub mod fake_databricks;
 pub mod fake_http;
 pub mod fake_infisical;
+pub mod fake_kubernetes;
 pub mod fake_okta;
 pub mod issued_local;
 pub mod local_server;

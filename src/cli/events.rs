@@ -27,6 +27,7 @@ pub enum EventsCommand {
   rotator events tail --config rotator.toml
   rotator events tail --outcome failed
   rotator events tail --outcome delivery-failed
+  rotator events tail --outcome handover-timed-out
   rotator events tail --type postgres-credentials --from-start --limit 10 --json")]
     Tail(TailArgs),
 }
@@ -40,9 +41,13 @@ pub struct TailArgs {
     /// Only this rotation type, e.g. postgres-credentials.
     #[arg(long = "type", value_name = "TYPE")]
     rotation_type: Option<String>,
-    /// Only events of this outcome: rotation attempts (completed, failed) or sink deliveries
-    /// (delivered, delivery-failed).
-    #[arg(long, value_parser = ["completed", "failed", "delivered", "delivery-failed"])]
+    /// Only events of this outcome: rotation attempts (completed, failed), sink deliveries
+    /// (delivered, delivery-failed) or confirmed handovers (handover-timed-out,
+    /// handover-complete).
+    #[arg(long, value_parser = [
+        "completed", "failed", "delivered", "delivery-failed", "handover-timed-out",
+        "handover-complete",
+    ])]
     outcome: Option<String>,
     /// Replay the whole stream first, then follow.
     #[arg(long)]
@@ -210,6 +215,24 @@ pub fn readable(event: &CloudEvent) -> String {
         );
         field("after_commit", text(&delivery["sinceCommit"]));
         field("message", text(&data["message"]).map(|m| format!("{m:?}")));
+        return line;
+    }
+    let handover = &data["handover"];
+    if handover.is_object() {
+        field("name", text(&handover["name"]));
+        field("version", text(&handover["version"]));
+        field("after_commit", text(&handover["sinceCommit"]));
+        field(
+            "unconfirmed",
+            data["unconfirmedConsumers"].as_array().map(|names| {
+                names
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }),
+        );
+        field("request", text(&handover["requestId"]));
         return line;
     }
     field("name", text(&attempt["name"]));

@@ -165,7 +165,9 @@ impl LocalBackend {
                 named: rotation.consumers.clone(),
             });
         }
+        // The store keeps milliseconds: the first answer says what a repeated one will.
         let now = Utc::now();
+        let now = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
         let before = self.store().handover_state(&rotation_id).await?;
         let complete = outbox_row(
             &RotationEvent::HandoverComplete(CredentialHandoverComplete {

@@ -258,3 +258,39 @@ pub fn readable(event: &CloudEvent) -> String {
     }
     line
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::model::RotationEvent;
+    use crate::proto::{CredentialHandoverTimedOut, HandoverAttempt, RotationType};
+
+    #[test]
+    fn a_handover_event_reads_as_one_line_with_its_version_and_consumers() {
+        let event = RotationEvent::HandoverTimedOut(CredentialHandoverTimedOut {
+            handover: Some(HandoverAttempt {
+                event_id: uuid::Uuid::now_v7().to_string(),
+                rotation_id: "6c7b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a10".into(),
+                r#type: RotationType::RedisCredentials as i32,
+                name: Some("app-cache".into()),
+                version: 7,
+                request_id: "r-1".into(),
+                ..HandoverAttempt::default()
+            }),
+            unconfirmed_consumers: vec!["worker".into(), "billing-api".into()],
+            grace: None,
+        });
+        let cloud = CloudEvent::new(&event, chrono::Utc::now(), &[]).expect("encode");
+        assert_eq!(cloud.outcome, "handover-timed-out");
+        let line = readable(&cloud);
+        for part in [
+            "handover-timed-out",
+            "name=app-cache",
+            "version=7",
+            "unconfirmed=worker,billing-api",
+            "request=r-1",
+        ] {
+            assert!(line.contains(part), "{part} in {line}");
+        }
+    }
+}

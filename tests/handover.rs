@@ -419,6 +419,34 @@ async fn the_rotation_that_would_replace_a_credential_waits_for_every_consumer()
     assert_eq!(answer["confirmation"]["confirmedVersion"], 2);
     assert_eq!(answer["confirmation"]["current"], true);
     assert_eq!(answer["unconfirmedConsumers"], serde_json::json!([]));
+    let cli = |version: &str, json: bool| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rotator"));
+        command
+            .args(["confirm", "redis-credentials", &id, "--version", version])
+            .args(["--consumer", "worker"])
+            .env("ROTATOR_SERVER", &url)
+            .env("ROTATOR_TOKEN", APP);
+        if json {
+            command.arg("--json");
+        }
+        command.output()
+    };
+    let text = cli("2", false).await.expect("rotator confirm again");
+    assert!(text.status.success(), "{text:?}");
+    let line = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        line.starts_with("confirmed worker uses version 2 of ")
+            && line.contains("handover complete"),
+        "{line}"
+    );
+    let wrong = cli("1", true)
+        .await
+        .expect("rotator confirm an old version");
+    assert_eq!(wrong.status.code(), Some(1));
+    let error: serde_json::Value = serde_json::from_slice(&wrong.stderr).expect("json error");
+    assert_eq!(error["error"]["reason"], "VERSION_NOT_CURRENT");
+    assert_eq!(error["error"]["code"], "FAILED_PRECONDITION");
+    assert!(error["error"]["request_id"].is_string());
 
     let got = get(&channel, &id).await;
     assert!(

@@ -618,3 +618,72 @@ async fn a_scheduled_rotation_is_deferred_then_goes_ahead_when_the_grace_ends() 
     let _ = child.kill().await;
     let _ = child.wait().await;
 }
+
+/// A manual rotation refused while the grace runs goes ahead once it ended (a readiness loop,
+/// no timing assumed): the timeout event names the version, the unconfirmed consumer and the
+/// request id of the call that went ahead, and the metric counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_rotation_goes_ahead_once_a_short_grace_ended() {
+    let redis = PrivateRedis::shared();
+    let setup = Setup::new(redis.port(), &["worker"], 1, false);
+    let id = setup.id.clone();
+    let admin_port = free_port();
+    let (mut child, channel, _) = setup.start(admin_port).await;
+    rotate(&channel, &id).await.expect("version 2");
+
+    let mut tries = 0u32;
+    let went_ahead = loop {
+        tries += 1;
+        let request_id = format!("manual-{tries}");
+        let mut request = with_token(
+            RotateSecretsRequest {
+                r#type: TYPE as i32,
+                rotation_id: id.clone(),
+            },
+            Some(OPS),
+        );
+        request
+            .metadata_mut()
+            .insert("x-request-id", request_id.parse().expect("ascii"));
+        match client(&channel).rotate_secrets(request).await {
+            Ok(_) => break request_id,
+            Err(status) => {
+                assert_eq!(reason_and_request_id(&status).0, "HANDOVER_PENDING");
+                assert!(tries < 1200, "still pending after a minute");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(get(&channel, &id).await.committed_version, 3);
+    let events = outbox(&setup.path("data")).await;
+    let timed_out: Vec<_> = events
+        .iter()
+        .filter(|(s, _)| s == "redis-credentials.handover-timed-out")
+        .collect();
+    assert_eq!(timed_out.len(), 1, "{events:?}");
+    let payload = &timed_out[0].1;
+    assert!(
+        payload.contains(&format!("\"requestid\":\"{went_ahead}\"")),
+        "{payload}"
+    );
+    assert!(
+        payload.contains("\"unconfirmedConsumers\":[\"worker\"]"),
+        "{payload}"
+    );
+    assert!(payload.contains("\"version\":\"2\""), "{payload}");
+    let text = reqwest::get(format!("http://127.0.0.1:{admin_port}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("rotator_handover_grace_expired_total{")
+                && l.contains("rotator_rotation_type=\"redis-credentials\"")
+                && l.ends_with(" 1")),
+        "{text}"
+    );
+    let _ = child.kill().await;
+    let _ = child.wait().await;
+}

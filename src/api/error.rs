@@ -25,6 +25,10 @@ pub enum Field {
     RequestId,
     /// Request metadata in general.
     Metadata,
+    /// The `consumer` field (ConfirmCredentialInUse).
+    Consumer,
+    /// The `version` field (ConfirmCredentialInUse).
+    Version,
 }
 
 /// Why a call failed.
@@ -81,6 +85,8 @@ impl Classify for ServiceError {
                     Field::ProjectId => "INVALID_PROJECT_ID",
                     Field::RequestId => "INVALID_REQUEST_ID",
                     Field::Metadata => "INVALID_METADATA",
+                    Field::Consumer => "INVALID_CONSUMER",
+                    Field::Version => "INVALID_VERSION",
                 },
                 None,
             ),
@@ -111,6 +117,13 @@ impl Classify for ServiceError {
         match self {
             Self::Engine(e) => e.upstream_req_id(),
             _ => None,
+        }
+    }
+
+    fn error_metadata(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Engine(e) => e.error_metadata(),
+            _ => Vec::new(),
         }
     }
 }

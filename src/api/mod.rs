@@ -24,9 +24,10 @@ use crate::context::CallContext;
 use crate::engine::Engine;
 use crate::proto::secret_rotation_service_server::{SERVICE_NAME, SecretRotationService};
 use crate::proto::{
-    GetGeneratedCredentialsRequest, GetGeneratedCredentialsResponse, GetSecretRotationRequest,
-    GetSecretRotationResponse, ListSecretRotationsRequest, ListSecretRotationsResponse,
-    RotateSecretsRequest, RotateSecretsResponse, get_secret_rotation_request,
+    ConfirmCredentialInUseRequest, ConfirmCredentialInUseResponse, GetGeneratedCredentialsRequest,
+    GetGeneratedCredentialsResponse, GetSecretRotationRequest, GetSecretRotationResponse,
+    ListSecretRotationsRequest, ListSecretRotationsResponse, RotateSecretsRequest,
+    RotateSecretsResponse, get_secret_rotation_request,
 };
 use crate::rotation::Classify as _;
 use crate::telemetry::spans::{ServerCall, record_rotation};
@@ -199,9 +200,13 @@ impl SecretRotationService for RotatorApi {
                     }
                 };
                 let deliveries = self.engine.deliveries(&rotation).await?;
+                let (committed_version, confirmations) =
+                    self.engine.confirmations(&rotation).await?;
                 Ok(GetSecretRotationResponse {
                     secret_rotation: Some(rotation),
                     deliveries,
+                    confirmations,
+                    committed_version,
                 })
             },
         )
@@ -254,6 +259,39 @@ impl SecretRotationService for RotatorApi {
                 Ok(self
                     .engine
                     .generated_credentials(rotation_type, rotation_id, &ctx)
+                    .await?)
+            },
+        )
+        .await
+    }
+
+    async fn confirm_credential_in_use(
+        &self,
+        request: Request<ConfirmCredentialInUseRequest>,
+    ) -> Result<Response<ConfirmCredentialInUseResponse>, Status> {
+        self.serve(
+            "ConfirmCredentialInUse",
+            request,
+            |req, ctx, caller| async move {
+                let rotation_type = validate::rotation_type(req.r#type)?;
+                let rotation_id = validate::rotation_id(&req.rotation_id)?;
+                let version = validate::version(req.version)?;
+                let consumer = validate::consumer(&req.consumer)?;
+                let id = rotation_id.to_string();
+                // A consumer that may read its credential may say it uses it: the same
+                // permission as GetGeneratedCredentials (docs/security.md).
+                authz::authorize(
+                    &caller,
+                    "ConfirmCredentialInUse",
+                    Action::ReadCredentials,
+                    rotation_type,
+                    Target::Id(&id),
+                    &ctx,
+                )?;
+                record_rotation(rotation_type, &id);
+                Ok(self
+                    .engine
+                    .confirm_credential_in_use(rotation_type, rotation_id, version, consumer, &ctx)
                     .await?)
             },
         )

@@ -25,6 +25,9 @@ pub fn to_status(error: &ServiceError, ctx: &CallContext) -> Status {
     if let Some(req_id) = error.upstream_req_id() {
         info.insert("upstream_req_id".to_owned(), req_id.to_owned());
     }
+    for (key, value) in error.error_metadata() {
+        info.insert(key.to_owned(), value);
+    }
     if let ServiceError::Engine(EngineError::Upstream(UpstreamError::Http(f))) = error {
         info.insert("upstream_status".to_owned(), f.status.to_string());
         if let Some(name) = &f.error_name {

@@ -55,6 +55,35 @@ pub fn rotation_id(raw: &str) -> Result<Uuid, ServiceError> {
     })
 }
 
+/// A consumer name as a rotation's `consumers` lists them (1-64 characters of
+/// `A-Z a-z 0-9 . _ -`).
+pub fn consumer(raw: &str) -> Result<&str, ServiceError> {
+    if raw.is_empty() {
+        return Err(ServiceError::invalid(
+            Field::Consumer,
+            "consumer is required",
+        ));
+    }
+    if !crate::config::registry::is_consumer_name(raw) {
+        return Err(ServiceError::invalid(
+            Field::Consumer,
+            "consumer must be 1-64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit",
+        ));
+    }
+    Ok(raw)
+}
+
+/// A committed version: 1 or more.
+pub fn version(raw: u64) -> Result<u64, ServiceError> {
+    if raw == 0 {
+        return Err(ServiceError::invalid(
+            Field::Version,
+            "version is required: the committed version the consumer now uses (1 or more)",
+        ));
+    }
+    Ok(raw)
+}
+
 /// A project id: non-empty printable text.
 pub fn project_id(raw: &str) -> Result<&str, ServiceError> {
     text(raw, Field::ProjectId, "project_id")

@@ -10,8 +10,9 @@ use super::ClientArgs;
 use super::output::{self, CliError};
 use crate::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use crate::proto::{
-    GetGeneratedCredentialsRequest, GetSecretRotationRequest, ListSecretRotationsRequest,
-    RotateSecretsRequest, RotationName, RotationType, get_secret_rotation_request,
+    ConfirmCredentialInUseRequest, GetGeneratedCredentialsRequest, GetSecretRotationRequest,
+    ListSecretRotationsRequest, RotateSecretsRequest, RotationName, RotationType,
+    get_secret_rotation_request,
 };
 use crate::secret::SecretString;
 
@@ -239,6 +240,35 @@ pub async fn credentials(args: &ClientArgs, rotation_type: &str, id: &str) -> Ex
             .await
             .map_err(|status| CliError::from_status(&status))?;
         output::credentials(args.format(), &answer.into_inner())
+    };
+    finish(args, outcome.await)
+}
+
+/// `rotator confirm TYPE ID --version N --consumer NAME`.
+pub async fn confirm(
+    args: &ClientArgs,
+    rotation_type: &str,
+    id: &str,
+    version: u64,
+    consumer: &str,
+) -> ExitCode {
+    let outcome = async {
+        let rotation_type = parse_type(rotation_type)?;
+        let mut client = connect(args).await?;
+        let req = request(
+            args,
+            ConfirmCredentialInUseRequest {
+                r#type: rotation_type as i32,
+                rotation_id: id.to_owned(),
+                version,
+                consumer: consumer.to_owned(),
+            },
+        )?;
+        let answer = client
+            .confirm_credential_in_use(req)
+            .await
+            .map_err(|status| CliError::from_status(&status))?;
+        output::confirmed(args.format(), id, &answer.into_inner())
     };
     finish(args, outcome.await)
 }

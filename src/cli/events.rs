@@ -27,6 +27,7 @@ pub enum EventsCommand {
   rotator events tail --config rotator.toml
   rotator events tail --outcome failed
   rotator events tail --outcome delivery-failed
+  rotator events tail --outcome handover-timed-out
   rotator events tail --type postgres-credentials --from-start --limit 10 --json")]
     Tail(TailArgs),
 }
@@ -40,9 +41,13 @@ pub struct TailArgs {
     /// Only this rotation type, e.g. postgres-credentials.
     #[arg(long = "type", value_name = "TYPE")]
     rotation_type: Option<String>,
-    /// Only events of this outcome: rotation attempts (completed, failed) or sink deliveries
-    /// (delivered, delivery-failed).
-    #[arg(long, value_parser = ["completed", "failed", "delivered", "delivery-failed"])]
+    /// Only events of this outcome: rotation attempts (completed, failed), sink deliveries
+    /// (delivered, delivery-failed) or confirmed handovers (handover-timed-out,
+    /// handover-complete).
+    #[arg(long, value_parser = [
+        "completed", "failed", "delivered", "delivery-failed", "handover-timed-out",
+        "handover-complete",
+    ])]
     outcome: Option<String>,
     /// Replay the whole stream first, then follow.
     #[arg(long)]
@@ -212,6 +217,24 @@ pub fn readable(event: &CloudEvent) -> String {
         field("message", text(&data["message"]).map(|m| format!("{m:?}")));
         return line;
     }
+    let handover = &data["handover"];
+    if handover.is_object() {
+        field("name", text(&handover["name"]));
+        field("version", text(&handover["version"]));
+        field("after_commit", text(&handover["sinceCommit"]));
+        field(
+            "unconfirmed",
+            data["unconfirmedConsumers"].as_array().map(|names| {
+                names
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }),
+        );
+        field("request", text(&handover["requestId"]));
+        return line;
+    }
     field("name", text(&attempt["name"]));
     field("env", text(&attempt["environment"]));
     field(
@@ -234,4 +257,40 @@ pub fn readable(event: &CloudEvent) -> String {
         field("message", text(&data["message"]).map(|m| format!("{m:?}")));
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::model::RotationEvent;
+    use crate::proto::{CredentialHandoverTimedOut, HandoverAttempt, RotationType};
+
+    #[test]
+    fn a_handover_event_reads_as_one_line_with_its_version_and_consumers() {
+        let event = RotationEvent::HandoverTimedOut(CredentialHandoverTimedOut {
+            handover: Some(HandoverAttempt {
+                event_id: uuid::Uuid::now_v7().to_string(),
+                rotation_id: "6c7b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a10".into(),
+                r#type: RotationType::RedisCredentials as i32,
+                name: Some("app-cache".into()),
+                version: 7,
+                request_id: "r-1".into(),
+                ..HandoverAttempt::default()
+            }),
+            unconfirmed_consumers: vec!["worker".into(), "billing-api".into()],
+            grace: None,
+        });
+        let cloud = CloudEvent::new(&event, chrono::Utc::now(), &[]).expect("encode");
+        assert_eq!(cloud.outcome, "handover-timed-out");
+        let line = readable(&cloud);
+        for part in [
+            "handover-timed-out",
+            "name=app-cache",
+            "version=7",
+            "unconfirmed=worker,billing-api",
+            "request=r-1",
+        ] {
+            assert!(line.contains(part), "{part} in {line}");
+        }
+    }
 }

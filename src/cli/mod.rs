@@ -230,6 +230,29 @@ rotation.")]
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Confirm that a consumer now uses a committed version of a local rotation (confirmed
+    /// handover): the next rotation waits for every consumer the rotation names.
+    #[command(after_help = "Examples:
+  rotator confirm redis-credentials 0f9e… --version 7 --consumer billing-api
+  # from an exec sink's reload hook, after the application reloaded:
+  rotator confirm redis-credentials \"$ROTATOR_ROTATION_ID\" --version \"$ROTATOR_VERSION\" --consumer worker --json
+
+Prints the consumers still to confirm; confirming the same version again changes nothing.")]
+    Confirm {
+        /// The rotation type.
+        #[arg(value_name = "TYPE")]
+        rotation_type: String,
+        /// The rotation id (UUID).
+        id: String,
+        /// The committed version the consumer now uses (1 or more).
+        #[arg(long)]
+        version: u64,
+        /// The consumer's name, one of the rotation's `consumers`.
+        #[arg(long)]
+        consumer: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Print a shell completion script.
     #[command(after_help = "Examples:
   rotator completions bash > /etc/bash_completion.d/rotator
@@ -349,6 +372,13 @@ pub fn run(cli: Cli) -> ExitCode {
                 id,
                 client,
             } => client::credentials(&client, &rotation_type, &id).await,
+            Command::Confirm {
+                rotation_type,
+                id,
+                version,
+                consumer,
+                client,
+            } => client::confirm(&client, &rotation_type, &id, version, &consumer).await,
             Command::Token { command } => token::run(command),
             Command::Completions { shell } => completions(shell),
             Command::Man { out_dir } => man(out_dir.as_deref()),

@@ -11,7 +11,9 @@ use std::process::ExitCode;
 use serde_json::{Map, Value, json};
 use tonic_types::StatusExt as _;
 
-use crate::proto::{GetGeneratedCredentialsResponse, SecretRotation};
+use crate::proto::{
+    ConfirmCredentialInUseResponse, GetGeneratedCredentialsResponse, SecretRotation,
+};
 use crate::rotation::json;
 
 /// How answers and errors are printed.
@@ -298,6 +300,45 @@ pub fn credentials(
         println!("credential {index}{marker}:");
         print_readable(&json::credential_to_json(credential), 2);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a confirmation (`confirm`): one line in text mode, the answer's JSON otherwise.
+pub fn confirmed(
+    format: Format,
+    rotation_id: &str,
+    answer: &ConfirmCredentialInUseResponse,
+) -> Result<ExitCode, CliError> {
+    let confirmation = answer.confirmation.clone().unwrap_or_default();
+    let confirmed_at = confirmation.confirmed_at.and_then(|t| {
+        chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    });
+    if format != Format::Text {
+        return print_document(
+            format,
+            &json!({
+                "confirmation": {
+                    "consumer": confirmation.consumer,
+                    "confirmedVersion": confirmation.confirmed_version,
+                    "confirmedAt": confirmed_at,
+                    "current": confirmation.current,
+                },
+                "unconfirmedConsumers": answer.unconfirmed_consumers,
+            }),
+        );
+    }
+    let waiting = if answer.unconfirmed_consumers.is_empty() {
+        "handover complete".to_owned()
+    } else {
+        format!("waiting for {}", answer.unconfirmed_consumers.join(", "))
+    };
+    println!(
+        "confirmed {} uses version {} of {rotation_id}  at {}  {waiting}",
+        confirmation.consumer,
+        confirmation.confirmed_version,
+        confirmed_at.as_deref().unwrap_or("-"),
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -128,6 +128,11 @@ pub struct LocalRotation {
     pub initial_password: Option<SecretString>,
     /// Where each committed credential's mapped secrets go (docs/delivery.md).
     pub sinks: Vec<SinkSpec>,
+    /// Consumers that must confirm the committed version before the next rotation replaces a
+    /// credential (docs/delivery.md, "Confirmed handover"); empty: no handover.
+    pub consumers: Vec<String>,
+    /// How long after a commit the next rotation waits for the consumers' confirmations.
+    pub handover_grace: std::time::Duration,
 }
 
 /// Every local connection and rotation, and the key ring that seals their credentials.
@@ -179,6 +184,9 @@ struct RawRotation {
     temporary_parameters: Option<RawTemporaryParameters>,
     #[serde(default)]
     sinks: Vec<toml::Value>,
+    #[serde(default)]
+    consumers: Vec<String>,
+    handover_grace_seconds: Option<u64>,
 }
 
 /// Create-only parameters, as Infisical names them.
@@ -487,6 +495,8 @@ fn rotation(
         });
     let mapped = crate::rotation::json::mapped_names(&secrets_mapping);
     let sinks = super::sinks::read(raw.sinks, &key, &mapped, env, problems);
+    let consumers = consumers(raw.consumers, &key, problems);
+    let handover_grace = handover_grace(raw.handover_grace_seconds, interval_days, &key, problems);
     if problems.len() > before {
         return None;
     }
@@ -507,7 +517,71 @@ fn rotation(
         description: raw.description,
         initial_password,
         sinks,
+        consumers,
+        handover_grace,
     })
+}
+
+/// The longest consumer name.
+pub const MAX_CONSUMER_LEN: usize = 64;
+
+/// The handover grace when `handover_grace_seconds` is not set.
+pub const DEFAULT_HANDOVER_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Whether `name` is a consumer name: 1–64 characters of `A-Z a-z 0-9 . _ -`, starting with a
+/// letter or digit (the API checks a confirming consumer's name the same way).
+pub fn is_consumer_name(name: &str) -> bool {
+    name.len() <= MAX_CONSUMER_LEN
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn consumers(raw: Vec<String>, key: &str, problems: &mut Vec<ConfigProblem>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, name) in raw.iter().enumerate() {
+        if !is_consumer_name(name) {
+            push(
+                problems,
+                &format!("{key}.consumers[{i}]"),
+                "must be 1-64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit"
+                    .into(),
+            );
+        } else if !seen.insert(name.as_str()) {
+            push(
+                problems,
+                &format!("{key}.consumers[{i}]"),
+                "names a consumer twice".into(),
+            );
+        }
+    }
+    raw
+}
+
+/// `handover_grace_seconds`: at least 1 s and at most the rotation interval, so a consumer
+/// that never confirms delays a scheduled rotation by less than one interval.
+fn handover_grace(
+    raw: Option<u64>,
+    interval_days: u32,
+    key: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> std::time::Duration {
+    let Some(seconds) = raw else {
+        return DEFAULT_HANDOVER_GRACE;
+    };
+    let interval = u64::from(interval_days.max(1)) * 86_400;
+    if seconds == 0 || seconds > interval {
+        push(
+            problems,
+            &format!("{key}.handover_grace_seconds"),
+            format!("must be between 1 and the rotation interval ({interval} s)"),
+        );
+    }
+    std::time::Duration::from_secs(seconds)
 }
 
 fn json_of(value: toml::Value) -> Result<serde_json::Value, serde_json::Error> {
@@ -685,6 +759,48 @@ secrets_mapping = { username = "DB_USER", password = "DB_PASSWORD" }
             problems.iter().any(|p| p.key == "rotations[0].id"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn consumers_and_the_handover_grace_are_checked_by_key() {
+        let env = [("PG_ADMIN", "pw"), (ENCRYPTION_KEY_VAR, KEY)];
+        let (r, problems) = load(GOOD, &env);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(r.rotations[0].consumers.is_empty(), "none by default");
+        assert_eq!(r.rotations[0].handover_grace, DEFAULT_HANDOVER_GRACE);
+
+        let with = |extra: &str| format!("{GOOD}{extra}\n");
+        let (r, problems) = load(
+            &with("consumers = [\"billing-api\", \"worker.v2\"]\nhandover_grace_seconds = 90"),
+            &env,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(r.rotations[0].consumers, ["billing-api", "worker.v2"]);
+        assert_eq!(
+            r.rotations[0].handover_grace,
+            std::time::Duration::from_secs(90)
+        );
+
+        let (_, problems) = load(
+            &with("consumers = [\"ok\", \"\", \"ok\", \"-x\"]\nhandover_grace_seconds = 0"),
+            &env,
+        );
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "rotations[0].consumers[1]",
+                "rotations[0].consumers[2]",
+                "rotations[0].consumers[3]",
+                "rotations[0].handover_grace_seconds",
+            ]
+        );
+        // The grace is at most the interval (7 days here).
+        let (_, problems) = load(&with("handover_grace_seconds = 604801"), &env);
+        assert_eq!(problems[0].key, "rotations[0].handover_grace_seconds");
+        let (_, problems) = load(&with("handover_grace_seconds = 604800"), &env);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(!is_consumer_name(&"a".repeat(65)) && is_consumer_name(&"a".repeat(64)));
     }
 
     #[test]

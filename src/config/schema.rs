@@ -147,6 +147,8 @@ const ROTATION: &[Field] = &[
     Field("description", Kind::Str),
     Field("temporary_parameters", Kind::Table(TEMPORARY_PARAMETERS)),
     Field("sinks", Kind::Tables(SINK)),
+    Field("consumers", Kind::StrList),
+    Field("handover_grace_seconds", U64),
 ];
 
 /// A rotation's sink; which keys a kind takes is checked by `config::sinks`.

@@ -18,6 +18,9 @@ pub enum EngineError {
         "no backend serves rotation {0}: it is not in the local registry and no Infisical upstream is configured"
     )]
     NoBackend(String),
+    /// The call is about local rotations only (confirmed handover) and none has this id.
+    #[error("no local rotation {0}: confirmed handover is for rotations rotator runs itself")]
+    NotLocal(String),
     /// The caller's deadline passed; a started rotation still finishes and reports by event.
     #[error(
         "the deadline passed before the rotation finished; it continues and its outcome is published as an event"
@@ -41,6 +44,9 @@ impl Classify for EngineError {
                 Classification::new(Code::InvalidArgument, "ROTATION_TYPE_NOT_ENABLED", None)
             }
             Self::NoBackend(_) => Classification::new(Code::NotFound, "NO_BACKEND", None),
+            Self::NotLocal(_) => {
+                Classification::new(Code::NotFound, "LOCAL_ROTATION_NOT_FOUND", None)
+            }
             Self::DeadlineExceeded => {
                 Classification::new(Code::DeadlineExceeded, "DEADLINE_EXCEEDED", None)
             }
@@ -63,6 +69,13 @@ impl Classify for EngineError {
         match self {
             Self::Upstream(e) => e.req_id(),
             _ => None,
+        }
+    }
+
+    fn error_metadata(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Local(e) => e.error_metadata(),
+            _ => Vec::new(),
         }
     }
 }

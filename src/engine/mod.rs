@@ -260,6 +260,50 @@ impl Engine {
         }
     }
 
+    /// The committed version of a local rotation and one confirmation per consumer it names;
+    /// `(0, [])` for a forwarded one.
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub async fn confirmations(
+        &self,
+        rotation: &SecretRotation,
+    ) -> Result<(u64, Vec<crate::proto::ConsumerConfirmation>), EngineError> {
+        let (Some(local), Ok(id)) = (&self.local, Uuid::parse_str(&rotation.id)) else {
+            return Ok((0, Vec::new()));
+        };
+        let current = local.current();
+        match current.registry.rotation(id) {
+            Some(registered) => Ok(local.confirmations(registered).await?),
+            None => Ok((0, Vec::new())),
+        }
+    }
+
+    /// Records that `consumer` uses the committed `version` of a local rotation (confirmed
+    /// handover; there is none for forwarded rotations).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NotLocal`] for an id the local registry does not hold; the local
+    /// backend's refusals.
+    pub async fn confirm_credential_in_use(
+        &self,
+        rotation_type: RotationType,
+        rotation_id: Uuid,
+        version: u64,
+        consumer: &str,
+        ctx: &CallContext,
+    ) -> Result<crate::proto::ConfirmCredentialInUseResponse, EngineError> {
+        self.check_enabled(rotation_type)?;
+        let Some((local, rotation)) = self.local_rotation(rotation_type, rotation_id)? else {
+            return Err(EngineError::NotLocal(rotation_id.to_string()));
+        };
+        Ok(local
+            .confirm(&rotation, consumer, version, &ctx.request_id)
+            .await?)
+    }
+
     /// Reads one rotation by name.
     ///
     /// # Errors

@@ -37,8 +37,9 @@ pub struct CloudEvent {
     pub id: String,
     /// Always `/rotator`.
     pub source: String,
-    /// `rotator.v1.RotationCompleted`, `…RotationFailed`, `…CredentialDelivered` or
-    /// `…CredentialDeliveryFailed`: the proto message of `data`.
+    /// `rotator.v1.RotationCompleted`, `…RotationFailed`, `…CredentialDelivered`,
+    /// `…CredentialDeliveryFailed`, `…CredentialHandoverTimedOut` or
+    /// `…CredentialHandoverComplete`: the proto message of `data`.
     #[serde(rename = "type")]
     pub event_type: String,
     /// The rotation id.
@@ -49,7 +50,8 @@ pub struct CloudEvent {
     pub datacontenttype: String,
     /// Extension: the rotation type slug, e.g. `postgres-credentials`.
     pub rotationtype: String,
-    /// Extension: `completed`, `failed`, `delivered` or `delivery-failed`.
+    /// Extension: `completed`, `failed`, `delivered`, `delivery-failed`, `handover-timed-out`
+    /// or `handover-complete`.
     pub outcome: String,
     /// Extension: rotator's request id of the originating call (empty for deliveries).
     pub requestid: String,

@@ -1,13 +1,15 @@
 //! The event model: one `RotationCompleted` or `RotationFailed` per attempt, built from the
 //! [`AttemptRecord`], and `CredentialDelivered` / `CredentialDeliveryFailed` per sink delivery
-//! (built by `crate::delivery`). Only identifiers, timings and a scrubbed message: never a
-//! secret.
+//! (built by `crate::delivery`), and `CredentialHandoverTimedOut` / `CredentialHandoverComplete`
+//! per confirmed handover (built by `crate::local`). Only identifiers, timings and a scrubbed
+//! message: never a secret.
 
 use tonic::Code;
 
 use super::redact::redact_message;
 use crate::proto::{
-    CredentialDelivered, CredentialDeliveryFailed, DeliveryAttempt, RotationAttempt,
+    CredentialDelivered, CredentialDeliveryFailed, CredentialHandoverComplete,
+    CredentialHandoverTimedOut, DeliveryAttempt, HandoverAttempt, RotationAttempt,
     RotationCompleted, RotationFailed, RotationType,
 };
 use crate::rotation::AttemptRecord;
@@ -23,6 +25,10 @@ pub enum Outcome {
     Delivered,
     /// A try to deliver a version to a sink failed.
     DeliveryFailed,
+    /// A handover grace ended before every consumer confirmed; a rotation went ahead.
+    HandoverTimedOut,
+    /// Every named consumer confirmed the committed version.
+    HandoverComplete,
 }
 
 /// One rotation event.
@@ -36,26 +42,35 @@ pub enum RotationEvent {
     Delivered(CredentialDelivered),
     /// A delivery try failed.
     DeliveryFailed(CredentialDeliveryFailed),
+    /// A handover grace ended with consumers unconfirmed.
+    HandoverTimedOut(CredentialHandoverTimedOut),
+    /// Every named consumer confirmed.
+    HandoverComplete(CredentialHandoverComplete),
 }
 
 // === impl Outcome ===
 
 impl Outcome {
     /// Every outcome, in subject-token order of the docs.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 6] = [
         Self::Completed,
         Self::Failed,
         Self::Delivered,
         Self::DeliveryFailed,
+        Self::HandoverTimedOut,
+        Self::HandoverComplete,
     ];
 
-    /// The subject token: `completed`, `failed`, `delivered` or `delivery-failed`.
+    /// The subject token: `completed`, `failed`, `delivered`, `delivery-failed`,
+    /// `handover-timed-out` or `handover-complete`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Delivered => "delivered",
             Self::DeliveryFailed => "delivery-failed",
+            Self::HandoverTimedOut => "handover-timed-out",
+            Self::HandoverComplete => "handover-complete",
         }
     }
 
@@ -122,6 +137,8 @@ impl RotationEvent {
             Self::Failed(_) => Outcome::Failed,
             Self::Delivered(_) => Outcome::Delivered,
             Self::DeliveryFailed(_) => Outcome::DeliveryFailed,
+            Self::HandoverTimedOut(_) => Outcome::HandoverTimedOut,
+            Self::HandoverComplete(_) => Outcome::HandoverComplete,
         }
     }
 
@@ -130,7 +147,10 @@ impl RotationEvent {
         match self {
             Self::Completed(e) => e.attempt.as_ref(),
             Self::Failed(e) => e.attempt.as_ref(),
-            Self::Delivered(_) | Self::DeliveryFailed(_) => None,
+            Self::Delivered(_)
+            | Self::DeliveryFailed(_)
+            | Self::HandoverTimedOut(_)
+            | Self::HandoverComplete(_) => None,
         }
     }
 
@@ -139,7 +159,21 @@ impl RotationEvent {
         match self {
             Self::Delivered(e) => e.delivery.as_ref(),
             Self::DeliveryFailed(e) => e.delivery.as_ref(),
-            Self::Completed(_) | Self::Failed(_) => None,
+            Self::Completed(_)
+            | Self::Failed(_)
+            | Self::HandoverTimedOut(_)
+            | Self::HandoverComplete(_) => None,
+        }
+    }
+
+    /// The rotation and version a handover event is about; `None` for other events.
+    pub fn handover(&self) -> Option<&HandoverAttempt> {
+        match self {
+            Self::HandoverTimedOut(e) => e.handover.as_ref(),
+            Self::HandoverComplete(e) => e.handover.as_ref(),
+            Self::Completed(_) | Self::Failed(_) | Self::Delivered(_) | Self::DeliveryFailed(_) => {
+                None
+            }
         }
     }
 
@@ -149,16 +183,20 @@ impl RotationEvent {
         if let Some(a) = self.attempt() {
             return Some((&a.event_id, &a.rotation_id, &a.request_id));
         }
+        if let Some(h) = self.handover() {
+            return Some((&h.event_id, &h.rotation_id, &h.request_id));
+        }
         self.delivery()
             .map(|d| (d.event_id.as_str(), d.rotation_id.as_str(), ""))
     }
 
     /// The rotation type of the attempt or delivery.
     pub fn rotation_type(&self) -> RotationType {
-        match (self.attempt(), self.delivery()) {
-            (Some(a), _) => a.r#type(),
-            (None, Some(d)) => d.r#type(),
-            (None, None) => RotationType::Unspecified,
+        match (self.attempt(), self.delivery(), self.handover()) {
+            (Some(a), _, _) => a.r#type(),
+            (None, Some(d), _) => d.r#type(),
+            (None, None, Some(h)) => h.r#type(),
+            (None, None, None) => RotationType::Unspecified,
         }
     }
 
@@ -169,6 +207,8 @@ impl RotationEvent {
             Self::Failed(_) => "rotator.v1.RotationFailed",
             Self::Delivered(_) => "rotator.v1.CredentialDelivered",
             Self::DeliveryFailed(_) => "rotator.v1.CredentialDeliveryFailed",
+            Self::HandoverTimedOut(_) => "rotator.v1.CredentialHandoverTimedOut",
+            Self::HandoverComplete(_) => "rotator.v1.CredentialHandoverComplete",
         }
     }
 
@@ -180,6 +220,8 @@ impl RotationEvent {
             Self::Failed(e) => e.encode_to_vec(),
             Self::Delivered(e) => e.encode_to_vec(),
             Self::DeliveryFailed(e) => e.encode_to_vec(),
+            Self::HandoverTimedOut(e) => e.encode_to_vec(),
+            Self::HandoverComplete(e) => e.encode_to_vec(),
         }
     }
 }

@@ -589,6 +589,8 @@ fn published(row: &OutboxEvent, span: &tracing::Span, result: Result<(), &Events
                 Some("failed") => "failed",
                 Some("delivered") => "delivered",
                 Some("delivery-failed") => "delivery-failed",
+                Some("handover-timed-out") => "handover-timed-out",
+                Some("handover-complete") => "handover-complete",
                 _ => "other",
             };
             telemetry::metrics::event_published(outcome);

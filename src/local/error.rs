@@ -75,6 +75,46 @@ pub enum LocalError {
         /// Its redacted failure message.
         message: String,
     },
+    /// The rotation would replace a credential that named consumers may still use: they have
+    /// not all confirmed the committed version, and its handover grace has not ended. Nothing
+    /// was attempted (a scheduled rotation is deferred, not failed).
+    #[error(
+        "rotation {rotation_id} waits for its consumers to confirm version {version} ({}) until {}",
+        .unconfirmed.join(", "),
+        .grace_ends_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )]
+    HandoverPending {
+        /// The rotation.
+        rotation_id: String,
+        /// The committed version the consumers are asked to confirm.
+        version: u64,
+        /// The named consumers that have not confirmed it.
+        unconfirmed: Vec<String>,
+        /// When the grace ends and the rotation goes ahead anyway.
+        grace_ends_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// A confirmation from a consumer the rotation does not name.
+    #[error("rotation {rotation_id} names no consumer {consumer:?} (it names: {})", .named.join(", "))]
+    ConsumerNotNamed {
+        /// The rotation.
+        rotation_id: String,
+        /// The consumer in the request.
+        consumer: String,
+        /// The consumers the rotation names.
+        named: Vec<String>,
+    },
+    /// A confirmation of a version that is not the rotation's committed one; not recorded.
+    #[error(
+        "version {version} is not the committed version of rotation {rotation_id}, which is {current}"
+    )]
+    VersionNotCurrent {
+        /// The rotation.
+        rotation_id: String,
+        /// The version in the request.
+        version: u64,
+        /// The committed version (0 before the first commit).
+        current: u64,
+    },
 }
 
 impl From<StoreError> for LocalError {
@@ -122,6 +162,47 @@ impl Classify for LocalError {
             Self::Replayed { .. } => {
                 class(Code::FailedPrecondition, "ROTATION_FAILED_REPLAYED", None)
             }
+            Self::HandoverPending { grace_ends_at, .. } => class(
+                Code::FailedPrecondition,
+                "HANDOVER_PENDING",
+                // Retrying before the grace ends is refused again unless every consumer
+                // confirmed; at least a second, so a caller never spins.
+                Some(
+                    (*grace_ends_at - chrono::Utc::now())
+                        .to_std()
+                        .unwrap_or_default()
+                        .max(std::time::Duration::from_secs(1)),
+                ),
+            ),
+            Self::ConsumerNotNamed { .. } => {
+                class(Code::FailedPrecondition, "CONSUMER_NOT_NAMED", None)
+            }
+            Self::VersionNotCurrent { .. } => {
+                class(Code::FailedPrecondition, "VERSION_NOT_CURRENT", None)
+            }
+        }
+    }
+
+    fn error_metadata(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::HandoverPending {
+                version,
+                unconfirmed,
+                grace_ends_at,
+                ..
+            } => vec![
+                ("unconfirmed_consumers", unconfirmed.join(",")),
+                ("version", version.to_string()),
+                (
+                    "grace_ends_at",
+                    grace_ends_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                ),
+            ],
+            Self::ConsumerNotNamed { named, .. } => vec![("consumers", named.join(","))],
+            Self::VersionNotCurrent { current, .. } => {
+                vec![("committed_version", current.to_string())]
+            }
+            _ => Vec::new(),
         }
     }
 }

@@ -176,6 +176,8 @@ impl Harness {
             description: None,
             initial_password: None,
             sinks: Vec::new(),
+            consumers: Vec::new(),
+            handover_grace: std::time::Duration::from_secs(3600),
         };
         let registry = Registry {
             connections: HashMap::new(),

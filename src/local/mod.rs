@@ -13,11 +13,14 @@
 //! - `reload`: SIGHUP re-reads the configuration file and swaps the registered set.
 //! - `limits`: rotations at once per connection, for calls and the scheduler alike.
 //! - `view`: a local rotation in the API's `SecretRotation` shape.
+//! - `handover`: confirmed handover: consumers' confirmations, and the check an attempt that
+//!   would replace a credential makes first.
 
 mod attempt;
 mod backend;
 mod error;
 mod failpoint;
+mod handover;
 mod issued;
 #[cfg(test)]
 mod issued_tests;

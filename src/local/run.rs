@@ -118,6 +118,11 @@ impl LocalBackend {
                 } else {
                     1 - self.state(&rotation_id).await?.active_index.min(1)
                 };
+                // Confirmed handover: an attempt that would replace a stored credential waits
+                // for the rotation's consumers (or their grace) before anything is stored.
+                if stored.iter().any(|c| c.slot == slot) {
+                    self.handover_gate(rotation, &origin).await?;
+                }
                 self.prepare(current, rotation, driver, attempt_id, token, slot, &origin)
                     .await?
             }

@@ -161,6 +161,9 @@ async fn run_due(
                 Err(LocalError::Busy { attempt_id, .. }) => {
                     tracing::info!(%rotation_id, %attempt_id, "scheduled rotation skipped: an attempt is running");
                 }
+                Err(error @ LocalError::HandoverPending { .. }) => {
+                    tracing::info!(%rotation_id, %error, "scheduled rotation deferred: waiting for consumers to confirm");
+                }
                 Err(error) => tracing::warn!(%rotation_id, %error, "scheduled rotation failed"),
             }
         });

@@ -47,6 +47,12 @@ pub trait Classify: std::error::Error {
         None
     }
 
+    /// Extra `ErrorInfo.metadata` entries that help a caller act (e.g. the consumers a
+    /// handover still waits for); never a secret. Empty unless the implementation says more.
+    fn error_metadata(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
     /// The failure as a plain value.
     fn failure(&self) -> Failure {
         Failure {

@@ -57,13 +57,13 @@ macro_rules! migrations {
 /// Every SQLite migration, in version order.
 const SQLITE_MIGRATIONS: &[MigrationSource] = migrations!(
     "sqlite": (1, "outbox"), (2, "local"), (3, "idempotency"), (4, "credential_ids"),
-    (5, "relay_lease"), (6, "deliveries")
+    (5, "relay_lease"), (6, "deliveries"), (7, "handover")
 );
 
 /// Every PostgreSQL migration, in version order: the same tables as SQLite's.
 const POSTGRES_MIGRATIONS: &[MigrationSource] = migrations!(
     "postgres": (1, "outbox"), (2, "local"), (3, "idempotency"), (4, "credential_ids"),
-    (5, "relay_lease"), (6, "deliveries")
+    (5, "relay_lease"), (6, "deliveries"), (7, "handover")
 );
 
 /// How long a SQLite writer waits for another process's lock before the call fails as busy.

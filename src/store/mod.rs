@@ -10,6 +10,7 @@ pub mod db;
 pub mod deliveries;
 pub mod error;
 mod group_commit;
+pub mod handover;
 pub mod local;
 mod local_tables;
 mod outbox;

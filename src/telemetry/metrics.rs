@@ -16,6 +16,7 @@
 //! | `rotator.events.publish_failures` | counter | `rotator_events_publish_failures_total` |
 //! | `rotator.lease.takeovers` | counter | `rotator_lease_takeovers_total` |
 //! | `rotator.deliveries` | counter | `rotator_deliveries_total` |
+//! | `rotator.handover.grace_expired` | counter | `rotator_handover_grace_expired_total` |
 //! | `rotator.rotations.overdue` | observable gauge | `rotator_rotations_overdue` |
 //! | `rotator.events.relay_leader` | observable gauge | `rotator_events_relay_leader` |
 //!
@@ -136,6 +137,7 @@ pub struct Metrics {
     discarded: Counter<u64>,
     lease_takeovers: Counter<u64>,
     deliveries: Counter<u64>,
+    handover_grace_expired: Counter<u64>,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -261,6 +263,14 @@ impl Metrics {
                 counter.add(0, &[]);
                 counter
             },
+            handover_grace_expired: meter
+                .u64_counter("rotator.handover.grace_expired")
+                .with_description(
+                    "Committed versions whose handover grace ended before every named consumer \
+                     confirmed them, so a rotation went ahead; by rotation type",
+                )
+                .with_unit("{version}")
+                .build(),
             provider,
             registry,
             otlp: has_otlp,
@@ -279,6 +289,7 @@ impl Metrics {
         self.discarded.add(0, &[]);
         self.lease_takeovers.add(0, &[]);
         self.rpc_active.add(0, &[]);
+        self.handover_grace_expired.add(0, &[]);
     }
 
     /// Whether readings are also pushed over OTLP.
@@ -536,6 +547,13 @@ pub fn delivery_tried(sink_kind: &'static str, outcome: &'static str) {
             KeyValue::new("outcome", outcome),
         ],
     );
+}
+
+/// Counts one committed version whose handover grace ended with consumers unconfirmed.
+pub fn handover_grace_expired(rotation_type: &'static str) {
+    global()
+        .handover_grace_expired
+        .add(1, &[KeyValue::new("rotator.rotation_type", rotation_type)]);
 }
 
 // === sources ===

@@ -3,10 +3,11 @@ import datetime
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from rotator.v1 import rotation_pb2 as _rotation_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -115,3 +116,39 @@ class DeliveryAttempt(_message.Message):
     since_commit: _duration_pb2.Duration
     attempt_number: int
     def __init__(self, event_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rotation_id: _Optional[str] = ..., type: _Optional[_Union[_rotation_pb2.RotationType, str]] = ..., name: _Optional[str] = ..., sink: _Optional[str] = ..., sink_kind: _Optional[str] = ..., version: _Optional[int] = ..., since_commit: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., attempt_number: _Optional[int] = ...) -> None: ...
+
+class CredentialHandoverTimedOut(_message.Message):
+    __slots__ = ("handover", "unconfirmed_consumers", "grace")
+    HANDOVER_FIELD_NUMBER: _ClassVar[int]
+    UNCONFIRMED_CONSUMERS_FIELD_NUMBER: _ClassVar[int]
+    GRACE_FIELD_NUMBER: _ClassVar[int]
+    handover: HandoverAttempt
+    unconfirmed_consumers: _containers.RepeatedScalarFieldContainer[str]
+    grace: _duration_pb2.Duration
+    def __init__(self, handover: _Optional[_Union[HandoverAttempt, _Mapping]] = ..., unconfirmed_consumers: _Optional[_Iterable[str]] = ..., grace: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class CredentialHandoverComplete(_message.Message):
+    __slots__ = ("handover",)
+    HANDOVER_FIELD_NUMBER: _ClassVar[int]
+    handover: HandoverAttempt
+    def __init__(self, handover: _Optional[_Union[HandoverAttempt, _Mapping]] = ...) -> None: ...
+
+class HandoverAttempt(_message.Message):
+    __slots__ = ("event_id", "time", "rotation_id", "type", "name", "version", "since_commit", "request_id")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    ROTATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SINCE_COMMIT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    time: _timestamp_pb2.Timestamp
+    rotation_id: str
+    type: _rotation_pb2.RotationType
+    name: str
+    version: int
+    since_commit: _duration_pb2.Duration
+    request_id: str
+    def __init__(self, event_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rotation_id: _Optional[str] = ..., type: _Optional[_Union[_rotation_pb2.RotationType, str]] = ..., name: _Optional[str] = ..., version: _Optional[int] = ..., since_commit: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...

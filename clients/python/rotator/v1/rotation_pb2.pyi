@@ -98,12 +98,28 @@ class RotationName(_message.Message):
     def __init__(self, name: _Optional[str] = ..., project_id: _Optional[str] = ..., environment: _Optional[str] = ..., secret_path: _Optional[str] = ...) -> None: ...
 
 class GetSecretRotationResponse(_message.Message):
-    __slots__ = ("secret_rotation", "deliveries")
+    __slots__ = ("secret_rotation", "deliveries", "confirmations", "committed_version")
     SECRET_ROTATION_FIELD_NUMBER: _ClassVar[int]
     DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMATIONS_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     secret_rotation: SecretRotation
     deliveries: _containers.RepeatedCompositeFieldContainer[SinkDelivery]
-    def __init__(self, secret_rotation: _Optional[_Union[SecretRotation, _Mapping]] = ..., deliveries: _Optional[_Iterable[_Union[SinkDelivery, _Mapping]]] = ...) -> None: ...
+    confirmations: _containers.RepeatedCompositeFieldContainer[ConsumerConfirmation]
+    committed_version: int
+    def __init__(self, secret_rotation: _Optional[_Union[SecretRotation, _Mapping]] = ..., deliveries: _Optional[_Iterable[_Union[SinkDelivery, _Mapping]]] = ..., confirmations: _Optional[_Iterable[_Union[ConsumerConfirmation, _Mapping]]] = ..., committed_version: _Optional[int] = ...) -> None: ...
+
+class ConsumerConfirmation(_message.Message):
+    __slots__ = ("consumer", "confirmed_version", "confirmed_at", "current")
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_AT_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    consumer: str
+    confirmed_version: int
+    confirmed_at: _timestamp_pb2.Timestamp
+    current: bool
+    def __init__(self, consumer: _Optional[str] = ..., confirmed_version: _Optional[int] = ..., confirmed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current: bool = ...) -> None: ...
 
 class SinkDelivery(_message.Message):
     __slots__ = ("sink", "kind", "wanted_version", "delivered_version", "delivered_at", "last_error", "failing_since", "failures", "next_try_at")
@@ -540,3 +556,23 @@ class AwsIamUserSecretCredential(_message.Message):
     access_key_id: str
     secret_access_key: str
     def __init__(self, access_key_id: _Optional[str] = ..., secret_access_key: _Optional[str] = ...) -> None: ...
+
+class ConfirmCredentialInUseRequest(_message.Message):
+    __slots__ = ("type", "rotation_id", "version", "consumer")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    ROTATION_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
+    type: RotationType
+    rotation_id: str
+    version: int
+    consumer: str
+    def __init__(self, type: _Optional[_Union[RotationType, str]] = ..., rotation_id: _Optional[str] = ..., version: _Optional[int] = ..., consumer: _Optional[str] = ...) -> None: ...
+
+class ConfirmCredentialInUseResponse(_message.Message):
+    __slots__ = ("confirmation", "unconfirmed_consumers")
+    CONFIRMATION_FIELD_NUMBER: _ClassVar[int]
+    UNCONFIRMED_CONSUMERS_FIELD_NUMBER: _ClassVar[int]
+    confirmation: ConsumerConfirmation
+    unconfirmed_consumers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, confirmation: _Optional[_Union[ConsumerConfirmation, _Mapping]] = ..., unconfirmed_consumers: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -57,6 +57,11 @@ class SecretRotationServiceStub(object):
                 request_serializer=rotator_dot_v1_dot_rotation__pb2.GetGeneratedCredentialsRequest.SerializeToString,
                 response_deserializer=rotator_dot_v1_dot_rotation__pb2.GetGeneratedCredentialsResponse.FromString,
                 _registered_method=True)
+        self.ConfirmCredentialInUse = channel.unary_unary(
+                '/rotator.v1.SecretRotationService/ConfirmCredentialInUse',
+                request_serializer=rotator_dot_v1_dot_rotation__pb2.ConfirmCredentialInUseRequest.SerializeToString,
+                response_deserializer=rotator_dot_v1_dot_rotation__pb2.ConfirmCredentialInUseResponse.FromString,
+                _registered_method=True)
 
 
 class SecretRotationServiceServicer(object):
@@ -94,6 +99,16 @@ class SecretRotationServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConfirmCredentialInUse(self, request, context):
+        """ConfirmCredentialInUse records that a consumer named by a local rotation now uses its
+        committed version (docs/delivery.md, "Confirmed handover"). The next rotation that would
+        replace a credential waits until every named consumer confirmed, or until the rotation's
+        handover grace ends. Idempotent: confirming the same version again changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SecretRotationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +131,11 @@ def add_SecretRotationServiceServicer_to_server(servicer, server):
                     servicer.GetGeneratedCredentials,
                     request_deserializer=rotator_dot_v1_dot_rotation__pb2.GetGeneratedCredentialsRequest.FromString,
                     response_serializer=rotator_dot_v1_dot_rotation__pb2.GetGeneratedCredentialsResponse.SerializeToString,
+            ),
+            'ConfirmCredentialInUse': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmCredentialInUse,
+                    request_deserializer=rotator_dot_v1_dot_rotation__pb2.ConfirmCredentialInUseRequest.FromString,
+                    response_serializer=rotator_dot_v1_dot_rotation__pb2.ConfirmCredentialInUseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -229,6 +249,33 @@ class SecretRotationService(object):
             '/rotator.v1.SecretRotationService/GetGeneratedCredentials',
             rotator_dot_v1_dot_rotation__pb2.GetGeneratedCredentialsRequest.SerializeToString,
             rotator_dot_v1_dot_rotation__pb2.GetGeneratedCredentialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmCredentialInUse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rotator.v1.SecretRotationService/ConfirmCredentialInUse',
+            rotator_dot_v1_dot_rotation__pb2.ConfirmCredentialInUseRequest.SerializeToString,
+            rotator_dot_v1_dot_rotation__pb2.ConfirmCredentialInUseResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,21 +28,6 @@ fn rotate(t: RotationType, id: impl ToString, request_id: &str) -> Request<Rotat
     request
 }
 
-async fn wait_until_outbox_drained(server: &EventsServer) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let depth = server.outbox_depth().await;
-        if depth == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{depth} events still in the outbox after {WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn nats_stopped_during_200_rotations_loses_and_doubles_no_event() {
     let mut nats = PrivateNats::start().await;
@@ -83,7 +68,7 @@ async fn nats_stopped_during_200_rotations_loses_and_doubles_no_event() {
     }
 
     wait_for_messages(&nats.url(), &names.stream, 200, WAIT).await;
-    wait_until_outbox_drained(&server).await;
+    server.wait_outbox_drained(WAIT).await;
     let messages = stream_messages(&nats.url(), &names.stream).await;
     assert_eq!(messages.len(), 200, "every event exactly once");
     let ids: BTreeSet<_> = messages
@@ -137,7 +122,7 @@ async fn nats_unreachable_at_start_delays_events_but_not_rotations() {
         .map(|m| header(m, "x-request-id").unwrap_or_default().to_owned())
         .collect();
     assert_eq!(request_ids, ["late-0", "late-1", "late-2"]);
-    wait_until_outbox_drained(&server).await;
+    server.wait_outbox_drained(WAIT).await;
 
     server.shutdown().await;
 }

@@ -270,6 +270,23 @@ impl EventsServer {
         depth
     }
 
+    /// Waits until the relay has marked every event sent (marks follow the acks, so an event can
+    /// be in the stream a moment before its row leaves the outbox).
+    pub async fn wait_outbox_drained(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let depth = self.outbox_depth().await;
+            if depth == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{depth} events still in the outbox after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Signals shutdown and waits for the drain (calls, then the relay) to finish.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {

@@ -171,9 +171,9 @@ pub(crate) enum OpensslFailure {
 /// self-signed certificate found in the `ca_file` as the server's own (the host name and the
 /// dates are still checked), so pinning works as with the other drivers.
 pub(crate) const OPENSSL_CERTIFICATE_ADVICE: &str = "the server certificate of the connection's \
-    host is refused: put its issuing CA, or the server's own (self-signed) certificate, in the \
-    connection's ca_file, and connect with a host name the certificate names (or put that \
-    exact certificate in ca_file to pin it)";
+    host is refused: put its issuing CA in the connection's ca_file, or, for a self-signed one, \
+    put that exact certificate in ca_file to pin it; and connect with a host name the \
+    certificate names";
 
 // OpenSSL's ERR_LIB_SSL and SSL_R_CERTIFICATE_VERIFY_FAILED (openssl-sys does not export them).
 const ERR_LIB_SSL: i32 = 20;

@@ -462,7 +462,8 @@ async fn verify_full_pins_a_self_signed_certificate_given_as_the_ca_file() {
     }
 }
 
-/// A `ca_file` with a CA still gets full verification of the chain, the server's name included.
+/// A `ca_file` with a CA still gets full verification of the chain, the server's name included;
+/// so does a pinned self-signed certificate.
 #[tokio::test]
 async fn verify_full_with_a_ca_file_still_checks_the_server_name() {
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -488,6 +489,26 @@ async fn verify_full_with_a_ca_file_still_checks_the_server_name() {
     .probe()
     .await
     .expect_err("the certificate names another host");
+    assert_certificate_refused(
+        &refused,
+        "connect with a host name the certificate names",
+        ADMIN_PASSWORD,
+    );
+
+    // OpenSSL checks the name of a pinned certificate too (rustls' pinning does not).
+    let named_dir = tempfile::tempdir().expect("a temp dir");
+    let named = test_ca::SelfSigned::openssl_for(named_dir.path(), "DNS:db.example");
+    let db = Secantus::start_with_certificate(&named.cert_file, &named.key_file).await;
+    let refused = with_tls(
+        &db,
+        &admin_only,
+        TlsMode::VerifyFull,
+        Some(named.pem.clone()),
+    )
+    .driver
+    .probe()
+    .await
+    .expect_err("the pinned certificate names another host");
     assert_certificate_refused(
         &refused,
         "connect with a host name the certificate names",

@@ -524,8 +524,9 @@ async fn verify_full_pins_a_self_signed_certificate_given_as_the_ca_file() {
     }
 }
 
-/// A `ca_file` with a CA still gets full verification of the chain, the server's name included;
-/// a server without TLS is refused under `require` with what to do.
+/// A `ca_file` with a CA still gets full verification of the chain, the server's name included,
+/// and so does a pinned self-signed certificate; a server without TLS is refused under
+/// `require` with what to do.
 #[tokio::test]
 async fn verify_full_with_a_ca_file_still_checks_the_server_name() {
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -536,6 +537,26 @@ async fn verify_full_with_a_ca_file_still_checks_the_server_name() {
         .probe()
         .await
         .expect_err("the certificate names another host");
+    assert_certificate_refused(
+        &refused,
+        "connect with a host name the certificate names",
+        ADMIN_PASSWORD,
+    );
+
+    // OpenSSL checks the name of a pinned certificate too (rustls' pinning does not).
+    let named_dir = tempfile::tempdir().expect("a temp dir");
+    let named = test_ca::SelfSigned::openssl_for(named_dir.path(), "DNS:db.example");
+    let server = tls_server(
+        named_dir.path(),
+        &named.cert_file,
+        &named.key_file,
+        &named.cert_file,
+    );
+    let refused = with_tls(&server, TlsMode::VerifyFull, Some(named.pem.clone()))
+        .driver
+        .probe()
+        .await
+        .expect_err("the pinned certificate names another host");
     assert_certificate_refused(
         &refused,
         "connect with a host name the certificate names",

@@ -208,3 +208,19 @@ pub(crate) fn openssl_failure(error: &(dyn std::error::Error + 'static)) -> Opti
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_openssl_failure_is_found_through_io_errors_and_told_apart() {
+        // A failed OpenSSL call (not a certificate refusal), wrapped as the clients wrap it.
+        let stack = openssl::x509::X509::from_pem(b"not a certificate").expect_err("junk");
+        let io = std::io::Error::other(stack);
+        assert_eq!(openssl_failure(&io), Some(OpensslFailure::Handshake));
+
+        let plain = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(openssl_failure(&plain), None);
+    }
+}

@@ -175,12 +175,15 @@ pub(crate) const OPENSSL_CERTIFICATE_ADVICE: &str = "the server certificate of t
     put that exact certificate in ca_file to pin it; and connect with a host name the \
     certificate names";
 
-// OpenSSL's ERR_LIB_SSL and SSL_R_CERTIFICATE_VERIFY_FAILED (openssl-sys does not export them).
+// OpenSSL's ERR_LIB_SSL, SSL_R_CERTIFICATE_VERIFY_FAILED and SSL_R_UNEXPECTED_EOF_WHILE_READING
+// (openssl-sys does not export them).
 const ERR_LIB_SSL: i32 = 20;
 const SSL_R_CERTIFICATE_VERIFY_FAILED: i32 = 134;
+const SSL_R_UNEXPECTED_EOF_WHILE_READING: i32 = 294;
 
 /// The OpenSSL failure in `error`'s source chain, if any (an I/O error's inner error counts:
-/// `std::io::Error::source` skips it).
+/// `std::io::Error::source` skips it). A connection that closed during the handshake is none:
+/// it is the network's failure (transient), not a refusal.
 pub(crate) fn openssl_failure(error: &(dyn std::error::Error + 'static)) -> Option<OpensslFailure> {
     let mut current = Some(error);
     while let Some(e) = current {
@@ -189,10 +192,16 @@ pub(crate) fn openssl_failure(error: &(dyn std::error::Error + 'static)) -> Opti
                 .and_then(openssl::ssl::Error::ssl_error)
         });
         if let Some(stack) = stack {
-            let refused = stack.errors().iter().any(|e| {
-                e.library_code() == ERR_LIB_SSL
-                    && e.reason_code() == SSL_R_CERTIFICATE_VERIFY_FAILED
-            });
+            let ssl_reason = |reason| {
+                stack
+                    .errors()
+                    .iter()
+                    .any(|e| e.library_code() == ERR_LIB_SSL && e.reason_code() == reason)
+            };
+            if ssl_reason(SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+                return None;
+            }
+            let refused = ssl_reason(SSL_R_CERTIFICATE_VERIFY_FAILED);
             return Some(if refused {
                 OpensslFailure::Certificate
             } else {

@@ -40,6 +40,8 @@ fi
 command -v smbd >/dev/null || need_apt+=(samba)
 command -v rpcclient >/dev/null && command -v smbclient >/dev/null || need_apt+=(smbclient)
 [ -e /usr/lib/x86_64-linux-gnu/libnss_wrapper.so ] || [ -e /usr/lib/aarch64-linux-gnu/libnss_wrapper.so ] || need_apt+=(libnss-wrapper)
+# OpenSSL headers: openssl-sys links the system libssl (the MySQL and MongoDB drivers' TLS).
+pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev pkg-config)
 # systemd-analyze verifies deploy/systemd/rotator.service.
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then

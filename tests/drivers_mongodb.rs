@@ -19,8 +19,8 @@ use rotator::proto::{
 };
 use rotator::secret::SecretString;
 use rotator_testkit::driver_conformance::{
-    assert_no_secret, assert_phase_span, captured_traces, check_contract, error_texts,
-    start_trace_capture,
+    assert_certificate_refused, assert_no_secret, assert_phase_span, captured_traces,
+    check_contract, error_texts, start_trace_capture,
 };
 use rotator_testkit::local_server::{
     attempt_states, free_port, rotator_command, stored_passwords, wait_for_attempts_to_end,
@@ -30,6 +30,7 @@ use rotator_testkit::secantusdb::{
     ADMIN_PASSWORD, ADMIN_USER, DATABASE, ROOT_PASSWORD, ROOT_USER, Secantus,
 };
 use rotator_testkit::tcp_gate::TcpGate;
+use rotator_testkit::test_ca;
 use tonic::transport::Channel;
 
 const ROTATION: &str = "6c7b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a55";
@@ -415,6 +416,104 @@ async fn tls_modes_check_the_certificate_as_configured() {
         .await
         .expect_err("the server wants TLS");
     assert!(e.is_transient(), "{e}");
+}
+
+/// A driver for `db`'s `users` with this TLS mode and CA file.
+fn with_tls(
+    db: &Secantus,
+    users: &[Credential; 2],
+    mode: TlsMode,
+    ca_pem: Option<String>,
+) -> RotationDriver {
+    let mut c = connection(db);
+    c.tls = TlsConfig { mode, ca_pem };
+    build(c, parameters(&users[0].id, &users[1].id))
+}
+
+/// A self-signed (CA:TRUE) server certificate given as the `ca_file` is pinned, as `openssl req
+/// -x509` and rcgen make it; another self-signed certificate is a TLS failure naming `ca_file`.
+/// (The driver's rustls backend refused both with `CaUsedAsEndEntity`.)
+#[tokio::test]
+async fn verify_full_pins_a_self_signed_certificate_given_as_the_ca_file() {
+    let (dir, other_dir) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let other = test_ca::SelfSigned::rcgen(other_dir.path());
+    for made in [
+        test_ca::SelfSigned::openssl(dir.path()),
+        test_ca::SelfSigned::rcgen(dir.path()),
+    ] {
+        let db = Secantus::start_with_certificate(&made.cert_file, &made.key_file).await;
+        let users = two_users(&db).await;
+        let pinned = with_tls(&db, &users, TlsMode::VerifyFull, Some(made.pem.clone()));
+        check_contract(&pinned.driver, &pinned.password_policy, Slot::First).await;
+
+        let refused = with_tls(&db, &users, TlsMode::VerifyFull, Some(other.pem.clone()))
+            .driver
+            .probe()
+            .await
+            .expect_err("another self-signed certificate");
+        assert_certificate_refused(
+            &refused,
+            "put that exact certificate in ca_file",
+            ADMIN_PASSWORD,
+        );
+    }
+}
+
+/// A `ca_file` with a CA still gets full verification of the chain, the server's name included;
+/// so does a pinned self-signed certificate.
+#[tokio::test]
+async fn verify_full_with_a_ca_file_still_checks_the_server_name() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let ca = test_ca::TestCa::create_for(dir.path(), "DNS:db.example");
+    let db = Secantus::start_with_certificate(&ca.cert_file, &ca.key_file).await;
+    let admin_only = [
+        Credential {
+            id: "app_a".into(),
+            secret: SecretString::new("unused-a"),
+        },
+        Credential {
+            id: "app_b".into(),
+            secret: SecretString::new("unused-b"),
+        },
+    ];
+    let refused = with_tls(
+        &db,
+        &admin_only,
+        TlsMode::VerifyFull,
+        Some(ca.ca_pem.clone()),
+    )
+    .driver
+    .probe()
+    .await
+    .expect_err("the certificate names another host");
+    assert_certificate_refused(
+        &refused,
+        "connect with a host name the certificate names",
+        ADMIN_PASSWORD,
+    );
+
+    // OpenSSL checks the name of a pinned certificate too (rustls' pinning does not).
+    let named_dir = tempfile::tempdir().expect("a temp dir");
+    let named = test_ca::SelfSigned::openssl_for(named_dir.path(), "DNS:db.example");
+    let db = Secantus::start_with_certificate(&named.cert_file, &named.key_file).await;
+    let refused = with_tls(
+        &db,
+        &admin_only,
+        TlsMode::VerifyFull,
+        Some(named.pem.clone()),
+    )
+    .driver
+    .probe()
+    .await
+    .expect_err("the pinned certificate names another host");
+    assert_certificate_refused(
+        &refused,
+        "connect with a host name the certificate names",
+        ADMIN_PASSWORD,
+    );
 }
 
 // === the real binary ===

@@ -1,6 +1,8 @@
 //! The MySQL driver against the shared MariaDB on 127.0.0.1:3306 (accounts unique per test,
 //! dropped afterwards).
 
+use std::path::Path;
+
 use rotator::drivers::mysql::{HOST_PART_OPTION, PASSWORD_FORM_OPTION};
 use rotator::drivers::quote::mysql_literal;
 use rotator::drivers::{
@@ -11,7 +13,8 @@ use rotator::proto::rotation_parameters::Kind;
 use rotator::proto::{PasswordRequirements, RequiredCharacters, SqlCredentialsParameters};
 use rotator::secret::SecretString;
 use rotator_testkit::driver_conformance::{
-    assert_no_secret, captured_traces, check_contract, error_texts, start_trace_capture,
+    assert_certificate_refused, assert_no_secret, captured_traces, check_contract, error_texts,
+    start_trace_capture,
 };
 use rotator_testkit::mariadb::{Accounts, unique};
 use rotator_testkit::private_mariadb::PrivateMariaDb;
@@ -434,13 +437,11 @@ async fn unsafe_requests_are_refused_before_anything_is_sent() {
     rd.driver.verify(&f.targets[1]).await.expect("unchanged");
 }
 
-/// The TLS modes against a private MariaDB with a certificate from a private CA.
-#[tokio::test]
-async fn tls_modes_check_the_certificate_as_configured() {
-    let certs_dir = tempfile::tempdir().expect("a temp dir");
-    let ca = test_ca::TestCa::create(certs_dir.path());
+/// A private MariaDB serving `cert_file` (key `key_file`, and `ca_file` as its own CA list),
+/// with the admin `adm` and the accounts `u1`, `u2`, all `REQUIRE SSL`.
+fn tls_server(dir: &Path, cert_file: &Path, key_file: &Path, ca_file: &Path) -> PrivateMariaDb {
     // mariadbd runs as `mysql` and must read the files.
-    for path in [certs_dir.path(), &ca.cert_file, &ca.key_file, &ca.ca_file] {
+    for path in [dir, cert_file, key_file, ca_file] {
         let status = std::process::Command::new("chmod")
             .arg("a+rX")
             .arg(path)
@@ -449,35 +450,128 @@ async fn tls_modes_check_the_certificate_as_configured() {
         assert!(status.success());
     }
     let server = PrivateMariaDb::start(&[
-        &format!("--ssl-cert={}", ca.cert_file.display()),
-        &format!("--ssl-key={}", ca.key_file.display()),
-        &format!("--ssl-ca={}", ca.ca_file.display()),
+        &format!("--ssl-cert={}", cert_file.display()),
+        &format!("--ssl-key={}", key_file.display()),
+        &format!("--ssl-ca={}", ca_file.display()),
     ]);
     server.sql(&format!(
         "CREATE USER 'adm'@'%' IDENTIFIED BY '{ADMIN_PASSWORD}' REQUIRE SSL; GRANT CREATE USER ON *.* TO 'adm'@'%';\
          CREATE USER 'u1'@'%' IDENTIFIED BY 'initial-1' REQUIRE SSL; CREATE USER 'u2'@'%' IDENTIFIED BY 'initial-2' REQUIRE SSL;"
     ));
-    let with_tls = |mode, ca_pem: Option<String>| {
-        let mut c = connection("adm");
-        c.port = server.port();
-        c.tls = TlsConfig { mode, ca_pem };
-        build(c, parameters("u1", "u2"), None).expect("valid")
-    };
-    let verified = with_tls(TlsMode::VerifyFull, Some(ca.ca_pem.clone()));
+    server
+}
+
+/// A driver for `server`'s `u1`/`u2` as `adm` with this TLS mode and CA file.
+fn with_tls(server: &PrivateMariaDb, mode: TlsMode, ca_pem: Option<String>) -> RotationDriver {
+    let mut c = connection("adm");
+    c.port = server.port();
+    c.tls = TlsConfig { mode, ca_pem };
+    build(c, parameters("u1", "u2"), None).expect("valid")
+}
+
+/// The TLS modes against a private MariaDB with a certificate from a private CA.
+#[tokio::test]
+async fn tls_modes_check_the_certificate_as_configured() {
+    let certs_dir = tempfile::tempdir().expect("a temp dir");
+    let ca = test_ca::TestCa::create(certs_dir.path());
+    let server = tls_server(certs_dir.path(), &ca.cert_file, &ca.key_file, &ca.ca_file);
+    let verified = with_tls(&server, TlsMode::VerifyFull, Some(ca.ca_pem.clone()));
     check_contract(&verified.driver, &verified.password_policy, Slot::First).await;
-    let encrypted = with_tls(TlsMode::Require, None);
+    let encrypted = with_tls(&server, TlsMode::Require, None);
     check_contract(&encrypted.driver, &encrypted.password_policy, Slot::Second).await;
 
-    let untrusted = with_tls(TlsMode::VerifyFull, None);
+    let untrusted = with_tls(&server, TlsMode::VerifyFull, None);
     let e = untrusted
         .driver
         .probe()
         .await
         .expect_err("the CA is not a system root");
-    assert_eq!(e.kind(), DriverErrorKind::Tls, "{e}");
-    assert!(!e.is_transient());
+    assert_certificate_refused(&e, "connection's ca_file", ADMIN_PASSWORD);
     // The accounts REQUIRE SSL: without TLS the admin is refused.
-    let plain = with_tls(TlsMode::Disable, None);
+    let plain = with_tls(&server, TlsMode::Disable, None);
     let e = plain.driver.probe().await.expect_err("TLS is required");
     assert_eq!(e.kind(), DriverErrorKind::AdminLoginRejected, "{e}");
+}
+
+/// A self-signed (CA:TRUE) server certificate given as the `ca_file` is pinned, as `openssl req
+/// -x509` and rcgen make it; another self-signed certificate is a TLS failure naming `ca_file`.
+/// (sqlx, the driver's client before, refused both: `CaUsedAsEndEntity`.)
+#[tokio::test]
+async fn verify_full_pins_a_self_signed_certificate_given_as_the_ca_file() {
+    let (dir, other_dir) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let other = test_ca::SelfSigned::rcgen(other_dir.path());
+    for made in [
+        test_ca::SelfSigned::openssl(dir.path()),
+        test_ca::SelfSigned::rcgen(dir.path()),
+    ] {
+        let server = tls_server(dir.path(), &made.cert_file, &made.key_file, &made.cert_file);
+        let pinned = with_tls(&server, TlsMode::VerifyFull, Some(made.pem.clone()));
+        check_contract(&pinned.driver, &pinned.password_policy, Slot::First).await;
+
+        let refused = with_tls(&server, TlsMode::VerifyFull, Some(other.pem.clone()))
+            .driver
+            .probe()
+            .await
+            .expect_err("another self-signed certificate");
+        assert_certificate_refused(
+            &refused,
+            "put that exact certificate in ca_file",
+            ADMIN_PASSWORD,
+        );
+    }
+}
+
+/// A `ca_file` with a CA still gets full verification of the chain, the server's name included,
+/// and so does a pinned self-signed certificate; a server without TLS is refused under
+/// `require` with what to do.
+#[tokio::test]
+async fn verify_full_with_a_ca_file_still_checks_the_server_name() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let ca = test_ca::TestCa::create_for(dir.path(), "DNS:db.example");
+    let server = tls_server(dir.path(), &ca.cert_file, &ca.key_file, &ca.ca_file);
+    let refused = with_tls(&server, TlsMode::VerifyFull, Some(ca.ca_pem.clone()))
+        .driver
+        .probe()
+        .await
+        .expect_err("the certificate names another host");
+    assert_certificate_refused(
+        &refused,
+        "connect with a host name the certificate names",
+        ADMIN_PASSWORD,
+    );
+
+    // OpenSSL checks the name of a pinned certificate too (rustls' pinning does not).
+    let named_dir = tempfile::tempdir().expect("a temp dir");
+    let named = test_ca::SelfSigned::openssl_for(named_dir.path(), "DNS:db.example");
+    let server = tls_server(
+        named_dir.path(),
+        &named.cert_file,
+        &named.key_file,
+        &named.cert_file,
+    );
+    let refused = with_tls(&server, TlsMode::VerifyFull, Some(named.pem.clone()))
+        .driver
+        .probe()
+        .await
+        .expect_err("the pinned certificate names another host");
+    assert_certificate_refused(
+        &refused,
+        "connect with a host name the certificate names",
+        ADMIN_PASSWORD,
+    );
+
+    let plain = PrivateMariaDb::start(&[]);
+    // With no account for the client's host, MariaDB refuses it before the handshake.
+    plain.sql(&format!(
+        "CREATE USER 'adm'@'%' IDENTIFIED BY '{ADMIN_PASSWORD}'"
+    ));
+    let refused = with_tls(&plain, TlsMode::Require, None)
+        .driver
+        .probe()
+        .await
+        .expect_err("the server has no TLS");
+    assert_certificate_refused(&refused, "does not accept TLS", ADMIN_PASSWORD);
 }

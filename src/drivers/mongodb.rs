@@ -19,6 +19,13 @@
 //!
 //! Before `updateUser` the admin pings on the same connection, so a failure to connect or log
 //! in is known to have changed nothing (`before_sending`).
+//!
+//! TLS is OpenSSL's (the crate's `openssl-tls` feature): `verify-full` trusts the system roots
+//! and the `ca_file`, and a self-signed server certificate (CA:TRUE, as `openssl req -x509`
+//! makes it) found in the `ca_file` is trusted as the server's own, its host name and dates
+//! still checked; the crate's rustls backend refuses such a certificate (`CaUsedAsEndEntity`)
+//! and takes no verifier. The client reads the CA from a path only, so the PEM goes to a
+//! private temporary file, removed after the client has read it.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -33,6 +40,7 @@ use ::mongodb::options::{
 
 use super::redact::Redactor;
 use super::sql_error::Login;
+use super::tls::{OPENSSL_CERTIFICATE_ADVICE, OpensslFailure, openssl_failure};
 use super::{
     BuildContext, Built, CONNECT_TIMEOUT, ConnectionConfig, Credential, DbSystem, Descriptor,
     Driver, DriverError, DriverErrorKind, OPERATION_TIMEOUT, Operations, Phase, TlsMode, invalid,
@@ -531,11 +539,11 @@ fn selection_failure(last_failure: Option<&MongoError>, login: Login) -> (Driver
     }
 }
 
-/// Whether a server check failed on TLS: rustls reports handshake and certificate failures as
-/// `InvalidData`.
+/// Whether a server check failed on TLS (OpenSSL's handshake and certificate failures are in
+/// the I/O error).
 fn is_tls_failure(error: &MongoError) -> bool {
     match error.kind.as_ref() {
-        ErrorKind::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,
+        ErrorKind::Io(io) => io_kind(io) == DriverErrorKind::Tls,
         ErrorKind::InvalidTlsConfig { .. } => true,
         _ => false,
     }
@@ -564,9 +572,11 @@ fn command_kind(code: i32, login: Login) -> DriverErrorKind {
     }
 }
 
-/// The kind of an I/O failure: rustls reports handshake and certificate failures as
-/// `InvalidData`.
+/// The kind of an I/O failure: a TLS failure when OpenSSL is in it.
 fn io_kind(io: &std::io::Error) -> DriverErrorKind {
+    if openssl_failure(io).is_some() {
+        return DriverErrorKind::Tls;
+    }
     match io.kind() {
         std::io::ErrorKind::InvalidData => DriverErrorKind::Tls,
         std::io::ErrorKind::TimedOut => DriverErrorKind::Timeout,
@@ -574,13 +584,14 @@ fn io_kind(io: &std::io::Error) -> DriverErrorKind {
     }
 }
 
-/// An I/O failure's text, followed by what to fix when it is a refused certificate (the
-/// driver takes only root certificates: a self-signed server certificate cannot be pinned).
+/// An I/O failure's text, followed by what to fix when it is a refused certificate.
 fn io_detail(io: &std::io::Error, error: &MongoError) -> String {
-    let advice = crate::net::pinned::driver_advice(io, false)
-        .or_else(|| crate::net::pinned::driver_advice(error, false));
-    match advice {
-        Some(advice) => format!("{io}: {advice}"),
+    match openssl_failure(io).or_else(|| openssl_failure(error)) {
+        Some(OpensslFailure::Certificate) => format!("{io}: {OPENSSL_CERTIFICATE_ADVICE}"),
+        Some(OpensslFailure::Handshake) => format!(
+            "{io}: the TLS handshake failed: check that the server accepts TLS on this port, or \
+             set tls = \"disable\" for a server without TLS"
+        ),
         None => io.to_string(),
     }
 }

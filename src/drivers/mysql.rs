@@ -13,15 +13,23 @@
 //!
 //! With the plaintext form the password crosses the connection inside the statement (use TLS),
 //! and MariaDB writes the statement verbatim to its general log and binary log when those are
-//! on. sqlx's own statement logging is off.
+//! on. The client (mysql_async, built without its `tracing` feature) logs no statements.
+//!
+//! TLS is OpenSSL's (mysql_async on native-tls): MySQL switches to TLS inside its own handshake,
+//! so the driver cannot run the session over a stream it secured itself, as the PostgreSQL
+//! driver does, and no Rust MySQL client takes a rustls verifier. OpenSSL trusts a self-signed
+//! server certificate (CA:TRUE, as `openssl req -x509` makes it) found in the `ca_file` as the
+//! server's own, its host name and dates still checked, so a `ca_file` pins it; the system
+//! roots stay trusted as well. The client never switches to the server's unix socket
+//! (`prefer_socket` off), which would skip TLS.
 
-use sqlx::error::DatabaseError;
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlSslMode};
-use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
+use mysql_async::prelude::Queryable as _;
+use mysql_async::{Conn, IoError, OptsBuilder, SslOpts};
 
 use super::quote::{mysql_account, mysql_literal};
 use super::redact::Redactor;
-use super::sql_error::{Login, connect_within, from_sqlx, timed_out};
+use super::sql_error::{Login, timed_out};
+use super::tls::{OPENSSL_CERTIFICATE_ADVICE, OpensslFailure, openssl_failure};
 use super::{
     BuildContext, Built, CONNECT_TIMEOUT, ConnectionConfig, Credential, DbSystem, Descriptor,
     Driver, DriverError, DriverErrorKind, OPERATION_TIMEOUT, Operations, Phase, TlsMode, invalid,
@@ -194,28 +202,32 @@ impl MysqlDriver {
         &self.options.host_part
     }
 
-    fn options(&self, username: &str, password: &str) -> MySqlConnectOptions {
+    fn options(&self, username: &str, password: &str) -> OptsBuilder {
         let c = &self.connection;
-        let ssl_mode = match c.tls.mode {
-            TlsMode::Disable => MySqlSslMode::Disabled,
-            TlsMode::Require => MySqlSslMode::Required,
-            TlsMode::VerifyFull => MySqlSslMode::VerifyIdentity,
+        let ssl = match c.tls.mode {
+            TlsMode::Disable => None,
+            TlsMode::Require => Some(
+                SslOpts::default()
+                    .with_danger_accept_invalid_certs(true)
+                    .with_danger_skip_domain_validation(true),
+            ),
+            TlsMode::VerifyFull => Some(SslOpts::default().with_root_certs(
+                c.ca_pem()
+                    .map(|pem| vec![pem.as_bytes().to_vec().into()])
+                    .unwrap_or_default(),
+            )),
         };
-        let mut options = MySqlConnectOptions::new()
-            .host(&c.host)
-            .port(c.port)
-            .username(username)
-            .password(password)
-            .ssl_mode(ssl_mode)
-            .statement_cache_capacity(0)
-            .disable_statement_logging();
-        if !c.database.is_empty() {
-            options = options.database(&c.database);
-        }
-        if let Some(pem) = c.ca_pem() {
-            options = options.ssl_ca_from_pem(pem.as_bytes().to_vec());
-        }
-        options
+        OptsBuilder::default()
+            .ip_or_hostname(c.host.trim_start_matches('[').trim_end_matches(']'))
+            .tcp_port(c.port)
+            .user(Some(username))
+            .pass(Some(password))
+            .db_name((!c.database.is_empty()).then(|| c.database.clone()))
+            // On loopback the client would otherwise move to the server's unix socket, without
+            // TLS.
+            .prefer_socket(false)
+            .stmt_cache_size(0_usize)
+            .ssl_opts(ssl)
     }
 
     async fn connect(
@@ -225,17 +237,13 @@ impl MysqlDriver {
         username: &str,
         password: &SecretString,
         redactor: &Redactor<'_>,
-    ) -> Result<MySqlConnection, DriverError> {
+    ) -> Result<Conn, DriverError> {
         let options = self.options(username, password.expose());
-        connect_within(
-            MySqlConnection::connect_with(&options),
-            SYSTEM,
-            phase,
-            login,
-            redactor,
-            database_kind,
-        )
-        .await
+        match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(options)).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(classify(&e, phase, login, redactor).before_sending()),
+            Err(_) => Err(timed_out(SYSTEM, phase, "the connection").before_sending()),
+        }
     }
 
     /// Sets `password` on `username` as the admin: reads the session's `sql_mode`, then runs the
@@ -356,57 +364,87 @@ pub fn native_password_hash(password: &SecretString) -> SecretString {
 
 /// Whether the session treats `\` as an ordinary character in string literals.
 async fn no_backslash_escapes(
-    conn: &mut MySqlConnection,
+    conn: &mut Conn,
     phase: Phase,
     redactor: &Redactor<'_>,
 ) -> Result<bool, DriverError> {
-    let query = sqlx::query_scalar::<_, String>("SELECT CAST(@@SESSION.sql_mode AS CHAR)")
-        .fetch_one(&mut *conn);
+    let query = conn.query_first::<String, _>("SELECT CAST(@@SESSION.sql_mode AS CHAR)");
     match tokio::time::timeout(OPERATION_TIMEOUT, query).await {
-        Ok(Ok(mode)) => Ok(mode
+        Ok(Ok(mode)) => Ok(mode.unwrap_or_default()
             .split(',')
             .any(|m| m.trim().eq_ignore_ascii_case("NO_BACKSLASH_ESCAPES"))),
-        Ok(Err(e)) => Err(from_sqlx(
-            &e,
-            SYSTEM,
-            phase,
-            Login::Admin,
-            redactor,
-            database_kind,
-        )),
+        Ok(Err(e)) => Err(classify(&e, phase, Login::Admin, redactor)),
         Err(_) => Err(timed_out(SYSTEM, phase, "the sql_mode query")),
     }
 }
 
 /// Runs `sql` over the text protocol (nothing prepared or cached).
 async fn run(
-    conn: &mut MySqlConnection,
+    conn: &mut Conn,
     phase: Phase,
     login: Login,
     sql: &str,
     redactor: &Redactor<'_>,
 ) -> Result<(), DriverError> {
-    let exec = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn);
-    match tokio::time::timeout(OPERATION_TIMEOUT, exec).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(from_sqlx(&e, SYSTEM, phase, login, redactor, database_kind)),
+    match tokio::time::timeout(OPERATION_TIMEOUT, conn.query_drop(sql)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(classify(&e, phase, login, redactor)),
         Err(_) => Err(timed_out(SYSTEM, phase, "the statement")),
     }
 }
 
 /// Best effort: the server ends the session on its own if the goodbye is lost.
-async fn close(conn: MySqlConnection) {
-    let _ = tokio::time::timeout(CONNECT_TIMEOUT, conn.close()).await;
+async fn close(conn: Conn) {
+    let _ = tokio::time::timeout(CONNECT_TIMEOUT, conn.disconnect()).await;
+}
+
+/// Classifies a client error; the detail is scrubbed by `redactor`.
+fn classify(
+    error: &mysql_async::Error,
+    phase: Phase,
+    login: Login,
+    redactor: &Redactor<'_>,
+) -> DriverError {
+    use mysql_async::{DriverError as ClientError, Error};
+    let (kind, detail) = match error {
+        Error::Server(e) => (
+            server_kind(e.code, login),
+            format!("[{}] {}", e.code, e.message),
+        ),
+        Error::Io(IoError::Io(io)) => (
+            match io.kind() {
+                std::io::ErrorKind::TimedOut => DriverErrorKind::Timeout,
+                _ => DriverErrorKind::Unreachable,
+            },
+            io.to_string(),
+        ),
+        Error::Io(IoError::Tls(tls)) => match openssl_failure(tls) {
+            Some(OpensslFailure::Certificate) => (
+                DriverErrorKind::Tls,
+                format!("{tls}: {OPENSSL_CERTIFICATE_ADVICE}"),
+            ),
+            Some(OpensslFailure::Handshake) => (DriverErrorKind::Tls, tls.to_string()),
+            // The connection broke during the handshake.
+            None => (DriverErrorKind::Unreachable, tls.to_string()),
+        },
+        Error::Driver(ClientError::NoClientSslFlagFromServer) => (
+            DriverErrorKind::Tls,
+            "the server does not accept TLS: enable TLS on the server, or set tls = \"disable\" \
+             (the password then crosses the network in clear)"
+                .to_owned(),
+        ),
+        Error::Driver(ClientError::ConnectionClosed) => {
+            (DriverErrorKind::Unreachable, error.to_string())
+        }
+        Error::Driver(other) => (DriverErrorKind::Server, other.to_string()),
+        Error::Url(e) => (DriverErrorKind::InvalidInput, e.to_string()),
+        Error::Other(e) => (DriverErrorKind::Server, e.to_string()),
+    };
+    DriverError::new(kind, SYSTEM, phase, redactor.scrub(&detail))
 }
 
 /// Classifies a server error by its MySQL error number.
-fn database_kind(db: &dyn DatabaseError, login: Login) -> DriverErrorKind {
-    let Some(number) = db
-        .try_downcast_ref::<MySqlDatabaseError>()
-        .map(|e| e.number())
-    else {
-        return DriverErrorKind::Server;
-    };
+fn server_kind(number: u16, login: Login) -> DriverErrorKind {
     match number {
         // ER_ACCESS_DENIED_ERROR, ER_ACCOUNT_HAS_BEEN_LOCKED (MariaDB), ER_MUST_CHANGE_PASSWORD_LOGIN
         1045 | 4151 | 1862 => login.rejected(),

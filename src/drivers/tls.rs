@@ -93,7 +93,7 @@ where
                 std::io::ErrorKind::InvalidInput => (DriverErrorKind::InvalidInput, e.to_string()),
                 // rustls reports handshake and certificate failures as InvalidData; the pinned
                 // verifier's refusals carry their advice, the system roots' get it here.
-                std::io::ErrorKind::InvalidData => match pinned::driver_advice(&e, true) {
+                std::io::ErrorKind::InvalidData => match pinned::driver_advice(&e) {
                     Some(advice) => (DriverErrorKind::Tls, format!("{e}: {advice}")),
                     None => (DriverErrorKind::Tls, e.to_string()),
                 },
@@ -154,5 +154,82 @@ impl ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A TLS failure of the clients that verify with OpenSSL (MySQL/MariaDB through native-tls,
+/// MongoDB through its `openssl-tls` feature), found in an error's source chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpensslFailure {
+    /// The server certificate was refused ("certificate verify failed").
+    Certificate,
+    /// Another handshake failure (no TLS on the server, no common protocol version, …).
+    Handshake,
+}
+
+/// What to fix when OpenSSL refused a driver's server certificate. OpenSSL trusts a
+/// self-signed certificate found in the `ca_file` as the server's own (the host name and the
+/// dates are still checked), so pinning works as with the other drivers.
+pub(crate) const OPENSSL_CERTIFICATE_ADVICE: &str = "the server certificate of the connection's \
+    host is refused: put its issuing CA in the connection's ca_file, or, for a self-signed one, \
+    put that exact certificate in ca_file to pin it; and connect with a host name the \
+    certificate names";
+
+// OpenSSL's ERR_LIB_SSL, SSL_R_CERTIFICATE_VERIFY_FAILED and SSL_R_UNEXPECTED_EOF_WHILE_READING
+// (openssl-sys does not export them).
+const ERR_LIB_SSL: i32 = 20;
+const SSL_R_CERTIFICATE_VERIFY_FAILED: i32 = 134;
+const SSL_R_UNEXPECTED_EOF_WHILE_READING: i32 = 294;
+
+/// The OpenSSL failure in `error`'s source chain, if any (an I/O error's inner error counts:
+/// `std::io::Error::source` skips it). A connection that closed during the handshake is none:
+/// it is the network's failure (transient), not a refusal.
+pub(crate) fn openssl_failure(error: &(dyn std::error::Error + 'static)) -> Option<OpensslFailure> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let stack = e.downcast_ref::<openssl::error::ErrorStack>().or_else(|| {
+            e.downcast_ref::<openssl::ssl::Error>()
+                .and_then(openssl::ssl::Error::ssl_error)
+        });
+        if let Some(stack) = stack {
+            let ssl_reason = |reason| {
+                stack
+                    .errors()
+                    .iter()
+                    .any(|e| e.library_code() == ERR_LIB_SSL && e.reason_code() == reason)
+            };
+            if ssl_reason(SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+                return None;
+            }
+            let refused = ssl_reason(SSL_R_CERTIFICATE_VERIFY_FAILED);
+            return Some(if refused {
+                OpensslFailure::Certificate
+            } else {
+                OpensslFailure::Handshake
+            });
+        }
+        current = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_openssl_failure_is_found_through_io_errors_and_told_apart() {
+        // A failed OpenSSL call (not a certificate refusal), wrapped as the clients wrap it.
+        let stack = openssl::x509::X509::from_pem(b"not a certificate").expect_err("junk");
+        let io = std::io::Error::other(stack);
+        assert_eq!(openssl_failure(&io), Some(OpensslFailure::Handshake));
+
+        let plain = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(openssl_failure(&plain), None);
     }
 }

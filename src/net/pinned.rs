@@ -121,7 +121,7 @@ impl PinnedVerifier {
     fn explain(&self, error: &rustls::Error, server: &ServerName<'_>) -> rustls::Error {
         let server = server.to_str();
         let advice = match error {
-            rustls::Error::InvalidCertificate(e) => certificate_advice(e, &server, &self.key, true),
+            rustls::Error::InvalidCertificate(e) => certificate_advice(e, &server, &self.key),
             other => format!("the server certificate of {server} is refused: {other}"),
         };
         // `Error::Other` prints its message (a `CertificateError::Other` would print Debug).
@@ -131,19 +131,15 @@ impl PinnedVerifier {
     }
 }
 
-/// What to fix for a refused certificate of `server`, whose CA file is config key `key`;
-/// `can_pin` when the client accepts the file's own certificates as server certificates.
-fn certificate_advice(e: &CertificateError, server: &str, key: &str, can_pin: bool) -> String {
-    let pin = if can_pin {
-        format!(" (or put that exact certificate in {key} to pin it)")
-    } else {
-        String::new()
-    };
+/// What to fix for a refused certificate of `server`, whose CA file is config key `key` (every
+/// client of rotator accepts the file's own certificates as server certificates).
+fn certificate_advice(e: &CertificateError, server: &str, key: &str) -> String {
     match e {
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
             format!(
                 "the server certificate does not name {server}: connect with a name the \
-                 certificate covers, or reissue it with subjectAltName={server}{pin}"
+                 certificate covers, or reissue it with subjectAltName={server} (or put that \
+                 exact certificate in {key} to pin it)"
             )
         }
         CertificateError::Expired
@@ -155,40 +151,24 @@ fn certificate_advice(e: &CertificateError, server: &str, key: &str, can_pin: bo
         ),
         CertificateError::UnknownIssuer => format!(
             "the server certificate of {server} is not signed by a CA in {key} or the system \
-             roots: put its issuing CA{} in {key}",
-            if can_pin {
-                ", or the server's own certificate,"
-            } else {
-                ""
-            }
+             roots: put its issuing CA, or the server's own certificate, in {key}"
         ),
         other => {
             let why = match other {
                 CertificateError::Other(why) => why.to_string(),
                 other => other.to_string(),
             };
-            if can_pin {
-                format!(
-                    "the server certificate of {server} is refused ({why}); if it is \
-                     self-signed, put that exact certificate in {key}"
-                )
-            } else {
-                format!(
-                    "the server certificate of {server} is refused ({why}); this client cannot \
-                     pin a self-signed (CA:TRUE, as `openssl req -x509` makes) certificate: give \
-                     the server a certificate issued by a CA and put that CA in {key}, or use \
-                     tls = \"require\" (encrypted, not verified)"
-                )
-            }
+            format!(
+                "the server certificate of {server} is refused ({why}); if it is self-signed, \
+                 put that exact certificate in {key}"
+            )
         }
     }
 }
 
-/// What to fix when a driver's database client refused the server certificate: `None` unless a
-/// rustls certificate error is in `error`'s source chain. `can_pin` when the driver would accept
-/// the server's own certificate given as its `ca_file` (clients that take only root
-/// certificates, as sqlx does, cannot).
-pub fn driver_advice(error: &(dyn std::error::Error + 'static), can_pin: bool) -> Option<String> {
+/// What to fix when a driver's rustls session refused the server certificate: `None` unless a
+/// rustls certificate error is in `error`'s source chain.
+pub fn driver_advice(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut current = Some(error);
     while let Some(e) = current {
         let found = e.downcast_ref::<rustls::Error>().or_else(|| {
@@ -201,7 +181,6 @@ pub fn driver_advice(error: &(dyn std::error::Error + 'static), can_pin: bool) -
                 c,
                 "the connection's host",
                 "the connection's ca_file",
-                can_pin,
             ));
         }
         current = e.source();
@@ -292,17 +271,12 @@ mod tests {
             std::io::ErrorKind::InvalidData,
             rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
         );
-        let advice = driver_advice(&io, false).expect("a certificate refusal");
+        let advice = driver_advice(&io).expect("a certificate refusal");
         assert!(
-            advice.contains("put its issuing CA in the connection's ca_file"),
+            advice.contains("or the server's own certificate, in the connection's ca_file"),
             "{advice}"
         );
-        let pinnable = driver_advice(&io, true).expect("a certificate refusal");
-        assert!(
-            pinnable.contains("or the server's own certificate, in the connection's ca_file"),
-            "{pinnable}"
-        );
         let other = std::io::Error::new(std::io::ErrorKind::InvalidData, "not a certificate");
-        assert!(driver_advice(&other, false).is_none());
+        assert!(driver_advice(&other).is_none());
     }
 }

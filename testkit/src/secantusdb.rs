@@ -12,6 +12,7 @@
 //!   privilege that may change the passwords of the database's users.
 
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -40,7 +41,10 @@ pub struct Secantus {
     _dir: tempfile::TempDir,
     port: u16,
     child: Child,
+    /// The test CA of a server started with [`Secantus::start`]`(true)`.
     tls: Option<TestCa>,
+    /// The certificate file the fixture's own client trusts (TLS servers only).
+    trust: Option<PathBuf>,
 }
 
 impl Secantus {
@@ -61,6 +65,16 @@ impl Secantus {
     /// Starts a server: provisions the users without auth, then restarts it with `--auth`, and
     /// with TLS (a server certificate of a fresh test CA, see [`Secantus::ca`]) when `tls`.
     pub async fn start(tls: bool) -> Self {
+        Self::start_with(tls, None).await
+    }
+
+    /// Starts a server with `--auth` and TLS presenting `cert_file` (key `key_file`), which must
+    /// name 127.0.0.1; the fixture's own client trusts `cert_file` (a self-signed one).
+    pub async fn start_with_certificate(cert_file: &Path, key_file: &Path) -> Self {
+        Self::start_with(false, Some((cert_file.to_owned(), key_file.to_owned()))).await
+    }
+
+    async fn start_with(test_ca: bool, certificate: Option<(PathBuf, PathBuf)>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("rotator-secantus-")
             .tempdir()
@@ -70,7 +84,17 @@ impl Secantus {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let ca = tls.then(|| TestCa::create(dir.path()));
+        let ca = test_ca.then(|| TestCa::create(dir.path()));
+        // (certificate, key, what the fixture's client trusts)
+        let served = match (&ca, certificate) {
+            (Some(ca), _) => Some((
+                ca.cert_file.clone(),
+                ca.key_file.clone(),
+                ca.ca_file.clone(),
+            )),
+            (None, Some((cert, key))) => Some((cert.clone(), key, cert)),
+            (None, None) => None,
+        };
 
         let mut provisioning = spawn(dir.path(), port, "provision", &[]);
         wait_ready(&mut provisioning, dir.path(), port);
@@ -95,12 +119,12 @@ impl Secantus {
         stop(&mut provisioning);
 
         let mut args = vec!["--auth".to_owned()];
-        if let Some(ca) = &ca {
+        if let Some((cert, key, _)) = &served {
             args.extend([
                 "--tls-cert-file".to_owned(),
-                path(&ca.cert_file),
+                path(cert),
                 "--tls-key-file".to_owned(),
-                path(&ca.key_file),
+                path(key),
             ]);
         }
         let mut child = spawn(dir.path(), port, "server", &args);
@@ -110,6 +134,7 @@ impl Secantus {
             port,
             child,
             tls: ca,
+            trust: served.map(|(_, _, trust)| trust),
         }
     }
 
@@ -193,7 +218,7 @@ impl Secantus {
 
     /// A client of this server, logged in as `login` (user, password, authSource) if given.
     fn client(&self, login: Option<(&str, &str, &str)>) -> mongodb::Client {
-        client(self.port, login, self.tls.as_ref())
+        client(self.port, login, self.trust.as_deref())
     }
 }
 
@@ -204,7 +229,7 @@ impl Drop for Secantus {
     }
 }
 
-fn path(p: &std::path::Path) -> String {
+fn path(p: &Path) -> String {
     p.to_str().expect("a UTF-8 path").to_owned()
 }
 
@@ -272,7 +297,7 @@ fn stop(child: &mut Child) {
 }
 
 /// A direct client of `127.0.0.1:port`.
-fn client(port: u16, login: Option<(&str, &str, &str)>, ca: Option<&TestCa>) -> mongodb::Client {
+fn client(port: u16, login: Option<(&str, &str, &str)>, trust: Option<&Path>) -> mongodb::Client {
     let mut options = ClientOptions::builder()
         .hosts(vec![ServerAddress::Tcp {
             host: "127.0.0.1".into(),
@@ -291,11 +316,9 @@ fn client(port: u16, login: Option<(&str, &str, &str)>, ca: Option<&TestCa>) -> 
                 .build(),
         );
     }
-    if let Some(ca) = ca {
+    if let Some(trust) = trust {
         options.tls = Some(Tls::Enabled(
-            TlsOptions::builder()
-                .ca_file_path(ca.ca_file.clone())
-                .build(),
+            TlsOptions::builder().ca_file_path(trust.to_owned()).build(),
         ));
     }
     mongodb::Client::with_options(options).expect("client options")

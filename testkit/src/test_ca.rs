@@ -97,10 +97,15 @@ pub struct SelfSigned {
 impl SelfSigned {
     /// As `openssl req -x509` makes it (the most common way), in `dir`.
     pub fn openssl(dir: &Path) -> Self {
+        Self::openssl_for(dir, "IP:127.0.0.1,DNS:localhost")
+    }
+
+    /// As [`SelfSigned::openssl`], with subjectAltName `names` (`IP:…,DNS:…`), in `dir`.
+    pub fn openssl_for(dir: &Path, names: &str) -> Self {
         let (cert_file, key_file) = (dir.join("self-signed.crt"), dir.join("self-signed.key"));
         req_x509(
             "/CN=127.0.0.1",
-            &["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+            &["-addext", &format!("subjectAltName={names}")],
             &key_file,
             &cert_file,
         );

@@ -8,6 +8,7 @@
 //! - [`secure`]: a throwaway rcgen PKI, a server configured from TOML, plaintext/TLS/mTLS clients.
 //! - [`issued_local`]: local rotations of issued client secrets through the binary, read back.
 //! - [`local_server`]: a local-rotation server (binary or in-process) and logins to check passwords.
+//! - [`delivery_redis`]: what the delivery tests read back from a rotator: sinks, credential, outbox.
 //! - [`events`]: unique NATS names, a private restartable nats-server, stream reads, `run_on`.
 //! - [`nats_cluster`]: a three-node JetStream cluster; find and kill the stream leader, restart.
 //!
@@ -46,6 +47,7 @@
 //! - [`prometheus`]: a parser of the Prometheus text format.
 //! - [`promql`]: the metric selectors of PromQL expressions (dashboard queries).
 
+pub mod delivery_redis;
 pub mod driver_conformance;
 pub mod events;
 pub mod fake_auth0;

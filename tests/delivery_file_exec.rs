@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{RotateSecretsRequest, RotationType};
-use rotator_testkit::delivery_redis::{active, outbox, rotate, sink, wait_deliveries};
-use rotator_testkit::local_server::{free_port, rotator_command, wait_serving};
+use rotator_testkit::delivery_redis::{
+    active, outbox, read_log, rotate, sink, start_logged, wait_deliveries,
+};
+use rotator_testkit::local_server::free_port;
 use rotator_testkit::private_redis::{ADMIN_PASSWORD, ADMIN_USER, PrivateRedis};
 use tokio::process::Child;
 use tonic::transport::Channel;
@@ -95,39 +97,24 @@ sinks = [
         failpoint: Option<&str>,
         admin_port: u16,
     ) -> (Child, Option<Channel>) {
-        let port = free_port();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path("rotator.log"))
-            .expect("log");
-        let mut command = rotator_command(
-            env!("CARGO_BIN_EXE_rotator"),
-            &self.config,
-            &self.path("data"),
-            port,
-            (ADMIN_ENV, ADMIN_PASSWORD),
-        );
-        command
-            .env("ROTATOR_LOG_FORMAT", "json")
-            .env("ROTATOR_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
-            .stderr(std::process::Stdio::from(log.try_clone().expect("log")))
-            .stdout(std::process::Stdio::from(log));
+        let mut env = vec![("ROTATOR_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))];
         if let Some(fp) = failpoint {
-            command.env("ROTATOR_FAILPOINT", fp);
+            env.push(("ROTATOR_FAILPOINT", fp.to_owned()));
         }
-        let mut child = command.spawn().expect("spawn");
-        let url = format!("http://127.0.0.1:{port}");
-        let channel = tokio::select! {
-            _ = child.wait() => None,
-            channel = wait_serving(&url, Duration::from_secs(60)) => Some(channel),
-        };
-        (child, channel)
+        let admin = (ADMIN_ENV, ADMIN_PASSWORD);
+        start_logged(
+            env!("CARGO_BIN_EXE_rotator"),
+            self.dir.path(),
+            &self.config,
+            admin,
+            &env,
+        )
+        .await
     }
 
     /// Everything rotator logged so far.
     fn log(&self) -> String {
-        std::fs::read_to_string(self.path("rotator.log")).unwrap_or_default()
+        read_log(self.dir.path())
     }
 }
 

@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{RotateSecretsRequest, RotationType};
-use rotator_testkit::delivery_redis::{active, outbox, rotate, sink, wait_deliveries};
+use rotator_testkit::delivery_redis::{
+    active, outbox, read_log, rotate, sink, start_logged, wait_deliveries,
+};
 use rotator_testkit::fake_infisical::{CLIENT_ID, CLIENT_SECRET, FakeInfisical, PROJECT_ID};
-use rotator_testkit::local_server::{free_port, rotator_command, wait_serving};
 use rotator_testkit::private_redis::{ADMIN_PASSWORD, ADMIN_USER, PrivateRedis};
 use tokio::process::Child;
 use tonic::transport::Channel;
@@ -80,38 +81,24 @@ sinks = [
 
     /// Starts the binary (JSON logs appended to `rotator.log`), optionally with a failpoint.
     async fn start(&self, failpoint: Option<&str>) -> (Child, Option<Channel>) {
-        let port = free_port();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path("rotator.log"))
-            .expect("log");
-        let mut command = rotator_command(
-            env!("CARGO_BIN_EXE_rotator"),
-            &self.config,
-            &self.path("data"),
-            port,
-            (ADMIN_ENV, ADMIN_PASSWORD),
-        );
-        command
-            .env(INFISICAL_SECRET_ENV, CLIENT_SECRET)
-            .env("ROTATOR_LOG_FORMAT", "json")
-            .stderr(std::process::Stdio::from(log.try_clone().expect("log")))
-            .stdout(std::process::Stdio::from(log));
+        let mut env = vec![(INFISICAL_SECRET_ENV, CLIENT_SECRET.to_owned())];
         if let Some(fp) = failpoint {
-            command.env("ROTATOR_FAILPOINT", fp);
+            env.push(("ROTATOR_FAILPOINT", fp.to_owned()));
         }
-        let mut child = command.spawn().expect("spawn");
-        let url = format!("http://127.0.0.1:{port}");
-        let channel = tokio::select! {
-            _ = child.wait() => None,
-            channel = wait_serving(&url, Duration::from_secs(60)) => Some(channel),
-        };
-        (child, channel)
+        let admin = (ADMIN_ENV, ADMIN_PASSWORD);
+        start_logged(
+            env!("CARGO_BIN_EXE_rotator"),
+            self.dir.path(),
+            &self.config,
+            admin,
+            &env,
+        )
+        .await
     }
 
+    /// Everything rotator logged so far.
     fn log(&self) -> String {
-        std::fs::read_to_string(self.path("rotator.log")).unwrap_or_default()
+        read_log(self.dir.path())
     }
 }
 

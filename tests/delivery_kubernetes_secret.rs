@@ -25,9 +25,11 @@ use rotator::delivery::{Payload, Sink as _, SinkError};
 use rotator::proto::secret_rotation_service_client::SecretRotationServiceClient;
 use rotator::proto::{RotateSecretsRequest, RotationType};
 use rotator::secret::SecretString;
-use rotator_testkit::delivery_redis::{active, outbox, rotate, sink, wait_deliveries};
+use rotator_testkit::delivery_redis::{
+    active, outbox, read_log, rotate, sink, start_logged, wait_deliveries,
+};
 use rotator_testkit::fake_kubernetes::FakeKubernetes;
-use rotator_testkit::local_server::{free_port, rotator_command, wait_serving};
+use rotator_testkit::local_server::free_port;
 use rotator_testkit::private_redis::{ADMIN_PASSWORD, ADMIN_USER, PrivateRedis};
 use serde_json::json;
 use tokio::process::Child;
@@ -90,39 +92,20 @@ sinks = [
 
     /// Starts the binary (JSON logs appended to `rotator.log`) with extra environment.
     async fn start(&self, env: &[(&str, String)]) -> (Child, Option<Channel>) {
-        let port = free_port();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path("rotator.log"))
-            .expect("log");
-        let mut command = rotator_command(
+        let admin = (ADMIN_ENV, ADMIN_PASSWORD);
+        start_logged(
             env!("CARGO_BIN_EXE_rotator"),
+            self.dir.path(),
             &self.config,
-            &self.path("data"),
-            port,
-            (ADMIN_ENV, ADMIN_PASSWORD),
-        );
-        command
-            .env("ROTATOR_LOG_FORMAT", "json")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env_remove("KUBERNETES_SERVICE_PORT")
-            .stderr(std::process::Stdio::from(log.try_clone().expect("log")))
-            .stdout(std::process::Stdio::from(log));
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("spawn");
-        let url = format!("http://127.0.0.1:{port}");
-        let channel = tokio::select! {
-            _ = child.wait() => None,
-            channel = wait_serving(&url, Duration::from_secs(60)) => Some(channel),
-        };
-        (child, channel)
+            admin,
+            env,
+        )
+        .await
     }
 
+    /// Everything rotator logged so far.
     fn log(&self) -> String {
-        std::fs::read_to_string(self.path("rotator.log")).unwrap_or_default()
+        read_log(self.dir.path())
     }
 }
 

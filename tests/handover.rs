@@ -19,7 +19,8 @@ use rotator::proto::{
     GetSecretRotationRequest, GetSecretRotationResponse, RotateSecretsRequest, RotationStatus,
     RotationType, generated_credential, get_secret_rotation_request,
 };
-use rotator_testkit::local_server::{free_port, rotator_command, wait_serving};
+use rotator_testkit::delivery_redis::{read_log, start_logged_on};
+use rotator_testkit::local_server::free_port;
 use rotator_testkit::private_redis::{ADMIN_PASSWORD, ADMIN_USER, PrivateRedis};
 use rotator_testkit::secure::{reason_and_request_id, token_hash, with_token};
 use tokio::process::Child;
@@ -126,33 +127,28 @@ handover_grace_seconds = {grace_seconds}
     /// Starts the binary: JSON logs appended to `rotator.log`, the admin listener on
     /// `admin_port`, the scheduler scanning every second.
     async fn start(&self, admin_port: u16) -> (Child, Channel, String) {
+        let env = [
+            ("ROTATOR_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}")),
+            ("ROTATOR_LOCAL_SCAN_INTERVAL_SECONDS", "1".to_owned()),
+        ];
+        let admin = (ADMIN_ENV, ADMIN_PASSWORD);
         let port = free_port();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path("rotator.log"))
-            .expect("log");
-        let mut command = rotator_command(
-            env!("CARGO_BIN_EXE_rotator"),
-            &self.config,
-            &self.path("data"),
+        let (child, channel) = start_logged_on(
             port,
-            (ADMIN_ENV, ADMIN_PASSWORD),
-        );
-        command
-            .env("ROTATOR_LOG_FORMAT", "json")
-            .env("ROTATOR_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
-            .env("ROTATOR_LOCAL_SCAN_INTERVAL_SECONDS", "1")
-            .stderr(std::process::Stdio::from(log.try_clone().expect("log")))
-            .stdout(std::process::Stdio::from(log));
-        let child = command.spawn().expect("spawn");
-        let url = format!("http://127.0.0.1:{port}");
-        let channel = wait_serving(&url, Duration::from_secs(60)).await;
-        (child, channel, url)
+            env!("CARGO_BIN_EXE_rotator"),
+            self.dir.path(),
+            &self.config,
+            admin,
+            &env,
+        )
+        .await;
+        let channel = channel.expect("rotator serves");
+        (child, channel, format!("http://127.0.0.1:{port}"))
     }
 
+    /// Everything rotator logged so far.
     fn log(&self) -> String {
-        std::fs::read_to_string(self.path("rotator.log")).unwrap_or_default()
+        read_log(self.dir.path())
     }
 }
 

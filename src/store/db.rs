@@ -37,6 +37,7 @@ use sqlx::sqlite::{
 
 use super::StoreError;
 use super::group_commit::OutboxAppender;
+use super::write_group::WriteGroups;
 
 /// The database file name inside `data_dir`.
 pub const DB_FILE: &str = "rotator.db";
@@ -87,6 +88,8 @@ pub(crate) enum Backend {
         reader: SqlitePool,
         /// Outbox appends, group-committed through `writer`.
         appender: OutboxAppender,
+        /// Local-rotation writes, group-committed through `writer`.
+        groups: WriteGroups,
     },
     /// One pool for both.
     Postgres(PgPool),
@@ -135,6 +138,45 @@ macro_rules! on_db {
     }};
 }
 pub(crate) use on_db;
+
+/// Runs `$body` as one write transaction: `$tx` is bound to the transaction's connection and
+/// `$postgres` to whether it is PostgreSQL; the value is returned once the transaction is
+/// committed, and an error writes nothing. On SQLite the body is a member of a group commit
+/// ([`WriteGroups`]), so it must own what it uses (it runs on the writer task); on PostgreSQL
+/// it is a transaction of its own on a pooled connection. As for [`on_db!`], the body is
+/// expanded once per backend and runs under no tracing subscriber.
+macro_rules! write_tx {
+    ($store:expr, |$tx:ident, $postgres:ident| $body:expr) => {{
+        use tracing::instrument::WithSubscriber as _;
+        match &$store.backend {
+            $crate::store::db::Backend::Sqlite { groups, .. } => {
+                groups
+                    .write(move |$tx: &mut sqlx::SqliteConnection| {
+                        #[allow(unused_variables)]
+                        let $postgres = false;
+                        Box::pin(async move { $body })
+                    })
+                    .await
+            }
+            $crate::store::db::Backend::Postgres(pool) => {
+                async {
+                    #[allow(unused_variables)]
+                    let $postgres = true;
+                    let mut transaction = pool.begin().await.map_err(StoreError::query)?;
+                    let value = {
+                        let $tx: &mut sqlx::PgConnection = &mut *transaction;
+                        async { $body }.await?
+                    };
+                    transaction.commit().await.map_err(StoreError::query)?;
+                    Ok(value)
+                }
+                .with_subscriber(tracing::Dispatch::none())
+                .await
+            }
+        }
+    }};
+}
+pub(crate) use write_tx;
 
 // === impl Store ===
 
@@ -198,11 +240,13 @@ impl Store {
             .await
             .map_err(StoreError::Open)?;
         let appender = OutboxAppender::spawn(writer.clone());
+        let groups = WriteGroups::spawn(writer.clone());
         Ok(Self {
             backend: Backend::Sqlite {
                 writer,
                 reader,
                 appender,
+                groups,
             },
             lease_ttl: super::LEASE_TTL,
         })

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::db::{Columns, on_db};
+use super::db::{Columns, on_db, write_tx};
 use super::deliveries::want_in;
 use super::outbox::append_in;
 use super::{Store, StoreError};
@@ -146,7 +146,7 @@ impl Store {
             )
             .bind(rotation_id)
             .bind(key)
-            .fetch_optional(writer)
+            .fetch_optional(reader)
             .await
             .map_err(StoreError::query)
         })?;
@@ -167,10 +167,9 @@ impl Store {
         key: &str,
         attempt_id: Uuid,
     ) -> Result<(), StoreError> {
-        on_db!(self, |writer, reader, postgres| {
-            let mut tx = writer.begin().await.map_err(StoreError::query)?;
-            remember_key_in!(tx, rotation_id, key, attempt_id).await?;
-            tx.commit().await.map_err(StoreError::query)
+        let (rotation_id, key) = (rotation_id.to_owned(), key.to_owned());
+        write_tx!(self, |tx, postgres| {
+            remember_key_in!(tx, &rotation_id, &key, attempt_id).await
         })
     }
 
@@ -204,7 +203,8 @@ impl LeaseStore for Store {
         ttl: Duration,
     ) -> Result<LeaseOutcome, StoreError> {
         let now = ms(Utc::now());
-        on_db!(self, |writer, reader, postgres| {
+        let (rotation_id, holder) = (rotation_id.to_owned(), holder.to_owned());
+        write_tx!(self, |tx, postgres| {
             // One statement: of two concurrent takers, the row lock lets one update; the other
             // re-checks the WHERE against the new holder and gets no row.
             let token: Option<i64> = sqlx::query_scalar(
@@ -216,20 +216,20 @@ impl LeaseStore for Store {
                  WHERE local_leases.expires_at <= $4 OR local_leases.holder = '' \
                  RETURNING fencing_token",
             )
-            .bind(rotation_id)
-            .bind(holder)
+            .bind(&rotation_id)
+            .bind(&holder)
             .bind(now + ttl_ms(ttl))
             .bind(now)
-            .fetch_optional(writer)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(StoreError::query)?;
             if let Some(token) = token {
-                return Ok(LeaseOutcome::Acquired(token));
+                return Ok::<_, StoreError>(LeaseOutcome::Acquired(token));
             }
             let holder: Option<String> =
                 sqlx::query_scalar("SELECT holder FROM local_leases WHERE rotation_id = $1")
-                    .bind(rotation_id)
-                    .fetch_optional(writer)
+                    .bind(&rotation_id)
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(StoreError::query)?;
             Ok(LeaseOutcome::HeldBy(holder.unwrap_or_default()))
@@ -237,19 +237,15 @@ impl LeaseStore for Store {
     }
 
     async fn renew(&self, rotation_id: &str, token: i64, ttl: Duration) -> Result<(), StoreError> {
-        on_db!(self, |writer, reader, postgres| {
-            let mut tx = writer.begin().await.map_err(StoreError::query)?;
-            fence!(tx, ttl, rotation_id, token).await?;
-            tx.commit().await.map_err(StoreError::query)
-        })
+        let rotation_id = rotation_id.to_owned();
+        write_tx!(self, |tx, postgres| fence!(tx, ttl, &rotation_id, token)
+            .await)
     }
 
     async fn release(&self, rotation_id: &str, token: i64) -> Result<(), StoreError> {
-        on_db!(self, |writer, reader, postgres| {
-            let mut tx = writer.begin().await.map_err(StoreError::query)?;
-            release_in!(tx, rotation_id, token).await?;
-            tx.commit().await.map_err(StoreError::query)
-        })
+        let rotation_id = rotation_id.to_owned();
+        write_tx!(self, |tx, postgres| release_in!(tx, &rotation_id, token)
+            .await)
     }
 }
 
@@ -278,16 +274,17 @@ impl RotationStateStore for Store {
         next_rotation_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
         let now = ms(Utc::now());
-        on_db!(self, |writer, reader, postgres| {
+        let rotation_id = rotation_id.to_owned();
+        write_tx!(self, |tx, postgres| {
             sqlx::query(
                 "INSERT INTO local_rotations (rotation_id, next_rotation_at, created_at, \
                  updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (rotation_id) DO NOTHING",
             )
-            .bind(rotation_id)
+            .bind(&rotation_id)
             .bind(next_rotation_at.map(ms))
             .bind(now)
             .bind(now)
-            .execute(writer)
+            .execute(&mut *tx)
             .await
             .map(|_| ())
             .map_err(StoreError::query)
@@ -298,7 +295,7 @@ impl RotationStateStore for Store {
         on_db!(self, |writer, reader, postgres| {
             let row = sqlx::query("SELECT * FROM local_rotations WHERE rotation_id = $1")
                 .bind(rotation_id)
-                .fetch_optional(writer)
+                .fetch_optional(reader)
                 .await
                 .map_err(StoreError::query)?;
             row.as_ref().map(decode_state).transpose()
@@ -313,7 +310,7 @@ impl RotationStateStore for Store {
                  WHERE c.rotation_id = $1 ORDER BY c.slot",
             )
             .bind(rotation_id)
-            .fetch_all(writer)
+            .fetch_all(reader)
             .await
             .map_err(StoreError::query)?;
             rows.iter()
@@ -375,9 +372,13 @@ impl AttemptStore for Store {
         idempotency_key: Option<&str>,
     ) -> Result<(), StoreError> {
         let now = ms(Utc::now());
-        on_db!(self, |writer, reader, postgres| {
-            let mut tx = writer.begin().await.map_err(StoreError::query)?;
-            fence!(tx, self.lease_ttl, &row.rotation_id, row.fencing_token).await?;
+        let (row, idempotency_key, lease_ttl) = (
+            row.clone(),
+            idempotency_key.map(str::to_owned),
+            self.lease_ttl,
+        );
+        write_tx!(self, |tx, postgres| {
+            fence!(tx, lease_ttl, &row.rotation_id, row.fencing_token).await?;
             sqlx::query(
                 "INSERT INTO local_attempts (attempt_id, rotation_id, slot, state, key_id, \
                  candidate, fencing_token, trigger_kind, request_id, transient, regenerations, \
@@ -412,17 +413,17 @@ impl AttemptStore for Store {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::query)?;
-            if let Some(key) = idempotency_key {
+            if let Some(key) = &idempotency_key {
                 remember_key_in!(tx, &row.rotation_id, key, row.attempt_id).await?;
             }
-            tx.commit().await.map_err(StoreError::query)
+            Ok::<(), StoreError>(())
         })
     }
 
     async fn transition(&self, row: &AttemptRow) -> Result<(), StoreError> {
-        on_db!(self, |writer, reader, postgres| {
-            let mut tx = writer.begin().await.map_err(StoreError::query)?;
-            fence!(tx, self.lease_ttl, &row.rotation_id, row.fencing_token).await?;
+        let (row, lease_ttl) = (row.clone(), self.lease_ttl);
+        write_tx!(self, |tx, postgres| {
+            fence!(tx, lease_ttl, &row.rotation_id, row.fencing_token).await?;
             let done = sqlx::query(
                 "UPDATE local_attempts SET state = $1, key_id = $2, candidate = $3, \
                  transient = $4, regenerations = $5, updated_at = $6, candidate_id = $7, \
@@ -443,8 +444,7 @@ impl AttemptStore for Store {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::query)?;
-            held(done.rows_affected())?;
-            tx.commit().await.map_err(StoreError::query)
+            held(done.rows_affected())
         })
     }
 
@@ -454,16 +454,16 @@ impl AttemptStore for Store {
         rotation_id: &str,
         token: i64,
     ) -> Result<(), StoreError> {
-        on_db!(self, |writer, reader, postgres| {
-            let mut tx = writer.begin().await.map_err(StoreError::query)?;
-            fence!(tx, self.lease_ttl, rotation_id, token).await?;
+        let (rotation_id, lease_ttl) = (rotation_id.to_owned(), self.lease_ttl);
+        write_tx!(self, |tx, postgres| {
+            fence!(tx, lease_ttl, &rotation_id, token).await?;
             sqlx::query("UPDATE local_attempts SET fencing_token = $1 WHERE attempt_id = $2")
                 .bind(token)
                 .bind(attempt_id.to_string())
                 .execute(&mut *tx)
                 .await
-                .map_err(StoreError::query)?;
-            tx.commit().await.map_err(StoreError::query)
+                .map(drop)
+                .map_err(StoreError::query)
         })
     }
 
@@ -473,7 +473,7 @@ impl AttemptStore for Store {
                 "SELECT * FROM local_attempts WHERE state IN ('prepared', 'applied', 'verified') \
                  ORDER BY created_at",
             )
-            .fetch_all(writer)
+            .fetch_all(reader)
             .await
             .map_err(StoreError::query)?;
             rows.iter().map(decode_attempt).collect()
@@ -484,7 +484,7 @@ impl AttemptStore for Store {
         on_db!(self, |writer, reader, postgres| {
             let row = sqlx::query("SELECT * FROM local_attempts WHERE attempt_id = $1")
                 .bind(attempt_id.to_string())
-                .fetch_optional(writer)
+                .fetch_optional(reader)
                 .await
                 .map_err(StoreError::query)?;
             row.as_ref().map(decode_attempt).transpose()
@@ -493,9 +493,9 @@ impl AttemptStore for Store {
 
     async fn commit(&self, c: &CommitAttempt, token: i64) -> Result<(), StoreError> {
         let at = ms(c.at);
-        on_db!(self, |writer, reader, postgres| {
-            let mut tx = writer.begin().await.map_err(StoreError::query)?;
-            fence!(tx, self.lease_ttl, &c.rotation_id, token).await?;
+        let (c, lease_ttl) = (c.clone(), self.lease_ttl);
+        write_tx!(self, |tx, postgres| {
+            fence!(tx, lease_ttl, &c.rotation_id, token).await?;
             close_attempt!(tx, c.attempt_id, token, "committed", None::<&str>).await?;
             sqlx::query(
                 "INSERT INTO local_credentials (rotation_id, slot, key_id, ciphertext, \
@@ -534,16 +534,15 @@ impl AttemptStore for Store {
             for sink in &c.sinks {
                 want_in!(&mut *tx, &c.rotation_id, sink, at).await?;
             }
-            release_in!(tx, &c.rotation_id, token).await?;
-            tx.commit().await.map_err(StoreError::query)
+            release_in!(tx, &c.rotation_id, token).await
         })
     }
 
     async fn fail(&self, f: &FailAttempt, token: i64) -> Result<(), StoreError> {
         let at = ms(f.at);
-        on_db!(self, |writer, reader, postgres| {
-            let mut tx = writer.begin().await.map_err(StoreError::query)?;
-            fence!(tx, self.lease_ttl, &f.rotation_id, token).await?;
+        let (f, lease_ttl) = (f.clone(), self.lease_ttl);
+        write_tx!(self, |tx, postgres| {
+            fence!(tx, lease_ttl, &f.rotation_id, token).await?;
             close_attempt!(tx, f.attempt_id, token, "failed", Some(f.message.as_str())).await?;
             sqlx::query(
                 "UPDATE local_rotations SET status = 'failed', last_rotation_attempted_at = $1, \
@@ -560,8 +559,7 @@ impl AttemptStore for Store {
             .await
             .map_err(StoreError::query)?;
             append_in!(&mut *tx, postgres, &f.event).await?;
-            release_in!(tx, &f.rotation_id, token).await?;
-            tx.commit().await.map_err(StoreError::query)
+            release_in!(tx, &f.rotation_id, token).await
         })
     }
 }

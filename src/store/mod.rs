@@ -15,6 +15,7 @@ pub mod local;
 mod local_tables;
 mod outbox;
 mod relay_lease;
+mod write_group;
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,0 +1,261 @@
+//! Group commit for the local-rotation writes on SQLite.
+//!
+//! A local rotation writes its state several times (lease, PREPARE, APPLIED, VERIFIED, COMMIT),
+//! each durable before the next step. Written alone, each write is a transaction of its own with
+//! one WAL fsync, on the store's one writer connection: with many rotations running at once
+//! (1,000 falling due in one scan) the fsyncs queue one behind another and bound the rate.
+//!
+//! Here one writer task takes every write waiting at that moment (up to [`MAX_GROUP`]) and runs
+//! them in one transaction, each member inside a SAVEPOINT of its own, then commits once: one
+//! fsync for the group. A member whose body fails is rolled back to its savepoint, so it writes
+//! nothing and its neighbours are unaffected (a fenced write that lost its lease, say). Each
+//! caller gets its body's value only after the group's COMMIT returned, so a write a caller saw
+//! succeed is on disk exactly as before; if the COMMIT fails, every member gets that failure
+//! and nothing of the group is written.
+//!
+//! A caller that stops waiting (its future dropped) does not stop its member: the write lands or
+//! not with its group, as if the caller had crashed after sending it. Every write is fenced and
+//! the attempt's state machine resumes from what is stored, so that is the same case as a crash.
+
+use futures::future::BoxFuture;
+use sqlx::Acquire as _;
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+use tracing::instrument::WithSubscriber as _;
+
+use super::StoreError;
+
+/// The most members one group commits.
+const MAX_GROUP: usize = 64;
+
+/// Writes that may wait for the writer task before senders wait for room.
+const QUEUE: usize = 4 * MAX_GROUP;
+
+/// How a member's outcome reaches its caller once the group's COMMIT is known.
+type Deliver = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+/// One member: runs its body on the group's connection (inside its savepoint) and says whether
+/// it succeeded, with the way to answer its caller.
+type Member =
+    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Deliver)> + Send>;
+
+/// The handle writes go through. Cheap to clone; the writer task ends when the last clone is
+/// dropped.
+#[derive(Debug, Clone)]
+pub(crate) struct WriteGroups {
+    queue: mpsc::Sender<Member>,
+}
+
+// === impl WriteGroups ===
+
+impl WriteGroups {
+    /// Starts the writer task on the current tokio runtime, writing through `writer` (the store's
+    /// one-connection write pool, which other writes share between groups).
+    pub(crate) fn spawn(writer: SqlitePool) -> Self {
+        let (queue, pending) = mpsc::channel(QUEUE);
+        // No subscriber, as for every store call (`on_db!`): sqlx's worker thread would keep a
+        // caller's span alive.
+        tokio::spawn(run_groups(writer, pending).with_subscriber(tracing::Dispatch::none()));
+        Self { queue }
+    }
+
+    /// Runs `body` as a member of the next group; returns its value once the group is committed
+    /// (fsynced), or its error (then it wrote nothing).
+    ///
+    /// # Errors
+    ///
+    /// The body's error; the group's COMMIT failed; the store is closed.
+    pub(crate) async fn write<T, F>(&self, body: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        let (done, answer) = oneshot::channel::<Result<T, StoreError>>();
+        let member: Member = Box::new(move |connection| {
+            Box::pin(async move {
+                let outcome = body(connection).await;
+                let ok = outcome.is_ok();
+                let deliver: Deliver = Box::new(move |commit| {
+                    let answer = match (outcome, commit) {
+                        (Ok(_), Some(failed)) => Err(group_failed(failed)),
+                        (outcome, _) => outcome,
+                    };
+                    let _ = done.send(answer);
+                });
+                (ok, deliver)
+            })
+        });
+        self.queue.send(member).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| not_run())?
+    }
+}
+
+/// The writer task: waits for writes, commits each group as it finds it, answers its callers.
+async fn run_groups(writer: SqlitePool, mut pending: mpsc::Receiver<Member>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while pending.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let mut delivers = Vec::with_capacity(group.len());
+        let commit = write_group(&writer, &mut group, &mut delivers).await;
+        for deliver in delivers {
+            deliver(commit.as_ref().err());
+        }
+        // Members that never ran (the group stopped early) are dropped unanswered: their
+        // callers hear that nothing was written (`not_run`).
+        group.clear();
+    }
+}
+
+/// Runs `group`'s members in one transaction, each in a savepoint, and commits. Every member
+/// that ran leaves its answer in `delivers`; the result is the COMMIT's. On an early error the
+/// transaction is dropped (rolled back) with the members not yet run still in `group`.
+async fn write_group(
+    writer: &SqlitePool,
+    group: &mut Vec<Member>,
+    delivers: &mut Vec<Deliver>,
+) -> Result<(), StoreError> {
+    let mut connection = writer.acquire().await.map_err(StoreError::query)?;
+    let mut transaction = connection.begin().await.map_err(StoreError::query)?;
+    // Popped from the back: reversed first, so members run in the order the writes arrived.
+    group.reverse();
+    while let Some(member) = group.pop() {
+        let mut savepoint = transaction.begin().await.map_err(StoreError::query)?;
+        let (ok, deliver) = member(&mut savepoint).await;
+        let ended = if ok {
+            savepoint.commit().await
+        } else {
+            savepoint.rollback().await
+        };
+        if let Err(error) = ended {
+            // The savepoint could not be released or rolled back: the transaction is in an
+            // unknown state, so none of the group may commit.
+            delivers.push(deliver);
+            return Err(StoreError::query(error));
+        }
+        delivers.push(deliver);
+    }
+    transaction.commit().await.map_err(StoreError::query)
+}
+
+/// The error a member whose body succeeded gets when its group's COMMIT failed (nothing of the
+/// group is written); transient when the COMMIT's failure was.
+fn group_failed(commit: &StoreError) -> StoreError {
+    let error = sqlx::Error::Protocol(format!("the write's group did not commit: {commit}"));
+    if commit.is_transient() {
+        StoreError::Busy(error)
+    } else {
+        StoreError::Query(error)
+    }
+}
+
+/// A member dropped before it ran: its group could not start or stopped early (the writer
+/// connection failed), or the store was closing. Transient: nothing was written.
+fn not_run() -> StoreError {
+    StoreError::Busy(sqlx::Error::Protocol(
+        "the write's group stopped before it ran; nothing was written".to_owned(),
+    ))
+}
+
+fn closed() -> StoreError {
+    StoreError::Query(sqlx::Error::PoolClosed)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::StoreError;
+    use crate::store::db::testing::TestStore;
+    use crate::store::db::{Backend, on_db};
+
+    /// Many writes at once, every third failing after it wrote: each caller gets its own body's
+    /// outcome, a failed body leaves nothing behind, and its group's neighbours are stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_member_writes_nothing_and_its_neighbours_commit() {
+        let test = TestStore::sqlite().await;
+        let Backend::Sqlite { groups, .. } = &test.store.backend else {
+            panic!("a SQLite store");
+        };
+        let mut writes = tokio::task::JoinSet::new();
+        for n in 0..200_i64 {
+            let groups = groups.clone();
+            writes.spawn(async move {
+                let outcome = groups
+                    .write(move |tx| {
+                        Box::pin(async move {
+                            sqlx::query(
+                                "INSERT INTO local_rotations (rotation_id, created_at, \
+                                 updated_at) VALUES ($1, 0, 0)",
+                            )
+                            .bind(format!("r{n}"))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(StoreError::query)?;
+                            if n % 3 == 0 {
+                                return Err(StoreError::Corrupt(format!("r{n} refused")));
+                            }
+                            Ok(n * 10)
+                        })
+                    })
+                    .await;
+                (n, outcome)
+            });
+        }
+        while let Some(done) = writes.join_next().await {
+            let (n, outcome) = done.expect("write task");
+            match outcome {
+                Ok(value) => assert_eq!(value, n * 10, "r{n} got its own value"),
+                Err(StoreError::Corrupt(message)) => assert_eq!(message, format!("r{n} refused")),
+                Err(other) => panic!("r{n}: {other}"),
+            }
+        }
+        let stored: Vec<String> = on_db!(test.store, |writer, reader, postgres| {
+            sqlx::query_scalar("SELECT rotation_id FROM local_rotations")
+                .fetch_all(reader)
+                .await
+        })
+        .expect("read");
+        let mut expected: Vec<String> = (0..200)
+            .filter(|n| n % 3 != 0)
+            .map(|n| format!("r{n}"))
+            .collect();
+        let mut stored = stored;
+        expected.sort();
+        stored.sort();
+        assert_eq!(stored, expected);
+        test.finish().await;
+    }
+
+    /// A body's SQL error is its own: the member is rolled back to its savepoint and the next
+    /// write on the same connection works.
+    #[tokio::test]
+    async fn a_statement_error_is_the_members_alone() {
+        let test = TestStore::sqlite().await;
+        let Backend::Sqlite { groups, .. } = &test.store.backend else {
+            panic!("a SQLite store");
+        };
+        let broken = groups
+            .write(|tx| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO no_such_table VALUES (1)")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::query)
+                })
+            })
+            .await;
+        assert!(matches!(broken, Err(StoreError::Query(_))), "{broken:?}");
+        let fine = groups
+            .write(|tx| {
+                Box::pin(async move {
+                    sqlx::query_scalar::<_, i64>("SELECT 41 + 1")
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(StoreError::query)
+                })
+            })
+            .await
+            .expect("the next write");
+        assert_eq!(fine, 42);
+        test.finish().await;
+    }
+}

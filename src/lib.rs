@@ -71,7 +71,7 @@ pub async fn run(
 ///
 /// Store, building or transport failures.
 pub async fn run_on(
-    config: config::Config,
+    mut config: config::Config,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), server::ServeError> {
@@ -89,7 +89,7 @@ pub async fn run_on(
     let store = store::Store::open(&config).await?;
     let events = events::EventsPipeline::start(&config, store.clone());
     let served = match server::build_engine(&config, Some(events.recorder())) {
-        Ok(engine) => match local::start(&config, &store).await.map_err(Into::into) {
+        Ok(engine) => match local::start(&mut config, &store).await.map_err(Into::into) {
             Ok(backend) => {
                 let scheduler = backend.as_ref().map(|backend| {
                     local::Scheduler::spawn(

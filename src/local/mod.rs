@@ -49,14 +49,18 @@ pub use self::scheduler::{PERIOD as SCHEDULER_PERIOD, Scheduler};
 /// # Errors
 ///
 /// A rotation that cannot be built, or a store failure during start-up.
+///
+/// The registry is taken out of `config` (left empty there), not copied: with thousands of
+/// rotations a second copy kept for the server's life would double its memory.
 pub async fn start(
-    config: &crate::config::Config,
+    config: &mut crate::config::Config,
     store: &crate::store::Store,
 ) -> Result<Option<std::sync::Arc<backend::LocalBackend>>, error::LocalError> {
     if config.local.is_empty() {
         return Ok(None);
     }
-    let backend = backend::LocalBackend::new(config.local.clone(), store.clone())?
+    let registry = std::mem::take(&mut config.local);
+    let backend = backend::LocalBackend::new(registry, store.clone())?
         .with_lease_renew(config.local_timing.lease_renew);
     backend.start_up().await?;
     Ok(Some(std::sync::Arc::new(backend)))

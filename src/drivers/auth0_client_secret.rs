@@ -105,7 +105,7 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
         token_url: join("oauth/token")?,
         clients: join("api/v2/clients/")?,
         audience,
-        admin: c.clone(),
+        admin: ConnectionConfig::clone(c),
         propagation: http::propagation_wait(ctx.options, SYSTEM)?,
     };
     let requirements = PasswordRequirements {

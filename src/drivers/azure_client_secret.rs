@@ -140,7 +140,7 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
         scope: format!("https://{}/.default", c.host.trim()),
         application,
         client_id: client_id.to_owned(),
-        admin: c.clone(),
+        admin: ConnectionConfig::clone(c),
         display_name: format!("rotator rotation {}", ctx.rotation_id),
         lifetime: chrono::Duration::days(2 * i64::from(interval) + 3),
         propagation: http::propagation_wait(ctx.options, SYSTEM)?,

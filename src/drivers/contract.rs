@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 use super::ConnectionConfig;
 use super::error::{DbSystem, DriverError};
@@ -174,7 +175,7 @@ pub struct BuildContext<'a> {
     /// The rotation's id (Redis names its slot users after it).
     pub rotation_id: &'a str,
     /// The target, its port resolved.
-    pub connection: &'a ConnectionConfig,
+    pub connection: &'a Arc<ConnectionConfig>,
     /// The connection's driver options (keys already checked against
     /// [`Descriptor::options`]).
     pub options: &'a toml::Table,

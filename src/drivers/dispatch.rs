@@ -104,10 +104,11 @@ pub fn for_type(rotation_type: RotationType) -> Option<&'static Descriptor> {
 /// fields, unknown options, parameters or password requirements.
 pub fn build(
     rotation_id: &str,
-    connection: ConnectionConfig,
+    connection: impl Into<Arc<ConnectionConfig>>,
     parameters: &rotation_parameters::Kind,
     options: DriverOptions,
 ) -> Result<LocalDriver, BuildError> {
+    let connection: Arc<ConnectionConfig> = connection.into();
     let rotation_type = crate::rotation::json::type_of_parameters(parameters);
     let Some(descriptor) = for_type(rotation_type) else {
         return Err(BuildError::Unsupported(
@@ -141,7 +142,6 @@ pub fn build(
         shared: &shared,
         interval_days: options.interval_days,
     })?;
-    let connection = Arc::new(connection);
     match (built, descriptor.source) {
         (
             Built::Chosen {
@@ -188,7 +188,7 @@ impl AnyDriver {
     /// As [`build`]; [`BuildError::Unsupported`] for an issued-secret type.
     pub fn build(
         rotation_id: &str,
-        connection: ConnectionConfig,
+        connection: impl Into<Arc<ConnectionConfig>>,
         parameters: &rotation_parameters::Kind,
         options: DriverOptions,
     ) -> Result<RotationDriver, BuildError> {

@@ -109,7 +109,7 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
 /// The MongoDB driver of one rotation.
 #[derive(Debug, Clone)]
 pub struct MongoDriver {
-    connection: ConnectionConfig,
+    connection: Arc<ConnectionConfig>,
     /// `username1`, `username2`, trimmed.
     usernames: [String; 2],
     /// Where the admin authenticates: `admin_auth_source`, else the connection's database.
@@ -143,10 +143,11 @@ impl MongoDriver {
     /// [`DriverErrorKind::InvalidInput`]: an empty database (it is where the users live), or a
     /// username the server cannot hold (empty, or with a NUL).
     pub fn new(
-        connection: ConnectionConfig,
+        connection: impl Into<Arc<ConnectionConfig>>,
         parameters: &MongoDbCredentialsParameters,
         admin_auth_source: Option<String>,
     ) -> Result<Self, DriverError> {
+        let connection: Arc<ConnectionConfig> = connection.into();
         let database = connection.database.trim().to_owned();
         if database.is_empty() {
             return Err(invalid(
@@ -170,8 +171,15 @@ impl MongoDriver {
             }
         }
         let admin_auth_source = admin_auth_source.unwrap_or_else(|| database.clone());
-        let mut connection = connection;
-        connection.database = database;
+        // The users' database, not the connection's; the rest stays shared.
+        let connection = if connection.database == database {
+            connection
+        } else {
+            Arc::new(ConnectionConfig {
+                database,
+                ..ConnectionConfig::clone(&connection)
+            })
+        };
         Ok(Self {
             connection,
             usernames,
@@ -705,7 +713,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(d.admin_auth_source, "admin");
-        let mut empty = d.connection.clone();
+        let mut empty = ConnectionConfig::clone(&d.connection);
         empty.database = "  ".into();
         let e = MongoDriver::new(empty, &MongoDbCredentialsParameters::default(), None)
             .expect_err("no database");

@@ -23,6 +23,7 @@
 //! roots stay trusted as well. The client never switches to the server's unix socket
 //! (`prefer_socket` off), which would skip TLS.
 
+use std::sync::Arc;
 use mysql_async::prelude::Queryable as _;
 use mysql_async::{Conn, IoError, OptsBuilder, SslOpts};
 
@@ -153,7 +154,7 @@ impl Default for MysqlOptions {
 /// The MySQL/MariaDB driver of one rotation.
 #[derive(Debug, Clone)]
 pub struct MysqlDriver {
-    connection: ConnectionConfig,
+    connection: Arc<ConnectionConfig>,
     /// `username1`, `username2`, trimmed.
     usernames: [String; 2],
     /// The account host part and the password form.
@@ -171,10 +172,11 @@ impl MysqlDriver {
     /// to the admin, NUL in a name, or a custom `rotationStatement` (upstream spliced the password
     /// into it unescaped; the local driver quotes it itself).
     pub fn new(
-        connection: ConnectionConfig,
+        connection: impl Into<Arc<ConnectionConfig>>,
         parameters: &SqlCredentialsParameters,
         options: MysqlOptions,
     ) -> Result<Self, DriverError> {
+        let connection: Arc<ConnectionConfig> = connection.into();
         if parameters.rotation_statement.is_some() {
             return Err(invalid(
                 SYSTEM,

@@ -76,7 +76,7 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
 /// The PostgreSQL driver of one rotation.
 #[derive(Debug, Clone)]
 pub struct PostgresDriver {
-    connection: ConnectionConfig,
+    connection: Arc<ConnectionConfig>,
     /// `username1`, `username2`, trimmed.
     usernames: [String; 2],
     /// Idle admin sessions, shared with the connection's other rotations.
@@ -97,10 +97,11 @@ impl PostgresDriver {
     /// into SQL text; the local driver never does). [`DriverErrorKind::Tls`]: a `ca_file` with
     /// no PEM certificate.
     pub fn new(
-        connection: ConnectionConfig,
+        connection: impl Into<Arc<ConnectionConfig>>,
         parameters: &SqlCredentialsParameters,
         admin_sessions: AdminSessions<Client>,
     ) -> Result<Self, DriverError> {
+        let connection: Arc<ConnectionConfig> = connection.into();
         if parameters.rotation_statement.is_some() {
             return Err(invalid(
                 SYSTEM,

@@ -79,7 +79,7 @@ const RESERVED_RULES: &[&str] = &["on", "off", "nopass", "resetpass", "reset"];
 /// The Redis driver of one rotation.
 #[derive(Debug, Clone)]
 pub struct RedisDriver {
-    connection: ConnectionConfig,
+    connection: Arc<ConnectionConfig>,
     /// The permission scope, one ACL rule per element (selectors kept whole).
     scope: Vec<String>,
     /// The TLS settings of the connection's mode (`None` under `disable`). The driver opens
@@ -99,10 +99,11 @@ impl RedisDriver {
     /// the user's on/off state, a username with whitespace, `default`, equal usernames or one
     /// equal to the admin. [`DriverErrorKind::Tls`]: a `ca_file` with no PEM certificate.
     pub fn new(
-        connection: ConnectionConfig,
+        connection: impl Into<Arc<ConnectionConfig>>,
         parameters: &RedisCredentialsParameters,
         usernames: &[String; 2],
     ) -> Result<Self, DriverError> {
+        let connection: Arc<ConnectionConfig> = connection.into();
         let scope = parse_scope(&parameters.permission_scope)?;
         for u in usernames {
             if u.chars().any(|c| c.is_whitespace() || c.is_control()) || u == "default" {
@@ -339,6 +340,11 @@ pub fn parse_scope(scope: &str) -> Result<Vec<String>, DriverError> {
     if !current.is_empty() {
         rules.push(current);
     }
+    // Held by every rotation's driver for the server's life: no spare capacity.
+    for rule in &mut rules {
+        rule.shrink_to_fit();
+    }
+    rules.shrink_to_fit();
     if rules.is_empty() {
         return Err(invalid(
             SYSTEM,

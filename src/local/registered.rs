@@ -6,6 +6,7 @@
 //! must be one its connection's driver rotates. Every problem is reported at once, by config key.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use uuid::Uuid;
 
@@ -41,10 +42,10 @@ impl Registered {
             .clone()
             .ok_or(LocalError::Crypto(CryptoError::NoKey))?;
         let mut problems = Vec::new();
-        let mut connections: HashMap<
-            &str,
-            (&LocalConnection, &'static Descriptor, ConnectionShared),
-        > = HashMap::new();
+        // Per connection: its config, driver, shared sessions and one target config that every
+        // rotation's driver shares (10,000 rotations on a connection hold one copy, not 10,000).
+        let mut connections: HashMap<&str, (&LocalConnection, &'static Descriptor, Shared)> =
+            HashMap::new();
         for connection in registry.connections.values() {
             let Some(descriptor) = crate::drivers::for_app(&connection.app) else {
                 problems.push(problem(
@@ -69,7 +70,13 @@ impl Registered {
                 ));
             }
             if unknown.is_empty() {
-                let shared = ConnectionShared::new(connection.max_parallel_rotations);
+                let shared = Shared {
+                    sessions: ConnectionShared::new(connection.max_parallel_rotations),
+                    target: Arc::new(ConnectionConfig::from_spec(
+                        &connection.target,
+                        descriptor.default_port,
+                    )),
+                };
                 connections.insert(&connection.name, (connection, descriptor, shared));
             }
         }
@@ -94,7 +101,7 @@ impl Registered {
                 ));
                 continue;
             }
-            match build_one(rotation, connection, descriptor, shared) {
+            match build_one(rotation, connection, shared) {
                 Ok(driver) => {
                     drivers.insert(rotation.id, driver);
                 }
@@ -139,20 +146,25 @@ impl Registered {
     }
 }
 
+/// What the rotations of one connection share.
+struct Shared {
+    sessions: ConnectionShared,
+    target: Arc<ConnectionConfig>,
+}
+
 fn build_one(
     rotation: &LocalRotation,
     connection: &LocalConnection,
-    descriptor: &'static Descriptor,
-    shared: &ConnectionShared,
+    shared: &Shared,
 ) -> Result<LocalDriver, String> {
     crate::drivers::build(
         &rotation.id.to_string(),
-        ConnectionConfig::from_spec(&connection.target, descriptor.default_port),
+        Arc::clone(&shared.target),
         &rotation.parameters,
         DriverOptions {
             options: connection.options.clone(),
             usernames: None,
-            shared: Some(shared.clone()),
+            shared: Some(shared.sessions.clone()),
             interval_days: Some(rotation.interval_days),
         },
     )

@@ -156,7 +156,8 @@ fn insert_statement(rows: usize) -> &'static str {
     statements[index].as_str()
 }
 
-fn closed() -> StoreError {
+/// The writer task is gone: the store is closed.
+pub(super) fn closed() -> StoreError {
     StoreError::Query(sqlx::Error::PoolClosed)
 }
 

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::instrument::WithSubscriber as _;
 
 use super::StoreError;
+use super::group_commit::closed;
 
 /// The most members one group commits.
 const MAX_GROUP: usize = 64;
@@ -155,10 +156,6 @@ fn not_run() -> StoreError {
     StoreError::Busy(sqlx::Error::Protocol(
         "the write's group stopped before it ran; nothing was written".to_owned(),
     ))
-}
-
-fn closed() -> StoreError {
-    StoreError::Query(sqlx::Error::PoolClosed)
 }
 
 #[cfg(test)]

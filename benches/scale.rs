@@ -4,7 +4,8 @@
 //! Measures, in one run:
 //! - start-up time (spawn → gRPC health SERVING): the first start, which issues every
 //!   rotation's first credential, and a restart with all of them issued;
-//! - idle RSS with 0 and with 10,000 registered rotations, and the difference per rotation;
+//! - idle RSS with 0, 5,000 and 10,000 registered rotations: the difference per rotation from 0,
+//!   and the marginal one from 5,000 to 10,000 (without the one-off costs of having any);
 //! - the scheduler's scan time (open attempts, the due query, the registry match) with 10,000
 //!   registered, from its `scheduler scan finished` log line;
 //! - 1,000 rotations falling due at once (their `next_rotation_at` moved into the past while
@@ -287,6 +288,15 @@ async fn main() {
     let (restart, idle_rss) = (idle.started_in, idle.rss_kb());
     idle.stop().await;
 
+    // Half of them registered, on the same store: the marginal cost of a rotation, without
+    // what any registered rotation costs once (caches, prepared statements, thread stacks).
+    eprintln!("scale: restart with half registered");
+    let half = registered / 2;
+    let half_server = Server::start(Some(&write_config(dir.path(), redis.port(), half)), &data).await;
+    tokio::time::sleep(SETTLE).await;
+    let half_rss = half_server.rss_kb();
+    half_server.stop().await;
+
     // The floor, alone on the machine.
     eprintln!("scale: floor");
     let floor_wall = floor(redis.port(), due_count).await;
@@ -311,6 +321,8 @@ async fn main() {
     let rate = due_count as f64 / (due_ms / 1000.0);
     let floor_rate = due_count as f64 / (floor_ms / 1000.0);
     let per_rotation = (idle_rss.saturating_sub(empty_rss) as f64 * 1024.0) / registered as f64;
+    let marginal =
+        (idle_rss.saturating_sub(half_rss) as f64 * 1024.0) / (registered - half).max(1) as f64;
 
     println!("| measure | value |");
     println!("|---|---|");
@@ -331,7 +343,11 @@ async fn main() {
         empty_rss as f64 / 1024.0,
         idle_rss as f64 / 1024.0
     );
-    println!("| RSS per registered rotation | {per_rotation:.0} bytes |");
+    println!("| RSS per registered rotation (from 0) | {per_rotation:.0} bytes |");
+    println!(
+        "| idle RSS, {half} registered; marginal RSS per rotation ({half} → {registered}) | {:.1} MB; {marginal:.0} bytes |",
+        half_rss as f64 / 1024.0
+    );
     println!(
         "| scheduler scan, {registered} registered, 0 due | {:.1} ms |",
         ms(&idle_scan["scan_ms"])

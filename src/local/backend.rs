@@ -8,10 +8,12 @@
 //! the same way. This file holds the lease, recovery and reload; reads are in
 //! [`reads`](super::reads).
 
+use std::collections::HashSet;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -19,6 +21,7 @@ use super::attempt::{AttemptState, Budget};
 use super::error::LocalError;
 use super::limits::ConnectionLimits;
 use super::registered::Registered;
+use super::run::HeldLease;
 use crate::config::registry::{LocalRotation, Registry};
 use crate::proto::SecretRotation;
 use crate::store::local::{
@@ -31,6 +34,10 @@ pub use crate::store::LEASE_TTL;
 
 /// How often a running attempt renews its lease unless configured: a quarter of [`LEASE_TTL`].
 const DEFAULT_LEASE_RENEW: Duration = Duration::from_secs(30);
+
+/// First credentials being issued at once at start-up or reload; each connection's
+/// `max_parallel_rotations` still bounds how many reach one target.
+const FIRST_ISSUES_AT_ONCE: usize = 256;
 
 /// How often a replayed call looks at a still running attempt.
 const REPLAY_POLL: Duration = Duration::from_millis(50);
@@ -168,11 +175,7 @@ impl LocalBackend {
     /// The registry cannot be built (nothing changed), or the store failed.
     pub async fn reload(&self, registry: Registry) -> Result<(), LocalError> {
         let next = Arc::new(Registered::build(registry)?);
-        for rotation in &next.registry.rotations {
-            self.store
-                .ensure_rotation(&rotation.id.to_string(), None)
-                .await?;
-        }
+        self.store.ensure_rotations(rotation_ids(&next)).await?;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&next);
         tracing::info!(
             rotations = next.registry.rotations.len(),
@@ -206,11 +209,7 @@ impl LocalBackend {
     pub async fn start_up(&self) -> Result<(), LocalError> {
         self.store.break_leases().await?;
         let current = self.current();
-        for rotation in &current.registry.rotations {
-            self.store
-                .ensure_rotation(&rotation.id.to_string(), None)
-                .await?;
-        }
+        self.store.ensure_rotations(rotation_ids(&current)).await?;
         self.issue_first_credentials(&current).await
     }
 
@@ -264,36 +263,41 @@ impl LocalBackend {
     }
 
     /// Issues slot 0 of every rotation of `registered` that has no stored credential and no
-    /// open attempt (an open first create is recovery's).
+    /// open attempt (an open first create is recovery's), [`FIRST_ISSUES_AT_ONCE`] at a time
+    /// and within each connection's bound, as the scheduler runs due rotations.
     async fn issue_first_credentials(&self, registered: &Registered) -> Result<(), LocalError> {
-        let open: std::collections::HashSet<String> = self
+        let open: HashSet<String> = self
             .store
             .open_attempts()
             .await?
             .into_iter()
             .map(|row| row.rotation_id)
             .collect();
-        for rotation in &registered.registry.rotations {
+        let issued = self.store.rotations_with_credentials().await?;
+        let first = registered.registry.rotations.iter().filter(|rotation| {
             let id = rotation.id.to_string();
-            if open.contains(&id) || !self.store.credentials(&id).await?.is_empty() {
-                continue;
-            }
-            let origin = Origin {
-                scope: Scope::FirstCredential,
-                scheduled: false,
-                request_id: crate::context::new_request_id(),
-                idempotency_key: None,
-            };
-            match self.rotate(rotation.id, origin).await {
-                Ok(_) => {}
-                Err(LocalError::Busy { attempt_id, .. }) => {
-                    tracing::info!(rotation_id = %id, %attempt_id, "first credential being issued by another attempt");
+            !open.contains(&id) && !issued.contains(&id)
+        });
+        futures::stream::iter(first)
+            .for_each_concurrent(FIRST_ISSUES_AT_ONCE, |rotation| async move {
+                let origin = Origin {
+                    scope: Scope::FirstCredential,
+                    scheduled: false,
+                    request_id: crate::context::new_request_id(),
+                    idempotency_key: None,
+                };
+                let id = rotation.id;
+                match self.rotate(id, origin).await {
+                    Ok(_) => {}
+                    Err(LocalError::Busy { attempt_id, .. }) => {
+                        tracing::info!(rotation_id = %id, %attempt_id, "first credential being issued by another attempt");
+                    }
+                    Err(error) => {
+                        tracing::warn!(rotation_id = %id, %error, "first credential not issued")
+                    }
                 }
-                Err(error) => {
-                    tracing::warn!(rotation_id = %id, %error, "first credential not issued")
-                }
-            }
-        }
+            })
+            .await;
         Ok(())
     }
 
@@ -372,13 +376,19 @@ impl LocalBackend {
                 c.max_parallel_rotations
             });
         let _slot = self.limits.acquire(&rotation.connection, limit).await;
+        let lease = HeldLease::new(token);
         let result = tokio::select! {
-            result = self.run_under_lease(&current, rotation, driver, attempt_id, token, origin) => result,
-            never = self.keep_lease(&rotation_id, token) => match never {},
+            result = self.run_under_lease(&current, rotation, driver, attempt_id, &lease, origin) => result,
+            never = self.keep_lease(&rotation_id, lease.token()) => match never {},
         };
-        if let Err(error) = self
-            .in_span("release lease", self.store.release(&rotation_id, token))
-            .await
+        // COMMIT and FAIL free the lease themselves; any other end still holds it.
+        if !lease.freed()
+            && let Err(error) = self
+                .in_span(
+                    "release lease",
+                    self.store.release(&rotation_id, lease.token()),
+                )
+                .await
         {
             tracing::warn!(%rotation_id, %error, "could not release the lease; it expires");
         }
@@ -433,4 +443,14 @@ impl LocalBackend {
             }
         }
     }
+}
+
+/// The ids of every registered rotation, as the store keys them.
+fn rotation_ids(registered: &Registered) -> Vec<String> {
+    registered
+        .registry
+        .rotations
+        .iter()
+        .map(|rotation| rotation.id.to_string())
+        .collect()
 }

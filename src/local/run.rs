@@ -7,6 +7,7 @@
 //! what the provider returns is sealed in the store in the write that marks the attempt APPLIED,
 //! before anything else happens ([`issued`](super::issued)).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -33,6 +34,39 @@ use crate::store::local::{
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// Longest backoff.
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+/// The lease an attempt runs under: its fencing token, and whether the attempt's last write
+/// (COMMIT or FAIL, which free it in the same transaction) has freed it already.
+pub(super) struct HeldLease {
+    token: i64,
+    freed: AtomicBool,
+}
+
+// === impl HeldLease ===
+
+impl HeldLease {
+    /// The lease acquired with `token`, not freed yet.
+    pub(super) fn new(token: i64) -> Self {
+        Self {
+            token,
+            freed: AtomicBool::new(false),
+        }
+    }
+
+    /// Its fencing token.
+    pub(super) fn token(&self) -> i64 {
+        self.token
+    }
+
+    /// Whether COMMIT or FAIL freed it: then releasing it is a write for nothing.
+    pub(super) fn freed(&self) -> bool {
+        self.freed.load(Ordering::Relaxed)
+    }
+
+    fn mark_freed(&self) {
+        self.freed.store(true, Ordering::Relaxed);
+    }
+}
 
 /// A running attempt: its row, its plaintext candidate and what it has spent.
 pub(super) struct Run<'a> {
@@ -86,17 +120,11 @@ impl LocalBackend {
         rotation: &LocalRotation,
         driver: &LocalDriver,
         attempt_id: Uuid,
-        token: i64,
+        lease: &HeldLease,
         origin: Origin,
     ) -> Result<SecretRotation, LocalError> {
-        let rotation_id = rotation.id.to_string();
-        let open = self
-            .store()
-            .open_attempts()
-            .await?
-            .into_iter()
-            .find(|a| a.rotation_id == rotation_id);
-        let run = match open {
+        let (rotation_id, token) = (rotation.id.to_string(), lease.token);
+        let run = match self.store().open_attempt(&rotation_id).await? {
             Some(row) => {
                 self.resume(current, rotation, driver, row, token, &origin)
                     .await?
@@ -113,10 +141,10 @@ impl LocalBackend {
                 // working for one more interval; single-phase types (one credential, replaced
                 // in place) always write slot 0.
                 let dual_phase = rotation.rotation_type.info().is_some_and(|t| t.dual_phase);
-                let slot = if stored.is_empty() || !dual_phase {
-                    0
-                } else {
-                    1 - self.state(&rotation_id).await?.active_index.min(1)
+                // The active index comes with the credentials (one statement reads both).
+                let slot = match stored.first() {
+                    Some(credential) if dual_phase => 1 - credential.active_index.min(1),
+                    _ => 0,
                 };
                 // Confirmed handover: an attempt that would replace a stored credential waits
                 // for the rotation's consumers (or their grace) before anything is stored.
@@ -127,7 +155,7 @@ impl LocalBackend {
                     .await?
             }
         };
-        self.drive(run).await
+        self.drive(run, lease).await
     }
 
     /// Resume: the last effect is unknown, so the state machine starts from the stored state
@@ -236,8 +264,13 @@ impl LocalBackend {
         Ok(Run::start(rotation, driver, current, row, candidate))
     }
 
-    /// Runs the state machine from the run's stored state until it commits or fails.
-    async fn drive(&self, mut run: Run<'_>) -> Result<SecretRotation, LocalError> {
+    /// Runs the state machine from the run's stored state until it commits or fails. COMMIT
+    /// and FAIL free the lease in their own write and mark it so.
+    async fn drive(
+        &self,
+        mut run: Run<'_>,
+        lease: &HeldLease,
+    ) -> Result<SecretRotation, LocalError> {
         let mut last: Option<ActionResult> = None;
         let mut last_error: Option<DriverError> = None;
         loop {
@@ -263,7 +296,7 @@ impl LocalBackend {
                     Ok(())
                 }
                 Next::Commit => match self.retire_replaced(&run).await {
-                    Ok(()) => return self.commit(&run).await,
+                    Ok(()) => return self.commit(&run, lease).await,
                     Err(Step::Store(e)) => return Err(e),
                     Err(Step::Driver(e)) => {
                         if e.is_transient() && run.row.transient < self.budget().transient_retries {
@@ -274,7 +307,7 @@ impl LocalBackend {
                         // The replaced secret stays; withdraw the new one and keep the stored
                         // credentials as they were.
                         self.withdraw_candidate(&run).await;
-                        return Err(self.fail(&run, e).await);
+                        return Err(self.fail(&run, e, lease).await);
                     }
                 },
                 Next::Fail | Next::Done => {
@@ -290,7 +323,7 @@ impl LocalBackend {
                         return Err(self.park(&run, error));
                     }
                     self.withdraw_candidate(&run).await;
-                    return Err(self.fail(&run, error).await);
+                    return Err(self.fail(&run, error, lease).await);
                 }
                 Next::RetryAfterBackoff(_) => Ok(()),
             };
@@ -416,7 +449,7 @@ impl LocalBackend {
             .await?)
     }
 
-    async fn commit(&self, run: &Run<'_>) -> Result<SecretRotation, LocalError> {
+    async fn commit(&self, run: &Run<'_>, lease: &HeldLease) -> Result<SecretRotation, LocalError> {
         let rotation_id = &run.row.rotation_id;
         let now = Utc::now();
         let manual = !run.row.scheduled;
@@ -449,6 +482,7 @@ impl LocalBackend {
             self.store().commit(&commit, run.row.fencing_token),
         )
         .await?;
+        lease.mark_freed();
         failpoint::hit("committed").await;
         if !run.rotation.sinks.is_empty() {
             self.wake_delivery();
@@ -470,7 +504,7 @@ impl LocalBackend {
         }
     }
 
-    async fn fail(&self, run: &Run<'_>, error: DriverError) -> LocalError {
+    async fn fail(&self, run: &Run<'_>, error: DriverError, lease: &HeldLease) -> LocalError {
         let rotation_id = &run.row.rotation_id;
         let now = Utc::now();
         let manual = !run.row.scheduled;
@@ -501,6 +535,7 @@ impl LocalBackend {
                 ),
             )
             .await?;
+            lease.mark_freed();
             Ok::<_, LocalError>(())
         }
         .await;

@@ -70,9 +70,12 @@ const POSTGRES_MIGRATIONS: &[MigrationSource] = migrations!(
 /// The page cache of each SQLite reader connection, in KiB (negative: SQLite's unit for KiB).
 /// SQLite's default is 2,000 KiB per connection; the reads are point lookups by rotation id and
 /// short index scans, the OS keeps the file's pages cached anyway, and four readers at the
-/// default held ~8 MB resident with 10,000 rotations (`benches/scale.rs`). The writer keeps the
-/// default.
+/// default held ~8 MB resident with 10,000 rotations (`benches/scale.rs`).
 const READER_CACHE_KIB: &str = "-256";
+
+/// The writer's page cache, in KiB: its writes touch a few pages per rotation, and at the
+/// default it held another ~2 MB resident once start-up had written every rotation's row.
+const WRITER_CACHE_KIB: &str = "-512";
 
 /// How long a SQLite writer waits for another process's lock before the call fails as busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -237,7 +240,7 @@ impl Store {
             .statement_cache_capacity(100 + super::group_commit::MAX_BATCH);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("cache_size", WRITER_CACHE_KIB))
             .await
             .map_err(StoreError::Open)?;
         migrator(SQLITE_MIGRATIONS).run(&writer).await?;

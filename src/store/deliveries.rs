@@ -428,7 +428,10 @@ mod tests {
     );
 
     async fn the_commit_raises_the_wanted_version_and_marks_never_go_back(store: &Store) {
-        store.ensure_rotation("d", None).await.expect("ensure");
+        store
+            .ensure_rotations(vec!["d".to_owned()])
+            .await
+            .expect("ensure");
         assert_eq!(store.committed_credential("d").await.expect("read"), None);
         store
             .ensure_delivery("d", "file:/a", Utc::now())

@@ -303,7 +303,10 @@ mod tests {
     );
 
     async fn confirmations_are_checked_against_the_committed_version_and_only_rise(store: &Store) {
-        store.ensure_rotation("h", None).await.expect("ensure");
+        store
+            .ensure_rotations(vec!["h".to_owned()])
+            .await
+            .expect("ensure");
         set_version(store, "h", 2).await;
         let named = ["a".to_owned(), "b".to_owned()];
         let done = event("h");

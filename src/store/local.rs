@@ -196,15 +196,16 @@ pub trait LeaseStore: Send + Sync {
 
 /// Rotation state and sealed credentials.
 pub trait RotationStateStore: Send + Sync {
-    /// Creates the state row of a rotation if it has none.
+    /// Creates the state row of each rotation that has none, a few hundred rows per statement
+    /// and all of them in one transaction (10,000 rotations at start-up are one write, not
+    /// 10,000).
     ///
     /// # Errors
     ///
     /// The store could not write.
-    fn ensure_rotation(
+    fn ensure_rotations(
         &self,
-        rotation_id: &str,
-        next_rotation_at: Option<DateTime<Utc>>,
+        rotation_ids: Vec<String>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The state of a rotation.
@@ -226,6 +227,15 @@ pub trait RotationStateStore: Send + Sync {
         &self,
         rotation_id: &str,
     ) -> impl Future<Output = Result<Vec<StoredCredential>, StoreError>> + Send;
+
+    /// The ids of the rotations that have at least one stored credential.
+    ///
+    /// # Errors
+    ///
+    /// The store could not read.
+    fn rotations_with_credentials(
+        &self,
+    ) -> impl Future<Output = Result<std::collections::HashSet<String>, StoreError>> + Send;
 
     /// Rotations whose `next_rotation_at` is at or before `now`.
     ///
@@ -277,6 +287,16 @@ pub trait AttemptStore: Send + Sync {
     ///
     /// The store could not read.
     fn open_attempts(&self) -> impl Future<Output = Result<Vec<AttemptRow>, StoreError>> + Send;
+
+    /// The open attempt of one rotation, if any (the lease allows at most one).
+    ///
+    /// # Errors
+    ///
+    /// The store could not read.
+    fn open_attempt(
+        &self,
+        rotation_id: &str,
+    ) -> impl Future<Output = Result<Option<AttemptRow>, StoreError>> + Send;
 
     /// One attempt.
     ///

@@ -39,6 +39,10 @@ fn held(rows_affected: u64) -> Result<(), StoreError> {
     }
 }
 
+/// Rows per INSERT of [`RotationStateStore::ensure_rotations`]: three binds each, far below
+/// both databases' bind limits.
+const ENSURE_CHUNK: usize = 500;
+
 fn count(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(0)
 }
@@ -268,26 +272,26 @@ fn decode_state(row: &impl Columns) -> Result<RotationState, StoreError> {
 }
 
 impl RotationStateStore for Store {
-    async fn ensure_rotation(
-        &self,
-        rotation_id: &str,
-        next_rotation_at: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
+    async fn ensure_rotations(&self, rotation_ids: Vec<String>) -> Result<(), StoreError> {
         let now = ms(Utc::now());
-        let rotation_id = rotation_id.to_owned();
         write_tx!(self, |tx, postgres| {
-            sqlx::query(
-                "INSERT INTO local_rotations (rotation_id, next_rotation_at, created_at, \
-                 updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (rotation_id) DO NOTHING",
-            )
-            .bind(&rotation_id)
-            .bind(next_rotation_at.map(ms))
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map(|_| ())
-            .map_err(StoreError::query)
+            for chunk in rotation_ids.chunks(ENSURE_CHUNK) {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO local_rotations (rotation_id, created_at, updated_at) ",
+                );
+                insert.push_values(chunk, |mut row, id| {
+                    row.push_bind(id).push_bind(now).push_bind(now);
+                });
+                insert.push(" ON CONFLICT (rotation_id) DO NOTHING");
+                // Not kept in the statement cache: it runs at start-up and reload only.
+                insert
+                    .build()
+                    .persistent(false)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query)?;
+            }
+            Ok::<_, StoreError>(())
         })
     }
 
@@ -325,6 +329,18 @@ impl RotationStateStore for Store {
                 })
                 .collect()
         })
+    }
+
+    async fn rotations_with_credentials(
+        &self,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let ids: Vec<String> = on_db!(self, |writer, reader, postgres| {
+            sqlx::query_scalar("SELECT DISTINCT rotation_id FROM local_credentials")
+                .fetch_all(reader)
+                .await
+                .map_err(StoreError::query)
+        })?;
+        Ok(ids.into_iter().collect())
     }
 
     async fn due(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
@@ -480,6 +496,20 @@ impl AttemptStore for Store {
         })
     }
 
+    async fn open_attempt(&self, rotation_id: &str) -> Result<Option<AttemptRow>, StoreError> {
+        on_db!(self, |writer, reader, postgres| {
+            let row = sqlx::query(
+                "SELECT * FROM local_attempts WHERE rotation_id = $1 \
+                 AND state IN ('prepared', 'applied', 'verified') ORDER BY created_at LIMIT 1",
+            )
+            .bind(rotation_id)
+            .fetch_optional(reader)
+            .await
+            .map_err(StoreError::query)?;
+            row.as_ref().map(decode_attempt).transpose()
+        })
+    }
+
     async fn attempt(&self, attempt_id: Uuid) -> Result<Option<AttemptRow>, StoreError> {
         on_db!(self, |writer, reader, postgres| {
             let row = sqlx::query("SELECT * FROM local_attempts WHERE attempt_id = $1")
@@ -587,8 +617,45 @@ mod tests {
         super::leases_fence_and_commit_is_one_transaction
     );
 
+    crate::store::db::testing::on_each_backend!(
+        ensure_many,
+        super::ensuring_rotations_creates_each_row_once
+    );
+
+    async fn ensuring_rotations_creates_each_row_once(store: &Store) {
+        // More ids than one statement takes, some of them twice and one already stored.
+        store
+            .ensure_rotations(vec!["e-7".to_owned()])
+            .await
+            .expect("ensure");
+        let ids: Vec<String> = (0..super::ENSURE_CHUNK + 10)
+            .map(|i| format!("e-{i}"))
+            .collect();
+        store.ensure_rotations(ids.clone()).await.expect("ensure");
+        store.ensure_rotations(ids.clone()).await.expect("again");
+        for id in [&ids[0], &ids[super::ENSURE_CHUNK], &ids[ids.len() - 1]] {
+            let state = store.rotation_state(id).await.expect("state").expect("row");
+            assert_eq!(
+                (state.status, state.active_index, state.next_rotation_at),
+                (LocalStatus::Success, 0, None),
+                "{id}"
+            );
+        }
+        assert!(store.rotation_state("e-x").await.expect("state").is_none());
+        assert!(
+            store
+                .rotations_with_credentials()
+                .await
+                .expect("ids")
+                .is_empty()
+        );
+    }
+
     async fn leases_fence_and_commit_is_one_transaction(store: &Store) {
-        store.ensure_rotation("r", None).await.expect("ensure");
+        store
+            .ensure_rotations(vec!["r".to_owned()])
+            .await
+            .expect("ensure");
         let LeaseOutcome::Acquired(t1) = store.acquire("r", "a1", LEASE_TTL).await.expect("lease")
         else {
             panic!("the first lease is free");
@@ -622,6 +689,15 @@ mod tests {
         );
         let open = store.open_attempts().await.expect("open");
         assert_eq!(open.len(), 1);
+        assert_eq!(
+            store
+                .open_attempt("r")
+                .await
+                .expect("open")
+                .map(|a| a.attempt_id),
+            Some(row.attempt_id)
+        );
+        assert!(store.open_attempt("other").await.expect("open").is_none());
         assert_eq!(
             open[0].ids_before, row.ids_before,
             "ids round-trip in order"
@@ -698,6 +774,11 @@ mod tests {
         );
         assert_eq!(store.backlog().await.expect("backlog").depth, 1);
         assert!(store.open_attempts().await.expect("open").is_empty());
+        assert!(store.open_attempt("r").await.expect("open").is_none());
+        assert_eq!(
+            store.rotations_with_credentials().await.expect("ids"),
+            ["r".to_owned()].into_iter().collect()
+        );
         let done = store
             .attempt(row.attempt_id)
             .await

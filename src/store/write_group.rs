@@ -108,7 +108,8 @@ async fn run_groups(writer: SqlitePool, mut pending: mpsc::Receiver<Member>) {
     }
 }
 
-/// Runs `group`'s members in one transaction, each in a savepoint, and commits. Every member
+/// Runs `group`'s members in one transaction, each in a savepoint (a lone member needs none),
+/// and commits. Every member
 /// that ran leaves its answer in `delivers`; the result is the COMMIT's. On an early error the
 /// transaction is dropped (rolled back) with the members not yet run still in `group`.
 async fn write_group(
@@ -118,6 +119,19 @@ async fn write_group(
 ) -> Result<(), StoreError> {
     let mut connection = writer.acquire().await.map_err(StoreError::query)?;
     let mut transaction = connection.begin().await.map_err(StoreError::query)?;
+    if group.len() == 1
+        && let Some(member) = group.pop()
+    {
+        // Alone in its group, a member needs no savepoint: its failure rolls back the whole
+        // transaction, which holds nothing else.
+        let (ok, deliver) = member(&mut transaction).await;
+        delivers.push(deliver);
+        return if ok {
+            transaction.commit().await.map_err(StoreError::query)
+        } else {
+            transaction.rollback().await.map_err(StoreError::query)
+        };
+    }
     // Popped from the back: reversed first, so members run in the order the writes arrived.
     group.reverse();
     while let Some(member) = group.pop() {
@@ -253,6 +267,48 @@ mod tests {
             .await
             .expect("the next write");
         assert_eq!(fine, 42);
+        test.finish().await;
+    }
+
+    /// A write alone in its group runs without a savepoint: when its body fails after it
+    /// wrote, the whole transaction is rolled back and nothing of it is stored.
+    #[tokio::test]
+    async fn a_lone_failed_member_writes_nothing() {
+        let test = TestStore::sqlite().await;
+        let Backend::Sqlite { groups, .. } = &test.store.backend else {
+            panic!("a SQLite store");
+        };
+        let insert = |id: &'static str, fail: bool| {
+            groups.write(move |tx| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO local_rotations (rotation_id, created_at, updated_at) \
+                         VALUES ($1, 0, 0)",
+                    )
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query)?;
+                    if fail {
+                        return Err(StoreError::Corrupt(format!("{id} refused")));
+                    }
+                    Ok(())
+                })
+            })
+        };
+        // One at a time: each is the only member of its group.
+        assert!(matches!(
+            insert("lone-failed", true).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        insert("lone-stored", false).await.expect("stored");
+        let stored: Vec<String> = on_db!(test.store, |writer, reader, postgres| {
+            sqlx::query_scalar("SELECT rotation_id FROM local_rotations")
+                .fetch_all(reader)
+                .await
+        })
+        .expect("read");
+        assert_eq!(stored, vec!["lone-stored".to_owned()]);
         test.finish().await;
     }
 }

@@ -292,7 +292,8 @@ async fn main() {
     // what any registered rotation costs once (caches, prepared statements, thread stacks).
     eprintln!("scale: restart with half registered");
     let half = registered / 2;
-    let half_server = Server::start(Some(&write_config(dir.path(), redis.port(), half)), &data).await;
+    let half_server =
+        Server::start(Some(&write_config(dir.path(), redis.port(), half)), &data).await;
     tokio::time::sleep(SETTLE).await;
     let half_rss = half_server.rss_kb();
     half_server.stop().await;

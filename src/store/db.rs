@@ -155,13 +155,23 @@ pub(crate) use on_db;
 /// ([`WriteGroups`]), so it must own what it uses (it runs on the writer task); on PostgreSQL
 /// it is a transaction of its own on a pooled connection. As for [`on_db!`], the body is
 /// expanded once per backend and runs under no tracing subscriber.
+///
+/// `write_tx!(store, one_effect, |tx, postgres| …)` marks a body whose failure leaves nothing
+/// that matters behind (one write statement, or a fence renewal before a statement that found
+/// no row): in a SQLite group it runs without a SAVEPOINT of its own ([`Guard::None`]).
 macro_rules! write_tx {
-    ($store:expr, |$tx:ident, $postgres:ident| $body:expr) => {{
+    ($store:expr, one_effect, |$tx:ident, $postgres:ident| $body:expr) => {
+        $crate::store::db::write_tx!(@guarded $store, $crate::store::write_group::Guard::None, |$tx, $postgres| $body)
+    };
+    ($store:expr, |$tx:ident, $postgres:ident| $body:expr) => {
+        $crate::store::db::write_tx!(@guarded $store, $crate::store::write_group::Guard::Savepoint, |$tx, $postgres| $body)
+    };
+    (@guarded $store:expr, $guard:expr, |$tx:ident, $postgres:ident| $body:expr) => {{
         use tracing::instrument::WithSubscriber as _;
         match &$store.backend {
             $crate::store::db::Backend::Sqlite { groups, .. } => {
                 groups
-                    .write(move |$tx: &mut sqlx::SqliteConnection| {
+                    .write($guard, move |$tx: &mut sqlx::SqliteConnection| {
                         #[allow(unused_variables)]
                         let $postgres = false;
                         Box::pin(async move { $body })

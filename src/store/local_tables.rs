@@ -208,7 +208,8 @@ impl LeaseStore for Store {
     ) -> Result<LeaseOutcome, StoreError> {
         let now = ms(Utc::now());
         let (rotation_id, holder) = (rotation_id.to_owned(), holder.to_owned());
-        write_tx!(self, |tx, postgres| {
+        // One write statement, then a read.
+        write_tx!(self, one_effect, |tx, postgres| {
             // One statement: of two concurrent takers, the row lock lets one update; the other
             // re-checks the WHERE against the new holder and gets no row.
             let token: Option<i64> = sqlx::query_scalar(
@@ -242,14 +243,23 @@ impl LeaseStore for Store {
 
     async fn renew(&self, rotation_id: &str, token: i64, ttl: Duration) -> Result<(), StoreError> {
         let rotation_id = rotation_id.to_owned();
-        write_tx!(self, |tx, postgres| fence!(tx, ttl, &rotation_id, token)
-            .await)
+        write_tx!(self, one_effect, |tx, postgres| fence!(
+            tx,
+            ttl,
+            &rotation_id,
+            token
+        )
+        .await)
     }
 
     async fn release(&self, rotation_id: &str, token: i64) -> Result<(), StoreError> {
         let rotation_id = rotation_id.to_owned();
-        write_tx!(self, |tx, postgres| release_in!(tx, &rotation_id, token)
-            .await)
+        write_tx!(self, one_effect, |tx, postgres| release_in!(
+            tx,
+            &rotation_id,
+            token
+        )
+        .await)
     }
 }
 
@@ -438,7 +448,8 @@ impl AttemptStore for Store {
 
     async fn transition(&self, row: &AttemptRow) -> Result<(), StoreError> {
         let (row, lease_ttl) = (row.clone(), self.lease_ttl);
-        write_tx!(self, |tx, postgres| {
+        // On failure at most the fence's renewal of a lease this token holds stays behind.
+        write_tx!(self, one_effect, |tx, postgres| {
             fence!(tx, lease_ttl, &row.rotation_id, row.fencing_token).await?;
             let done = sqlx::query(
                 "UPDATE local_attempts SET state = $1, key_id = $2, candidate = $3, \

@@ -40,11 +40,31 @@ type Deliver = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 type Member =
     Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Deliver)> + Send>;
 
+/// How a member is kept apart from its neighbours in the group's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Guard {
+    /// Inside a SAVEPOINT of its own: a failed body is rolled back whole.
+    Savepoint,
+    /// Without one (two statements fewer on the writer connection): for a body whose failure
+    /// leaves nothing that matters behind, such as a single write statement (SQLite undoes a
+    /// failed statement by itself) or a lease renewal before an update that found no row; what
+    /// its earlier statements wrote may commit. The group commits what ran before the failure
+    /// and goes on in a new transaction, so a failure that ended SQLite's transaction never
+    /// lets a later member autocommit.
+    None,
+}
+
+/// A member waiting for the writer task, with its guard.
+struct Queued {
+    guard: Guard,
+    member: Member,
+}
+
 /// The handle writes go through. Cheap to clone; the writer task ends when the last clone is
 /// dropped.
 #[derive(Debug, Clone)]
 pub(crate) struct WriteGroups {
-    queue: mpsc::Sender<Member>,
+    queue: mpsc::Sender<Queued>,
 }
 
 // === impl WriteGroups ===
@@ -60,13 +80,14 @@ impl WriteGroups {
         Self { queue }
     }
 
-    /// Runs `body` as a member of the next group; returns its value once the group is committed
-    /// (fsynced), or its error (then it wrote nothing).
+    /// Runs `body` as a member of the next group, kept apart from its neighbours by `guard`;
+    /// returns its value once the group is committed (fsynced), or its error (then, under
+    /// [`Guard::Savepoint`], it wrote nothing).
     ///
     /// # Errors
     ///
     /// The body's error; the group's COMMIT failed; the store is closed.
-    pub(crate) async fn write<T, F>(&self, body: F) -> Result<T, StoreError>
+    pub(crate) async fn write<T, F>(&self, guard: Guard, body: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
@@ -88,39 +109,49 @@ impl WriteGroups {
                 (ok, deliver)
             })
         });
-        self.queue.send(member).await.map_err(|_| closed())?;
+        self.queue
+            .send(Queued { guard, member })
+            .await
+            .map_err(|_| closed())?;
         answer.await.map_err(|_| not_run())?
     }
 }
 
 /// The writer task: waits for writes, commits each group as it finds it, answers its callers.
-async fn run_groups(writer: SqlitePool, mut pending: mpsc::Receiver<Member>) {
+async fn run_groups(writer: SqlitePool, mut pending: mpsc::Receiver<Queued>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
-    while pending.recv_many(&mut group, MAX_GROUP).await > 0 {
+    loop {
+        // Members a group left for the next transaction (after an unguarded failure) go first.
+        if group.is_empty() && pending.recv_many(&mut group, MAX_GROUP).await == 0 {
+            return;
+        }
         let mut delivers = Vec::with_capacity(group.len());
         let commit = write_group(&writer, &mut group, &mut delivers).await;
         for deliver in delivers {
             deliver(commit.as_ref().err());
         }
-        // Members that never ran (the group stopped early) are dropped unanswered: their
-        // callers hear that nothing was written (`not_run`).
-        group.clear();
+        if commit.is_err() {
+            // Members that never ran (the group stopped early) are dropped unanswered: their
+            // callers hear that nothing was written (`not_run`).
+            group.clear();
+        }
     }
 }
 
-/// Runs `group`'s members in one transaction, each in a savepoint (a lone member needs none),
-/// and commits. Every member
-/// that ran leaves its answer in `delivers`; the result is the COMMIT's. On an early error the
-/// transaction is dropped (rolled back) with the members not yet run still in `group`.
+/// Runs `group`'s members in one transaction, each as its [`Guard`] says (a lone member needs
+/// no savepoint), and commits. Every member that ran leaves its answer in `delivers`; the
+/// result is the COMMIT's. An unguarded member that fails ends the transaction there: what ran
+/// commits, and the members not run yet stay in `group` for the next one. On an early error
+/// the transaction is dropped (rolled back) and the members not yet run are dropped.
 async fn write_group(
     writer: &SqlitePool,
-    group: &mut Vec<Member>,
+    group: &mut Vec<Queued>,
     delivers: &mut Vec<Deliver>,
 ) -> Result<(), StoreError> {
     let mut connection = writer.acquire().await.map_err(StoreError::query)?;
     let mut transaction = connection.begin().await.map_err(StoreError::query)?;
     if group.len() == 1
-        && let Some(member) = group.pop()
+        && let Some(Queued { member, .. }) = group.pop()
     {
         // Alone in its group, a member needs no savepoint: its failure rolls back the whole
         // transaction, which holds nothing else.
@@ -132,9 +163,17 @@ async fn write_group(
             transaction.rollback().await.map_err(StoreError::query)
         };
     }
-    // Popped from the back: reversed first, so members run in the order the writes arrived.
-    group.reverse();
-    while let Some(member) = group.pop() {
+    let mut members = std::mem::take(group).into_iter();
+    while let Some(Queued { guard, member }) = members.next() {
+        if guard == Guard::None {
+            let (ok, deliver) = member(&mut transaction).await;
+            delivers.push(deliver);
+            if !ok {
+                group.extend(members);
+                break;
+            }
+            continue;
+        }
         let mut savepoint = transaction.begin().await.map_err(StoreError::query)?;
         let (ok, deliver) = member(&mut savepoint).await;
         let ended = if ok {
@@ -174,6 +213,7 @@ fn not_run() -> StoreError {
 
 #[cfg(test)]
 mod tests {
+    use super::Guard;
     use crate::store::StoreError;
     use crate::store::db::testing::TestStore;
     use crate::store::db::{Backend, on_db};
@@ -191,7 +231,7 @@ mod tests {
             let groups = groups.clone();
             writes.spawn(async move {
                 let outcome = groups
-                    .write(move |tx| {
+                    .write(Guard::Savepoint, move |tx| {
                         Box::pin(async move {
                             sqlx::query(
                                 "INSERT INTO local_rotations (rotation_id, created_at, \
@@ -245,7 +285,7 @@ mod tests {
             panic!("a SQLite store");
         };
         let broken = groups
-            .write(|tx| {
+            .write(Guard::Savepoint, |tx| {
                 Box::pin(async move {
                     sqlx::query("INSERT INTO no_such_table VALUES (1)")
                         .execute(&mut *tx)
@@ -256,7 +296,7 @@ mod tests {
             .await;
         assert!(matches!(broken, Err(StoreError::Query(_))), "{broken:?}");
         let fine = groups
-            .write(|tx| {
+            .write(Guard::Savepoint, |tx| {
                 Box::pin(async move {
                     sqlx::query_scalar::<_, i64>("SELECT 41 + 1")
                         .fetch_one(&mut *tx)
@@ -279,7 +319,7 @@ mod tests {
             panic!("a SQLite store");
         };
         let insert = |id: &'static str, fail: bool| {
-            groups.write(move |tx| {
+            groups.write(Guard::Savepoint, move |tx| {
                 Box::pin(async move {
                     sqlx::query(
                         "INSERT INTO local_rotations (rotation_id, created_at, updated_at) \
@@ -309,6 +349,73 @@ mod tests {
         })
         .expect("read");
         assert_eq!(stored, vec!["lone-stored".to_owned()]);
+        test.finish().await;
+    }
+
+    /// Unguarded and guarded members mixed, some of each failing after they wrote: every caller
+    /// gets its own outcome and no member is left unrun; a failed guarded member left nothing,
+    /// and the members after an unguarded failure commit in the next transaction.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn members_after_an_unguarded_failure_still_commit() {
+        let test = TestStore::sqlite().await;
+        let Backend::Sqlite { groups, .. } = &test.store.backend else {
+            panic!("a SQLite store");
+        };
+        let mut writes = tokio::task::JoinSet::new();
+        for n in 0..200_i64 {
+            let groups = groups.clone();
+            let guard = if n % 2 == 0 {
+                Guard::None
+            } else {
+                Guard::Savepoint
+            };
+            writes.spawn(async move {
+                let outcome = groups
+                    .write(guard, move |tx| {
+                        Box::pin(async move {
+                            sqlx::query(
+                                "INSERT INTO local_rotations (rotation_id, created_at, \
+                                 updated_at) VALUES ($1, 0, 0)",
+                            )
+                            .bind(format!("r{n}"))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(StoreError::query)?;
+                            if n % 4 < 2 {
+                                return Err(StoreError::Corrupt(format!("r{n} refused")));
+                            }
+                            Ok(n)
+                        })
+                    })
+                    .await;
+                (n, outcome)
+            });
+        }
+        while let Some(done) = writes.join_next().await {
+            let (n, outcome) = done.expect("write task");
+            match outcome {
+                Ok(value) => assert_eq!(value, n, "r{n} got its own value"),
+                Err(StoreError::Corrupt(message)) => assert_eq!(message, format!("r{n} refused")),
+                Err(other) => panic!("r{n}: {other}"),
+            }
+        }
+        let mut stored: Vec<String> = on_db!(test.store, |writer, reader, postgres| {
+            sqlx::query_scalar("SELECT rotation_id FROM local_rotations")
+                .fetch_all(reader)
+                .await
+        })
+        .expect("read");
+        // Stored: every success; never a failed guarded member (n % 4 == 1). A failed
+        // unguarded member's statement (n % 4 == 0) may stay: it is rolled back only when the
+        // member was alone in its transaction.
+        stored.retain(|id| id[1..].parse::<i64>().map_or(true, |n| n % 4 != 0));
+        let mut expected: Vec<String> = (0..200)
+            .filter(|n| n % 4 >= 2)
+            .map(|n| format!("r{n}"))
+            .collect();
+        expected.sort();
+        stored.sort();
+        assert_eq!(stored, expected);
         test.finish().await;
     }
 }

@@ -69,6 +69,21 @@ pub struct Origin {
     pub idempotency_key: Option<String>,
 }
 
+// === impl Origin ===
+
+impl Origin {
+    /// An attempt nobody called for (the scheduler, start-up): a request id of its own and no
+    /// idempotency key.
+    pub fn background(scope: Scope, scheduled: bool) -> Self {
+        Self {
+            scope,
+            scheduled,
+            request_id: crate::context::new_request_id(),
+            idempotency_key: None,
+        }
+    }
+}
+
 /// The local backend over the store.
 #[derive(Debug)]
 pub struct LocalBackend {
@@ -280,13 +295,8 @@ impl LocalBackend {
         });
         futures::stream::iter(first)
             .for_each_concurrent(FIRST_ISSUES_AT_ONCE, |rotation| async move {
-                let origin = Origin {
-                    scope: Scope::FirstCredential,
-                    scheduled: false,
-                    request_id: crate::context::new_request_id(),
-                    idempotency_key: None,
-                };
                 let id = rotation.id;
+                let origin = Origin::background(Scope::FirstCredential, false);
                 match self.rotate(id, origin).await {
                     Ok(_) => {}
                     Err(LocalError::Busy { attempt_id, .. }) => {

@@ -149,12 +149,7 @@ async fn run_due(
     for item in due {
         let backend = Arc::clone(backend);
         running.spawn(async move {
-            let origin = Origin {
-                scope: Scope::Rotate,
-                scheduled: true,
-                request_id: crate::context::new_request_id(),
-                idempotency_key: None,
-            };
+            let origin = Origin::background(Scope::Rotate, true);
             let rotation_id = item.rotation_id;
             match backend.rotate(rotation_id, origin).await {
                 Ok(_) => tracing::info!(%rotation_id, "scheduled rotation committed"),

@@ -213,66 +213,121 @@ fn not_run() -> StoreError {
 
 #[cfg(test)]
 mod tests {
-    use super::Guard;
-    use crate::store::StoreError;
+    use super::{Guard, WriteGroups};
     use crate::store::db::testing::TestStore;
     use crate::store::db::{Backend, on_db};
+    use crate::store::{Store, StoreError};
 
-    /// Many writes at once, every third failing after it wrote: each caller gets its own body's
-    /// outcome, a failed body leaves nothing behind, and its group's neighbours are stored.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_member_writes_nothing_and_its_neighbours_commit() {
-        let test = TestStore::sqlite().await;
-        let Backend::Sqlite { groups, .. } = &test.store.backend else {
+    fn groups(store: &Store) -> &WriteGroups {
+        let Backend::Sqlite { groups, .. } = &store.backend else {
             panic!("a SQLite store");
         };
+        groups
+    }
+
+    /// Writes `id` as a member under `guard`; the body fails after its insert when `fail`.
+    async fn insert(
+        groups: &WriteGroups,
+        guard: Guard,
+        id: String,
+        fail: bool,
+    ) -> Result<String, StoreError> {
+        groups
+            .write(guard, move |tx| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO local_rotations (rotation_id, created_at, updated_at) \
+                         VALUES ($1, 0, 0)",
+                    )
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query)?;
+                    if fail {
+                        return Err(StoreError::Corrupt(format!("{id} refused")));
+                    }
+                    Ok(id)
+                })
+            })
+            .await
+    }
+
+    /// 200 writes `r0`… at once, each under `guard(n)` and failing after its insert when
+    /// `fails(n)`. Checks that every caller got its own body's outcome and returns the stored
+    /// ids, sorted.
+    async fn write_200_at_once(
+        store: &Store,
+        guard: fn(i64) -> Guard,
+        fails: fn(i64) -> bool,
+    ) -> Vec<String> {
         let mut writes = tokio::task::JoinSet::new();
         for n in 0..200_i64 {
-            let groups = groups.clone();
+            let groups = groups(store).clone();
             writes.spawn(async move {
-                let outcome = groups
-                    .write(Guard::Savepoint, move |tx| {
-                        Box::pin(async move {
-                            sqlx::query(
-                                "INSERT INTO local_rotations (rotation_id, created_at, \
-                                 updated_at) VALUES ($1, 0, 0)",
-                            )
-                            .bind(format!("r{n}"))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(StoreError::query)?;
-                            if n % 3 == 0 {
-                                return Err(StoreError::Corrupt(format!("r{n} refused")));
-                            }
-                            Ok(n * 10)
-                        })
-                    })
-                    .await;
+                let outcome = insert(&groups, guard(n), format!("r{n}"), fails(n)).await;
                 (n, outcome)
             });
         }
         while let Some(done) = writes.join_next().await {
             let (n, outcome) = done.expect("write task");
             match outcome {
-                Ok(value) => assert_eq!(value, n * 10, "r{n} got its own value"),
+                Ok(id) => assert_eq!(id, format!("r{n}"), "r{n} got its own value"),
                 Err(StoreError::Corrupt(message)) => assert_eq!(message, format!("r{n} refused")),
                 Err(other) => panic!("r{n}: {other}"),
             }
         }
-        let stored: Vec<String> = on_db!(test.store, |writer, reader, postgres| {
+        stored(store).await
+    }
+
+    async fn stored(store: &Store) -> Vec<String> {
+        let mut ids: Vec<String> = on_db!(store, |writer, reader, postgres| {
             sqlx::query_scalar("SELECT rotation_id FROM local_rotations")
                 .fetch_all(reader)
                 .await
         })
         .expect("read");
-        let mut expected: Vec<String> = (0..200)
-            .filter(|n| n % 3 != 0)
+        ids.sort();
+        ids
+    }
+
+    fn ids(filter: impl Fn(i64) -> bool) -> Vec<String> {
+        let mut ids: Vec<String> = (0..200)
+            .filter(|n| filter(*n))
             .map(|n| format!("r{n}"))
             .collect();
-        let mut stored = stored;
-        expected.sort();
-        stored.sort();
-        assert_eq!(stored, expected);
+        ids.sort();
+        ids
+    }
+
+    /// Many writes at once, every third failing after it wrote: each caller gets its own body's
+    /// outcome, a failed body leaves nothing behind, and its group's neighbours are stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_member_writes_nothing_and_its_neighbours_commit() {
+        let test = TestStore::sqlite().await;
+        let stored = write_200_at_once(&test.store, |_| Guard::Savepoint, |n| n % 3 == 0).await;
+        assert_eq!(stored, ids(|n| n % 3 != 0));
+        test.finish().await;
+    }
+
+    /// Unguarded and guarded members mixed, some of each failing after they wrote: every caller
+    /// gets its own outcome and no member is left unrun; a failed guarded member left nothing,
+    /// and the members after an unguarded failure commit in the next transaction.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn members_after_an_unguarded_failure_still_commit() {
+        let test = TestStore::sqlite().await;
+        let guard = |n| {
+            if n % 2 == 0 {
+                Guard::None
+            } else {
+                Guard::Savepoint
+            }
+        };
+        let mut stored = write_200_at_once(&test.store, guard, |n| n % 4 < 2).await;
+        // Stored: every success; never a failed guarded member (n % 4 == 1). A failed
+        // unguarded member's statement (n % 4 == 0) may stay: it is rolled back only when the
+        // member was alone in its transaction.
+        stored.retain(|id| id[1..].parse::<i64>().map_or(true, |n| n % 4 != 0));
+        assert_eq!(stored, ids(|n| n % 4 >= 2));
         test.finish().await;
     }
 
@@ -281,9 +336,7 @@ mod tests {
     #[tokio::test]
     async fn a_statement_error_is_the_members_alone() {
         let test = TestStore::sqlite().await;
-        let Backend::Sqlite { groups, .. } = &test.store.backend else {
-            panic!("a SQLite store");
-        };
+        let groups = groups(&test.store);
         let broken = groups
             .write(Guard::Savepoint, |tx| {
                 Box::pin(async move {
@@ -315,107 +368,16 @@ mod tests {
     #[tokio::test]
     async fn a_lone_failed_member_writes_nothing() {
         let test = TestStore::sqlite().await;
-        let Backend::Sqlite { groups, .. } = &test.store.backend else {
-            panic!("a SQLite store");
-        };
-        let insert = |id: &'static str, fail: bool| {
-            groups.write(Guard::Savepoint, move |tx| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "INSERT INTO local_rotations (rotation_id, created_at, updated_at) \
-                         VALUES ($1, 0, 0)",
-                    )
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::query)?;
-                    if fail {
-                        return Err(StoreError::Corrupt(format!("{id} refused")));
-                    }
-                    Ok(())
-                })
-            })
-        };
+        let groups = groups(&test.store);
         // One at a time: each is the only member of its group.
-        assert!(matches!(
-            insert("lone-failed", true).await,
-            Err(StoreError::Corrupt(_))
-        ));
-        insert("lone-stored", false).await.expect("stored");
-        let stored: Vec<String> = on_db!(test.store, |writer, reader, postgres| {
-            sqlx::query_scalar("SELECT rotation_id FROM local_rotations")
-                .fetch_all(reader)
-                .await
-        })
-        .expect("read");
-        assert_eq!(stored, vec!["lone-stored".to_owned()]);
-        test.finish().await;
-    }
-
-    /// Unguarded and guarded members mixed, some of each failing after they wrote: every caller
-    /// gets its own outcome and no member is left unrun; a failed guarded member left nothing,
-    /// and the members after an unguarded failure commit in the next transaction.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn members_after_an_unguarded_failure_still_commit() {
-        let test = TestStore::sqlite().await;
-        let Backend::Sqlite { groups, .. } = &test.store.backend else {
-            panic!("a SQLite store");
-        };
-        let mut writes = tokio::task::JoinSet::new();
-        for n in 0..200_i64 {
-            let groups = groups.clone();
-            let guard = if n % 2 == 0 {
-                Guard::None
-            } else {
-                Guard::Savepoint
-            };
-            writes.spawn(async move {
-                let outcome = groups
-                    .write(guard, move |tx| {
-                        Box::pin(async move {
-                            sqlx::query(
-                                "INSERT INTO local_rotations (rotation_id, created_at, \
-                                 updated_at) VALUES ($1, 0, 0)",
-                            )
-                            .bind(format!("r{n}"))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(StoreError::query)?;
-                            if n % 4 < 2 {
-                                return Err(StoreError::Corrupt(format!("r{n} refused")));
-                            }
-                            Ok(n)
-                        })
-                    })
-                    .await;
-                (n, outcome)
-            });
+        for guard in [Guard::Savepoint, Guard::None] {
+            let failed = insert(groups, guard, format!("lone-failed-{guard:?}"), true).await;
+            assert!(matches!(failed, Err(StoreError::Corrupt(_))), "{failed:?}");
         }
-        while let Some(done) = writes.join_next().await {
-            let (n, outcome) = done.expect("write task");
-            match outcome {
-                Ok(value) => assert_eq!(value, n, "r{n} got its own value"),
-                Err(StoreError::Corrupt(message)) => assert_eq!(message, format!("r{n} refused")),
-                Err(other) => panic!("r{n}: {other}"),
-            }
-        }
-        let mut stored: Vec<String> = on_db!(test.store, |writer, reader, postgres| {
-            sqlx::query_scalar("SELECT rotation_id FROM local_rotations")
-                .fetch_all(reader)
-                .await
-        })
-        .expect("read");
-        // Stored: every success; never a failed guarded member (n % 4 == 1). A failed
-        // unguarded member's statement (n % 4 == 0) may stay: it is rolled back only when the
-        // member was alone in its transaction.
-        stored.retain(|id| id[1..].parse::<i64>().map_or(true, |n| n % 4 != 0));
-        let mut expected: Vec<String> = (0..200)
-            .filter(|n| n % 4 >= 2)
-            .map(|n| format!("r{n}"))
-            .collect();
-        expected.sort();
-        stored.sort();
-        assert_eq!(stored, expected);
+        insert(groups, Guard::None, "lone-stored".to_owned(), false)
+            .await
+            .expect("stored");
+        assert_eq!(stored(&test.store).await, vec!["lone-stored".to_owned()]);
         test.finish().await;
     }
 }

@@ -4,8 +4,9 @@
 //! Measures, in one run:
 //! - start-up time (spawn → gRPC health SERVING): the first start, which issues every
 //!   rotation's first credential, and a restart with all of them issued;
-//! - idle RSS with 0, 5,000 and 10,000 registered rotations: the difference per rotation from 0,
-//!   and the marginal one from 5,000 to 10,000 (without the one-off costs of having any);
+//! - idle RSS with 0, 5,000 and 10,000 registered rotations (each the median of three
+//!   processes): the difference per rotation from 0, and the marginal one from 5,000 to
+//!   10,000 (without the one-off costs of having any);
 //! - the scheduler's scan time (open attempts, the due query, the registry match) with 10,000
 //!   registered, from its `scheduler scan finished` log line;
 //! - 1,000 rotations falling due at once (their `next_rotation_at` moved into the past while
@@ -43,6 +44,9 @@ fn count(var: &str, default: usize) -> usize {
 const PARALLEL: usize = 16;
 /// The rotated users' ACL rules.
 const SCOPE: &str = "~app:* +get";
+/// Idle RSS readings per configuration, each from a process of its own; the median is used
+/// (single readings of the same configuration differed by several MB).
+const RSS_RUNS: usize = 3;
 /// Settling time before RSS is read, as scripts/idle_rss.sh does.
 const SETTLE: Duration = Duration::from_secs(3);
 
@@ -251,6 +255,21 @@ async fn floor(redis_port: u16, count: usize) -> Duration {
     started.elapsed()
 }
 
+/// The median of `first` and [`RSS_RUNS`]` - 1` more idle readings, each from a fresh
+/// process on `config` and `data_dir`, read after [`SETTLE`].
+async fn median_rss(first: u64, config: Option<&Path>, data_dir: &Path) -> u64 {
+    let mut readings = vec![first];
+    for _ in 1..RSS_RUNS {
+        let server = Server::start(config, data_dir).await;
+        tokio::time::sleep(SETTLE).await;
+        readings.push(server.rss_kb());
+        server.stop().await;
+    }
+    readings.sort_unstable();
+    eprintln!("scale: idle RSS readings {readings:?} kB");
+    readings[readings.len() / 2]
+}
+
 fn ms(value: &serde_json::Value) -> f64 {
     value.as_f64().unwrap_or(f64::NAN)
 }
@@ -271,6 +290,7 @@ async fn main() {
     tokio::time::sleep(SETTLE).await;
     let (empty_start, empty_rss) = (empty.started_in, empty.rss_kb());
     empty.stop().await;
+    let empty_rss = median_rss(empty_rss, None, &dir.path().join("empty")).await;
 
     // 10,000 registered: the first start issues every first credential.
     eprintln!("scale: first start");
@@ -287,16 +307,18 @@ async fn main() {
     tokio::time::sleep(SETTLE).await;
     let (restart, idle_rss) = (idle.started_in, idle.rss_kb());
     idle.stop().await;
+    let idle_rss = median_rss(idle_rss, Some(&config), &data).await;
 
     // Half of them registered, on the same store: the marginal cost of a rotation, without
     // what any registered rotation costs once (caches, prepared statements, thread stacks).
     eprintln!("scale: restart with half registered");
     let half = registered / 2;
-    let half_server =
-        Server::start(Some(&write_config(dir.path(), redis.port(), half)), &data).await;
+    let half_config = write_config(dir.path(), redis.port(), half);
+    let half_server = Server::start(Some(&half_config), &data).await;
     tokio::time::sleep(SETTLE).await;
     let half_rss = half_server.rss_kb();
     half_server.stop().await;
+    let half_rss = median_rss(half_rss, Some(&half_config), &data).await;
 
     // The floor, alone on the machine.
     eprintln!("scale: floor");

@@ -24,8 +24,8 @@ pub struct Registered {
     /// The keys that seal stored credentials.
     pub keys: KeyRing,
     /// The driver of each rotation, in the registry's order (`drivers[i]` is the driver of
-    /// `registry.rotations[i]`): a vector, not a map by id, because with 10,000 rotations a
-    /// map's spare buckets alone held ~1 MB.
+    /// `registry.rotations[i]`): a vector, not a map by id, which with 10,000 rotations held
+    /// ~0.9 MB more (16,384 buckets of id and driver).
     drivers: Vec<Option<LocalDriver>>,
 }
 

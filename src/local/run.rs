@@ -123,7 +123,7 @@ impl LocalBackend {
         lease: &HeldLease,
         origin: Origin,
     ) -> Result<SecretRotation, LocalError> {
-        let (rotation_id, token) = (rotation.id.to_string(), lease.token);
+        let (rotation_id, token) = (rotation.id.to_string(), lease.token());
         let run = match self.store().open_attempt(&rotation_id).await? {
             Some(row) => {
                 self.resume(current, rotation, driver, row, token, &origin)

@@ -243,23 +243,16 @@ impl LeaseStore for Store {
 
     async fn renew(&self, rotation_id: &str, token: i64, ttl: Duration) -> Result<(), StoreError> {
         let rotation_id = rotation_id.to_owned();
-        write_tx!(self, one_effect, |tx, postgres| fence!(
-            tx,
-            ttl,
-            &rotation_id,
-            token
-        )
-        .await)
+        write_tx!(self, one_effect, |tx, postgres| {
+            fence!(tx, ttl, &rotation_id, token).await
+        })
     }
 
     async fn release(&self, rotation_id: &str, token: i64) -> Result<(), StoreError> {
         let rotation_id = rotation_id.to_owned();
-        write_tx!(self, one_effect, |tx, postgres| release_in!(
-            tx,
-            &rotation_id,
-            token
-        )
-        .await)
+        write_tx!(self, one_effect, |tx, postgres| {
+            release_in!(tx, &rotation_id, token).await
+        })
     }
 }
 

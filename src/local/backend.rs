@@ -241,7 +241,7 @@ impl LocalBackend {
     pub async fn resume_open_attempts(&self) -> Result<usize, LocalError> {
         let current = self.current();
         let mut resuming = Vec::new();
-        for row in self.store.open_attempts().await? {
+        for row in self.store.unheld_open_attempts(Utc::now()).await? {
             let Ok(id) = Uuid::parse_str(&row.rotation_id) else {
                 continue;
             };

@@ -288,6 +288,18 @@ pub trait AttemptStore: Send + Sync {
     /// The store could not read.
     fn open_attempts(&self) -> impl Future<Output = Result<Vec<AttemptRow>, StoreError>> + Send;
 
+    /// Open attempts whose rotation's lease is free at `now` (released, expired or never
+    /// taken), oldest first: the ones to resume. An attempt under a live lease is running on
+    /// some replica; taking its lease the moment it commits would only refuse callers.
+    ///
+    /// # Errors
+    ///
+    /// The store could not read.
+    fn unheld_open_attempts(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<AttemptRow>, StoreError>> + Send;
+
     /// The open attempt of one rotation, if any (the lease allows at most one).
     ///
     /// # Errors

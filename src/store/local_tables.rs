@@ -500,6 +500,27 @@ impl AttemptStore for Store {
         })
     }
 
+    async fn unheld_open_attempts(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<AttemptRow>, StoreError> {
+        let now = ms(now);
+        on_db!(self, |writer, reader, postgres| {
+            let rows = sqlx::query(
+                "SELECT a.* FROM local_attempts a \
+                 LEFT JOIN local_leases l ON l.rotation_id = a.rotation_id \
+                 WHERE a.state IN ('prepared', 'applied', 'verified') \
+                 AND (l.rotation_id IS NULL OR l.holder = '' OR l.expires_at <= $1) \
+                 ORDER BY a.created_at",
+            )
+            .bind(now)
+            .fetch_all(reader)
+            .await
+            .map_err(StoreError::query)?;
+            rows.iter().map(decode_attempt).collect()
+        })
+    }
+
     async fn open_attempt(&self, rotation_id: &str) -> Result<Option<AttemptRow>, StoreError> {
         on_db!(self, |writer, reader, postgres| {
             let row = sqlx::query(
@@ -693,6 +714,24 @@ mod tests {
         );
         let open = store.open_attempts().await.expect("open");
         assert_eq!(open.len(), 1);
+        assert!(
+            store
+                .unheld_open_attempts(Utc::now())
+                .await
+                .expect("open")
+                .is_empty(),
+            "an attempt under a live lease is not to be resumed"
+        );
+        let after_expiry = Utc::now() + LEASE_TTL + chrono::Duration::seconds(1);
+        assert_eq!(
+            store
+                .unheld_open_attempts(after_expiry)
+                .await
+                .expect("open")
+                .len(),
+            1,
+            "once its lease expires it is"
+        );
         assert_eq!(
             store
                 .open_attempt("r")

@@ -113,4 +113,7 @@ cargo test --workspace --locked --doc
 
 log "python client (clients/python/test.sh: example.py against the real binary)"
 clients/python/test.sh
+
+log "container runtime (scripts/check_image_runtime.sh: the binary in a distroless-like root)"
+scripts/check_image_runtime.sh
 df -h . | tail -1

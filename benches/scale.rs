@@ -40,8 +40,13 @@ fn count(var: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
-/// `max_parallel_rotations` of the connection, and the floor's concurrency.
+/// `max_parallel_rotations` of the connection, and the floor's concurrency
+/// (`SCALE_PARALLEL` overrides, up to the setting's 256).
 const PARALLEL: usize = 16;
+
+fn parallel() -> usize {
+    count("SCALE_PARALLEL", PARALLEL).clamp(1, 256)
+}
 /// The rotated users' ACL rules.
 const SCOPE: &str = "~app:* +get";
 /// Idle RSS readings per configuration, each from a process of its own; the median is used
@@ -56,6 +61,7 @@ fn rotation_id(i: usize) -> String {
 
 fn write_config(dir: &Path, redis_port: u16, rotations: usize) -> PathBuf {
     use std::fmt::Write as _;
+    let parallel = parallel();
     let mut text = format!(
         r#"
 [[connections]]
@@ -66,7 +72,7 @@ port = {redis_port}
 username = "{ADMIN_USER}"
 password = "env:REDIS_ADMIN"
 tls = "disable"
-max_parallel_rotations = {PARALLEL}
+max_parallel_rotations = {parallel}
 "#
     );
     for i in 0..rotations {
@@ -202,13 +208,13 @@ async fn make_due(data_dir: &Path, count: usize) {
     }
 }
 
-/// The floor: the driver's Redis commands for `count` users, `PARALLEL` at a time.
+/// The floor: the driver's Redis commands for `count` users, [`parallel`] at a time.
 async fn floor(redis_port: u16, count: usize) -> Duration {
     let admin_url = format!("redis://{ADMIN_USER}:{ADMIN_PASSWORD}@127.0.0.1:{redis_port}/");
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..PARALLEL {
+    for _ in 0..parallel() {
         let next = Arc::clone(&next);
         let admin_url = admin_url.clone();
         workers.spawn(async move {
@@ -391,7 +397,8 @@ async fn main() {
         due_ms / 1000.0
     );
     println!(
-        "| floor: {due_count} bare ACL changes + logins, {PARALLEL} at a time | {:.2} s ({floor_rate:.0}/s) |",
+        "| floor: {due_count} bare ACL changes + logins, {} at a time | {:.2} s ({floor_rate:.0}/s) |",
+        parallel(),
         floor_ms / 1000.0
     );
     println!("| ratio rotator / floor rate | {:.2}× |", rate / floor_rate);

@@ -19,17 +19,9 @@ set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
-passed=0 failed=0
-pass() { passed=$((passed + 1)); echo "ok    $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL  $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/      /'; }
-finish() { echo "image runtime: $passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
-
-if [ -n "${ROTATOR_BIN:-}" ]; then
-  bin=$ROTATOR_BIN
-else
-  cargo build --locked --quiet --bin rotator || { fail "cargo build --bin rotator"; finish; }
-  bin=${CARGO_TARGET_DIR:-$repo/target}/debug/rotator
-fi
+check_name="image runtime"
+. scripts/check_helpers.sh
+rotator_bin
 
 tmp=$(mktemp -d /tmp/rotator-image-runtime.XXXXXX)
 root="$tmp/root"

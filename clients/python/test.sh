@@ -19,10 +19,8 @@ if ! command -v python3 >/dev/null; then
   exit 0
 fi
 
-passed=0 failed=0
-pass() { passed=$((passed + 1)); echo "ok    $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL  $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/      /'; }
-finish() { echo "python client: $passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
+check_name="python client"
+. scripts/check_helpers.sh
 
 # --- the client's environment: a venv per checkout, reinstalled only when pyproject.toml changes
 venv=${ROTATOR_PYCLIENT_VENV:-/tmp/rotator-pyclient-$(printf %s "$root" | sha256sum | cut -c1-12)}
@@ -48,12 +46,7 @@ else
 fi
 
 # --- the server
-if [ -n "${ROTATOR_BIN:-}" ]; then
-  bin=$ROTATOR_BIN
-else
-  cargo build --locked --quiet --bin rotator || { fail "cargo build --bin rotator"; finish; }
-  bin=${CARGO_TARGET_DIR:-$root/target}/debug/rotator
-fi
+rotator_bin
 
 tmp=$(mktemp -d /tmp/rotator-pyclient-test.XXXXXX)
 suffix=$(basename "$tmp" | cut -d. -f2 | tr -cd 'A-Za-z0-9')

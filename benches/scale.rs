@@ -40,13 +40,14 @@ fn count(var: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
-/// `max_parallel_rotations` of the connection, and the floor's concurrency
-/// (`SCALE_PARALLEL` overrides, up to the setting's 256).
+/// `max_parallel_rotations` of the connection, and the floor's concurrency, unless set.
 const PARALLEL: usize = 16;
 
+/// [`PARALLEL`], or `SCALE_PARALLEL` within the setting's 1–256.
 fn parallel() -> usize {
     count("SCALE_PARALLEL", PARALLEL).clamp(1, 256)
 }
+
 /// The rotated users' ACL rules.
 const SCOPE: &str = "~app:* +get";
 /// Idle RSS readings per configuration, each from a process of its own; the median is used

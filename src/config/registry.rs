@@ -11,6 +11,7 @@
 //! the local registry without rewriting its parameters.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 use uuid::Uuid;
@@ -92,12 +93,16 @@ pub enum TlsMode {
 }
 
 /// One declared rotation.
+///
+/// With 10,000 of them registered each byte here is 10 KB of the server's memory, so what few
+/// rotations declare sits behind one box ([`RotationExtras`]) and the place in the file is a
+/// number ([`LocalRotation::key`]).
 #[derive(Debug, Clone)]
 pub struct LocalRotation {
     /// Its id.
     pub id: Uuid,
-    /// Where it is declared, e.g. `rotations[2]`, for problems found later.
-    pub key: String,
+    /// Its place in `[[rotations]]`.
+    pub index: u32,
     /// Its name.
     pub name: String,
     /// Its type.
@@ -120,6 +125,13 @@ pub struct LocalRotation {
     pub environment: String,
     /// Folder path label.
     pub folder_path: String,
+    /// What it declares beyond the above; `None` when it declares none of it.
+    pub extras: Option<Box<RotationExtras>>,
+}
+
+/// What a rotation may declare and most do not.
+#[derive(Debug, Clone, Default)]
+pub struct RotationExtras {
     /// Free text.
     pub description: Option<String>,
     /// The target's password before rotator first changes it (`temporary_parameters.password`,
@@ -131,8 +143,46 @@ pub struct LocalRotation {
     /// Consumers that must confirm the committed version before the next rotation replaces a
     /// credential (docs/delivery.md, "Confirmed handover"); empty: no handover.
     pub consumers: Vec<String>,
-    /// How long after a commit the next rotation waits for the consumers' confirmations.
-    pub handover_grace: std::time::Duration,
+    /// How long after a commit the next rotation waits for the consumers' confirmations;
+    /// [`DEFAULT_HANDOVER_GRACE`] when not set.
+    pub handover_grace: Option<std::time::Duration>,
+}
+
+// === impl LocalRotation ===
+
+impl LocalRotation {
+    /// Where it is declared, e.g. `rotations[2]`, for problems found later.
+    pub fn key(&self) -> String {
+        format!("rotations[{}]", self.index)
+    }
+
+    /// Free text.
+    pub fn description(&self) -> Option<&str> {
+        self.extras.as_ref()?.description.as_deref()
+    }
+
+    /// See [`RotationExtras::initial_password`].
+    pub fn initial_password(&self) -> Option<&SecretString> {
+        self.extras.as_ref()?.initial_password.as_ref()
+    }
+
+    /// See [`RotationExtras::sinks`].
+    pub fn sinks(&self) -> &[SinkSpec] {
+        self.extras.as_ref().map_or(&[], |e| &e.sinks)
+    }
+
+    /// See [`RotationExtras::consumers`].
+    pub fn consumers(&self) -> &[String] {
+        self.extras.as_ref().map_or(&[], |e| &e.consumers)
+    }
+
+    /// See [`RotationExtras::handover_grace`].
+    pub fn handover_grace(&self) -> std::time::Duration {
+        self.extras
+            .as_ref()
+            .and_then(|e| e.handover_grace)
+            .unwrap_or(DEFAULT_HANDOVER_GRACE)
+    }
 }
 
 /// Every local connection and rotation, and the key ring that seals their credentials.
@@ -144,6 +194,22 @@ pub struct Registry {
     pub rotations: Vec<LocalRotation>,
     /// The key ring; present whenever there is a rotation.
     pub keys: Option<KeyRing>,
+    /// `(id, index in rotations)` sorted by id, built at the first lookup: every call and
+    /// every due rotation looks its rotation up, and a scan of 10,000 entries of a few hundred
+    /// bytes each is a walk through megabytes.
+    by_id: IdIndex,
+}
+
+/// [`Registry::rotation`]'s index, for a registry no longer changed once looked up (a reload
+/// builds a new one). A clone starts without one; a lookup that finds the index stale (a
+/// rotation added, removed or moved since) searches the rotations themselves.
+#[derive(Debug, Default)]
+struct IdIndex(OnceLock<Box<[(Uuid, u32)]>>);
+
+impl Clone for IdIndex {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
 }
 
 /// The keys every connection has; any other key is its driver's option.
@@ -243,6 +309,14 @@ impl Registry {
             .enumerate()
         {
             let key = format!("rotations[{i}]");
+            let Ok(index) = u32::try_from(i) else {
+                push(
+                    problems,
+                    &key,
+                    "more rotations than one server takes".into(),
+                );
+                break;
+            };
             let raw: RawRotation = match value.try_into() {
                 Ok(r) => r,
                 Err(e) => {
@@ -254,24 +328,11 @@ impl Registry {
                     continue;
                 }
             };
-            if let Some(r) = rotation(raw, key.clone(), &registry.connections, env, problems) {
-                if registry.rotations.iter().any(|o| o.id == r.id) {
-                    push(
-                        problems,
-                        &format!("{key}.id"),
-                        "duplicate rotation id".into(),
-                    );
-                } else if registry.rotations.iter().any(|o| o.name == r.name) {
-                    push(
-                        problems,
-                        &format!("{key}.name"),
-                        "duplicate rotation name".into(),
-                    );
-                } else {
-                    registry.rotations.push(r);
-                }
+            if let Some(r) = rotation(raw, (index, &key), &registry.connections, env, problems) {
+                registry.rotations.push(r);
             }
         }
+        registry.duplicates(problems);
         if !registry.rotations.is_empty() {
             registry.keys = keys(env, problems);
         }
@@ -283,13 +344,71 @@ impl Registry {
 
     /// The rotation with this id.
     pub fn rotation(&self, id: Uuid) -> Option<&LocalRotation> {
+        let by_id = self.by_id.0.get_or_init(|| {
+            let mut by_id: Vec<(Uuid, u32)> = self
+                .rotations
+                .iter()
+                .zip(0..)
+                .map(|(rotation, index)| (rotation.id, index))
+                .collect();
+            by_id.sort_unstable();
+            by_id.into_boxed_slice()
+        });
+        if by_id.len() == self.rotations.len() {
+            let at = by_id.binary_search_by_key(&id, |(id, _)| *id);
+            let indexed = at
+                .ok()
+                .and_then(|at| by_id.get(at))
+                .and_then(|(_, index)| self.rotations.get(usize::try_from(*index).ok()?));
+            match indexed {
+                Some(rotation) if rotation.id == id => return Some(rotation),
+                None if at.is_err() => return None,
+                _ => {}
+            }
+        }
         self.rotations.iter().find(|r| r.id == id)
+    }
+
+    /// A problem for each rotation whose id or name an earlier one already has. Sorted once
+    /// instead of each rotation compared with every earlier one: with 10,000 rotations that
+    /// was 50 million comparisons at every start.
+    fn duplicates(&self, problems: &mut Vec<ConfigProblem>) {
+        let mut ids: Vec<(Uuid, usize)> = self.rotations.iter().map(|r| r.id).zip(0..).collect();
+        let mut names: Vec<(&str, usize)> = self
+            .rotations
+            .iter()
+            .map(|r| r.name.as_str())
+            .zip(0..)
+            .collect();
+        ids.sort_unstable();
+        names.sort_unstable();
+        for (index, what) in later_duplicates(&ids)
+            .map(|i| (i, "id"))
+            .chain(later_duplicates(&names).map(|i| (i, "name")))
+        {
+            if let Some(rotation) = self.rotations.get(index) {
+                push(
+                    problems,
+                    &format!("{}.{what}", rotation.key()),
+                    format!("duplicate rotation {what}"),
+                );
+            }
+        }
     }
 
     /// Whether nothing is declared.
     pub fn is_empty(&self) -> bool {
         self.rotations.is_empty()
     }
+}
+
+/// Of `(value, index)` pairs sorted by value, the index of each pair whose value equals the
+/// one before it: the later declaration, as equal values sort by index.
+fn later_duplicates<T: PartialEq>(sorted: &[(T, usize)]) -> impl Iterator<Item = usize> + '_ {
+    sorted.windows(2).filter_map(|pair| match pair {
+        [(a, _), (b, later)] if a == b => Some(*later),
+        _ => None,
+    })
 }
 
 fn push(problems: &mut Vec<ConfigProblem>, key: &str, reason: String) {
@@ -418,7 +537,7 @@ fn derived_id(name: &str) -> Uuid {
 
 fn rotation(
     raw: RawRotation,
-    key: String,
+    (index, key): (u32, &str),
     connections: &HashMap<String, LocalConnection>,
     env: &Env,
     problems: &mut Vec<ConfigProblem>,
@@ -497,15 +616,27 @@ fn rotation(
             )
         });
     let mapped = crate::rotation::json::mapped_names(&secrets_mapping);
-    let sinks = super::sinks::read(raw.sinks, &key, &mapped, env, problems);
-    let consumers = consumers(raw.consumers, &key, problems);
-    let handover_grace = handover_grace(raw.handover_grace_seconds, interval_days, &key, problems);
+    let sinks = super::sinks::read(raw.sinks, key, &mapped, env, problems);
+    let consumers = consumers(raw.consumers, key, problems);
+    let handover_grace = handover_grace(raw.handover_grace_seconds, interval_days, key, problems);
     if problems.len() > before {
         return None;
     }
+    let extras = RotationExtras {
+        description: raw.description,
+        initial_password,
+        sinks,
+        consumers,
+        handover_grace,
+    };
+    let declares_extras = extras.description.is_some()
+        || extras.initial_password.is_some()
+        || !extras.sinks.is_empty()
+        || !extras.consumers.is_empty()
+        || extras.handover_grace.is_some();
     Some(LocalRotation {
         id: id?,
-        key,
+        index,
         name: raw.name,
         rotation_type,
         connection: raw.connection,
@@ -517,11 +648,7 @@ fn rotation(
         project_id: raw.project_id.unwrap_or_default(),
         environment: raw.environment.unwrap_or_default(),
         folder_path: raw.folder_path.unwrap_or_else(|| "/".to_owned()),
-        description: raw.description,
-        initial_password,
-        sinks,
-        consumers,
-        handover_grace,
+        extras: declares_extras.then(|| Box::new(extras)),
     })
 }
 
@@ -572,10 +699,8 @@ fn handover_grace(
     interval_days: u32,
     key: &str,
     problems: &mut Vec<ConfigProblem>,
-) -> std::time::Duration {
-    let Some(seconds) = raw else {
-        return DEFAULT_HANDOVER_GRACE;
-    };
+) -> Option<std::time::Duration> {
+    let seconds = raw?;
     let interval = u64::from(interval_days.max(1)) * 86_400;
     if seconds == 0 || seconds > interval {
         push(
@@ -584,7 +709,7 @@ fn handover_grace(
             format!("must be between 1 and the rotation interval ({interval} s)"),
         );
     }
-    std::time::Duration::from_secs(seconds)
+    Some(std::time::Duration::from_secs(seconds))
 }
 
 fn json_of(value: toml::Value) -> Result<serde_json::Value, serde_json::Error> {
@@ -696,6 +821,69 @@ secrets_mapping = { username = "DB_USER", password = "DB_PASSWORD" }
         assert!(r.keys.is_some());
     }
 
+    /// `GOOD`'s rotation declared again with `id` and `name`.
+    fn another(id: &str, name: &str) -> String {
+        let rotation = &GOOD[GOOD.find("[[rotations]]").unwrap_or(0)..];
+        rotation
+            .replace("6c7b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a10", id)
+            .replace("\"app-db\"", &format!("{name:?}"))
+    }
+
+    #[test]
+    fn a_repeated_id_or_name_is_a_problem_of_the_later_rotation() {
+        let text = [
+            GOOD.to_owned(),
+            another("0e6b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a11", "other"),
+            another("6c7b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a10", "third"),
+            another("1e6b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a12", "other"),
+            another("2e6b5a6e-3f7a-4a9d-9a49-6f0f3c1b2a13", "app-db"),
+        ]
+        .concat();
+        let (_, problems) = load(&text, &[("PG_ADMIN", "pw"), (ENCRYPTION_KEY_VAR, KEY)]);
+        let mut found: Vec<_> = problems
+            .iter()
+            .map(|p| (p.key.as_str(), p.reason.as_str()))
+            .collect();
+        found.sort_unstable();
+        assert_eq!(
+            found,
+            [
+                ("rotations[2].id", "duplicate rotation id"),
+                ("rotations[3].name", "duplicate rotation name"),
+                ("rotations[4].name", "duplicate rotation name"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rotation_is_found_by_id_among_many() {
+        let text: String = std::iter::once(GOOD.to_owned())
+            .chain((1..300).map(|i| {
+                another(
+                    &format!("00000000-0000-4000-8000-{:012}", 7919 * i % 1000),
+                    &format!("r{i}"),
+                )
+            }))
+            .collect();
+        let (registry, problems) = load(&text, &[("PG_ADMIN", "pw"), (ENCRYPTION_KEY_VAR, KEY)]);
+        assert!(problems.is_empty(), "{problems:?}");
+        for rotation in &registry.rotations {
+            let found = registry.rotation(rotation.id).map(|r| &r.name);
+            assert_eq!(found, Some(&rotation.name));
+        }
+        assert!(registry.rotation(Uuid::nil()).is_none());
+        // A registry changed after its first lookup still answers from what it holds.
+        let mut changed = registry.clone();
+        assert!(changed.rotation(registry.rotations[5].id).is_some());
+        changed.rotations.swap(3, 4);
+        assert_eq!(
+            changed.rotation(registry.rotations[3].id).map(|r| &r.name),
+            Some(&registry.rotations[3].name)
+        );
+        let last = changed.rotations.pop().map(|r| r.id).unwrap_or_default();
+        assert!(changed.rotation(last).is_none());
+    }
+
     #[test]
     fn problems_are_named_by_key_and_never_show_the_value() {
         let text = GOOD
@@ -731,11 +919,10 @@ secrets_mapping = { username = "DB_USER", password = "DB_PASSWORD" }
         let (r, problems) = load(&with("env:APP_PW"), &env);
         assert!(problems.is_empty(), "{problems:?}");
         let initial = r.rotations[0]
-            .initial_password
-            .as_ref()
+            .initial_password()
             .map(|p| p.expose().to_owned());
         assert_eq!(initial.as_deref(), Some("initial-pw"));
-        assert!(load(GOOD, &env).0.rotations[0].initial_password.is_none());
+        assert!(load(GOOD, &env).0.rotations[0].initial_password().is_none());
 
         let (_, problems) = load(&with("hunter2-literal"), &env);
         assert_eq!(problems.len(), 1, "{problems:?}");
@@ -769,8 +956,12 @@ secrets_mapping = { username = "DB_USER", password = "DB_PASSWORD" }
         let env = [("PG_ADMIN", "pw"), (ENCRYPTION_KEY_VAR, KEY)];
         let (r, problems) = load(GOOD, &env);
         assert!(problems.is_empty(), "{problems:?}");
-        assert!(r.rotations[0].consumers.is_empty(), "none by default");
-        assert_eq!(r.rotations[0].handover_grace, DEFAULT_HANDOVER_GRACE);
+        assert!(r.rotations[0].consumers().is_empty(), "none by default");
+        assert_eq!(r.rotations[0].handover_grace(), DEFAULT_HANDOVER_GRACE);
+        assert!(
+            r.rotations[0].extras.is_none(),
+            "nothing boxed for nothing declared"
+        );
 
         let with = |extra: &str| format!("{GOOD}{extra}\n");
         let (r, problems) = load(
@@ -778,9 +969,9 @@ secrets_mapping = { username = "DB_USER", password = "DB_PASSWORD" }
             &env,
         );
         assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(r.rotations[0].consumers, ["billing-api", "worker.v2"]);
+        assert_eq!(r.rotations[0].consumers(), ["billing-api", "worker.v2"]);
         assert_eq!(
-            r.rotations[0].handover_grace,
+            r.rotations[0].handover_grace(),
             std::time::Duration::from_secs(90)
         );
 

@@ -596,11 +596,11 @@ fn infisical(
 pub fn infisical_without_upstream(registry: &super::registry::Registry) -> Vec<ConfigProblem> {
     let mut problems = Vec::new();
     for rotation in &registry.rotations {
-        for (i, sink) in rotation.sinks.iter().enumerate() {
+        for (i, sink) in rotation.sinks().iter().enumerate() {
             if matches!(sink.kind, SinkKind::Infisical(_)) {
                 push(
                     &mut problems,
-                    &format!("{}.sinks[{i}].kind", rotation.key),
+                    &format!("{}.sinks[{i}].kind", rotation.key()),
                     "an infisical sink needs the [infisical] section (url and identity)".into(),
                 );
             }

@@ -118,7 +118,7 @@ fn until(at: DateTime<Utc>) -> Duration {
 async fn ensure_rows(backend: &LocalBackend) -> Result<(), crate::store::StoreError> {
     let current = backend.current();
     for rotation in &current.registry.rotations {
-        for sink in &rotation.sinks {
+        for sink in rotation.sinks() {
             backend
                 .shared_store()
                 .ensure_delivery(&rotation.id.to_string(), &sink.name, Utc::now())
@@ -141,12 +141,10 @@ async fn pass(
     let current = backend.current();
     let mut owed = Vec::new();
     for row in rows {
-        let registered = current
-            .registry
-            .rotations
-            .iter()
-            .find(|r| r.id.to_string() == row.rotation_id)
-            .and_then(|r| Some((r, r.sinks.iter().find(|s| s.name == row.sink)?)));
+        let registered = Uuid::parse_str(&row.rotation_id)
+            .ok()
+            .and_then(|id| current.registry.rotation(id))
+            .and_then(|r| Some((r, r.sinks().iter().find(|s| s.name == row.sink)?)));
         match registered {
             Some((rotation, sink)) => owed.push(Owed {
                 sink: sink.clone(),

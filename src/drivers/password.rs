@@ -10,6 +10,8 @@
 //! ASCII punctuation only, and duplicate symbols are dropped so that every symbol is equally
 //! likely. Each type may also forbid symbols its target cannot take safely.
 
+use std::borrow::Cow;
+
 use rand::{CryptoRng, Rng};
 
 use crate::proto::{PasswordRequirements, RotationType};
@@ -60,14 +62,17 @@ pub enum PasswordError {
 
 /// A validated password policy: a length, a minimum count per character class and a symbol
 /// alphabet.
+///
+/// Every registered rotation keeps one, so it is kept small: counts fit in `u16` (the length
+/// is at most [`MAX_LENGTH`], and no count exceeds it), and the default alphabet is not copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasswordPolicy {
     /// Total number of characters.
-    length: usize,
+    length: u16,
     /// Minimum counts, in class order: lowercase, uppercase, digits, symbols.
-    required: [usize; 4],
+    required: [u16; 4],
     /// The symbol class: distinct ASCII punctuation, never `"`.
-    symbols: Vec<u8>,
+    symbols: Cow<'static, [u8]>,
 }
 
 // === impl PasswordPolicy ===
@@ -82,9 +87,9 @@ impl PasswordPolicy {
             DEFAULT_LENGTH
         };
         Self {
-            length,
+            length: narrow(length),
             required: [1, 1, 1, 0],
-            symbols: DEFAULT_SYMBOLS.as_bytes().to_vec(),
+            symbols: Cow::Borrowed(DEFAULT_SYMBOLS.as_bytes()),
         }
     }
 
@@ -156,15 +161,16 @@ impl PasswordPolicy {
             });
         }
         Ok(Self {
-            length,
-            required,
+            length: narrow(length),
+            // Each count is at most `length` (their sum is), so none is cut.
+            required: required.map(narrow),
             symbols,
         })
     }
 
     /// The password length.
     pub fn length(&self) -> usize {
-        self.length
+        usize::from(self.length)
     }
 
     /// The symbol alphabet (used only when symbols are required).
@@ -181,7 +187,8 @@ impl PasswordPolicy {
     /// Generates a password with `rng`; tests pass a seeded generator.
     pub fn generate_with<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> SecretString {
         let classes: [&[u8]; 4] = [LOWERCASE, UPPERCASE, DIGITS, &self.symbols];
-        let mut chars = Vec::with_capacity(self.length);
+        let length = self.length();
+        let mut chars = Vec::with_capacity(length);
         for (class, &count) in classes.iter().zip(&self.required) {
             chars.extend((0..count).map(|_| pick(rng, class)));
         }
@@ -191,7 +198,7 @@ impl PasswordPolicy {
             .filter(|&(_, &count)| count > 0)
             .flat_map(|(class, _)| class.iter().copied())
             .collect();
-        while chars.len() < self.length {
+        while chars.len() < length {
             chars.push(pick(rng, &fill));
         }
         // Fisher–Yates.
@@ -220,7 +227,7 @@ pub fn forbidden_symbols(rotation_type: RotationType) -> &'static str {
 
 /// The symbol alphabet from `allowedSymbols`: `"` removed (as upstream), duplicates dropped,
 /// the default when nothing is left.
-fn symbol_alphabet(allowed: Option<&str>) -> Result<Vec<u8>, PasswordError> {
+fn symbol_alphabet(allowed: Option<&str>) -> Result<Cow<'static, [u8]>, PasswordError> {
     let mut symbols = Vec::new();
     for c in allowed.unwrap_or_default().chars().filter(|&c| c != '"') {
         if !c.is_ascii_punctuation() {
@@ -233,9 +240,14 @@ fn symbol_alphabet(allowed: Option<&str>) -> Result<Vec<u8>, PasswordError> {
         }
     }
     if symbols.is_empty() {
-        symbols = DEFAULT_SYMBOLS.as_bytes().to_vec();
+        return Ok(Cow::Borrowed(DEFAULT_SYMBOLS.as_bytes()));
     }
-    Ok(symbols)
+    Ok(Cow::Owned(symbols))
+}
+
+/// `value` as a count of the policy; every count is checked against [`MAX_LENGTH`] first.
+fn narrow(value: usize) -> u16 {
+    u16::try_from(value.min(MAX_LENGTH)).unwrap_or(u16::MAX)
 }
 
 /// One uniformly drawn byte of `class` (never empty: every class has at least one member).

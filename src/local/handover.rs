@@ -96,13 +96,13 @@ impl LocalBackend {
         rotation: &LocalRotation,
         origin: &Origin,
     ) -> Result<(), LocalError> {
-        if rotation.consumers.is_empty() {
+        if rotation.consumers().is_empty() {
             return Ok(());
         }
         let rotation_id = rotation.id.to_string();
         let state = self.store().handover_state(&rotation_id).await?;
         let now = Utc::now();
-        match decide(&rotation.consumers, &state, rotation.handover_grace, now) {
+        match decide(rotation.consumers(), &state, rotation.handover_grace(), now) {
             Gate::Open => Ok(()),
             Gate::Wait {
                 unconfirmed,
@@ -123,7 +123,7 @@ impl LocalBackend {
                         now,
                     )),
                     unconfirmed_consumers: unconfirmed.clone(),
-                    grace: prost_types::Duration::try_from(rotation.handover_grace).ok(),
+                    grace: prost_types::Duration::try_from(rotation.handover_grace()).ok(),
                 });
                 let row = outbox_row(&event, now)?;
                 if self
@@ -158,11 +158,11 @@ impl LocalBackend {
         request_id: &str,
     ) -> Result<ConfirmCredentialInUseResponse, LocalError> {
         let rotation_id = rotation.id.to_string();
-        if !rotation.consumers.iter().any(|c| c == consumer) {
+        if !rotation.consumers().iter().any(|c| c == consumer) {
             return Err(LocalError::ConsumerNotNamed {
                 rotation_id,
                 consumer: consumer.to_owned(),
-                named: rotation.consumers.clone(),
+                named: rotation.consumers().to_vec(),
             });
         }
         // The store keeps milliseconds: the first answer says what a repeated one will.
@@ -188,7 +188,7 @@ impl LocalBackend {
                 consumer,
                 version,
                 at: now,
-                named: &rotation.consumers,
+                named: rotation.consumers(),
                 complete_event: Some(&complete),
             })
             .await?;
@@ -220,7 +220,7 @@ impl LocalBackend {
                 confirmed_at: Some(timestamp(confirmed_at)),
                 current: after.version == version,
             }),
-            unconfirmed_consumers: unconfirmed(&rotation.consumers, &after),
+            unconfirmed_consumers: unconfirmed(rotation.consumers(), &after),
         })
     }
 
@@ -239,7 +239,7 @@ impl LocalBackend {
             .handover_state(&rotation.id.to_string())
             .await?;
         let confirmations = rotation
-            .consumers
+            .consumers()
             .iter()
             .map(
                 |name| match state.confirmations.iter().find(|c| &c.consumer == name) {

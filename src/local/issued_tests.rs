@@ -158,7 +158,7 @@ impl Harness {
             KeyRing::parse(&[SecretString::new(crate::crypto::generate_key())]).expect("a key");
         let rotation = LocalRotation {
             id: Uuid::new_v4(),
-            key: "rotations[0]".into(),
+            index: 0,
             name: "ci-deployer".into(),
             rotation_type: RotationType::AwsIamUserSecret,
             connection: "aws".into(),
@@ -173,17 +173,11 @@ impl Harness {
             project_id: String::new(),
             environment: String::new(),
             folder_path: "/".into(),
-            description: None,
-            initial_password: None,
-            sinks: Vec::new(),
-            consumers: Vec::new(),
-            handover_grace: std::time::Duration::from_secs(3600),
+            extras: None,
         };
-        let registry = Registry {
-            connections: HashMap::new(),
-            rotations: vec![rotation.clone()],
-            keys: Some(keys.clone()),
-        };
+        let mut registry = Registry::default();
+        registry.rotations = vec![rotation.clone()];
+        registry.keys = Some(keys.clone());
         Self {
             _dir: dir,
             store,

@@ -180,7 +180,7 @@ impl LocalBackend {
     ) -> Result<Vec<SinkDelivery>, LocalError> {
         let rows = self.store().deliveries(&rotation.id.to_string()).await?;
         Ok(rotation
-            .sinks
+            .sinks()
             .iter()
             .map(|sink| super::view::sink_delivery(sink, rows.iter().find(|r| r.sink == sink.name)))
             .collect())

@@ -96,7 +96,7 @@ impl Registered {
             };
             if !descriptor.rotation_types.contains(&rotation.rotation_type) {
                 problems.push(problem(
-                    format!("{}.connection", rotation.key),
+                    format!("{}.connection", rotation.key()),
                     format!(
                         "connection {:?} is a {} connection, which rotates {}",
                         rotation.connection,
@@ -112,7 +112,7 @@ impl Registered {
                         *slot = Some(driver);
                     }
                 }
-                Err(reason) => problems.push(problem(rotation.key.clone(), reason)),
+                Err(reason) => problems.push(problem(rotation.key(), reason)),
             }
         }
         if !problems.is_empty() {

@@ -399,7 +399,7 @@ impl LocalBackend {
                 current.push(credential.secret);
             }
         }
-        current.extend(run.rotation.initial_password.iter().cloned());
+        current.extend(run.rotation.initial_password().cloned());
         Ok(current)
     }
 
@@ -475,7 +475,12 @@ impl LocalBackend {
             next_rotation_at: state.next_rotation_at,
             manual,
             event,
-            sinks: run.rotation.sinks.iter().map(|s| s.name.clone()).collect(),
+            sinks: run
+                .rotation
+                .sinks()
+                .iter()
+                .map(|s| s.name.clone())
+                .collect(),
         };
         self.in_span(
             "commit attempt",
@@ -484,7 +489,7 @@ impl LocalBackend {
         .await?;
         lease.mark_freed();
         failpoint::hit("committed").await;
-        if !run.rotation.sinks.is_empty() {
+        if !run.rotation.sinks().is_empty() {
             self.wake_delivery();
         }
         Ok(view)

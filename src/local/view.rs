@@ -20,7 +20,7 @@ pub fn secret_rotation(
     SecretRotation {
         id: rotation.id.to_string(),
         name: rotation.name.clone(),
-        description: rotation.description.clone(),
+        description: rotation.description().map(str::to_owned),
         is_auto_rotation_enabled: rotation.auto_rotation,
         active_index: state.active_index,
         folder_id: String::new(),

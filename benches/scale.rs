@@ -24,7 +24,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rotator_testkit::local_server::{KEY, free_port, wait_serving};
-use rotator_testkit::private_redis::{ADMIN_PASSWORD, ADMIN_USER, PrivateRedis};
+use rotator_testkit::private_redis::{
+    ADMIN_PASSWORD, ADMIN_USER, MANY_SCOPE, PrivateRedis, many_rotation_id, many_rotations_toml,
+};
 use sha2::Digest as _;
 use tokio::io::AsyncBufReadExt as _;
 use tokio::time::Instant;
@@ -48,51 +50,14 @@ fn parallel() -> usize {
     count("SCALE_PARALLEL", PARALLEL).clamp(1, 256)
 }
 
-/// The rotated users' ACL rules.
-const SCOPE: &str = "~app:* +get";
 /// Idle RSS readings per configuration, each from a process of its own; the median is used
 /// (single readings of the same configuration differed by several MB).
 const RSS_RUNS: usize = 3;
 /// Settling time before RSS is read, as scripts/idle_rss.sh does.
 const SETTLE: Duration = Duration::from_secs(3);
 
-fn rotation_id(i: usize) -> String {
-    format!("00000000-0000-4000-8000-{i:012}")
-}
-
 fn write_config(dir: &Path, redis_port: u16, rotations: usize) -> PathBuf {
-    use std::fmt::Write as _;
-    let parallel = parallel();
-    let mut text = format!(
-        r#"
-[[connections]]
-name = "redis"
-app = "redis"
-host = "127.0.0.1"
-port = {redis_port}
-username = "{ADMIN_USER}"
-password = "env:REDIS_ADMIN"
-tls = "disable"
-max_parallel_rotations = {parallel}
-"#
-    );
-    for i in 0..rotations {
-        let _ = write!(
-            text,
-            r#"
-[[rotations]]
-id = "{}"
-name = "scale-{i}"
-type = "redis-credentials"
-connection = "redis"
-rotation_interval_days = 30
-rotate_at_utc = "03:30"
-parameters = {{ permissionScope = "{SCOPE}" }}
-secrets_mapping = {{ username = "U", password = "P" }}
-"#,
-            rotation_id(i)
-        );
-    }
+    let text = many_rotations_toml(redis_port, parallel(), rotations);
     let path = dir.join(format!("rotator-{rotations}.toml"));
     std::fs::write(&path, text).expect("write config");
     path
@@ -202,7 +167,7 @@ async fn make_due(data_dir: &Path, count: usize) {
     for i in 0..count {
         sqlx::query("UPDATE local_rotations SET next_rotation_at = $1 WHERE rotation_id = $2")
             .bind(past)
-            .bind(rotation_id(i))
+            .bind(many_rotation_id(i))
             .execute(&mut db)
             .await
             .expect("make due");
@@ -238,7 +203,7 @@ async fn floor(redis_port: u16, count: usize) -> Duration {
                     .arg("reset")
                     .arg("on")
                     .arg(format!("#{hash}"))
-                    .arg(SCOPE.split(' ').collect::<Vec<_>>())
+                    .arg(MANY_SCOPE.split(' ').collect::<Vec<_>>())
                     .query_async::<()>(&mut admin)
                     .await
                     .expect("ACL SETUSER");

@@ -4,13 +4,13 @@
 //! on top of this live heap (docs/benchmarks.md, Scale), so it has to stay well under that.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use rotator::config::{Config, Env};
 use rotator::local::LocalBackend;
 use rotator::store::Store;
 use rotator_testkit::local_server::KEY;
+use rotator_testkit::private_redis::many_rotations_toml;
 
 /// Counts the bytes allocated and not yet freed.
 struct Counting;
@@ -50,41 +50,6 @@ static ALLOCATOR: Counting = Counting;
 /// alphabet, 815 after.
 const BUDGET_PER_ROTATION: isize = 850;
 
-/// The scale bench's configuration (`benches/scale.rs`): `count` Redis rotations on one
-/// connection.
-fn config_text(count: usize) -> String {
-    let mut text = String::from(
-        r#"
-[[connections]]
-name = "redis"
-app = "redis"
-host = "127.0.0.1"
-port = 6399
-username = "admin"
-password = "env:REDIS_ADMIN"
-tls = "disable"
-max_parallel_rotations = 16
-"#,
-    );
-    for i in 0..count {
-        let _ = write!(
-            text,
-            r#"
-[[rotations]]
-id = "00000000-0000-4000-8000-{i:012}"
-name = "scale-{i}"
-type = "redis-credentials"
-connection = "redis"
-rotation_interval_days = 30
-rotate_at_utc = "03:30"
-parameters = {{ permissionScope = "~app:* +get" }}
-secrets_mapping = {{ username = "U", password = "P" }}
-"#
-        );
-    }
-    text
-}
-
 /// Live bytes held by the configuration and the local backend built from it, with `count`
 /// rotations registered.
 fn kept_with(count: usize, store: &Store) -> isize {
@@ -92,7 +57,8 @@ fn kept_with(count: usize, store: &Store) -> isize {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-    let text = config_text(count);
+    // The scale bench's registry (`benches/scale.rs`): Redis rotations on one connection.
+    let text = many_rotations_toml(6399, 16, count);
     let before = LIVE.load(Ordering::Relaxed);
     let mut config = Config::from_toml_str(&text, &env).expect("config");
     let registry = std::mem::take(&mut config.local);

@@ -13,6 +13,52 @@ pub const ADMIN_USER: &str = "admin";
 /// The admin's password.
 pub const ADMIN_PASSWORD: &str = "admin-pw-Rd93";
 
+/// The rotated users' ACL rules in [`many_rotations_toml`].
+pub const MANY_SCOPE: &str = "~app:* +get";
+
+/// The id of rotation `i` of [`many_rotations_toml`].
+pub fn many_rotation_id(i: usize) -> String {
+    format!("00000000-0000-4000-8000-{i:012}")
+}
+
+/// A configuration of `count` cheap `redis-credentials` rotations (`scale-<i>`, scope
+/// [`MANY_SCOPE`]) on one connection, `redis`, to a server on `port` as [`ADMIN_USER`] with
+/// the password in `REDIS_ADMIN`: the scale bench's registry, and the registry-footprint test's.
+pub fn many_rotations_toml(port: u16, max_parallel_rotations: usize, count: usize) -> String {
+    use std::fmt::Write as _;
+    let mut text = format!(
+        r#"
+[[connections]]
+name = "redis"
+app = "redis"
+host = "127.0.0.1"
+port = {port}
+username = "{ADMIN_USER}"
+password = "env:REDIS_ADMIN"
+tls = "disable"
+max_parallel_rotations = {max_parallel_rotations}
+"#
+    );
+    for i in 0..count {
+        let _ = write!(
+            text,
+            r#"
+[[rotations]]
+id = "{}"
+name = "scale-{i}"
+type = "redis-credentials"
+connection = "redis"
+rotation_interval_days = 30
+rotate_at_utc = "03:30"
+parameters = {{ permissionScope = "{MANY_SCOPE}" }}
+secrets_mapping = {{ username = "U", password = "P" }}
+"#,
+            many_rotation_id(i)
+        );
+    }
+    text
+}
+
 /// A running private Redis.
 pub struct PrivateRedis {
     dir: tempfile::TempDir,

@@ -344,6 +344,11 @@ impl Registry {
 
     /// The rotation with this id.
     pub fn rotation(&self, id: Uuid) -> Option<&LocalRotation> {
+        self.rotations.get(self.position(id)?)
+    }
+
+    /// The index in [`Registry::rotations`] of the rotation with this id.
+    pub fn position(&self, id: Uuid) -> Option<usize> {
         let by_id = self.by_id.0.get_or_init(|| {
             let mut by_id: Vec<(Uuid, u32)> = self
                 .rotations
@@ -356,17 +361,17 @@ impl Registry {
         });
         if by_id.len() == self.rotations.len() {
             let at = by_id.binary_search_by_key(&id, |(id, _)| *id);
-            let indexed = at
-                .ok()
-                .and_then(|at| by_id.get(at))
-                .and_then(|(_, index)| self.rotations.get(usize::try_from(*index).ok()?));
+            let indexed = at.ok().and_then(|at| by_id.get(at)).and_then(|(_, index)| {
+                let index = usize::try_from(*index).ok()?;
+                Some((index, self.rotations.get(index)?))
+            });
             match indexed {
-                Some(rotation) if rotation.id == id => return Some(rotation),
+                Some((index, rotation)) if rotation.id == id => return Some(index),
                 None if at.is_err() => return None,
                 _ => {}
             }
         }
-        self.rotations.iter().find(|r| r.id == id)
+        self.rotations.iter().position(|r| r.id == id)
     }
 
     /// A problem for each rotation whose id or name an earlier one already has. Sorted once

@@ -152,11 +152,11 @@ impl Registered {
     /// [`LocalError::NoCredential`] when `id` is not registered.
     pub fn rotation(&self, id: Uuid) -> Result<(&LocalRotation, &LocalDriver), LocalError> {
         self.registry
-            .rotations
-            .iter()
-            .zip(&self.drivers)
-            .find(|(rotation, _)| rotation.id == id)
-            .and_then(|(rotation, driver)| Some((rotation, driver.as_ref()?)))
+            .position(id)
+            .and_then(|index| {
+                let rotation = self.registry.rotations.get(index)?;
+                Some((rotation, self.drivers.get(index)?.as_ref()?))
+            })
             .ok_or_else(|| LocalError::NoCredential(id.to_string()))
     }
 }

@@ -201,8 +201,10 @@ pub struct Registry {
 }
 
 /// [`Registry::rotation`]'s index, for a registry no longer changed once looked up (a reload
-/// builds a new one). A clone starts without one; a lookup that finds the index stale (a
-/// rotation added, removed or moved since) searches the rotations themselves.
+/// builds a new one, and a clone starts without one). A lookup that sees the index stale (a
+/// different number of rotations, or another rotation at the indexed place) searches the
+/// rotations themselves; a rotation put in place of another after the first lookup is not
+/// found, as nothing in the service does that.
 #[derive(Debug, Default)]
 struct IdIndex(OnceLock<Box<[(Uuid, u32)]>>);
 

@@ -336,7 +336,7 @@ fn outbox_row(
         .ok_or_else(|| crate::events::EventsError::Encode("no delivery".into()))?;
     let event_id =
         Uuid::parse_str(event_id).map_err(|e| crate::events::EventsError::Encode(e.to_string()))?;
-    let payload = CloudEvent::new(event, time, &[])?.to_bytes()?;
+    let payload = CloudEvent::encode(event, time, &[])?;
     Ok(NewOutboxEvent {
         event_id,
         subject: subject::relative(event.rotation_type(), event.outcome()),

@@ -20,11 +20,13 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::aio::{AsyncStream, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, ErrorKind, RedisConnectionInfo, RedisError, ServerErrorKind};
 
+use super::admin_sessions::AdminSessions;
 use super::redact::Redactor;
 use super::sql_error::Login;
 use super::tls;
@@ -64,7 +66,10 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
         .usernames
         .cloned()
         .unwrap_or_else(|| RedisDriver::default_usernames(ctx.rotation_id));
-    let driver = RedisDriver::new(ctx.connection.clone(), parameters, &usernames)?;
+    let admin = ctx
+        .shared
+        .get_or_init(|| AdminShared::new(ctx.shared.max_parallel()));
+    let driver = RedisDriver::new(ctx.connection.clone(), parameters, &usernames)?.with_admin(admin);
     Ok(Built::chosen(
         driver,
         usernames,
@@ -76,6 +81,24 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
 /// switch it off, which is the driver's job.
 const RESERVED_RULES: &[&str] = &["on", "off", "nopass", "resetpass", "reset"];
 
+/// What the rotations of one connection share: idle admin connections, reused by the next apply
+/// or revoke (a login costs a connection, HELLO and AUTH, more than the `ACL SETUSER` itself),
+/// and whether the missing ACL file was reported already (once per connection, not per apply).
+#[derive(Debug, Clone)]
+struct AdminShared {
+    sessions: AdminSessions<MultiplexedConnection>,
+    no_acl_file_reported: Arc<AtomicBool>,
+}
+
+impl AdminShared {
+    fn new(max_parallel: usize) -> Self {
+        Self {
+            sessions: AdminSessions::new(max_parallel),
+            no_acl_file_reported: Arc::default(),
+        }
+    }
+}
+
 /// The Redis driver of one rotation.
 #[derive(Debug, Clone)]
 pub struct RedisDriver {
@@ -86,6 +109,7 @@ pub struct RedisDriver {
     /// the socket and does the handshake itself, so `verify-full` pins a `ca_file` certificate
     /// (redis takes only root certificates).
     tls: Option<Arc<rustls::ClientConfig>>,
+    admin: AdminShared,
 }
 
 // === impl RedisDriver ===
@@ -116,10 +140,17 @@ impl RedisDriver {
         }
         let tls = tls::client_config(&connection, SYSTEM)?;
         Ok(Self {
+            admin: AdminShared::new(1),
             connection,
             scope,
             tls,
         })
+    }
+
+    /// This driver with `admin` shared with the connection's other rotations.
+    fn with_admin(mut self, admin: AdminShared) -> Self {
+        self.admin = admin;
+        self
     }
 
     /// The slot users used when the configuration names none: `rotator-<rotation id>-0` and
@@ -200,6 +231,43 @@ impl RedisDriver {
         .await
     }
 
+    /// Runs `work` on an admin connection: an idle one kept by an earlier apply, else a new
+    /// login; kept for the next one when `work` succeeds. A kept connection that broke (the
+    /// server restarted, say) is dropped and `work` runs once more on a new login: each admin
+    /// command here may be sent twice.
+    async fn as_admin<F, Fut>(
+        &self,
+        phase: Phase,
+        redactor: &Redactor<'_>,
+        work: F,
+    ) -> Result<(), DriverError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = Result<(), DriverError>>,
+    {
+        let taken = self.admin.sessions.take(std::time::Instant::now());
+        drop(taken.expired);
+        if let Some(conn) = taken.session {
+            match work(conn.clone()).await {
+                Ok(()) => {
+                    self.keep(conn);
+                    return Ok(());
+                }
+                Err(e) if e.kind() != DriverErrorKind::Unreachable => return Err(e),
+                Err(_) => drop(conn),
+            }
+        }
+        let conn = self.admin_connection(phase, redactor).await?;
+        work(conn.clone()).await?;
+        self.keep(conn);
+        Ok(())
+    }
+
+    /// Keeps an admin connection for the next apply, or closes it when enough are kept.
+    fn keep(&self, conn: MultiplexedConnection) {
+        drop(self.admin.sessions.put(conn, std::time::Instant::now()));
+    }
+
     /// `ACL SAVE`, ignoring "no ACL file" (the change then lives in memory only).
     async fn save(
         &self,
@@ -212,9 +280,11 @@ impl RedisDriver {
         match cmd.query_async::<()>(conn).await {
             Ok(()) => Ok(()),
             Err(e) if is_no_acl_file(&e) => {
-                tracing::warn!(
-                    "the Redis server has no ACL file: the ACL change is not persisted and is lost at restart"
-                );
+                if !self.admin.no_acl_file_reported.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "the Redis server has no ACL file: ACL changes are not persisted and are lost at restart (reported once per connection)"
+                    );
+                }
                 Ok(())
             }
             Err(e) => {
@@ -241,28 +311,33 @@ impl Driver for RedisDriver {
             password_hash.expose(),
             self.connection.admin_password.expose(),
         ]);
-        let mut conn = self.admin_connection(Phase::Apply, &redactor).await?;
-        let mut cmd = redis::cmd("ACL");
-        cmd.arg("SETUSER")
-            .arg(&credential.id)
-            .arg("reset")
-            .arg("on")
-            .arg(format!("#{}", password_hash.expose()))
-            .arg(&self.scope);
-        if let Err(e) = cmd.query_async::<()>(&mut conn).await {
-            let mut err = from_redis(&e, Phase::Apply, Login::Admin, &redactor);
-            // A rule the server does not understand: the scope is wrong, nothing changed.
-            if matches!(e.kind(), ErrorKind::Server(ServerErrorKind::ResponseError)) {
-                err = DriverError::new(
-                    DriverErrorKind::InvalidInput,
-                    SYSTEM,
-                    Phase::Apply,
-                    err.detail().to_owned(),
-                );
+        let setuser = |mut conn: MultiplexedConnection| {
+            let (redactor, hash) = (&redactor, &password_hash);
+            async move {
+                let mut cmd = redis::cmd("ACL");
+                cmd.arg("SETUSER")
+                    .arg(&credential.id)
+                    .arg("reset")
+                    .arg("on")
+                    .arg(format!("#{}", hash.expose()))
+                    .arg(&self.scope);
+                if let Err(e) = cmd.query_async::<()>(&mut conn).await {
+                    let mut err = from_redis(&e, Phase::Apply, Login::Admin, redactor);
+                    // A rule the server does not understand: the scope is wrong, nothing changed.
+                    if matches!(e.kind(), ErrorKind::Server(ServerErrorKind::ResponseError)) {
+                        err = DriverError::new(
+                            DriverErrorKind::InvalidInput,
+                            SYSTEM,
+                            Phase::Apply,
+                            err.detail().to_owned(),
+                        );
+                    }
+                    return Err(err);
+                }
+                self.save(&mut conn, Phase::Apply, redactor).await
             }
-            return Err(err);
-        }
-        self.save(&mut conn, Phase::Apply, &redactor).await
+        };
+        self.as_admin(Phase::Apply, &redactor, setuser).await
     }
 
     async fn verify(&self, credential: &Credential) -> Result<(), DriverError> {
@@ -285,11 +360,16 @@ impl Driver for RedisDriver {
 
     async fn revoke(&self, id: &str) -> Result<(), DriverError> {
         let redactor = Redactor::new([self.connection.admin_password.expose()]);
-        let mut conn = self.admin_connection(Phase::Revoke, &redactor).await?;
-        let mut cmd = redis::cmd("ACL");
-        cmd.arg("DELUSER").arg(id);
-        query(&mut conn, &cmd, Phase::Revoke, &redactor).await?;
-        self.save(&mut conn, Phase::Revoke, &redactor).await
+        let deluser = |mut conn: MultiplexedConnection| {
+            let redactor = &redactor;
+            async move {
+                let mut cmd = redis::cmd("ACL");
+                cmd.arg("DELUSER").arg(id);
+                query(&mut conn, &cmd, Phase::Revoke, redactor).await?;
+                self.save(&mut conn, Phase::Revoke, redactor).await
+            }
+        };
+        self.as_admin(Phase::Revoke, &redactor, deluser).await
     }
 
     /// Logs in as the admin and runs `ACL WHOAMI`.

@@ -78,34 +78,40 @@ impl CloudEvent {
         time: DateTime<Utc>,
         trace_headers: &[(String, String)],
     ) -> Result<Self, EventsError> {
-        let (event_id, rotation_id, request_id) = event
-            .ids()
-            .ok_or_else(|| EventsError::Encode("the event has no attempt".into()))?;
-        let header = |name: &str| {
-            trace_headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
-        };
+        let envelope = Envelope::of(event, time, trace_headers)?;
         Ok(Self {
-            specversion: SPEC_VERSION.to_owned(),
-            id: event_id.to_owned(),
-            source: SOURCE.to_owned(),
-            event_type: event.message_name().to_owned(),
-            subject: rotation_id.to_owned(),
-            time: time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-            datacontenttype: "application/json".to_owned(),
-            rotationtype: event
-                .rotation_type()
-                .slug()
-                .unwrap_or("unspecified")
-                .to_owned(),
-            outcome: event.outcome().as_str().to_owned(),
-            requestid: request_id.to_owned(),
-            traceparent: header("traceparent"),
-            tracestate: header("tracestate"),
-            data: proto3_json(event)?,
+            specversion: envelope.specversion.to_owned(),
+            id: envelope.id.to_owned(),
+            source: envelope.source.to_owned(),
+            event_type: envelope.event_type.to_owned(),
+            subject: envelope.subject.to_owned(),
+            datacontenttype: envelope.datacontenttype.to_owned(),
+            rotationtype: envelope.rotationtype.to_owned(),
+            outcome: envelope.outcome.to_owned(),
+            requestid: envelope.requestid.to_owned(),
+            data: serde_json::to_value(&envelope.data)
+                .map_err(|e| EventsError::Encode(e.to_string()))?,
+            time: envelope.time,
+            traceparent: envelope.traceparent,
+            tracestate: envelope.tracestate,
         })
+    }
+
+    /// The JSON bytes of `event` with its envelope, as published: what [`CloudEvent::new`] then
+    /// [`CloudEvent::to_bytes`] give, except that `data`'s keys come in field order rather than
+    /// sorted. Written straight from the message, without a JSON tree in between: the tree was
+    /// the costliest part of a rotation when a thousand fall due at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`CloudEvent::new`].
+    pub fn encode(
+        event: &RotationEvent,
+        time: DateTime<Utc>,
+        trace_headers: &[(String, String)],
+    ) -> Result<Vec<u8>, EventsError> {
+        let envelope = Envelope::of(event, time, trace_headers)?;
+        serde_json::to_vec(&envelope).map_err(|e| EventsError::Encode(e.to_string()))
     }
 
     /// The JSON bytes, as published.
@@ -127,27 +133,89 @@ impl CloudEvent {
     }
 }
 
-/// The proto3 JSON mapping of the event message.
-fn proto3_json(event: &RotationEvent) -> Result<serde_json::Value, EventsError> {
-    let pool = DESCRIPTORS
-        .as_ref()
-        .map_err(|e| EventsError::Encode(e.clone()))?;
-    let descriptor = pool
-        .get_message_by_name(event.message_name())
-        .ok_or_else(|| {
-            EventsError::Encode(format!(
-                "{} is not in the descriptor set",
-                event.message_name()
-            ))
-        })?;
-    let message = DynamicMessage::decode(descriptor, event.encode_to_vec().as_slice())
-        .map_err(|e| EventsError::Encode(e.to_string()))?;
-    message
-        .serialize_with_options(
-            serde_json::value::Serializer,
+/// A [`CloudEvent`] borrowed from its event, serialized field for field as [`CloudEvent`] is.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    specversion: &'static str,
+    id: &'a str,
+    source: &'static str,
+    #[serde(rename = "type")]
+    event_type: &'static str,
+    subject: &'a str,
+    time: String,
+    datacontenttype: &'static str,
+    rotationtype: &'static str,
+    outcome: &'static str,
+    requestid: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracestate: Option<String>,
+    data: Proto3Json,
+}
+
+impl<'a> Envelope<'a> {
+    fn of(
+        event: &'a RotationEvent,
+        time: DateTime<Utc>,
+        trace_headers: &[(String, String)],
+    ) -> Result<Self, EventsError> {
+        let (event_id, rotation_id, request_id) = event
+            .ids()
+            .ok_or_else(|| EventsError::Encode("the event has no attempt".into()))?;
+        let header = |name: &str| {
+            trace_headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        Ok(Self {
+            specversion: SPEC_VERSION,
+            id: event_id,
+            source: SOURCE,
+            event_type: event.message_name(),
+            subject: rotation_id,
+            time: time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            datacontenttype: "application/json",
+            rotationtype: event.rotation_type().slug().unwrap_or("unspecified"),
+            outcome: event.outcome().as_str(),
+            requestid: request_id,
+            traceparent: header("traceparent"),
+            tracestate: header("tracestate"),
+            data: Proto3Json::of(event)?,
+        })
+    }
+}
+
+/// The event message, serialized in the proto3 JSON mapping.
+struct Proto3Json(DynamicMessage);
+
+impl Proto3Json {
+    fn of(event: &RotationEvent) -> Result<Self, EventsError> {
+        let pool = DESCRIPTORS
+            .as_ref()
+            .map_err(|e| EventsError::Encode(e.clone()))?;
+        let descriptor = pool
+            .get_message_by_name(event.message_name())
+            .ok_or_else(|| {
+                EventsError::Encode(format!(
+                    "{} is not in the descriptor set",
+                    event.message_name()
+                ))
+            })?;
+        DynamicMessage::decode(descriptor, event.encode_to_vec().as_slice())
+            .map(Self)
+            .map_err(|e| EventsError::Encode(e.to_string()))
+    }
+}
+
+impl Serialize for Proto3Json {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_with_options(
+            serializer,
             &SerializeOptions::new().skip_default_fields(false),
         )
-        .map_err(|e| EventsError::Encode(e.to_string()))
+    }
 }
 
 #[cfg(test)]
@@ -183,7 +251,14 @@ mod tests {
             "traceparent".to_owned(),
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
         )];
-        let ce = CloudEvent::new(&event, Utc::now(), &headers).expect("encode");
+        let now = Utc::now();
+        let ce = CloudEvent::new(&event, now, &headers).expect("encode");
+        let encoded = CloudEvent::encode(&event, now, &headers).expect("encode");
+        assert_eq!(
+            CloudEvent::from_bytes(&encoded).expect("parse"),
+            ce,
+            "the published bytes hold the same event as the tree"
+        );
         assert_eq!(ce.event_type, "rotator.v1.RotationFailed");
         assert_eq!(ce.rotationtype, "ldap-password");
         assert_eq!(ce.outcome, "failed");

@@ -73,7 +73,7 @@ pub fn outbox_row(
     trace_headers: Vec<(String, String)>,
 ) -> Result<NewOutboxEvent, EventsError> {
     let event = RotationEvent::from_attempt(attempt, trace_id_of(&trace_headers));
-    let payload = CloudEvent::new(&event, attempt.time, &trace_headers)?.to_bytes()?;
+    let payload = CloudEvent::encode(&event, attempt.time, &trace_headers)?;
     Ok(NewOutboxEvent {
         event_id: attempt.event_id,
         subject: subject::relative(attempt.rotation_type, event.outcome()),

@@ -23,6 +23,7 @@ use super::limits::ConnectionLimits;
 use super::registered::Registered;
 use super::run::HeldLease;
 use crate::config::registry::{LocalRotation, Registry};
+use crate::drivers::LocalDriver;
 use crate::proto::SecretRotation;
 use crate::store::local::{
     AttemptStore as _, LeaseOutcome, LeaseStore as _, RotationStateStore as _,
@@ -143,6 +144,10 @@ impl LocalBackend {
     }
 
     /// What background recovery waits on between passes.
+    pub(super) fn lease_renew(&self) -> Duration {
+        self.lease_renew
+    }
+
     pub(super) fn recovery_signal(&self) -> Arc<Notify> {
         Arc::clone(&self.recovery)
     }
@@ -376,33 +381,69 @@ impl LocalBackend {
                 });
             }
         };
-        // The lease first, then the connection's slot: a call for a rotation already running is
-        // refused at once instead of queuing, and recovery never waits behind busy connections.
-        let limit = current
+        self.run_held(&current, rotation, driver, attempt_id, token, origin)
+            .await
+    }
+
+    /// The `max_parallel_rotations` of `rotation`'s connection.
+    pub(super) fn connection_limit(&self, current: &Registered, rotation: &LocalRotation) -> usize {
+        current
             .registry
             .connections
             .get(&rotation.connection)
             .map_or(crate::config::registry::DEFAULT_MAX_PARALLEL, |c| {
                 c.max_parallel_rotations
-            });
-        let _slot = self.limits.acquire(&rotation.connection, limit).await;
+            })
+    }
+
+    /// Runs the attempt of `rotation` under the lease its caller took with `token`, within the
+    /// connection's bound, renewing the lease meanwhile; afterwards releases the lease unless
+    /// COMMIT or FAIL freed it.
+    pub(super) async fn run_held(
+        &self,
+        current: &Registered,
+        rotation: &LocalRotation,
+        driver: &LocalDriver,
+        attempt_id: Uuid,
+        token: i64,
+        origin: Origin,
+    ) -> Result<SecretRotation, LocalError> {
+        let rotation_id = rotation.id.to_string();
+        // The lease first, then the connection's slot: a call for a rotation already running is
+        // refused at once instead of queuing, and recovery never waits behind busy connections.
+        let _slot = self.connection_slot(current, rotation).await;
         let lease = HeldLease::new(token);
         let result = tokio::select! {
-            result = self.run_under_lease(&current, rotation, driver, attempt_id, &lease, origin) => result,
+            result = self.run_under_lease(current, rotation, driver, attempt_id, &lease, origin) => result,
             never = self.keep_lease(&rotation_id, lease.token()) => match never {},
         };
-        // COMMIT and FAIL free the lease themselves; any other end still holds it.
+        self.release_unless_freed(&rotation_id, &lease).await;
+        result
+    }
+
+    /// Releases `lease` unless COMMIT or FAIL freed it already; a failure is logged (the lease
+    /// expires).
+    pub(super) async fn release_unless_freed(&self, rotation_id: &str, lease: &HeldLease) {
         if !lease.freed()
             && let Err(error) = self
                 .in_span(
                     "release lease",
-                    self.store.release(&rotation_id, lease.token()),
+                    self.store.release(rotation_id, lease.token()),
                 )
                 .await
         {
             tracing::warn!(%rotation_id, %error, "could not release the lease; it expires");
         }
-        result
+    }
+
+    /// The slot of `rotation`'s connection bound, waited for.
+    pub(super) async fn connection_slot(
+        &self,
+        current: &Registered,
+        rotation: &LocalRotation,
+    ) -> tokio::sync::OwnedSemaphorePermit {
+        let limit = self.connection_limit(current, rotation);
+        self.limits.acquire(&rotation.connection, limit).await
     }
 
     /// Renews the lease of `rotation_id` every `lease_renew` while the attempt runs (dropped

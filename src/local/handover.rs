@@ -296,9 +296,7 @@ fn outbox_row(event: &RotationEvent, time: DateTime<Utc>) -> Result<NewOutboxEve
         event.ids().ok_or_else(|| encode("no handover".into()))?;
     let event_id = Uuid::parse_str(event_id).map_err(|e| encode(e.to_string()))?;
     let trace_headers = crate::telemetry::current_trace_headers();
-    let payload = CloudEvent::new(event, time, &trace_headers)
-        .and_then(|e| e.to_bytes())
-        .map_err(LocalError::Event)?;
+    let payload = CloudEvent::encode(event, time, &trace_headers).map_err(LocalError::Event)?;
     Ok(NewOutboxEvent {
         event_id,
         subject: subject::relative(event.rotation_type(), event.outcome()),

@@ -6,7 +6,8 @@
 //! - `backend`: leases, recovery and first create; `run`: one attempt's state machine;
 //!   `issued`: the steps of provider-issued secrets; `reads`: get, list, credentials.
 //! - `error`, `failpoint`: its error, and the crash test's failpoints.
-//! - `scheduler`: the background task that rotates due rotations.
+//! - `scheduler`: the background task that rotates due rotations; `batch`: many due rotations
+//!   with their durable steps written together.
 //! - `registered`: the registry (declared in the configuration, [`crate::config::registry`])
 //!   checked against the drivers' descriptors, with its keys and built drivers; swapped whole on
 //!   reload.
@@ -18,6 +19,7 @@
 
 mod attempt;
 mod backend;
+mod batch;
 mod error;
 mod failpoint;
 mod handover;

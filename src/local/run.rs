@@ -27,7 +27,8 @@ use crate::proto::{Backend, SecretRotation, Trigger};
 use crate::rotation::{AttemptRecord, Classify as _, Credential};
 use crate::secret::SecretString;
 use crate::store::local::{
-    AttemptRow, AttemptStore as _, CommitAttempt, FailAttempt, LocalStatus, RotationStateStore as _,
+    AttemptRow, AttemptStore as _, CommitAttempt, FailAttempt, LocalStatus, RotationState,
+    RotationStateStore as _,
 };
 
 /// First backoff after a transient failure; doubles each time, with full jitter.
@@ -63,7 +64,7 @@ impl HeldLease {
         self.freed.load(Ordering::Relaxed)
     }
 
-    fn mark_freed(&self) {
+    pub(super) fn mark_freed(&self) {
         self.freed.store(true, Ordering::Relaxed);
     }
 }
@@ -90,7 +91,7 @@ pub(super) struct Run<'a> {
 
 impl<'a> Run<'a> {
     /// A run of the attempt in `row`, timed from now.
-    fn start(
+    pub(super) fn start(
         rotation: &'a LocalRotation,
         driver: &'a LocalDriver,
         registered: &'a Registered,
@@ -266,13 +267,21 @@ impl LocalBackend {
 
     /// Runs the state machine from the run's stored state until it commits or fails. COMMIT
     /// and FAIL free the lease in their own write and mark it so.
-    async fn drive(
+    async fn drive(&self, run: Run<'_>, lease: &HeldLease) -> Result<SecretRotation, LocalError> {
+        self.drive_after(run, lease, None).await
+    }
+
+    /// [`drive`](Self::drive) from the run's state after its last action ended with `failed`
+    /// (none: the state's next action runs).
+    pub(super) async fn drive_after(
         &self,
         mut run: Run<'_>,
         lease: &HeldLease,
+        failed: Option<DriverError>,
     ) -> Result<SecretRotation, LocalError> {
-        let mut last: Option<ActionResult> = None;
         let mut last_error: Option<DriverError> = None;
+        let mut last: Option<ActionResult> =
+            failed.map(|error| note_failure(&mut run, error, &mut last_error));
         loop {
             let spent = Spent {
                 transient: run.row.transient,
@@ -450,10 +459,30 @@ impl LocalBackend {
     }
 
     async fn commit(&self, run: &Run<'_>, lease: &HeldLease) -> Result<SecretRotation, LocalError> {
-        let rotation_id = &run.row.rotation_id;
-        let now = Utc::now();
+        let state = self.state(&run.row.rotation_id).await?;
+        let (commit, view) = self.commit_record(run, state, Utc::now())?;
+        self.in_span(
+            "commit attempt",
+            self.store().commit(&commit, run.row.fencing_token),
+        )
+        .await?;
+        lease.mark_freed();
+        failpoint::hit("committed").await;
+        if !run.rotation.sinks().is_empty() {
+            self.wake_delivery();
+        }
+        Ok(view)
+    }
+
+    /// What COMMIT of `run` at `now` writes (from the rotation's `state` before it), and the
+    /// rotation as it answers afterwards.
+    pub(super) fn commit_record(
+        &self,
+        run: &Run<'_>,
+        mut state: RotationState,
+        now: DateTime<Utc>,
+    ) -> Result<(CommitAttempt, SecretRotation), LocalError> {
         let manual = !run.row.scheduled;
-        let mut state = self.state(rotation_id).await?;
         state.active_index = run.row.slot;
         state.status = LocalStatus::Success;
         state.last_rotated_at = Some(now);
@@ -466,7 +495,7 @@ impl LocalBackend {
         let event = self.event(run, now, Some(view.clone()), None)?;
         let commit = CommitAttempt {
             attempt_id: run.row.attempt_id,
-            rotation_id: rotation_id.clone(),
+            rotation_id: run.row.rotation_id.clone(),
             slot: run.row.slot,
             key_id: run.row.key_id.clone(),
             ciphertext: run.row.candidate.clone(),
@@ -482,17 +511,7 @@ impl LocalBackend {
                 .map(|s| s.name.clone())
                 .collect(),
         };
-        self.in_span(
-            "commit attempt",
-            self.store().commit(&commit, run.row.fencing_token),
-        )
-        .await?;
-        lease.mark_freed();
-        failpoint::hit("committed").await;
-        if !run.rotation.sinks().is_empty() {
-            self.wake_delivery();
-        }
-        Ok(view)
+        Ok((commit, view))
     }
 
     /// Leaves the attempt open for background recovery: the target may hold the candidate, so

@@ -22,6 +22,7 @@ use uuid::Uuid;
 use super::backend::{LocalBackend, Origin, Scope};
 use super::error::LocalError;
 use crate::config::registry::Registry;
+use crate::proto::SecretRotation;
 
 /// Time between two scans for due rotations, unless configured.
 pub const PERIOD: Duration = Duration::from_secs(30);
@@ -146,25 +147,47 @@ async fn run_due(
         found_in: started.elapsed(),
     };
     let mut running = JoinSet::new();
-    for item in due {
+    let (batched, single): (Vec<Due>, Vec<Due>) = {
+        let current = backend.current();
+        due.into_iter().partition(|item| {
+            current
+                .rotation(item.rotation_id)
+                .is_ok_and(|(rotation, driver)| super::batch::batchable(rotation, driver))
+        })
+    };
+    for chunk in batched.chunks(super::batch::BATCH) {
+        let backend = Arc::clone(backend);
+        let ids: Vec<Uuid> = chunk.iter().map(|item| item.rotation_id).collect();
+        running.spawn(async move { backend.rotate_batch(&ids).await });
+    }
+    for item in single {
         let backend = Arc::clone(backend);
         running.spawn(async move {
             let origin = Origin::background(Scope::Rotate, true);
             let rotation_id = item.rotation_id;
-            match backend.rotate(rotation_id, origin).await {
-                Ok(_) => tracing::info!(%rotation_id, "scheduled rotation committed"),
-                Err(LocalError::Busy { attempt_id, .. }) => {
-                    tracing::info!(%rotation_id, %attempt_id, "scheduled rotation skipped: an attempt is running");
-                }
-                Err(error @ LocalError::HandoverPending { .. }) => {
-                    tracing::info!(%rotation_id, %error, "scheduled rotation deferred: waiting for consumers to confirm");
-                }
-                Err(error) => tracing::warn!(%rotation_id, %error, "scheduled rotation failed"),
-            }
+            log_outcome(rotation_id, &backend.rotate(rotation_id, origin).await);
         });
     }
     while running.join_next().await.is_some() {}
     Ok(scan)
+}
+
+/// Logs how a scheduled rotation ended: INFO when it committed or was skipped or deferred, WARN
+/// when it failed (the failure is already recorded on the rotation).
+pub(super) fn log_outcome(
+    rotation_id: impl std::fmt::Display,
+    result: &Result<SecretRotation, LocalError>,
+) {
+    match result {
+        Ok(_) => tracing::info!(%rotation_id, "scheduled rotation committed"),
+        Err(LocalError::Busy { attempt_id, .. }) => {
+            tracing::info!(%rotation_id, %attempt_id, "scheduled rotation skipped: an attempt is running");
+        }
+        Err(error @ LocalError::HandoverPending { .. }) => {
+            tracing::info!(%rotation_id, %error, "scheduled rotation deferred: waiting for consumers to confirm");
+        }
+        Err(error) => tracing::warn!(%rotation_id, %error, "scheduled rotation failed"),
+    }
 }
 
 #[cfg(test)]

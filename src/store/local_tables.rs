@@ -256,7 +256,7 @@ impl LeaseStore for Store {
     }
 }
 
-fn decode_state(row: &impl Columns) -> Result<RotationState, StoreError> {
+pub(super) fn decode_state(row: &impl Columns) -> Result<RotationState, StoreError> {
     Ok(RotationState {
         active_index: count(row.int("active_index")?),
         status: if row.text("status")? == "failed" {

@@ -12,6 +12,7 @@ pub mod error;
 mod group_commit;
 pub mod handover;
 pub mod local;
+mod local_batch;
 mod local_tables;
 mod outbox;
 mod relay_lease;
@@ -25,6 +26,7 @@ use uuid::Uuid;
 
 pub use self::db::Store;
 pub use self::error::StoreError;
+pub use self::local_batch::BatchRow;
 pub use self::local_tables::LEASE_TTL;
 
 /// Runs one store transaction of a call inside its span (`telemetry::store_transaction_span`),

@@ -51,6 +51,50 @@ macro_rules! append_in {
 }
 pub(crate) use append_in;
 
+/// Appends every event of `$events` (an iterator of `&NewOutboxEvent`, at least one) through
+/// `$exec` in one statement, in the iterator's order, under the same lock as [`append_in!`].
+macro_rules! append_many_in {
+    ($exec:expr, $postgres:expr, $events:expr) => {
+        async {
+            if $postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind($crate::store::outbox::OUTBOX_LOCK)
+                    .execute($exec)
+                    .await
+                    .map_err(StoreError::query)?;
+            }
+            let mut rows = Vec::new();
+            for event in $events {
+                let event: &$crate::store::NewOutboxEvent = event;
+                let trace_headers = serde_json::to_string(&event.trace_headers)
+                    .map_err(|e| StoreError::Corrupt(format!("trace headers: {e}")))?;
+                rows.push((event, trace_headers));
+            }
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO outbox \
+                 (event_id, subject, payload, rotation_id, trace_headers, request_id, created_at) ",
+            );
+            insert.push_values(&rows, |mut row, (event, trace_headers)| {
+                row.push_bind(event.event_id.to_string())
+                    .push_bind(event.subject.clone())
+                    .push_bind(event.payload.clone())
+                    .push_bind(event.rotation_id.clone())
+                    .push_bind(trace_headers.clone())
+                    .push_bind(event.request_id.clone())
+                    .push_bind(event.created_at.timestamp_micros());
+            });
+            insert.push(" ON CONFLICT (event_id) DO NOTHING");
+            insert
+                .build()
+                .execute($exec)
+                .await
+                .map_err(StoreError::query)?;
+            Ok::<(), StoreError>(())
+        }
+    };
+}
+pub(crate) use append_many_in;
+
 /// Marks `$deliveries` sent at `$at` inside the open transaction `$tx`.
 macro_rules! mark_sent_in {
     ($tx:expr, $deliveries:expr, $at:expr) => {

@@ -21,12 +21,12 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{AsyncStream, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, ErrorKind, RedisConnectionInfo, RedisError, ServerErrorKind};
 
-use super::admin_sessions::AdminSessions;
+use super::admin_sessions::IDLE_FOR;
 use super::redact::Redactor;
 use super::sql_error::Login;
 use super::tls;
@@ -66,9 +66,7 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
         .usernames
         .cloned()
         .unwrap_or_else(|| RedisDriver::default_usernames(ctx.rotation_id));
-    let admin = ctx
-        .shared
-        .get_or_init(|| AdminShared::new(ctx.shared.max_parallel()));
+    let admin = ctx.shared.get_or_init(AdminShared::new);
     let driver = RedisDriver::new(ctx.connection.clone(), parameters, &usernames)?.with_admin(admin);
     Ok(Built::chosen(
         driver,
@@ -81,21 +79,32 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, DriverError> {
 /// switch it off, which is the driver's job.
 const RESERVED_RULES: &[&str] = &["on", "off", "nopass", "resetpass", "reset"];
 
-/// What the rotations of one connection share: idle admin connections, reused by the next apply
-/// or revoke (a login costs a connection, HELLO and AUTH, more than the `ACL SETUSER` itself),
-/// and whether the missing ACL file was reported already (once per connection, not per apply).
-#[derive(Debug, Clone)]
+/// What the rotations of one connection share: one admin connection, reused by their applies
+/// and revokes (a login costs a connection, HELLO and AUTH, more than the `ACL SETUSER` itself)
+/// and multiplexed (redis-rs pipelines the commands of concurrent applies over it, so the server
+/// reads and answers them in batches); and whether the missing ACL file was reported already
+/// (once per connection, not per apply).
+#[derive(Clone)]
 struct AdminShared {
-    sessions: AdminSessions<MultiplexedConnection>,
+    /// The admin connection and when it was last used; one unused for [`IDLE_FOR`] is closed
+    /// and replaced by a new login, so the server never keeps a rotator session for long
+    /// after the last rotation.
+    connection: Arc<tokio::sync::Mutex<Option<(MultiplexedConnection, Instant)>>>,
     no_acl_file_reported: Arc<AtomicBool>,
 }
 
 impl AdminShared {
-    fn new(max_parallel: usize) -> Self {
+    fn new() -> Self {
         Self {
-            sessions: AdminSessions::new(max_parallel),
+            connection: Arc::default(),
             no_acl_file_reported: Arc::default(),
         }
+    }
+}
+
+impl std::fmt::Debug for AdminShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminShared").finish_non_exhaustive()
     }
 }
 
@@ -140,7 +149,7 @@ impl RedisDriver {
         }
         let tls = tls::client_config(&connection, SYSTEM)?;
         Ok(Self {
-            admin: AdminShared::new(1),
+            admin: AdminShared::new(),
             connection,
             scope,
             tls,
@@ -231,8 +240,8 @@ impl RedisDriver {
         .await
     }
 
-    /// Runs `work` on an admin connection: an idle one kept by an earlier apply, else a new
-    /// login; kept for the next one when `work` succeeds. A kept connection that broke (the
+    /// Runs `work` on the connection's shared admin connection (logging in when there is none,
+    /// or the last one sat unused for [`IDLE_FOR`]). A shared connection that broke (the
     /// server restarted, say) is dropped and `work` runs once more on a new login: each admin
     /// command here may be sent twice.
     async fn as_admin<F, Fut>(
@@ -245,27 +254,37 @@ impl RedisDriver {
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = Result<(), DriverError>>,
     {
-        let taken = self.admin.sessions.take(std::time::Instant::now());
-        drop(taken.expired);
-        if let Some(conn) = taken.session {
-            match work(conn.clone()).await {
-                Ok(()) => {
-                    self.keep(conn);
-                    return Ok(());
-                }
-                Err(e) if e.kind() != DriverErrorKind::Unreachable => return Err(e),
-                Err(_) => drop(conn),
+        let (conn, reused) = self.shared_admin(phase, redactor).await?;
+        match work(conn).await {
+            Err(e) if reused && e.kind() == DriverErrorKind::Unreachable => {
+                *self.admin.connection.lock().await = None;
+                let (conn, _) = self.shared_admin(phase, redactor).await?;
+                work(conn).await
             }
+            outcome => outcome,
         }
-        let conn = self.admin_connection(phase, redactor).await?;
-        work(conn.clone()).await?;
-        self.keep(conn);
-        Ok(())
     }
 
-    /// Keeps an admin connection for the next apply, or closes it when enough are kept.
-    fn keep(&self, conn: MultiplexedConnection) {
-        drop(self.admin.sessions.put(conn, std::time::Instant::now()));
+    /// The shared admin connection, and whether it was already open. The lock is held while
+    /// logging in, so concurrent applies wait for one login instead of each making its own.
+    async fn shared_admin(
+        &self,
+        phase: Phase,
+        redactor: &Redactor<'_>,
+    ) -> Result<(MultiplexedConnection, bool), DriverError> {
+        let mut shared = self.admin.connection.lock().await;
+        let now = Instant::now();
+        if let Some((conn, used)) = shared.as_mut()
+            && now.saturating_duration_since(*used) < IDLE_FOR
+        {
+            *used = now;
+            return Ok((conn.clone(), true));
+        }
+        // Dropping the last clone closes an idle connection.
+        *shared = None;
+        let conn = self.admin_connection(phase, redactor).await?;
+        *shared = Some((conn.clone(), now));
+        Ok((conn, false))
     }
 
     /// `ACL SAVE`, ignoring "no ACL file" (the change then lives in memory only).

@@ -12,7 +12,9 @@ use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use serde::{Deserialize, Serialize};
 
 use super::EventsError;
+use super::attempt_json::{CompletedJson, FailedJson};
 use super::model::RotationEvent;
+use crate::proto::{RotationCompleted, RotationFailed};
 
 /// The `content-type` NATS header of every event message.
 pub const CONTENT_TYPE: &str = "application/cloudevents+json; charset=utf-8";
@@ -151,7 +153,7 @@ struct Envelope<'a> {
     traceparent: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tracestate: Option<String>,
-    data: Proto3Json,
+    data: Proto3Json<'a>,
 }
 
 impl<'a> Envelope<'a> {
@@ -187,11 +189,25 @@ impl<'a> Envelope<'a> {
     }
 }
 
-/// The event message, serialized in the proto3 JSON mapping.
-struct Proto3Json(DynamicMessage);
+/// The event message, serialized in the proto3 JSON mapping: the two events of every attempt
+/// by hand ([`attempt_json`](super::attempt_json), the hot path), the others through the
+/// descriptor set.
+enum Proto3Json<'a> {
+    Completed(&'a RotationCompleted),
+    Failed(&'a RotationFailed),
+    Reflected(DynamicMessage),
+}
 
-impl Proto3Json {
-    fn of(event: &RotationEvent) -> Result<Self, EventsError> {
+impl<'a> Proto3Json<'a> {
+    fn of(event: &'a RotationEvent) -> Result<Self, EventsError> {
+        match event {
+            RotationEvent::Completed(completed) => Ok(Self::Completed(completed)),
+            RotationEvent::Failed(failed) => Ok(Self::Failed(failed)),
+            other => Self::reflected(other),
+        }
+    }
+
+    fn reflected(event: &RotationEvent) -> Result<Self, EventsError> {
         let pool = DESCRIPTORS
             .as_ref()
             .map_err(|e| EventsError::Encode(e.clone()))?;
@@ -204,17 +220,21 @@ impl Proto3Json {
                 ))
             })?;
         DynamicMessage::decode(descriptor, event.encode_to_vec().as_slice())
-            .map(Self)
+            .map(Self::Reflected)
             .map_err(|e| EventsError::Encode(e.to_string()))
     }
 }
 
-impl Serialize for Proto3Json {
+impl Serialize for Proto3Json<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize_with_options(
-            serializer,
-            &SerializeOptions::new().skip_default_fields(false),
-        )
+        match self {
+            Self::Completed(completed) => CompletedJson(completed).serialize(serializer),
+            Self::Failed(failed) => FailedJson(failed).serialize(serializer),
+            Self::Reflected(message) => message.serialize_with_options(
+                serializer,
+                &SerializeOptions::new().skip_default_fields(false),
+            ),
+        }
     }
 }
 
@@ -222,6 +242,73 @@ impl Serialize for Proto3Json {
 mod tests {
     use super::*;
     use crate::proto::{RotationAttempt, RotationFailed, RotationType};
+
+    /// Every field of `RotationAttempt` set (named one by one: a new field does not compile
+    /// here until it is added), with sub-second parts of each precision.
+    fn full_attempt(nanos: i32) -> RotationAttempt {
+        RotationAttempt {
+            event_id: "e-1".into(),
+            time: Some(prost_types::Timestamp {
+                seconds: 1_764_201_600,
+                nanos,
+            }),
+            rotation_id: "r-1".into(),
+            r#type: RotationType::RedisCredentials as i32,
+            name: Some("n".into()),
+            project_id: Some("p".into()),
+            environment: Some("prod".into()),
+            folder_path: Some("/".into()),
+            backend: crate::proto::Backend::Local as i32,
+            active_index: Some(0),
+            trigger: crate::proto::Trigger::Scheduled as i32,
+            attempt_number: 3,
+            duration: Some(prost_types::Duration { seconds: 2, nanos }),
+            request_id: "q-1".into(),
+            upstream_req_id: Some("u-1".into()),
+            trace_id: Some("t-1".into()),
+            resolves_event_id: Some("e-0".into()),
+        }
+    }
+
+    #[test]
+    fn the_attempt_events_by_hand_match_the_descriptor_set() {
+        let sparse = RotationAttempt {
+            r#type: 999,
+            backend: 77,
+            ..Default::default()
+        };
+        let attempts = [0, 5_000_000, 5_000, 5]
+            .map(full_attempt)
+            .into_iter()
+            .chain([sparse]);
+        for attempt in attempts {
+            let events = [
+                RotationEvent::Completed(RotationCompleted {
+                    attempt: Some(attempt.clone()),
+                }),
+                RotationEvent::Failed(RotationFailed {
+                    attempt: Some(attempt.clone()),
+                    code: "UNAVAILABLE".into(),
+                    retryable: true,
+                    message: "m".into(),
+                    reason: "R".into(),
+                }),
+                RotationEvent::Completed(RotationCompleted { attempt: None }),
+            ];
+            for event in events {
+                let by_hand = serde_json::to_value(Proto3Json::of(&event).expect("by hand"))
+                    .expect("serialize");
+                let reflected =
+                    serde_json::to_value(Proto3Json::reflected(&event).expect("reflected"))
+                        .expect("serialize");
+                assert!(matches!(
+                    Proto3Json::of(&event),
+                    Ok(Proto3Json::Completed(_) | Proto3Json::Failed(_))
+                ));
+                assert_eq!(by_hand, reflected, "{event:?}");
+            }
+        }
+    }
 
     #[test]
     fn data_is_proto3_json_with_every_non_optional_field() {

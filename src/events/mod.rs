@@ -16,6 +16,7 @@
 //!
 //! [`EventsPipeline`] starts all of it for a server.
 
+mod attempt_json;
 pub mod backlog;
 pub mod backoff;
 pub mod cloudevent;

@@ -16,7 +16,7 @@
 //! leaves the batch and goes on through the one-rotation state machine (retries, a new
 //! candidate, FAIL or parking), which stores each of its steps.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
 use uuid::Uuid;
@@ -37,6 +37,9 @@ use crate::store::local::AttemptRow;
 
 /// The most rotations one batch takes.
 pub const BATCH: usize = 64;
+
+/// Batches under way at once.
+pub const BATCHES_AT_ONCE: usize = 4;
 
 /// Whether `rotation` may be rotated in a batch: a chosen secret of a dual-phase type (its
 /// apply sets the inactive slot user's password as the admin, so applying the same candidate
@@ -131,8 +134,17 @@ impl LocalBackend {
         };
         let mut resumed = Vec::new();
         let mut prepared = Vec::with_capacity(held.len());
+        let mut not_due = Vec::new();
+        let now = Utc::now();
         for (member, token) in held {
             match rows.get(&member.rotation_id) {
+                // Rotated since the scan read it due (by another replica, whose COMMIT freed the
+                // lease just taken): not rotated twice.
+                Some(row)
+                    if !row.open_attempt && row.state.next_rotation_at.is_none_or(|t| t > now) =>
+                {
+                    not_due.push((member.rotation_id, token));
+                }
                 Some(row) if !row.open_attempt => {
                     let slot = if row.has_credential {
                         1 - row.state.active_index.min(1)
@@ -152,6 +164,13 @@ impl LocalBackend {
                 // path resumes it (or rotates) under the lease already held.
                 _ => resumed.push((member, token)),
             }
+        }
+        if !not_due.is_empty() {
+            tracing::info!(
+                rotations = not_due.len(),
+                "scheduled rotations skipped: rotated since the scan"
+            );
+            self.release_all(not_due).await;
         }
         let resuming =
             futures::future::join_all(resumed.into_iter().map(|(member, token)| async move {
@@ -332,14 +351,14 @@ impl LocalBackend {
         }
         let now = Utc::now();
         let mut commits = Vec::with_capacity(verified.len());
-        let mut views = HashMap::with_capacity(verified.len());
+        let mut recorded = HashSet::with_capacity(verified.len());
         for (run, _) in &verified {
             let Some(row) = rows.get(&run.row.rotation_id) else {
                 continue;
             };
             match self.commit_record(run, row.state.clone(), now) {
-                Ok((commit, view)) => {
-                    views.insert(run.row.rotation_id.clone(), view);
+                Ok((commit, _view)) => {
+                    recorded.insert(run.row.rotation_id.clone());
                     commits.push((commit, run.row.fencing_token));
                 }
                 Err(error) => log_outcome(&run.row.rotation_id, &Err(error)),
@@ -364,17 +383,19 @@ impl LocalBackend {
         let mut sinks = false;
         for (run, lease) in &verified {
             let rotation_id = &run.row.rotation_id;
-            match views.remove(rotation_id) {
-                Some(view) if committed.contains(rotation_id) => {
-                    lease.mark_freed();
-                    sinks |= !run.rotation.sinks().is_empty();
-                    log_outcome(rotation_id, &Ok(view));
-                }
-                _ => {
-                    log_outcome(rotation_id, &Err(StoreError::LostLease.into()));
-                    self.release_unless_freed(rotation_id, lease).await;
-                }
+            if committed.contains(rotation_id) {
+                lease.mark_freed();
+                sinks |= !run.rotation.sinks().is_empty();
+                // One INFO line per batch below; a failure is logged per rotation.
+                tracing::debug!(%rotation_id, "scheduled rotation committed");
+                continue;
             }
+            // Not recorded: its failure is logged already. Either way the attempt stays
+            // PREPARED and recovery finishes it.
+            if recorded.contains(rotation_id) {
+                log_outcome(rotation_id, &Err(StoreError::LostLease.into()));
+            }
+            self.release_unless_freed(rotation_id, lease).await;
         }
         tracing::info!(
             rotations = verified.len(),
@@ -401,11 +422,14 @@ impl LocalBackend {
         }
     }
 
-    /// Releases each `(rotation id, token)` lease; a failure is logged (the lease expires).
+    /// Releases each `(rotation id, token)` lease; a failure is logged (the leases expire).
     async fn release_all(&self, leases: Vec<(String, i64)>) {
-        for (rotation_id, token) in leases {
-            self.release_unless_freed(&rotation_id, &HeldLease::new(token))
-                .await;
+        let count = leases.len();
+        if let Err(error) = self
+            .in_span("release leases", self.store().release_leases(leases))
+            .await
+        {
+            tracing::warn!(%error, leases = count, "could not release a batch's leases; they expire");
         }
     }
 }

@@ -155,10 +155,21 @@ async fn run_due(
                 .is_ok_and(|(rotation, driver)| super::batch::batchable(rotation, driver))
         })
     };
-    for chunk in batched.chunks(super::batch::BATCH) {
+    {
         let backend = Arc::clone(backend);
-        let ids: Vec<Uuid> = chunk.iter().map(|item| item.rotation_id).collect();
-        running.spawn(async move { backend.rotate_batch(&ids).await });
+        let chunks: Vec<Vec<Uuid>> = batched
+            .chunks(super::batch::BATCH)
+            .map(|chunk| chunk.iter().map(|item| item.rotation_id).collect())
+            .collect();
+        running.spawn(async move {
+            use futures::StreamExt as _;
+            futures::stream::iter(chunks)
+                .for_each_concurrent(super::batch::BATCHES_AT_ONCE, |ids| {
+                    let backend = Arc::clone(&backend);
+                    async move { backend.rotate_batch(&ids).await }
+                })
+                .await;
+        });
     }
     for item in single {
         let backend = Arc::clone(backend);

@@ -155,6 +155,33 @@ impl Store {
         })
     }
 
+    /// Frees each lease `(rotation id, token)` still held by its token, in one statement.
+    ///
+    /// # Errors
+    ///
+    /// The store could not write.
+    pub async fn release_leases(&self, held: Vec<(String, i64)>) -> Result<(), StoreError> {
+        if held.is_empty() {
+            return Ok(());
+        }
+        write_tx!(self, one_effect, |tx, postgres| {
+            let mut release = sqlx::QueryBuilder::new(
+                "UPDATE local_leases SET holder = '', expires_at = 0 WHERE holder <> '' AND ",
+            );
+            keys_in!(release, "rotation_id", &held, |item| item.0.clone());
+            release.push(" AND ");
+            rows_in!(release, "rotation_id, fencing_token", &held, |row, item| {
+                row.push_bind(item.0.clone()).push_bind(item.1)
+            });
+            release
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map(drop)
+                .map_err(StoreError::query)
+        })
+    }
+
     /// The state of each of `rotation_ids`, whether it holds a credential and whether an
     /// attempt of it is open, in one read. A rotation without a state row is missing.
     ///
@@ -591,5 +618,34 @@ mod tests {
             LeaseOutcome::HeldBy(format!("a-{}", ids[1]))
         );
         assert_eq!(store.backlog().await.expect("backlog").depth, 1);
+
+        store
+            .release_leases(vec![(ids[1].clone(), t1 + 100)])
+            .await
+            .expect("release");
+        assert!(
+            matches!(
+                store
+                    .acquire(&ids[1], "next", LEASE_TTL)
+                    .await
+                    .expect("lease"),
+                LeaseOutcome::HeldBy(_)
+            ),
+            "a stale token frees nothing"
+        );
+        store
+            .release_leases(vec![(ids[1].clone(), t1)])
+            .await
+            .expect("release");
+        assert!(
+            matches!(
+                store
+                    .acquire(&ids[1], "next", LEASE_TTL)
+                    .await
+                    .expect("lease"),
+                LeaseOutcome::Acquired(_)
+            ),
+            "the holder's token frees it"
+        );
     }
 }

@@ -26,10 +26,10 @@ use super::backend::{LocalBackend, Origin, Scope};
 use super::error::LocalError;
 use super::failpoint;
 use super::registered::Registered;
-use super::run::{HeldLease, Run, seal_into};
+use super::run::{HeldLease, Run, new_candidate, prepared_row};
 use super::scheduler::log_outcome;
 use crate::config::registry::LocalRotation;
-use crate::drivers::{Driver as _, DriverError, LocalDriver, Slot};
+use crate::drivers::{Driver as _, DriverError, LocalDriver};
 use crate::proto::SecretRotation;
 use crate::rotation::Credential;
 use crate::store::StoreError;
@@ -63,9 +63,9 @@ struct Member<'a> {
 /// How a batched rotation's target work ended.
 enum Applied<'a> {
     /// Applied and logged in: ready for the batch's COMMIT.
-    Verified(Run<'a>, HeldLease),
+    Verified(Box<Run<'a>>, HeldLease),
     /// Left the batch; the one-rotation state machine finished it.
-    Finished(String, Result<SecretRotation, LocalError>),
+    Finished(String, Box<Result<SecretRotation, LocalError>>),
 }
 
 // === impl LocalBackend (batches) ===
@@ -205,31 +205,14 @@ impl LocalBackend {
                 "only chosen secrets are rotated in batches",
             )));
         };
-        let mut row = AttemptRow {
-            attempt_id: member.attempt_id,
-            rotation_id: member.rotation_id.clone(),
+        let mut row = prepared_row(
+            member.attempt_id,
+            member.rotation_id.clone(),
             slot,
-            state: AttemptState::Prepared,
-            key_id: String::new(),
-            candidate: Vec::new(),
-            candidate_id: None,
-            ids_before: None,
-            fencing_token: token,
-            scheduled: true,
-            request_id: member.origin.request_id.clone(),
-            transient: 0,
-            regenerations: 0,
-            error: None,
-            created_at: Utc::now(),
-        };
-        let credential = Credential {
-            id: d
-                .driver
-                .username_for(Slot::from_index(slot).unwrap_or(Slot::First))
-                .to_owned(),
-            secret: d.password_policy.generate(),
-        };
-        seal_into(&mut row, current, &credential)?;
+            token,
+            &member.origin,
+        );
+        let credential = new_candidate(d, &mut row, current)?;
         Ok((row, credential))
     }
 
@@ -285,7 +268,7 @@ impl LocalBackend {
         let mut verified = Vec::with_capacity(applied.len());
         for outcome in applied {
             match outcome {
-                Applied::Verified(run, lease) => verified.push((run, lease)),
+                Applied::Verified(run, lease) => verified.push((*run, lease)),
                 Applied::Finished(rotation_id, result) => log_outcome(&rotation_id, &result),
             }
         }
@@ -318,7 +301,7 @@ impl LocalBackend {
         match failed {
             None if run.row.state == AttemptState::Applied => {
                 run.row.state = AttemptState::Verified;
-                Applied::Verified(run, lease)
+                Applied::Verified(Box::new(run), lease)
             }
             // Boxed for the same reason: the one-rotation state machine is the rare path.
             failed => Box::pin(self.finish_alone(run, lease, failed)).await,
@@ -336,7 +319,7 @@ impl LocalBackend {
         let rotation_id = run.row.rotation_id.clone();
         let result = self.drive_after(run, &lease, failed).await;
         self.release_unless_freed(&rotation_id, &lease).await;
-        Applied::Finished(rotation_id, result)
+        Applied::Finished(rotation_id, Box::new(result))
     }
 
     /// COMMIT of the verified runs in one transaction, each from its rotation's state as read

@@ -22,7 +22,9 @@ use super::registered::Registered;
 use super::schedule::Schedule;
 use crate::config::registry::LocalRotation;
 use crate::crypto::{CryptoError, Sealed, associated_data};
-use crate::drivers::{Driver as _, DriverError, DriverErrorKind, LocalDriver, Phase, Slot};
+use crate::drivers::{
+    Driver as _, DriverError, DriverErrorKind, LocalDriver, Phase, RotationDriver, Slot,
+};
 use crate::proto::{Backend, SecretRotation, Trigger};
 use crate::rotation::{AttemptRecord, Classify as _, Credential};
 use crate::secret::SecretString;
@@ -223,36 +225,9 @@ impl LocalBackend {
         slot: u32,
         origin: &Origin,
     ) -> Result<Run<'a>, LocalError> {
-        let rotation_id = rotation.id.to_string();
-        let mut row = AttemptRow {
-            attempt_id,
-            rotation_id: rotation_id.clone(),
-            slot,
-            state: AttemptState::Prepared,
-            key_id: String::new(),
-            candidate: Vec::new(),
-            candidate_id: None,
-            ids_before: None,
-            fencing_token: token,
-            scheduled: origin.scheduled,
-            request_id: origin.request_id.clone(),
-            transient: 0,
-            regenerations: 0,
-            error: None,
-            created_at: Utc::now(),
-        };
+        let mut row = prepared_row(attempt_id, rotation.id.to_string(), slot, token, origin);
         let candidate = match driver {
-            LocalDriver::Chosen(d) => {
-                let credential = Credential {
-                    id: d
-                        .driver
-                        .username_for(Slot::from_index(slot).unwrap_or(Slot::First))
-                        .to_owned(),
-                    secret: d.password_policy.generate(),
-                };
-                seal_into(&mut row, current, &credential)?;
-                Some(credential)
-            }
+            LocalDriver::Chosen(d) => Some(new_candidate(d, &mut row, current)?),
             LocalDriver::Issued(_) => None,
         };
         self.in_span(
@@ -434,12 +409,7 @@ impl LocalBackend {
     async fn regenerate(&self, run: &mut Run<'_>) -> Result<(), LocalError> {
         match run.driver {
             LocalDriver::Chosen(d) => {
-                let credential = Credential {
-                    id: d.driver.username_for(slot_of(&run.row)).to_owned(),
-                    secret: d.password_policy.generate(),
-                };
-                seal_into(&mut run.row, run.registered, &credential)?;
-                run.candidate = Some(credential);
+                run.candidate = Some(new_candidate(d, &mut run.row, run.registered)?);
             }
             LocalDriver::Issued(_) => {
                 // An issued secret is the provider's: nothing to regenerate here; issue again.
@@ -617,6 +587,48 @@ impl From<LocalError> for Step {
     fn from(e: LocalError) -> Self {
         Self::Store(e)
     }
+}
+
+/// A PREPARED attempt row of `rotation_id` for `slot` under `token`, with no candidate yet.
+pub(super) fn prepared_row(
+    attempt_id: Uuid,
+    rotation_id: String,
+    slot: u32,
+    token: i64,
+    origin: &Origin,
+) -> AttemptRow {
+    AttemptRow {
+        attempt_id,
+        rotation_id,
+        slot,
+        state: AttemptState::Prepared,
+        key_id: String::new(),
+        candidate: Vec::new(),
+        candidate_id: None,
+        ids_before: None,
+        fencing_token: token,
+        scheduled: origin.scheduled,
+        request_id: origin.request_id.clone(),
+        transient: 0,
+        regenerations: 0,
+        error: None,
+        created_at: Utc::now(),
+    }
+}
+
+/// A new password for the chosen secret `d`, for the user of `row`'s slot, sealed into `row`
+/// as its candidate.
+pub(super) fn new_candidate(
+    d: &RotationDriver,
+    row: &mut AttemptRow,
+    current: &Registered,
+) -> Result<Credential, LocalError> {
+    let credential = Credential {
+        id: d.driver.username_for(slot_of(row)).to_owned(),
+        secret: d.password_policy.generate(),
+    };
+    seal_into(row, current, &credential)?;
+    Ok(credential)
 }
 
 /// Seals `credential` as the row's candidate (rotation id and slot as associated data).

@@ -619,33 +619,21 @@ mod tests {
         );
         assert_eq!(store.backlog().await.expect("backlog").depth, 1);
 
-        store
-            .release_leases(vec![(ids[1].clone(), t1 + 100)])
-            .await
-            .expect("release");
-        assert!(
-            matches!(
-                store
-                    .acquire(&ids[1], "next", LEASE_TTL)
-                    .await
-                    .expect("lease"),
-                LeaseOutcome::HeldBy(_)
-            ),
-            "a stale token frees nothing"
-        );
-        store
-            .release_leases(vec![(ids[1].clone(), t1)])
-            .await
-            .expect("release");
-        assert!(
-            matches!(
-                store
-                    .acquire(&ids[1], "next", LEASE_TTL)
-                    .await
-                    .expect("lease"),
-                LeaseOutcome::Acquired(_)
-            ),
-            "the holder's token frees it"
-        );
+        // A stale token frees nothing; the holder's frees the lease.
+        for (token, freed) in [(t1 + 100, false), (t1, true)] {
+            store
+                .release_leases(vec![(ids[1].clone(), token)])
+                .await
+                .expect("release");
+            let taken = store
+                .acquire(&ids[1], "next", LEASE_TTL)
+                .await
+                .expect("lease");
+            assert_eq!(
+                matches!(taken, LeaseOutcome::Acquired(_)),
+                freed,
+                "token {token}"
+            );
+        }
     }
 }

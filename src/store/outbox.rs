@@ -19,34 +19,7 @@ pub(crate) const OUTBOX_LOCK: i64 = 0x0072_6f74_6174_6f72;
 /// the same order.
 macro_rules! append_in {
     ($exec:expr, $postgres:expr, $event:expr) => {
-        async {
-            let event: &$crate::store::NewOutboxEvent = $event;
-            if $postgres {
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind($crate::store::outbox::OUTBOX_LOCK)
-                    .execute($exec)
-                    .await
-                    .map_err(StoreError::query)?;
-            }
-            let trace_headers = serde_json::to_string(&event.trace_headers)
-                .map_err(|e| StoreError::Corrupt(format!("trace headers: {e}")))?;
-            sqlx::query(
-                "INSERT INTO outbox \
-                 (event_id, subject, payload, rotation_id, trace_headers, request_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
-            )
-            .bind(event.event_id.to_string())
-            .bind(&event.subject)
-            .bind(&event.payload)
-            .bind(&event.rotation_id)
-            .bind(trace_headers)
-            .bind(&event.request_id)
-            .bind(event.created_at.timestamp_micros())
-            .execute($exec)
-            .await
-            .map_err(StoreError::query)?;
-            Ok::<(), StoreError>(())
-        }
+        $crate::store::outbox::append_many_in!($exec, $postgres, std::iter::once($event))
     };
 }
 pub(crate) use append_in;

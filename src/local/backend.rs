@@ -143,11 +143,12 @@ impl LocalBackend {
         self
     }
 
-    /// What background recovery waits on between passes.
+    /// How often a running attempt renews its lease.
     pub(super) fn lease_renew(&self) -> Duration {
         self.lease_renew
     }
 
+    /// What background recovery waits on between passes.
     pub(super) fn recovery_signal(&self) -> Arc<Notify> {
         Arc::clone(&self.recovery)
     }
@@ -385,17 +386,6 @@ impl LocalBackend {
             .await
     }
 
-    /// The `max_parallel_rotations` of `rotation`'s connection.
-    pub(super) fn connection_limit(&self, current: &Registered, rotation: &LocalRotation) -> usize {
-        current
-            .registry
-            .connections
-            .get(&rotation.connection)
-            .map_or(crate::config::registry::DEFAULT_MAX_PARALLEL, |c| {
-                c.max_parallel_rotations
-            })
-    }
-
     /// Runs the attempt of `rotation` under the lease its caller took with `token`, within the
     /// connection's bound, renewing the lease meanwhile; afterwards releases the lease unless
     /// COMMIT or FAIL freed it.
@@ -436,13 +426,19 @@ impl LocalBackend {
         }
     }
 
-    /// The slot of `rotation`'s connection bound, waited for.
+    /// A slot of `rotation`'s connection bound (its `max_parallel_rotations`), waited for.
     pub(super) async fn connection_slot(
         &self,
         current: &Registered,
         rotation: &LocalRotation,
     ) -> tokio::sync::OwnedSemaphorePermit {
-        let limit = self.connection_limit(current, rotation);
+        let limit = current
+            .registry
+            .connections
+            .get(&rotation.connection)
+            .map_or(crate::config::registry::DEFAULT_MAX_PARALLEL, |c| {
+                c.max_parallel_rotations
+            });
         self.limits.acquire(&rotation.connection, limit).await
     }
 

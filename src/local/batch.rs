@@ -180,7 +180,7 @@ impl LocalBackend {
                     member.driver,
                     member.attempt_id,
                     token,
-                    member.origin.clone(),
+                    member.origin,
                 ))
                 .await;
                 log_outcome(&member.rotation_id, &result);
